@@ -1,0 +1,103 @@
+"""Canonical encodings shared by every signed document.
+
+DESIGN.md, "Canonical encodings everywhere": base64 is RFC 4648 section 4
+with padding and must re-encode to the same text, decimals carry no sign and
+no leading zeros, times are UTC RFC 3339 with seconds and ``Z``. A parser
+that accepted two spellings of one value would let two different texts carry
+the same meaning, which breaks hashing of statement texts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
+
+from blocklist.errors import FormatError
+
+_B64_RE = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
+_DECIMAL_RE = re.compile(r"\A(0|[1-9][0-9]*)\Z")
+_TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+_HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+
+#: Largest decimal accepted anywhere (versions, serials, counts): 2^63 - 1,
+#: what a signed 64-bit database column holds. Prevents huge-integer DoS.
+MAX_DECIMAL = 2**63 - 1
+
+
+def b64encode(data: bytes) -> str:
+    """Encode bytes as padded standard base64 (RFC 4648 section 4)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str, *, length: int | None = None, what: str = "value") -> bytes:
+    """Decode canonical base64, optionally of an exact decoded length.
+
+    Raises:
+        FormatError: the text is not canonical padded base64 (stray padding
+            bits, missing padding, other alphabets, whitespace) or does not
+            decode to ``length`` bytes.
+    """
+    if not _B64_RE.match(text) or len(text) % 4:
+        raise FormatError(f"{what}: not padded standard base64")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise FormatError(f"{what}: invalid base64") from e
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise FormatError(f"{what}: non-canonical base64 (stray padding bits)")
+    if length is not None and len(raw) != length:
+        raise FormatError(f"{what}: expected {length} bytes, got {len(raw)}")
+    return raw
+
+
+def parse_decimal(text: str, *, what: str = "number", maximum: int = MAX_DECIMAL) -> int:
+    """Parse a canonical non-negative decimal (no sign, no leading zeros).
+
+    Raises:
+        FormatError: the text is not canonical or exceeds ``maximum``.
+    """
+    if len(text) > 20 or not _DECIMAL_RE.match(text):
+        raise FormatError(f"{what}: not a canonical decimal: {text[:24]!r}")
+    value = int(text)
+    if value > maximum:
+        raise FormatError(f"{what}: {value} exceeds the maximum {maximum}")
+    return value
+
+
+def format_time(when: datetime) -> str:
+    """Format an aware datetime as UTC RFC 3339 with seconds and ``Z``."""
+    if when.tzinfo is None:
+        raise ValueError("format_time needs an aware datetime")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, *, what: str = "time") -> datetime:
+    """Parse UTC RFC 3339 ``YYYY-MM-DDTHH:MM:SSZ`` into an aware datetime.
+
+    Raises:
+        FormatError: any other spelling (offsets, fractions, lower-case).
+    """
+    if not _TIME_RE.match(text):
+        raise FormatError(f"{what}: not UTC RFC 3339 with seconds and Z: {text[:32]!r}")
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise FormatError(f"{what}: invalid date or time: {text!r}") from e
+
+
+def hash_to_hex(h: bytes) -> str:
+    """Write a 32-byte hash as 64 lower-case hex digits (URL paths, queries)."""
+    return h.hex()
+
+
+def hash_from_hex(text: str) -> bytes:
+    """Parse 64 lower-case hex digits into a 32-byte hash.
+
+    Raises:
+        FormatError: wrong length, upper case, or non-hex characters.
+    """
+    if not _HEX_HASH_RE.match(text):
+        raise FormatError("hash: expected 64 lower-case hex digits")
+    return bytes.fromhex(text)

@@ -1,0 +1,5 @@
+"""Allow ``python -m cleanfeed``."""
+
+from cleanfeed.cli import main
+
+main()

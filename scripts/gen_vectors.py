@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Generate the golden test vectors of docs/protocol.md.
+
+Writes ``tests/vectors/golden.json``: keys derived from fixed seeds, a
+keyring, three version statements, checkpoints, state digests, Merkle
+proofs and an audit-log chain, every value produced by the project's own
+code from fixed inputs. Ed25519 signatures are deterministic (RFC 8032), so
+the output is byte-for-byte reproducible.
+
+``--check`` regenerates in memory and fails with a diff when the committed
+file differs: a change to any signed format then shows up in review instead
+of silently changing what third-party verifiers must accept.
+
+Usage::
+
+    python scripts/gen_vectors.py          # rewrite tests/vectors/golden.json
+    python scripts/gen_vectors.py --check  # CI: fail if it would change
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash  # noqa: E402
+from blocklist.canonical import expression, expression_hash  # noqa: E402
+from blocklist.checkpoint import Checkpoint  # noqa: E402
+from blocklist.encoding import b64encode  # noqa: E402
+from blocklist.keyring import KeyRange, Keyring  # noqa: E402
+from blocklist.merkle import (  # noqa: E402
+    EMPTY_ROOT,
+    MemoryHashStore,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    range_hashes,
+)
+from blocklist.statedigest import StateDigest  # noqa: E402
+from blocklist.statement import ZERO_HASH, Statement  # noqa: E402
+from signer.keyring import sign_keyring  # noqa: E402
+from signer.keys import SecretKey  # noqa: E402
+from signer.note import sign_note  # noqa: E402
+
+OUTPUT = ROOT / "tests" / "vectors" / "golden.json"
+
+ORIGIN = "hotline.example/cleanfeed/main"
+#: 2027-01-15T08:00:00Z: a fixed clock so every timestamp is reproducible.
+T0 = 1_800_000_000
+
+
+def _seed(label: str) -> bytes:
+    return hashlib.sha256(f"cleanfeed golden vector seed: {label}".encode()).digest()
+
+
+def _time(offset: int) -> datetime:
+    return datetime.fromtimestamp(T0 + offset, tz=UTC)
+
+
+def build() -> dict[str, object]:
+    """Return the vectors as a JSON-ready dictionary."""
+    root = SecretKey.from_seed(f"{ORIGIN}/root", _seed("root"))
+    online = SecretKey.from_seed(ORIGIN, _seed("online"))
+
+    keyring = Keyring.create(
+        origin=ORIGIN,
+        serial=1,
+        expires=_time(365 * 86400),
+        threshold=1,
+        roots=[root.vkey],
+        keys=[KeyRange(online.vkey, 1, None)],
+    )
+    keyring_note = sign_keyring(keyring, [root])
+
+    urls = [
+        ("http://blocked.example.com/gallery/1.html", "page"),
+        ("http://Blocked.Example.COM/gallery/2.html?id=7", "page"),
+        ("http://files.example.org/dump/", "prefix"),
+        ("http://abuse-only.example.net/", "host"),
+    ]
+    exprs = [expression(u, s) for u, s in urls]
+    hashes = [expression_hash(e) for e in exprs]
+
+    # Audit log: two records per addition is enough to show the chain.
+    audit: list[dict[str, object]] = []
+    head = AUDIT_ZERO
+    for seq, (h, action, actor) in enumerate(
+        [
+            (hashes[0], "entry.create", "analyst:alice"),
+            (hashes[0], "entry.approve", "analyst:bob"),
+            (hashes[1], "entry.create", "analyst:alice"),
+        ],
+        start=1,
+    ):
+        record = AuditRecord(
+            seq=seq,
+            time=_time(seq),
+            actor=actor,
+            action=action,
+            list_name="main",
+            entry_id=seq,
+            details={"hash": b64encode(h)},
+        )
+        head = chain_hash(head, record)
+        audit.append(
+            {
+                "json": record.to_json().decode(),
+                "hash": b64encode(head),
+            }
+        )
+
+    changes = [
+        (sorted(hashes[:3]), []),
+        ([hashes[3]], [hashes[1]]),
+        ([hashes[1]], [hashes[0]]),
+    ]
+    digest = StateDigest()
+    present: set[bytes] = set()
+    previous = ZERO_HASH
+    store = MemoryHashStore()
+    statements: list[dict[str, object]] = []
+    for number, (adds, removes) in enumerate(changes, start=1):
+        digest.update(adds, removes)
+        present |= set(adds)
+        present -= set(removes)
+        st = Statement(
+            origin=ORIGIN,
+            version=number,
+            previous=previous,
+            keyring=1,
+            audit=head,
+            state=digest.digest(),
+            count=len(present),
+            time=_time(3600 * number),
+            adds=tuple(sorted(adds)),
+            removes=tuple(sorted(removes)),
+        )
+        text = st.to_text()
+        note = sign_note(text, [online])
+        store.append(text.encode())
+        statements.append(
+            {
+                "text": text,
+                "note": note,
+                "text_hash": b64encode(st.text_hash()),
+                "leaf_hash": b64encode(leaf_hash(text.encode())),
+            }
+        )
+        previous = st.text_hash()
+
+    size = store.size
+    cp0_text = Checkpoint(ORIGIN, 0, EMPTY_ROOT).to_text()
+    cp_text = Checkpoint(ORIGIN, size, store.root()).to_text()
+    ts = T0 + 4 * 3600
+
+    return {
+        "description": (
+            "Golden vectors of docs/protocol.md, generated by scripts/gen_vectors.py from "
+            "fixed seeds; private keys here are test-only and derived from public labels."
+        ),
+        "keys": {
+            "root": {
+                "name": root.name,
+                "seed_label": "root",
+                "seed": _seed("root").hex(),
+                "vkey": root.vkey,
+                "key_id": root.key_id.hex(),
+            },
+            "online": {
+                "name": online.name,
+                "seed_label": "online",
+                "seed": _seed("online").hex(),
+                "vkey": online.vkey,
+                "key_id": online.key_id.hex(),
+                "cosigner_key_id": online.cosigner_key_id.hex(),
+            },
+        },
+        "expressions": [
+            {"url": u, "scope": s, "expression": e, "sha256": h.hex(), "base64": b64encode(h)}
+            for (u, s), e, h in zip(urls, exprs, hashes, strict=True)
+        ],
+        "state_digest": {
+            "empty": StateDigest().digest().hex(),
+            "single": {
+                "hash": hashes[0].hex(),
+                "digest": StateDigest.from_hashes([hashes[0]]).digest().hex(),
+                "vector_first_16_bytes": StateDigest.from_hashes([hashes[0]]).to_bytes()[:16].hex(),
+            },
+            "after_each_version": [
+                json.loads(json.dumps(s["text"])).split("\nstate ")[1].split("\n")[0]
+                for s in statements
+            ],
+        },
+        "keyring": {"text": keyring.to_text(), "note": keyring_note},
+        "audit_log": audit,
+        "statements": statements,
+        "checkpoints": {
+            "size_0": {
+                "text": cp0_text,
+                "note": sign_note(cp0_text, [online], cosigners=[online], timestamp=T0),
+                "timestamp": T0,
+            },
+            "latest": {
+                "text": cp_text,
+                "note": sign_note(cp_text, [online], cosigners=[online], timestamp=ts),
+                "timestamp": ts,
+            },
+        },
+        "proofs": {
+            "tree_size": size,
+            "root": b64encode(store.root()),
+            "inclusion": [
+                {
+                    "leaf_index": i,
+                    "tree_size": size,
+                    "hashes": [b64encode(h) for h in inclusion_proof(i, size, store)],
+                }
+                for i in range(size)
+            ],
+            "consistency": [
+                {
+                    "from": m,
+                    "to": size,
+                    "root_from": b64encode(_root_at(store, m)),
+                    "hashes": [b64encode(h) for h in consistency_proof(m, size, store)],
+                }
+                for m in range(1, size)
+            ],
+            "range": [
+                {"size": n, "hashes": [b64encode(h) for h in range_hashes(n, store)]}
+                for n in range(size + 1)
+            ],
+        },
+    }
+
+
+def _root_at(store: MemoryHashStore, size: int) -> bytes:
+    from blocklist.merkle import tree_root
+
+    return tree_root(size, store)
+
+
+def render() -> str:
+    """Return the vectors file's exact text."""
+    return json.dumps(build(), indent=1, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if the file would change")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(
+                current.splitlines(True), text.splitlines(True), "committed", "regenerated"
+            )
+            sys.stderr.writelines(list(diff)[:200])
+            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run scripts/gen_vectors.py")
+            return 1
+        print(f"{OUTPUT.relative_to(ROOT)} is up to date")
+        return 0
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

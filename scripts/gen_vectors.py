@@ -88,14 +88,15 @@ def build() -> dict[str, object]:
     exprs = [expression(u, s) for u, s in urls]
     hashes = [expression_hash(e) for e in exprs]
 
-    # Audit log: two records per addition is enough to show the chain.
     audit: list[dict[str, object]] = []
     head = AUDIT_ZERO
-    for seq, (h, action, actor) in enumerate(
+    # Audit log: entry 1 added by one analyst and approved by another, then
+    # entry 2 added; enough to show the chain (not a whole history).
+    for seq, (entry_id, h, action, actor) in enumerate(
         [
-            (hashes[0], "entry.create", "analyst:alice"),
-            (hashes[0], "entry.approve", "analyst:bob"),
-            (hashes[1], "entry.create", "analyst:alice"),
+            (1, hashes[0], "entry.add", "analyst:alice"),
+            (1, hashes[0], "entry.approve", "analyst:bob"),
+            (2, hashes[1], "entry.add", "analyst:alice"),
         ],
         start=1,
     ):
@@ -105,7 +106,7 @@ def build() -> dict[str, object]:
             actor=actor,
             action=action,
             list_name="main",
-            entry_id=seq,
+            entry_id=entry_id,
             details={"hash": b64encode(h)},
         )
         head = chain_hash(head, record)

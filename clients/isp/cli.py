@@ -1,0 +1,534 @@
+"""``cleanfeed isp …``: the ISP client's command line.
+
+Commands (DESIGN.md, "Interfaces other programs rely on"):
+
+- ``sync --once``: one verified sync. Exit 0 when the list is updated or
+  already current; otherwise one line ``<status>: <reason>: <message>`` on
+  stderr and exit 1 (bad data rejected), 2 (transport, access, local or
+  configuration problem) or 3 (the list was committed, but plaintext, an
+  export or a reload hook failed).
+- ``run``: the daemon (:mod:`clients.isp.daemon`).
+- ``export --state-dir DIR --format F --output PATH``: write one export now
+  and report how many entries the format cannot enforce.
+- ``check --state-dir DIR URL…`` (``-`` reads URLs from stdin): exit 0 if
+  any URL is listed, 1 if none, 2 on error.
+- ``status``: version, checkpoint age, last success and error, counters.
+- ``checkpoints``: the held checkpoints, keyrings and equivocation evidence
+  as one JSON document, for auditors comparing views.
+- ``squid-helper --state-dir DIR``: Squid external ACL helper over the
+  verified set (:mod:`clients.isp.squid_helper`).
+
+Common options: ``--server URL --token T | --token-file F`` (or env
+``CLEANFEED_TOKEN``) ``--list L --root-key VKEY|@file --state-dir DIR
+[--config FILE]``. Every command that prints a report accepts ``--json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from blocklist.canonical import expressions
+from blocklist.errors import InvalidURL
+from clients.errors import ClientError
+from clients.isp.config import IspConfig, load_config
+from clients.isp.lookup import Matcher, MatchResult
+from clients.isp.store import StateStore
+
+#: Exit statuses of ``sync --once``.
+EXIT_OK: Final = 0
+EXIT_REJECTED: Final = 1
+EXIT_FAILED: Final = 2
+EXIT_POST_COMMIT: Final = 3
+
+#: Exit statuses of ``check``.
+CHECK_LISTED: Final = 0
+CHECK_NOT_LISTED: Final = 1
+CHECK_ERROR: Final = 2
+
+#: Most URLs read from stdin by ``check -`` in one run (bounded memory).
+MAX_CHECK_URLS: Final = 1_000_000
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="TOML configuration file.",
+        ),
+        click.option(
+            "--server", default=None, help="Server base URL, e.g. https://hotline.example."
+        ),
+        click.option(
+            "--token", default=None, help="Bearer token (prefer --token-file or CLEANFEED_TOKEN)."
+        ),
+        click.option(
+            "--token-file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="File holding the bearer token.",
+        ),
+        click.option("--list", "list_name", default=None, help="List name."),
+        click.option(
+            "--root-key",
+            "root_keys",
+            multiple=True,
+            help="Pinned root vkey, or @FILE holding it (repeatable).",
+        ),
+        click.option(
+            "--state-dir", type=click.Path(path_type=Path), default=None, help="State directory."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _config(
+    config_file: Path | None,
+    server: str | None,
+    token: str | None,
+    token_file: Path | None,
+    list_name: str | None,
+    root_keys: Sequence[str],
+    state_dir: Path | None,
+    **extra: Any,
+) -> IspConfig:
+    overrides: dict[str, Any] = {
+        "server": server,
+        "token": token,
+        "token_file": token_file,
+        "list": list_name,
+        "root_keys": tuple(root_keys),
+        "state_dir": state_dir,
+    }
+    overrides.update(extra)
+    try:
+        return load_config(config_file, overrides=overrides)
+    except ClientError as e:
+        raise click.ClickException(f"{e.reason}: {e}") from e
+
+
+def _state_dir(config: IspConfig) -> Path:
+    if config.state_dir is None:
+        raise click.UsageError("--state-dir is required (or state_dir in --config)")
+    return config.state_dir
+
+
+def _open_store(config: IspConfig) -> StateStore:
+    try:
+        return StateStore(_state_dir(config), create=False)
+    except ClientError as e:
+        raise click.ClickException(f"{e.reason}: {e}") from e
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, sort_keys=True))
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group("isp", context_settings={"help_option_names": ["-h", "--help"]})
+def isp_group() -> None:
+    """ISP client: sync the signed list, verify it, export it, check URLs."""
+
+
+# --- sync / run ------------------------------------------------------------------
+
+
+@isp_group.command("sync")
+@_common
+@click.option("--once", is_flag=True, help="Run one sync and exit (the only mode; see 'run').")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> None:
+    """Fetch, verify and apply the latest version once.
+
+    Exit status: 0 updated or already current; 1 rejected (bad data, the
+    last good list stays); 2 failed (network, access, local state or
+    configuration); 3 committed, but plaintext, an export or a hook failed.
+    """
+    from clients.isp.fetcher import build_http_client
+    from clients.isp.sync import Syncer
+
+    _setup_logging(verbose)
+    config = _config(**common)
+    try:
+        config.require_sync()
+        with build_http_client(config) as client:
+            outcome = Syncer(config, client).sync_once()
+    except ClientError as e:
+        click.echo(f"failed: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        _emit(
+            {
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "message": outcome.message,
+                "version_before": outcome.version_before,
+                "version_after": outcome.version_after,
+                "problems": [{"reason": r, "message": m} for r, m in outcome.problems],
+                "exports_changed": list(outcome.exports_changed),
+            }
+        )
+    if outcome.ok:
+        if not as_json:
+            click.echo(f"{outcome.status}: {outcome.message}")
+        if outcome.problems:
+            reason, message = outcome.problems[0]
+            click.echo(f"warning: {reason}: {message}", err=True)
+            sys.exit(EXIT_POST_COMMIT)
+        return
+    click.echo(f"{outcome.status}: {outcome.reason}: {outcome.message}", err=True)
+    sys.exit(EXIT_REJECTED if outcome.status == "rejected" else EXIT_FAILED)
+
+
+@isp_group.command("run")
+@_common
+@click.option(
+    "--prometheus-textfile",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Rewrite this Prometheus text file after every sync.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every sync (default: warnings only).")
+def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
+    """Sync on a schedule until SIGTERM or SIGINT."""
+    from clients.isp.daemon import Daemon
+    from clients.isp.fetcher import build_http_client
+    from clients.isp.sync import Syncer
+
+    _setup_logging(verbose)
+    config = _config(**common, prometheus_textfile=prometheus_textfile)
+    try:
+        config.require_sync()
+        with build_http_client(config) as client:
+            syncer = Syncer(config, client)
+            sys.exit(Daemon(config, syncer.sync_once).run())
+    except ClientError as e:
+        click.echo(f"failed: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+# --- export ----------------------------------------------------------------------
+
+
+@isp_group.command("export")
+@_common
+@click.option(
+    "--format", "fmt", required=True, help="hashes, urls, squid, rpz, unbound, dnsmasq or hosts."
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="File to write (squid: base path of two files).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None:
+    """Write one export of the verified list, atomically.
+
+    Reports how many entries the format cannot enforce (DNS formats carry
+    only whole-host entries; hosts files cannot match subdomains).
+    """
+    from clients.isp.exports import ExportInput, write_export
+
+    config = _config(**common)
+    store = _open_store(config)
+    try:
+        with store:
+            with store.reading():
+                status = store.status()
+                if status.version is None:
+                    raise click.ClickException("not_initialised: no verified list yet: run a sync")
+                data = ExportInput(
+                    version=status.version,
+                    hashes=list(store.iter_hashes()),
+                    expressions=None if fmt == "hashes" else dict(store.expressions()) or None,
+                    list_name=config.list or "",
+                    origin=status.origin or "",
+                    generated=datetime.now(UTC),
+                )
+            result = write_export(fmt, data, output)
+    except ClientError as e:
+        click.echo(f"error: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        _emit(
+            {
+                "format": fmt,
+                "output": str(output),
+                "version": data.version,
+                "enforced": result.enforced,
+                "not_enforceable": result.not_enforceable,
+                "notes": result.notes,
+                "changed": result.changed,
+            }
+        )
+        return
+    click.echo(
+        f"{fmt}: version {data.version}, {result.enforced} entries enforced, "
+        f"{result.not_enforceable} cannot be enforced by this format"
+        f"{'' if result.changed else ' (files unchanged)'}"
+    )
+    for note in result.notes:
+        click.echo(f"  {note}")
+
+
+# --- check -----------------------------------------------------------------------
+
+
+class StoreMatcher:
+    """Looks URLs up in the persisted set: the same expressions as
+    :class:`clients.isp.lookup.Matcher`, membership by index (no full load)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._table = store.hash_table()
+
+    def match(self, url: str | bytes) -> MatchResult:
+        """Look one URL up.
+
+        Raises:
+            InvalidURL: the URL cannot be canonicalised.
+        """
+        for expr in expressions(url):
+            h = hashlib.sha256(expr.encode("utf-8")).digest()
+            if h in self._table:
+                return MatchResult(listed=True, expression=expr, hash=h)
+        return MatchResult(listed=False, expression=None, hash=None)
+
+
+def _urls(args: Sequence[str]) -> Iterable[str]:
+    for arg in args:
+        if arg == "-":
+            for n, line in enumerate(sys.stdin):
+                if n >= MAX_CHECK_URLS:
+                    raise click.ClickException(f"more than {MAX_CHECK_URLS} URLs on stdin")
+                url = line.strip()
+                if url:
+                    yield url
+        else:
+            yield arg
+
+
+@isp_group.command("check")
+@_common
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
+    """Check URLs against the verified list ('-' reads URLs from stdin).
+
+    Exit status: 0 if any URL is listed, 1 if none, 2 on error.
+    """
+    try:
+        config = _config(**common)
+        store = _open_store(config)
+    except click.ClickException as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(CHECK_ERROR)
+    results: list[dict[str, Any]] = []
+    listed = errors = 0
+    with store:
+        status = store.status()
+        if status.version is None:
+            click.echo("error: not_initialised: no verified list yet: run a sync", err=True)
+            sys.exit(CHECK_ERROR)
+        matcher = StoreMatcher(store)
+        for url in _urls(urls):
+            try:
+                result = matcher.match(url)
+            except InvalidURL as e:
+                errors += 1
+                results.append({"url": url, "listed": False, "error": str(e)})
+                if not as_json:
+                    click.echo(f"error\t{url}\t{e}")
+                continue
+            listed += result.listed
+            item: dict[str, Any] = {"url": url, "listed": result.listed}
+            if result.listed and result.hash is not None:
+                item.update({"expression": result.expression, "hash": result.hash.hex()})
+                if not as_json:
+                    click.echo(f"listed\t{url}\t{result.expression}\t{result.hash.hex()}")
+            elif not as_json:
+                click.echo(f"not listed\t{url}")
+            results.append(item)
+    if as_json:
+        _emit({"version": status.version, "listed": listed, "errors": errors, "results": results})
+    if listed:
+        sys.exit(CHECK_LISTED)
+    sys.exit(CHECK_ERROR if errors else CHECK_NOT_LISTED)
+
+
+# --- status / checkpoints ----------------------------------------------------------
+
+
+@isp_group.command("status")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--prometheus", is_flag=True, help="Print Prometheus text exposition.")
+def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
+    """Show the version in force, checkpoint age, last success and error."""
+    config = _config(**common)
+    store = _open_store(config)
+    with store:
+        status = store.status()
+        evidence = len(store.evidence())
+    now = time.time()
+    if prometheus:
+        from clients.isp.daemon import render_metrics
+
+        ok = None if status.last_attempt is None else status.last_attempt == status.last_success
+        click.echo(render_metrics(status, last_ok=ok), nl=False)
+        return
+    age = None if status.checkpoint_time is None else max(0.0, now - status.checkpoint_time)
+    stale = age is None or age > config.max_age
+    doc = {
+        "version": status.version,
+        "entries": status.count,
+        "origin": status.origin,
+        "checkpoint_time": _iso(status.checkpoint_time),
+        "checkpoint_age_seconds": None if age is None else int(age),
+        "stale": stale,
+        "last_attempt": _iso(status.last_attempt),
+        "last_success": _iso(status.last_success),
+        "last_error": status.last_error,
+        "last_error_reason": status.last_error_reason,
+        "last_error_time": _iso(status.last_error_time),
+        "plaintext_complete": status.plaintext_complete,
+        "plaintext_error": status.plaintext_error,
+        "equivocation_evidence": evidence,
+        "counters": status.counters,
+    }
+    if as_json:
+        _emit(doc)
+        return
+    for key, value in doc.items():
+        if key == "counters":
+            counters = ", ".join(f"{k}={v}" for k, v in sorted(status.counters.items()))
+            click.echo(f"counters: {counters or '-'}")
+        else:
+            click.echo(f"{key.replace('_', ' ')}: {'-' if value is None else value}")
+
+
+@isp_group.command("checkpoints")
+@_common
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+def checkpoints_command(output: Path | None, **common: Any) -> None:
+    """Export the held checkpoints, keyrings and equivocation evidence (JSON)."""
+    config = _config(**common)
+    store = _open_store(config)
+    with store:
+        status = store.status()
+        doc = {
+            "format": "cleanfeed-isp-checkpoints/v1",
+            "origin": status.origin,
+            "version": status.version,
+            "keyrings": store.keyring_notes(),
+            "checkpoints": [
+                {"size": size, "note": note, "seen_at": _iso(seen)}
+                for size, note, seen in store.checkpoint_notes()
+            ],
+            "evidence": [
+                {
+                    "kind": e.kind,
+                    "held_note": e.held_note,
+                    "new_note": e.new_note,
+                    "detail": e.detail,
+                    "observed_at": _iso(e.observed_at),
+                }
+                for e in store.evidence()
+            ],
+        }
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from clients.isp.atomic import write_atomic
+
+        write_atomic(output, text.encode("utf-8"), mode=0o644)
+
+
+# --- squid helper ------------------------------------------------------------------
+
+
+class StateDirSource:
+    """A Squid-helper matcher source over the state directory.
+
+    Rebuilds the matcher when the committed version changes, checking at
+    most every ``interval`` seconds; a failed reload keeps the previous set.
+    """
+
+    def __init__(self, state_dir: Path, *, interval: float = 10.0) -> None:
+        self._dir = state_dir
+        self._interval = interval
+        self._version: int | None = None
+        self._checked = 0.0
+        self._matcher = Matcher(())
+        self._reload()
+
+    def _reload(self) -> None:
+        with StateStore(self._dir, create=False) as store, store.reading():
+            version = store.status().version
+            if version != self._version:
+                self._matcher = Matcher(frozenset(store.iter_hashes()))
+                self._version = version
+        self._checked = time.monotonic()
+
+    def current(self) -> Matcher:
+        """The matcher for the latest committed version."""
+        if time.monotonic() - self._checked >= self._interval:
+            try:
+                self._reload()
+            except (ClientError, OSError) as e:
+                click.echo(f"cleanfeed squid-helper: reload failed: {e}", err=True)
+                self._checked = time.monotonic()
+        return self._matcher
+
+
+@isp_group.command(
+    "squid-helper", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@_common
+@click.option(
+    "--reload-interval", type=float, default=10.0, help="Seconds between checks for a new version."
+)
+@click.pass_context
+def squid_helper_command(ctx: click.Context, /, reload_interval: float, **common: Any) -> None:
+    """Squid external_acl_type helper answering OK for listed URLs (%URI)."""
+    from clients.isp import squid_helper
+
+    config = _config(**common)
+    try:
+        source = StateDirSource(_state_dir(config), interval=reload_interval)
+    except ClientError as e:
+        click.echo(f"cannot load state: {e.reason}: {e}", err=True)
+        sys.exit(2)
+    sys.exit(squid_helper.main(list(ctx.args), source=source))

@@ -1,0 +1,490 @@
+"""Configuration of the ISP client: a TOML file, flags and the environment.
+
+STYLE.md, "Configuration is passed in, never imported": everything the
+client needs is one :class:`IspConfig` value (python-tuf's ``UpdaterConfig``),
+built by :func:`load_config` from, in rising precedence, the defaults, an
+optional TOML file, the environment (``CLEANFEED_TOKEN``) and command-line
+flags. Nothing here touches the network or the state directory.
+
+Example file (every key optional; flags win)::
+
+    server = "https://hotline.example"
+    list = "main"
+    token_file = "/etc/cleanfeed/token"
+    root_keys = ["@/etc/cleanfeed/root.vkey"]
+    state_dir = "/var/lib/cleanfeed"
+    interval = 600
+    max_age = 2700
+    ca_bundle = "/etc/ssl/certs/hotline-ca.pem"
+    plaintext = false
+    prometheus_textfile = "/var/lib/node_exporter/cleanfeed.prom"
+
+    [timeouts]
+    connect = 10
+    read = 30
+
+    [limits]
+    statements_page = 8388608
+
+    [witnesses]
+    keys = ["witness.example+0123abcd+BASE64..."]
+    quorum = 1
+
+    [[exports]]
+    format = "squid"
+    output = "/etc/squid/cleanfeed"
+    on_change = "squid -k reconfigure"
+
+HTTP(S) proxies come from the usual ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+``NO_PROXY`` variables (httpx ``trust_env``), or ``proxy`` in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from blocklist.checkpoint import validate_origin
+from blocklist.errors import FormatError
+from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519, parse_vkey
+from clients.errors import ConfigError
+
+#: Environment variable holding the bearer token (DESIGN.md: CLI commands take
+#: tokens from a file or the environment as well as a flag).
+TOKEN_ENV: Final = "CLEANFEED_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+#: The signer's default checkpoint interval (DESIGN.md, checkpoint item 4).
+DEFAULT_CHECKPOINT_INTERVAL: Final = 600.0
+#: Freeze protection: 3 x the checkpoint interval + 15 minutes (DESIGN.md).
+DEFAULT_MAX_AGE: Final = 3 * DEFAULT_CHECKPOINT_INTERVAL + 15 * 60
+#: A checkpoint dated further than this in the future is stale (DESIGN.md):
+#: tolerates clock skew, refuses a pre-signed "fresh forever" checkpoint.
+MAX_FUTURE_SKEW: Final = 5 * 60.0
+#: Poll interval default: the checkpoint interval (nothing is fresher).
+DEFAULT_INTERVAL: Final = DEFAULT_CHECKPOINT_INTERVAL
+#: Never poll faster than this, whatever the file says (be kind to the server).
+MIN_INTERVAL: Final = 10.0
+#: Cap of the exponential back-off after errors: below the default max age, so
+#: a client recovers before its list goes stale.
+DEFAULT_MAX_BACKOFF: Final = 900.0
+#: Token files larger than this are a mistake (wrong file), not a token.
+MAX_TOKEN_FILE_BYTES: Final = 4096
+#: A vkey file (``@file``) larger than this is not a vkey.
+MAX_VKEY_FILE_BYTES: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """httpx timeouts in seconds (slow-retrieval protection)."""
+
+    connect: float = 10.0
+    read: float = 30.0
+    write: float = 30.0
+    pool: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Response size caps in decoded bytes (endless-data protection).
+
+    The snapshot has no fixed cap: it is bounded by ``count x 32`` bytes from
+    the verified statement (docs/architecture.md).
+    """
+
+    #: one keyring note: the keyring text cap (256 KiB) plus signature lines.
+    keyring: int = 512 * 1024
+    #: one checkpoint note with its own and witness signature lines.
+    checkpoint: int = 64 * 1024
+    #: one statements page: the server caps pages at 4 MiB of notes; JSON
+    #: escaping of newlines and quotes adds a little.
+    statements_page: int = 8 * 1024 * 1024
+    #: one statement note: 10,000 changes of about 50 bytes, with headroom.
+    statement: int = 1024 * 1024
+    #: all statements of one sync, summed: beyond this the sync fails closed.
+    statements_total: int = 512 * 1024 * 1024
+    #: one plaintext page.
+    plaintext_page: int = 16 * 1024 * 1024
+    #: one proof or compact range document (at most 64 hashes of 44 chars).
+    proof: int = 64 * 1024
+    #: Most keyrings walked in one sync (a rotation a day for years).
+    keyring_walk: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSpec:
+    """One export: a format of clients/isp/exports.py, a path, a hook."""
+
+    format: str
+    output: Path
+    on_change: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IspConfig:
+    """Everything the ISP client needs; built by :func:`load_config`."""
+
+    server: str | None = None
+    token: str | None = field(default=None, repr=False)
+    list: str | None = None
+    root_keys: tuple[str, ...] = ()
+    state_dir: Path | None = None
+    #: Expected list origin; when unset, pinned from the first verified keyring.
+    origin: str | None = None
+    interval: float = DEFAULT_INTERVAL
+    max_age: float = DEFAULT_MAX_AGE
+    max_future_skew: float = MAX_FUTURE_SKEW
+    #: Upper bound of the random delay before ``run``'s first poll.
+    first_poll_jitter: float = 60.0
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    #: Seconds a second sync process waits for the state directory's lock.
+    lock_timeout: float = 30.0
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+    ca_bundle: Path | None = None
+    proxy: str | None = None
+    #: Fetch expressions (the token must be entitled to plaintext).
+    plaintext: bool = False
+    witnesses: tuple[str, ...] = ()
+    witness_quorum: int = 0
+    exports: tuple[ExportSpec, ...] = ()
+    prometheus_textfile: Path | None = None
+    #: Recompute the state digest from the stored hashes at most this often
+    #: (seconds): catches silent local corruption without an O(N) cost per sync.
+    full_check_interval: float = 24 * 3600.0
+
+    def require_sync(self) -> None:
+        """Check that the fields a sync needs are present.
+
+        Raises:
+            ConfigError: server, list, root keys or state directory missing.
+        """
+        missing = [
+            name
+            for name, value in (
+                ("--server", self.server),
+                ("--list", self.list),
+                ("--root-key", self.root_keys),
+                ("--state-dir", self.state_dir),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory (raises if unset).
+
+        Raises:
+            ConfigError: no state directory configured.
+        """
+        if self.state_dir is None:
+            raise ConfigError("missing required setting: --state-dir")
+        return self.state_dir
+
+    @property
+    def list_name(self) -> str:
+        """The list name (raises if unset).
+
+        Raises:
+            ConfigError: no list configured.
+        """
+        if not self.list:
+            raise ConfigError("missing required setting: --list")
+        return self.list
+
+
+def read_vkey(value: str, *, witness: bool = False) -> str:
+    """Resolve a ``VKEY`` or ``@file`` argument to a checked vkey.
+
+    Args:
+        value: the vkey text, or ``@`` followed by a path to a file holding it.
+        witness: accept witness cosignature keys (type 0x04) instead of
+            plain Ed25519 signing keys (type 0x01).
+
+    Raises:
+        ConfigError: unreadable file or malformed vkey.
+    """
+    text = value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            with path.open("rb") as f:
+                raw = f.read(MAX_VKEY_FILE_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"cannot read vkey file {path}: {e.strerror}") from e
+        if len(raw) > MAX_VKEY_FILE_BYTES:
+            raise ConfigError(f"vkey file {path} is too large to hold a vkey")
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"vkey file {path} is not UTF-8") from e
+    types = (SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519) if witness else (SIG_TYPE_ED25519,)
+    try:
+        parse_vkey(text, sig_types=types)
+    except FormatError as e:
+        raise ConfigError(f"invalid {'witness' if witness else 'root'} key: {e}") from e
+    return text
+
+
+def read_token_file(path: Path) -> str:
+    """Read a bearer token from a file (first line, stripped).
+
+    Raises:
+        ConfigError: unreadable, empty or oversized file.
+    """
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read token file {path}: {e.strerror}") from e
+    if len(raw) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(f"token file {path} is too large to hold a token")
+    lines = raw.decode("utf-8", errors="replace").strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ConfigError(f"token file {path} is empty")
+    return token
+
+
+def _check_server(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"server must be an http(s) URL: {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError("server URL must not carry a query or fragment (tokens never go there)")
+    return url.rstrip("/")
+
+
+def _as_float(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _as_int(name: str, value: Any, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _as_str_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: expected a list of strings")
+    return list(value)
+
+
+def _number_table(name: str, table: Any, cls: type[Any], *, integer: bool) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown key(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if integer:
+            values[key] = _as_int(f"{name}.{key}", value, minimum=1)
+        else:
+            values[key] = _as_float(f"{name}.{key}", value, minimum=0.001)
+    return cls(**values)
+
+
+_FILE_KEYS: Final = frozenset(
+    {
+        "server",
+        "token",
+        "token_file",
+        "list",
+        "root_keys",
+        "state_dir",
+        "origin",
+        "interval",
+        "max_age",
+        "first_poll_jitter",
+        "max_backoff",
+        "lock_timeout",
+        "timeouts",
+        "limits",
+        "ca_bundle",
+        "proxy",
+        "plaintext",
+        "witnesses",
+        "exports",
+        "prometheus_textfile",
+        "full_check_interval",
+    }
+)
+
+
+def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Translate a parsed TOML document into IspConfig keyword arguments."""
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+
+    def path(value: Any, name: str) -> Path:
+        p = Path(_as_str(name, value)).expanduser()
+        return p if p.is_absolute() else base_dir / p
+
+    out: dict[str, Any] = {}
+    for key in ("server", "list", "origin", "proxy"):
+        if key in data:
+            out[key] = _as_str(key, data[key])
+    if "token" in data:
+        out["token"] = _as_str("token", data["token"])
+    if "token_file" in data:
+        out["token"] = read_token_file(path(data["token_file"], "token_file"))
+
+    def key_ref(value: str) -> str:
+        # "@file" in a configuration file is relative to that file.
+        return "@" + str(path(value[1:], "key file")) if value.startswith("@") else value
+
+    if "root_keys" in data:
+        out["root_keys"] = tuple(key_ref(k) for k in _as_str_list("root_keys", data["root_keys"]))
+    for key in ("state_dir", "ca_bundle", "prometheus_textfile"):
+        if key in data:
+            out[key] = path(data[key], key)
+    for key in (
+        "interval",
+        "max_age",
+        "first_poll_jitter",
+        "max_backoff",
+        "lock_timeout",
+        "full_check_interval",
+    ):
+        if key in data:
+            out[key] = _as_float(key, data[key])
+    if "plaintext" in data:
+        if not isinstance(data["plaintext"], bool):
+            raise ConfigError("plaintext: expected true or false")
+        out["plaintext"] = data["plaintext"]
+    if "timeouts" in data:
+        out["timeouts"] = _number_table("timeouts", data["timeouts"], Timeouts, integer=False)
+    if "limits" in data:
+        out["limits"] = _number_table("limits", data["limits"], Limits, integer=True)
+    if "witnesses" in data:
+        table = data["witnesses"]
+        if not isinstance(table, dict) or set(table) - {"keys", "quorum"}:
+            raise ConfigError("[witnesses] must be a table with 'keys' and 'quorum'")
+        out["witnesses"] = tuple(
+            key_ref(k) for k in _as_str_list("witnesses.keys", table.get("keys", []))
+        )
+        out["witness_quorum"] = _as_int("witnesses.quorum", table.get("quorum", 0))
+    if "exports" in data:
+        specs = data["exports"]
+        if not isinstance(specs, list):
+            raise ConfigError("exports must be an array of tables ([[exports]])")
+        parsed: list[ExportSpec] = []
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict) or set(spec) - {"format", "output", "on_change"}:
+                raise ConfigError(f"exports[{i}]: keys are format, output, on_change")
+            on_change = spec.get("on_change")
+            parsed.append(
+                ExportSpec(
+                    format=_as_str(f"exports[{i}].format", spec.get("format")),
+                    output=path(spec.get("output"), f"exports[{i}].output"),
+                    on_change=None if on_change is None else _as_str("on_change", on_change),
+                )
+            )
+        out["exports"] = tuple(parsed)
+    return out
+
+
+def load_config(
+    config_file: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> IspConfig:
+    """Build and validate the configuration.
+
+    Precedence, lowest first: defaults, ``config_file``, the environment,
+    ``overrides`` (command-line flags; ``None`` values are ignored). An
+    override ``token_file`` is read here; root and witness keys given as
+    ``@file`` are resolved and syntax-checked.
+
+    Args:
+        config_file: optional TOML file.
+        overrides: IspConfig field names (plus ``token_file``) from flags.
+        environ: the environment (default ``os.environ``).
+
+    Raises:
+        ConfigError: unreadable or invalid file, unknown keys, bad values.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            with config_file.open("rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration {config_file}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"invalid TOML in {config_file}: {e}") from e
+        values.update(_from_mapping(data, config_file.resolve().parent))
+    if env.get(TOKEN_ENV):
+        values["token"] = env[TOKEN_ENV].strip()
+    for key, value in (overrides or {}).items():
+        if value is None or value == ():
+            continue
+        if key == "token_file":
+            values["token"] = read_token_file(Path(value))
+        else:
+            values[key] = value
+    known = {f.name for f in fields(IspConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    config = IspConfig(**values)
+    return _validate(config)
+
+
+def _validate(config: IspConfig) -> IspConfig:
+    updates: dict[str, Any] = {}
+    if config.server is not None:
+        updates["server"] = _check_server(config.server)
+    if config.root_keys:
+        roots = tuple(read_vkey(k) for k in config.root_keys)
+        if len(set(roots)) != len(roots):
+            raise ConfigError("a root key is listed twice")
+        updates["root_keys"] = roots
+    if config.witnesses or config.witness_quorum:
+        witnesses = tuple(read_vkey(k, witness=True) for k in config.witnesses)
+        if not 0 <= config.witness_quorum <= len(witnesses):
+            raise ConfigError(
+                f"witness quorum {config.witness_quorum} exceeds the {len(witnesses)} "
+                "witness key(s) configured"
+            )
+        updates["witnesses"] = witnesses
+    if config.origin is not None:
+        try:
+            validate_origin(config.origin)
+        except FormatError as e:
+            raise ConfigError(str(e)) from e
+    if config.interval < MIN_INTERVAL:
+        raise ConfigError(f"interval must be at least {MIN_INTERVAL:g} s")
+    if config.max_age <= 0 or config.max_future_skew < 0:
+        raise ConfigError("max_age must be positive")
+    if config.token is not None and (not config.token or any(c.isspace() for c in config.token)):
+        raise ConfigError("token must be non-empty and contain no whitespace")
+    if config.state_dir is not None:
+        updates["state_dir"] = Path(config.state_dir).expanduser()
+    return replace(config, **updates) if updates else config

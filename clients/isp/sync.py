@@ -1,0 +1,526 @@
+"""One ISP sync: fetch, verify, commit, then plaintext and exports.
+
+DESIGN.md "ISP sync, fail closed", steps 1-8, with the roles split as in
+python-tuf's ``Updater``: :class:`~clients.isp.fetcher.Fetcher` fetches,
+:class:`~clients.isp.trusted.TrustedState` decides, and
+:class:`~clients.isp.store.StateStore` commits. The syncer only sequences
+them:
+
+1. walk keyrings from the held serial (``?serial=h+1 …``, then the latest);
+2. fetch the checkpoint (``If-None-Match``); verify; rollback and
+   equivocation are rejected and equivocation evidence is stored;
+3. + 4. fetch statements held+1..N and verify each (chain, delta, state
+   digest), then the compact range root;
+5. commit in one transaction; then fetch plaintext (entitled tokens) and
+   write exports atomically, running an export's reload hook only when it
+   changed;
+6. the snapshot path for a first sync, or when the local set no longer
+   matches the held statement (local corruption, established by
+   recomputing its digest), never to "repair" rejected server data;
+7. transport errors are returned with the server's ``Retry-After`` so the
+   daemon backs off (:mod:`clients.isp.daemon`).
+
+Every outcome is counted by reason in the store (status and metrics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import httpx
+
+from clients.errors import (
+    BadData,
+    ClientError,
+    DeltaInvalid,
+    Equivocation,
+    LocalCorruption,
+    MalformedData,
+    PlaintextMismatch,
+    StateMismatch,
+    TransportError,
+)
+from clients.isp.config import ExportSpec, IspConfig
+from clients.isp.exports import ExportError, ExportInput, write_export
+from clients.isp.fetcher import Fetcher
+from clients.isp.store import StateStore, kill_point
+from clients.isp.trusted import CheckpointResult, TrustedState
+
+log = logging.getLogger("cleanfeed.isp")
+
+#: Reason of a sync that applied something (metrics label).
+SUCCESS: Final = "success"
+#: Reason of a sync that found nothing new (metrics label).
+UP_TO_DATE: Final = "up_to_date"
+#: A reload hook gets this long before it is killed (a hung hook must not
+#: stop the next sync).
+HOOK_TIMEOUT: Final = 120.0
+#: Most plaintext pages fetched in one sync (endless-data protection).
+MAX_PLAINTEXT_PAGES: Final = 100_000
+
+Status = Literal["updated", "current", "rejected", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """The result of :meth:`Syncer.sync_once`.
+
+    Attributes:
+        status: ``updated`` (a new version or a repaired state committed),
+            ``current`` (nothing new), ``rejected`` (bad data from the
+            server: the last good list stays), ``failed`` (transport, access
+            or local problem: the last good list stays).
+        version_before: the version held before.
+        version_after: the version held after (== before unless updated).
+        reason: ``success``, ``up_to_date`` or the error's stable reason.
+        message: one line for humans.
+        retry_after: the server's ``Retry-After`` on transport errors.
+        min_wait: the server's ``Cleanfeed-Min-Wait`` hint, if seen.
+        problems: post-commit problems (plaintext, exports, hooks) as
+            (reason, message); the list itself was committed.
+        exports_changed: export outputs rewritten by this sync.
+    """
+
+    status: Status
+    version_before: int
+    version_after: int
+    reason: str
+    message: str
+    retry_after: float | None = None
+    min_wait: float | None = None
+    problems: tuple[tuple[str, str], ...] = ()
+    exports_changed: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the list is verified and current (updated or already current)."""
+        return self.status in ("updated", "current")
+
+
+def run_hook(command: str) -> int:
+    """Run an export's reload command (no shell), returning its exit status.
+
+    Raises:
+        OSError: the command cannot be started.
+        subprocess.TimeoutExpired: it ran longer than :data:`HOOK_TIMEOUT`.
+    """
+    return subprocess.run(shlex.split(command), check=False, timeout=HOOK_TIMEOUT).returncode
+
+
+class Syncer:
+    """Runs syncs of one list into one state directory.
+
+    Args:
+        config: the client configuration (server, list, roots, state dir...).
+        http_client: the HTTP client (production:
+            :func:`clients.isp.fetcher.build_http_client`; tests: one over an
+            ASGI or mock transport).
+        clock: POSIX seconds (injectable: freshness is judged against it).
+        hook_runner: runs an export's ``on_change`` command.
+    """
+
+    def __init__(
+        self,
+        config: IspConfig,
+        http_client: httpx.Client,
+        clock: Callable[[], float] = time.time,
+        *,
+        hook_runner: Callable[[str], int] = run_hook,
+    ) -> None:
+        config.require_sync()
+        self.config = config
+        self._client = http_client
+        self._clock = clock
+        self._hook_runner = hook_runner
+
+    def _fetcher(self) -> Fetcher:
+        assert self.config.server is not None  # require_sync checked it
+        return Fetcher(
+            self._client,
+            server=self.config.server,
+            list_name=self.config.list_name,
+            token=self.config.token,
+            limits=self.config.limits,
+        )
+
+    def _trusted(self, store: StateStore) -> tuple[TrustedState, bool]:
+        """Load the trusted state; a damaged record restarts from the snapshot path."""
+        c = self.config
+
+        def make(with_record: bool) -> TrustedState:
+            return TrustedState(
+                c.root_keys,
+                origin=c.origin,
+                record=store.load_record() if with_record else None,
+                hashes=store.hash_table(),
+                max_age=c.max_age,
+                max_future_skew=c.max_future_skew,
+                witnesses=c.witnesses,
+                witness_quorum=c.witness_quorum,
+                digest_workers=os.cpu_count() or 1,
+            )
+
+        try:
+            return make(True), False
+        except LocalCorruption as e:
+            log.error("local state is damaged (%s); resynchronising from a snapshot", e)
+            trusted = make(False)
+            trusted.mark_corrupt()
+            return trusted, True
+
+    # --- the sync -----------------------------------------------------------------
+
+    def sync_once(self) -> SyncOutcome:
+        """Run one sync under the state directory's lock.
+
+        Never raises a :class:`ClientError`: every failure becomes an outcome
+        (and is counted); the last good list stays in force.
+        """
+        fetcher = self._fetcher()
+        before = 0
+        try:
+            store = StateStore(self.config.state_path)
+        except ClientError as e:
+            return SyncOutcome("failed", 0, 0, e.reason, str(e))
+        with store:
+            try:
+                with store.lock(self.config.lock_timeout):
+                    status = store.status()
+                    before = status.version or 0
+                    outcome = self._sync_locked(store, fetcher, before)
+            except Equivocation as e:
+                now = self._clock()
+                store.record_evidence(e.kind, e.held_note, e.new_note, str(e), now=now)
+                outcome = self._failure(e, before, fetcher)
+            except ClientError as e:
+                outcome = self._failure(e, before, fetcher)
+            now = self._clock()
+            store.record_outcome(
+                outcome.reason,
+                success=outcome.ok,
+                message=outcome.message,
+                now=now,
+                min_wait=fetcher.min_wait,
+            )
+            for reason, message in outcome.problems:
+                store.record_outcome(reason, success=False, message=message, now=now, min_wait=None)
+        log_fn = log.info if outcome.ok and not outcome.problems else log.warning
+        log_fn(
+            "sync %s: %s (version %d -> %d)%s",
+            outcome.status,
+            outcome.message,
+            outcome.version_before,
+            outcome.version_after,
+            "".join(f"; {r}: {m}" for r, m in outcome.problems),
+        )
+        return outcome
+
+    def _failure(self, e: ClientError, before: int, fetcher: Fetcher) -> SyncOutcome:
+        status: Status = "rejected" if isinstance(e, BadData) else "failed"
+        retry_after = e.retry_after if isinstance(e, TransportError) else None
+        return SyncOutcome(
+            status,
+            before,
+            before,
+            e.reason,
+            str(e).splitlines()[0] if str(e) else e.reason,
+            retry_after=retry_after,
+            min_wait=fetcher.min_wait,
+        )
+
+    def _sync_locked(self, store: StateStore, fetcher: Fetcher, before: int) -> SyncOutcome:
+        now = self._clock()
+        trusted, damaged = self._trusted(store)
+        record = None if damaged else store.load_record()
+        corrupt = damaged
+        if record is not None and self._full_check_due(store, now):
+            # Silent local corruption (a lost row) is invisible to the
+            # O(changes) checks; recompute the digest once in a while.
+            if store.verify_local(record):
+                store.mark_full_check(now)
+            else:
+                log.error("local hash set does not match statement %d", record.version)
+                trusted.mark_corrupt()
+                corrupt = True
+        first_sync = record is None
+
+        # Step 1: keyrings.
+        self._walk_keyrings(trusted, fetcher, now)
+
+        # Step 2: checkpoint.
+        etag = store.etag() if trusted.initialised and not corrupt else None
+        response = fetcher.checkpoint(etag)
+        note = response.note
+        if note is None:
+            trusted.check_fresh(now)
+            result = CheckpointResult.CURRENT
+            note = trusted.checkpoint_note
+        else:
+            result = trusted.update_checkpoint(note, now)
+        assert note is not None
+        kill_point("sync:checkpoint")
+
+        repaired = False
+        if corrupt or (first_sync and result is CheckpointResult.NEWER):
+            # Step 6: first sync or local corruption.
+            self._snapshot_path(trusted, fetcher, note, now)
+            repaired = True
+        elif result is CheckpointResult.NEWER:
+            target = trusted.target
+            assert target is not None
+            try:
+                # Steps 3 and 4, verified lazily page by page.
+                trusted.apply_statements(fetcher.iter_statements(trusted.version, target.size))
+            except (DeltaInvalid, StateMismatch) as e:
+                # Bad server data, or our own set no longer matches what we
+                # verified? Only the latter may take the snapshot path.
+                assert record is not None
+                if store.verify_local(record):
+                    raise
+                log.error("local hash set is corrupt (%s); resynchronising from a snapshot", e)
+                trusted.mark_corrupt()
+                self._snapshot_path(trusted, fetcher, note, now)
+                repaired = True
+
+        # Step 5: commit atomically.
+        if trusted.dirty:
+            kill_point("sync:verified")
+            store.commit(trusted.record(), trusted.changes(), etag=response.etag, now=now)
+            trusted.mark_persisted(store.hash_table())
+            if repaired:
+                store.mark_full_check(now)
+        elif response.etag is not None and response.etag != etag:
+            store.set_etag(response.etag)
+        kill_point("sync:committed")
+
+        after = trusted.version
+        updated = after != before or repaired or first_sync
+        problems = self._after_commit(store, fetcher, trusted, force=updated)
+        if updated:
+            message = f"updated to version {after} ({trusted.count} entries)"
+            if repaired and after == before and not first_sync:
+                message = f"local state repaired from the snapshot at version {after}"
+            return SyncOutcome(
+                "updated",
+                before,
+                after,
+                SUCCESS,
+                message,
+                min_wait=fetcher.min_wait,
+                problems=problems[0],
+                exports_changed=problems[1],
+            )
+        return SyncOutcome(
+            "current",
+            before,
+            after,
+            UP_TO_DATE,
+            f"already at version {after}",
+            min_wait=fetcher.min_wait,
+            problems=problems[0],
+            exports_changed=problems[1],
+        )
+
+    def _full_check_due(self, store: StateStore, now: float) -> bool:
+        last = store.last_full_check()
+        return last is None or now - last >= self.config.full_check_interval
+
+    def _walk_keyrings(self, trusted: TrustedState, fetcher: Fetcher, now: float) -> None:
+        """Step 1: from the held serial to the latest, one serial at a time."""
+        latest = fetcher.keyring()
+        held = trusted.keyring
+        held_serial = held.serial if held is not None else 0
+        latest_serial = _peek_serial(latest)
+        if latest_serial is None or latest_serial <= held_serial + 1:
+            # The held one, the next one, or garbage: the trusted state decides.
+            trusted.update_keyring(latest, now, final=True)
+            return
+        if latest_serial - held_serial > self.config.limits.keyring_walk:
+            raise MalformedData(
+                f"keyring serial {latest_serial} is more than "
+                f"{self.config.limits.keyring_walk} steps ahead of the held {held_serial}"
+            )
+        for serial in range(held_serial + 1, latest_serial):
+            trusted.update_keyring(fetcher.keyring(serial), now, final=False)
+        trusted.update_keyring(latest, now, final=True)
+
+    def _snapshot_path(
+        self, trusted: TrustedState, fetcher: Fetcher, checkpoint_note: str, now: float
+    ) -> None:
+        """Step 6: checkpoint N, statement N + inclusion, compact range, snapshot."""
+        target = trusted.target or trusted.checkpoint
+        assert target is not None
+        size = target.size
+        held = trusted.checkpoint
+        consistency = None
+        if held is not None and 0 < held.size < size:
+            consistency = fetcher.consistency_proof(held.size, size)
+        if size == 0:
+            trusted.apply_snapshot(checkpoint_note, None, [], [], b"", now=now)
+            return
+        statement_note = fetcher.statement(size)
+        # The snapshot has no signature of its own: its size is bounded by
+        # the count in the *verified* statement (endless-data protection).
+        statement = trusted.verify_statement(statement_note)
+        proof = fetcher.inclusion_proof(size, size)
+        range_hashes = fetcher.range_hashes(size)
+        snapshot = fetcher.snapshot(size, statement.count * 32)
+        trusted.apply_snapshot(
+            checkpoint_note,
+            statement_note,
+            proof,
+            range_hashes,
+            snapshot,
+            now=now,
+            consistency_proof=consistency,
+        )
+
+    # --- after the commit: plaintext and exports --------------------------------------
+
+    def _after_commit(
+        self, store: StateStore, fetcher: Fetcher, trusted: TrustedState, *, force: bool
+    ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+        problems: list[tuple[str, str]] = []
+        if self.config.plaintext:
+            try:
+                self._fetch_plaintext(store, fetcher, trusted.version)
+            except ClientError as e:
+                store.set_plaintext_status(complete=False, error=f"{e.reason}: {e}")
+                problems.append((e.reason, f"plaintext: {e}"))
+        changed: list[str] = []
+        if self.config.exports:
+            export_key = self._export_key(store, trusted.version)
+            missing_output = any(not spec.output.exists() for spec in self.config.exports)
+            if force or missing_output or store.get_meta("exports_done") != export_key:
+                ok = True
+                for spec in self.config.exports:
+                    try:
+                        if self._write_export(store, trusted, spec):
+                            changed.append(str(spec.output))
+                    except ClientError as e:
+                        ok = False
+                        problems.append((e.reason, f"export {spec.format} {spec.output}: {e}"))
+                    except HookFailed as e:
+                        ok = False
+                        problems.append(("hook_failed", str(e)))
+                if ok:
+                    store.set_meta({"exports_done": export_key})
+        return tuple(problems), tuple(changed)
+
+    def _export_key(self, store: StateStore, version: int) -> str:
+        specs = repr(
+            sorted((s.format, str(s.output), s.on_change or "") for s in self.config.exports)
+        )
+        plain = store.get_meta("plaintext_since")
+        return hashlib.sha256(f"{version}|{plain}|{specs}".encode()).hexdigest()
+
+    def _fetch_plaintext(self, store: StateStore, fetcher: Fetcher, version: int) -> None:
+        """Fetch expressions; accept one only if its SHA-256 is its hash and is listed."""
+        since = store.plaintext_since()
+        if since > version:
+            since = 0
+        pairs = self._plaintext_pairs(store, fetcher, since)
+        missing_before = None
+        store.save_plaintext(pairs, since=version, complete=False, error=None)
+        missing = store.missing_plaintext()
+        if missing and since != 0:
+            # Incremental fetch left gaps (e.g. after a snapshot): fetch all once.
+            missing_before = missing
+            store.save_plaintext(
+                self._plaintext_pairs(store, fetcher, 0), since=version, complete=False, error=None
+            )
+            missing = store.missing_plaintext()
+        error = None
+        if missing:
+            error = f"{missing} listed hash(es) have no expression from the server"
+            log.warning("plaintext incomplete: %s (was %s)", error, missing_before)
+        store.set_plaintext_status(complete=missing == 0, error=error)
+
+    def _plaintext_pairs(
+        self, store: StateStore, fetcher: Fetcher, since: int
+    ) -> list[tuple[bytes, str]]:
+        listed = store.hash_table()
+        accepted: list[tuple[bytes, str]] = []
+        cursor = since
+        for _ in range(MAX_PLAINTEXT_PAGES):
+            page = fetcher.plaintext_page(cursor)
+            for h, expression in page.expressions:
+                if hashlib.sha256(expression.encode("utf-8")).digest() != h:
+                    raise PlaintextMismatch("an expression does not hash to the hash it came with")
+                if h in listed:
+                    accepted.append((h, expression))
+                # A hash we do not list (yet) is ignored: never stored.
+            if page.next is None:
+                return accepted
+            if page.next <= cursor:
+                raise MalformedData("plaintext: 'next' does not advance")
+            cursor = page.next
+        raise MalformedData(f"plaintext: more than {MAX_PLAINTEXT_PAGES} pages")
+
+    def _write_export(self, store: StateStore, trusted: TrustedState, spec: ExportSpec) -> bool:
+        expressions = None
+        if spec.format != "hashes":
+            expressions = dict(store.expressions())
+        data = ExportInput(
+            version=trusted.version,
+            hashes=list(store.iter_hashes()),
+            expressions=expressions,
+            list_name=self.config.list_name,
+            origin=trusted.origin or "",
+            generated=datetime.fromtimestamp(self._clock(), tz=UTC),
+        )
+        kill_point("sync:export")
+        try:
+            result = write_export(spec.format, data, spec.output)
+        except ExportError:
+            raise
+        if result.not_enforceable:
+            log.info(
+                "export %s %s: %d entries cannot be enforced by this format (%s)",
+                spec.format,
+                spec.output,
+                result.not_enforceable,
+                "; ".join(result.notes),
+            )
+        if result.changed and spec.on_change:
+            try:
+                code = self._hook_runner(spec.on_change)
+            except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+                raise HookFailed(f"reload hook {spec.on_change!r} failed: {e}") from e
+            if code != 0:
+                raise HookFailed(f"reload hook {spec.on_change!r} exited with status {code}")
+        return result.changed
+
+
+class HookFailed(Exception):
+    """An export's reload hook failed (the export itself was written)."""
+
+
+def _peek_serial(note: str) -> int | None:
+    """The ``serial`` line of an unverified keyring note (to plan the walk).
+
+    Only used to know which serials to fetch; every note is verified.
+    """
+    for line in _lines(note, 8):
+        if line.startswith("serial "):
+            value = line[len("serial ") :]
+            if value.isdigit() and len(value) <= 19 and (value == "0" or value[0] != "0"):
+                return int(value)
+            return None
+    return None
+
+
+def _lines(text: str, limit: int) -> Iterator[str]:
+    for i, line in enumerate(text.split("\n", limit)):
+        if i >= limit:
+            return
+        yield line

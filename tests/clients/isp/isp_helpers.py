@@ -1,0 +1,318 @@
+"""Helpers shared by the ISP client tests: hashes, crafted notes, state fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from blocklist.checkpoint import Checkpoint
+from blocklist.statement import Statement
+from clients.isp.trusted import TrustedState
+from signer.keys import SecretKey
+from signer.log import MemoryLog, checkpoint_timestamp
+from signer.note import NoteSigner, parse_note, sign_note
+
+ORIGIN = "cleanfeed.invalid/test"
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+T = NOW.timestamp()
+
+
+def h(i: int | str) -> bytes:
+    """The hash of a reserved test expression."""
+    return hashlib.sha256(f"example.com/page-{i}".encode()).digest()
+
+
+def hashes(*ids: int | str) -> list[bytes]:
+    return [h(i) for i in ids]
+
+
+def new_log(origin: str = ORIGIN, **kwargs: object) -> MemoryLog:
+    return MemoryLog(origin, now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def text_of(note: str) -> str:
+    return parse_note(note).text
+
+
+def sign_cp(origin: str, size: int, root: bytes, key: NoteSigner, when: datetime = NOW) -> str:
+    """A checkpoint signed like the server does (0x01 + timestamped 0x04 line)."""
+    text = Checkpoint(origin, size, root).to_text()
+    return sign_note(text, [key], cosigners=[key], timestamp=checkpoint_timestamp(when))
+
+
+def craft_statement(
+    log: MemoryLog,
+    *,
+    version: int | None = None,
+    previous: bytes | None = None,
+    adds: list[bytes] | tuple[bytes, ...] = (),
+    removes: list[bytes] | tuple[bytes, ...] = (),
+    state: bytes | None = None,
+    count: int | None = None,
+    origin: str | None = None,
+    key: NoteSigner | None = None,
+) -> str:
+    """A statement after the log's tip, signed by its online key, with any field forced."""
+    tip = log.tip
+    digest = tip.state.copy()
+    digest.update(sorted(adds), sorted(removes))
+    stmt = Statement(
+        origin=origin or log.origin,
+        version=tip.version + 1 if version is None else version,
+        previous=tip.text_hash if previous is None else previous,
+        keyring=log.keyring.serial,
+        audit=tip.audit_head,
+        state=digest.digest() if state is None else state,
+        count=tip.count + len(adds) - len(removes) if count is None else count,
+        time=NOW,
+        adds=tuple(sorted(adds)),
+        removes=tuple(sorted(removes)),
+    )
+    return sign_note(stmt.to_text(), [key or log.online_key])
+
+
+def trusted_for(log: MemoryLog, **kwargs: object) -> TrustedState:
+    """A fresh client state pinned to the log's root key, keyring 1 accepted."""
+    ts = TrustedState([log.root_vkey], **kwargs)  # type: ignore[arg-type]
+    ts.update_keyring(log.keyrings[0], T)
+    return ts
+
+
+def synced(log: MemoryLog, **kwargs: object) -> TrustedState:
+    """A client state that took the snapshot path at the log's current version."""
+    ts = TrustedState([log.root_vkey], **kwargs)  # type: ignore[arg-type]
+    for i, note in enumerate(log.keyrings):
+        ts.update_keyring(note, T, final=i == len(log.keyrings) - 1)
+    size = log.version
+    cp = log.checkpoint(NOW)
+    if size == 0:
+        ts.update_checkpoint(cp, T)
+        return ts
+    ts.apply_snapshot(
+        cp,
+        log.statements[size - 1],
+        log.inclusion_proof(size, size),
+        log.range_hashes(size),
+        b"".join(log.snapshot(size)),
+        now=T,
+    )
+    return ts
+
+
+def fingerprint(ts: TrustedState) -> tuple[object, ...]:
+    """Everything observable about a trusted state (to assert 'unchanged')."""
+    record = ts.record() if ts.initialised else None
+    return (
+        record,
+        ts.changes(),
+        ts.target,
+        ts.keyring_notes,
+        ts.origin,
+        ts.version,
+        ts.count,
+        ts.digest,
+        sorted(ts.hashes()),
+        ts.dirty,
+    )
+
+
+def other_key(name: str = ORIGIN) -> SecretKey:
+    return SecretKey.generate(name)
+
+
+def later(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+# --- an in-memory server over a MemoryLog (httpx.MockTransport) -------------------
+
+import json  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+
+from blocklist.encoding import b64encode  # noqa: E402
+
+LIST = "main"
+SERVER = "http://isp.test"
+
+
+class ChunkStream(httpx.SyncByteStream):
+    """A response body streamed in chunks, as a socket would deliver it."""
+
+    def __init__(self, body: bytes, chunk: int = 65536) -> None:
+        self._body = body
+        self._chunk = chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(0, len(self._body), self._chunk):
+            yield self._body[i : i + self._chunk]
+
+
+def raw_response(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """A streaming response whose body bytes are sent exactly as given (no encoding)."""
+    return httpx.Response(status, headers=headers or {}, stream=ChunkStream(body))
+
+
+class MemoryServer:
+    """The ISP endpoints of DESIGN.md served from a MemoryLog, for MockTransport.
+
+    An independent, minimal implementation of the wire contract: the client
+    tests run against it and against the real app alike.
+    """
+
+    def __init__(self, log: MemoryLog, *, expressions: dict[bytes, str] | None = None) -> None:
+        self.log = log
+        self.now = NOW
+        self.expressions = expressions or {}
+        self.requests: list[httpx.Request] = []
+        self.tamper: Callable[[httpx.Request, httpx.Response], httpx.Response] | None = None
+        self.min_wait = 60
+
+    def checkpoint_note(self) -> str:
+        return self.log.checkpoint(self.now)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=self.transport())
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        response = self._route(request)
+        response.headers["Cleanfeed-Min-Wait"] = str(self.min_wait)
+        if self.tamper is not None:
+            response = self.tamper(request, response)
+        if isinstance(response.stream, ChunkStream):
+            return response
+        # Stream the (already rendered) body like a real server would.
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-encoding"}
+        return raw_response(response.status_code, response.content, headers)
+
+    def _route(self, request: httpx.Request) -> httpx.Response:
+        prefix = f"/v1/lists/{LIST}"
+        path = request.url.path
+        q = request.url.params
+        if not path.startswith(prefix):
+            return httpx.Response(404)
+        rest = path[len(prefix) :]
+        log = self.log
+        if rest == "/keyring":
+            serial = int(q["serial"]) if "serial" in q else len(log.keyrings)
+            if not 1 <= serial <= len(log.keyrings):
+                return httpx.Response(404)
+            return httpx.Response(200, text=log.keyrings[serial - 1])
+        if rest == "/checkpoint":
+            note = self.checkpoint_note()
+            etag = '"' + hashlib.sha256(note.encode()).hexdigest() + '"'
+            if request.headers.get("if-none-match") == etag:
+                return httpx.Response(304, headers={"ETag": etag})
+            return httpx.Response(200, text=note, headers={"ETag": etag})
+        if rest == "/statements":
+            since, limit = int(q.get("since", "0")), int(q.get("limit", "1000"))
+            page = log.statements[since : since + limit]
+            last = since + len(page)
+            nxt = last if last < log.version else None
+            return httpx.Response(200, json={"statements": page, "next": nxt})
+        if rest.startswith("/statements/"):
+            n = int(rest.rsplit("/", 1)[1])
+            return httpx.Response(200, text=log.statements[n - 1])
+        if rest == "/snapshot":
+            version = int(q.get("version", str(log.version)))
+            body = b"".join(log.snapshot(version))
+            return httpx.Response(200, content=body, headers={"Cleanfeed-Version": str(version)})
+        if rest == "/plaintext":
+            since = int(q.get("since", "0"))
+            added: set[bytes] = set()
+            for note in log.statements[since:]:
+                added |= set(Statement.parse(text_of(note)).adds)
+            items = [
+                {"hash": b64encode(x), "expression": self.expressions[x]}
+                for x in sorted(added & log.members)
+                if x in self.expressions
+            ]
+            return httpx.Response(200, json={"expressions": items, "next": None})
+        if rest == "/proofs/inclusion":
+            proof = log.inclusion_proof(int(q["version"]), int(q["size"]))
+            return httpx.Response(200, json={"hashes": [b64encode(x) for x in proof]})
+        if rest == "/proofs/consistency":
+            proof = log.consistency_proof(int(q["from"]), int(q["to"]))
+            return httpx.Response(200, json={"hashes": [b64encode(x) for x in proof]})
+        if rest == "/proofs/range":
+            rng = log.range_hashes(int(q["size"]))
+            return httpx.Response(200, json={"hashes": [b64encode(x) for x in rng]})
+        return httpx.Response(404, content=json.dumps({"code": "not_found"}).encode())
+
+
+def expression_hash_of(expr: str) -> bytes:
+    return hashlib.sha256(expr.encode()).digest()
+
+
+# --- the real app in-process: a synchronous ASGI transport ------------------------
+
+import contextlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+import anyio.from_thread  # noqa: E402
+
+
+class ASGIBridge(httpx.BaseTransport):
+    """Runs an ASGI app (with its lifespan) behind a synchronous httpx client.
+
+    httpx.ASGITransport is async-only and the ISP client is synchronous: the
+    app runs in an anyio blocking portal (its own event loop thread), and
+    each request goes through httpx.ASGITransport there. The body is handed
+    back raw (still gzip-encoded if the app compressed it), streamed in
+    chunks, so the client's own bounded decoding is what runs.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._stack = contextlib.ExitStack()
+        self.portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
+        self._stack.enter_context(
+            self.portal.wrap_async_context_manager(app.router.lifespan_context(app))
+        )
+        self._inner = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def call() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            resp = await self._inner.handle_async_request(req)
+            raw = b"".join([chunk async for chunk in resp.aiter_raw()])
+            await resp.aclose()
+            return resp.status_code, resp.headers.raw, raw
+
+        status, headers, raw = self.portal.call(call)
+        return httpx.Response(status, headers=headers, stream=ChunkStream(raw))
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class TamperTransport(httpx.BaseTransport):
+    """A malicious proxy between the client and the real app."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.tamper: Callable[[httpx.Request, httpx.Response], httpx.Response] | None = None
+        self.requests: list[httpx.Request] = []
+        #: (path, Content-Encoding) of every response passed through.
+        self.encodings: list[tuple[str, str | None]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        response = self.inner.handle_request(request)
+        self.encodings.append((request.url.path, response.headers.get("content-encoding")))
+        if self.tamper is None:
+            return response
+        response.read()
+        tampered = self.tamper(request, response)
+        if isinstance(tampered.stream, ChunkStream):
+            return tampered
+        headers = {k: v for k, v in tampered.headers.items() if k.lower() != "content-encoding"}
+        return raw_response(tampered.status_code, tampered.content, headers)

@@ -1,0 +1,107 @@
+"""`cleanfeed isp` commands over a state directory synced from a MemoryServer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from isp_helpers import LIST, NOW, SERVER, MemoryServer, expression_hash_of, new_log
+
+from clients.isp.cli import isp_group
+from clients.isp.config import IspConfig
+from clients.isp.sync import Syncer
+
+LISTED = ("example.com/", "example.org/a/", "www.example.net/p.html")
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    log = new_log()
+    exprs = {expression_hash_of(e): e for e in LISTED}
+    log.publish(sorted(exprs), now=NOW)
+    server = MemoryServer(log, expressions=exprs)
+    config = IspConfig(
+        server=SERVER, list=LIST, token="t", root_keys=(log.root_vkey,),
+        state_dir=tmp_path / "state", plaintext=True,
+    )  # fmt: skip
+    with server.client() as client:
+        assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
+    return tmp_path / "state"
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(isp_group, list(args), input=stdin)
+    return result.exit_code, result.output
+
+
+def test_check_listed_and_not_listed(state: Path) -> None:
+    code, out = run("check", "--state-dir", str(state), "http://sub.example.com/x?y=1")
+    assert code == 0
+    assert "listed" in out
+    assert expression_hash_of("example.com/").hex() in out
+    code, out = run("check", "--state-dir", str(state), "http://example.net/")
+    assert code == 1
+    assert out.startswith("not listed")
+
+
+def test_check_batch_from_stdin_json(state: Path) -> None:
+    urls = "http://example.org/a/b/c\nhttp://example.test/\n\nmailto:x@example.com\n"
+    code, out = run("check", "--state-dir", str(state), "--json", "-", stdin=urls)
+    assert code == 0
+    doc = json.loads(out)
+    assert [r["listed"] for r in doc["results"]] == [True, False, False]
+    assert doc["results"][0]["expression"] == "example.org/a/"
+    assert "error" in doc["results"][2]
+
+
+def test_check_error_exit(state: Path, tmp_path: Path) -> None:
+    assert run("check", "--state-dir", str(state), "javascript:alert(1)")[0] == 2
+    assert run("check", "--state-dir", str(tmp_path / "none"), "http://example.com/")[0] == 2
+
+
+def test_export_reports_what_the_format_cannot_enforce(state: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hosts"
+    code, text = run(
+        "export", "--state-dir", str(state), "--format", "hosts", "--output", str(out), "--json"
+    )
+    assert code == 0, text
+    doc = json.loads(text)
+    assert doc["enforced"] == 1
+    assert doc["not_enforceable"] == 2
+    assert "0.0.0.0 example.com" in out.read_text()
+    code, text = run(
+        "export", "--state-dir", str(state), "--format", "hashes", "--output", str(out)
+    )
+    assert code == 0
+    assert sorted(out.read_text().split()) == sorted(expression_hash_of(e).hex() for e in LISTED)
+
+
+def test_status_json(state: Path) -> None:
+    code, out = run("status", "--state-dir", str(state), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["version"] == 1
+    assert doc["entries"] == 3
+    assert doc["counters"] == {"success": 1}
+    assert doc["plaintext_complete"] is True
+
+
+def test_sync_once_exit_codes(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEANFEED_")}
+    log = new_log()
+    base = [sys.executable, "-m", "cleanfeed", "isp", "sync", "--once"]
+    missing = subprocess.run(base, env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode == 2
+    assert "--server" in missing.stderr
+    down = subprocess.run(
+        [*base, "--server", "http://127.0.0.1:9", "--list", LIST, "--root-key", log.root_vkey,
+         "--state-dir", str(tmp_path / "s"), "--token", "t"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert down.returncode == 2
+    assert down.stderr.strip().splitlines()[-1].startswith("failed: network_error:")

@@ -1,0 +1,79 @@
+"""Configuration: TOML file, environment and flags, with validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.errors import ConfigError
+from clients.isp.config import DEFAULT_MAX_AGE, ExportSpec, load_config
+from signer.keys import SecretKey
+
+ROOT = SecretKey.generate("cleanfeed.invalid/main/root").vkey
+WITNESS = SecretKey.generate("witness.example").verifier.cosigner.vkey
+
+
+def test_file_env_and_flags_precedence(tmp_path: Path) -> None:
+    (tmp_path / "root.vkey").write_text(ROOT + "\n")
+    (tmp_path / "token").write_text("cf_from_file\n")
+    cfg = tmp_path / "isp.toml"
+    cfg.write_text(
+        'server = "https://hotline.example/"\n'
+        'list = "main"\n'
+        'token_file = "token"\n'
+        'root_keys = ["@root.vkey"]\n'
+        'state_dir = "state"\n'
+        "interval = 900\n"
+        "[timeouts]\nread = 5\n"
+        f'[witnesses]\nkeys = ["{WITNESS}"]\nquorum = 1\n'
+        '[[exports]]\nformat = "rpz"\noutput = "out/cleanfeed.rpz"\non_change = "rndc reload"\n'
+    )
+    config = load_config(cfg, environ={})
+    assert config.server == "https://hotline.example"
+    assert config.token == "cf_from_file"
+    assert config.root_keys == (ROOT,)
+    assert config.state_dir == tmp_path / "state"
+    assert config.interval == 900
+    assert config.timeouts.read == 5
+    assert config.max_age == DEFAULT_MAX_AGE
+    assert config.witnesses == (WITNESS,)
+    assert config.witness_quorum == 1
+    assert config.exports == (ExportSpec("rpz", tmp_path / "out/cleanfeed.rpz", "rndc reload"),)
+    # The environment beats the file, flags beat both.
+    assert load_config(cfg, environ={"CLEANFEED_TOKEN": "cf_env"}).token == "cf_env"
+    flagged = load_config(
+        cfg, environ={"CLEANFEED_TOKEN": "cf_env"}, overrides={"token": "cf_flag"}
+    )
+    assert flagged.token == "cf_flag"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'surprise = "x"\n',
+        'server = "ftp://hotline.example"\n',
+        'server = "https://hotline.example/?token=x"\n',
+        "interval = 1\n",
+        'root_keys = ["not a vkey"]\n',
+        f'[witnesses]\nkeys = ["{WITNESS}"]\nquorum = 2\n',
+        "[timeouts]\nforever = 1\n",
+        "this is not toml",
+    ],
+)
+def test_invalid_configuration_refused(tmp_path: Path, text: str) -> None:
+    cfg = tmp_path / "isp.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(cfg, environ={})
+
+
+def test_require_sync_names_what_is_missing() -> None:
+    config = load_config(None, environ={})
+    with pytest.raises(ConfigError, match=r"--server.*--list.*--root-key.*--state-dir"):
+        config.require_sync()
+
+
+def test_token_never_in_repr() -> None:
+    config = load_config(None, environ={"CLEANFEED_TOKEN": "cf_secret_value"})
+    assert "cf_secret_value" not in repr(config)

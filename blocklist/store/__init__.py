@@ -1,1 +1,56 @@
-"""blocklist/store."""
+"""Server-side persistence: SQLAlchemy models, migrations and domain services.
+
+Only the server (``api``, ``signer``) imports this package; the ISP client
+and the auditor never do (tests/test_layering.py).
+
+| module       | offers                                                                |
+|--------------|-----------------------------------------------------------------------|
+| ``db``       | :class:`Database` (engine, sessions, transactions), advisory locks    |
+| ``models``   | the tables                                                            |
+| ``migrate``  | :func:`~blocklist.store.migrate.upgrade` (Alembic, no alembic.ini)    |
+| ``errors``   | store errors with stable codes                                        |
+| ``audit``    | append to / read / verify the hash-chained audit log                 |
+| ``lists``    | create (with canary), get, enumerate lists                            |
+| ``entries``  | add, approve, expire, reinstate, search, history, bulk add            |
+| ``versions`` | the publisher's side: pending changes, versions, tree, checkpoints,   |
+|              | keyrings, snapshots, plaintext, publish requests, ISP versions        |
+| ``tokens``   | issue, look up, revoke tokens; batched last-use                       |
+
+Every service is a function taking a :class:`sqlalchemy.orm.Session` as its
+first argument and runs inside the caller's
+:meth:`Database.transaction`, so one request is one transaction.
+"""
+
+from __future__ import annotations
+
+from blocklist.store.db import Database
+from blocklist.store.errors import (
+    AdminCannotApprove,
+    BulkRejected,
+    Conflict,
+    DuplicateApproval,
+    InvalidField,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
+    SelfApproval,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "AdminCannotApprove",
+    "BulkRejected",
+    "Conflict",
+    "Database",
+    "DuplicateApproval",
+    "InvalidField",
+    "InvalidState",
+    "LimitExceeded",
+    "NotFound",
+    "PermissionDenied",
+    "SelfApproval",
+    "StoreError",
+    "StoreUnavailable",
+]

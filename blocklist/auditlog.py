@@ -1,0 +1,169 @@
+"""The hash-chained audit log (docs/architecture.md, "Audit log hash chain").
+
+Every analyst and admin action is one :class:`AuditRecord`. A record is
+serialised as canonical JSON of ``{"seq", "time", "actor", "action", "list",
+"entry", "details"}`` (keys sorted, separators ``,`` and ``:``, UTF-8, no
+NaN) and chained::
+
+    hash = SHA-256(b"cleanfeed-audit/v1\\n" || prev_hash || json)
+
+with :data:`AUDIT_ZERO` (32 zero bytes) as the head of an empty log. Each
+version statement's ``audit`` line commits to the head, so rewriting history
+after the fact breaks signed statements (DESIGN.md, "Accountability").
+
+This module is pure: the server store appends records, the offline auditor
+re-verifies them with :func:`verify_chain`.
+
+Canonical JSON, precisely: objects with string keys sorted by code point,
+strings, integers, ``true``/``false``/``null`` and arrays. Floats are
+refused: their text form is not canonical across implementations, and no
+record needs them. Non-ASCII text is written as UTF-8, not ``\\u`` escapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from blocklist.encoding import format_time
+from blocklist.errors import BlocklistError, FormatError
+
+#: Domain separation prefix of every record hash.
+AUDIT_DOMAIN = b"cleanfeed-audit/v1\n"
+
+#: Head of the empty audit log.
+AUDIT_ZERO = bytes(32)
+
+#: Deepest nesting accepted in ``details``: records are flat key/value maps
+#: with at most a list of names inside; bounding depth prevents recursion
+#: exhaustion on hostile input handed to the verifier.
+MAX_DETAILS_DEPTH = 8
+
+
+class AuditChainError(BlocklistError):
+    """The audit log's hash chain does not verify (rewritten or reordered)."""
+
+    code = "audit_chain_broken"
+
+
+@dataclass(frozen=True, eq=True)
+class AuditRecord:
+    """One audit record as it is hashed.
+
+    ``list_name`` and ``entry_id`` are written as the JSON keys ``list`` and
+    ``entry``. ``time`` is hashed at second resolution (UTC RFC 3339 with
+    ``Z``), so stores keep it truncated to seconds. ``hash`` is the claimed
+    chain hash when the record was read back from a store or bundle; it is
+    not part of the hashed content.
+    """
+
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    list_name: str | None
+    entry_id: int | None
+    details: Mapping[str, object] = field(default_factory=dict, hash=False)
+    hash: bytes | None = None
+
+    def to_json(self) -> bytes:
+        """Return the canonical JSON bytes that are hashed.
+
+        Raises:
+            FormatError: a value that has no canonical JSON form (floats,
+                non-string keys, unpaired surrogates, naive times).
+        """
+        if self.time.tzinfo is None:
+            raise FormatError("audit record time must be timezone-aware")
+        obj: dict[str, object] = {
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "actor": self.actor,
+            "action": self.action,
+            "list": self.list_name,
+            "entry": self.entry_id,
+            "details": dict(self.details),
+        }
+        return canonical_json(obj)
+
+
+def _check_json(value: object, depth: int) -> None:
+    if depth > MAX_DETAILS_DEPTH:
+        raise FormatError("audit details nest too deeply")
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if isinstance(value, int):
+        return
+    if isinstance(value, float):
+        raise FormatError("audit details may not contain floats (no canonical form)")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json(item, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FormatError("audit details keys must be strings")
+            _check_json(item, depth + 1)
+        return
+    raise FormatError(f"audit details hold a non-JSON value of type {type(value).__name__}")
+
+
+def canonical_json(obj: Mapping[str, object]) -> bytes:
+    """Serialise ``obj`` as canonical JSON (sorted keys, no spaces, UTF-8).
+
+    Raises:
+        FormatError: floats, non-string keys, non-JSON types, unpaired
+            surrogates, or nesting deeper than :data:`MAX_DETAILS_DEPTH`.
+    """
+    _check_json(obj, 0)
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        raise FormatError(f"audit record has no canonical JSON form: {e}") from e
+
+
+def chain_hash(prev: bytes, record: AuditRecord) -> bytes:
+    """Return ``SHA-256(AUDIT_DOMAIN || prev || canonical_json(record))``.
+
+    Raises:
+        FormatError: ``prev`` is not 32 bytes or the record has no canonical
+            JSON form.
+    """
+    if len(prev) != 32:
+        raise FormatError("previous audit hash must be 32 bytes")
+    return hashlib.sha256(AUDIT_DOMAIN + prev + record.to_json()).digest()
+
+
+def verify_chain(
+    records: Iterable[AuditRecord], *, prev: bytes = AUDIT_ZERO, first_seq: int = 1
+) -> bytes:
+    """Recompute the chain over ``records`` and return its head.
+
+    Sequence numbers must run ``first_seq, first_seq + 1, ...`` without gaps;
+    each record that carries a claimed ``hash`` must match the recomputed
+    one. Pass ``prev``/``first_seq`` to continue from a verified head.
+
+    Raises:
+        AuditChainError: a gap or reordering in ``seq``, or a hash mismatch
+            (a record was altered, inserted or removed).
+    """
+    head = prev
+    expected = first_seq
+    for record in records:
+        if record.seq != expected:
+            raise AuditChainError(f"audit seq {record.seq} where {expected} was expected")
+        try:
+            head = chain_hash(head, record)
+        except FormatError as e:
+            raise AuditChainError(f"audit record {record.seq} is not canonical: {e}") from e
+        if record.hash is not None and record.hash != head:
+            raise AuditChainError(f"audit record {record.seq} does not match its chain hash")
+        expected += 1
+    return head

@@ -1,0 +1,285 @@
+"""Appending to and reading the hash-chained audit log.
+
+One chain per list (``chain`` = list id) plus a deployment chain (``chain``
+0) for token management. Per-list chains keep an auditor's bundle for one
+list free of other lists' activity, and each version statement's ``audit``
+line commits to its own list's head.
+
+Appenders of one chain are serialised so concurrent writers never fork it:
+on PostgreSQL by the transaction-scoped advisory lock of :func:`lock_list`
+(taken before the head is read, and re-entrant, so services that already
+hold it lose nothing); on SQLite by the write transaction itself. The
+primary key ``(chain, seq)`` is the last line of defence: a fork cannot be
+committed. Records are appended in the caller's transaction, the same one as
+the change they record (DESIGN.md, "Accountability").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from blocklist.auditlog import AUDIT_ZERO, AuditChainError, AuditRecord, chain_hash, verify_chain
+from blocklist.store.db import advisory_lock
+from blocklist.store.errors import InvalidField, LimitExceeded, NotFound
+from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRow
+
+#: Chain of deployment-wide records (tokens); list chains use the list id.
+DEPLOYMENT_CHAIN = 0
+
+#: Largest page of records returned by one call (bounded responses).
+MAX_AUDIT_PAGE = 1000
+
+#: Actor names: printable, no whitespace controls, so logs stay one line.
+_ACTOR_RE = re.compile(rf"\A[^\x00-\x1f\x7f]{{1,{ACTOR_LENGTH}}}\Z")
+_ACTION_RE = re.compile(rf"\A[a-z][a-z0-9_.]{{0,{ACTION_LENGTH - 1}}}\Z")
+
+
+class AuditHead(NamedTuple):
+    """The last record of a chain: its ``seq`` (0 when empty) and hash."""
+
+    seq: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An action to append (the store assigns ``seq``, ``time`` and hashes)."""
+
+    actor: str
+    action: str
+    entry_id: int | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def resolve_now(now: datetime | None) -> datetime:
+    """``now`` in UTC, or the current time when ``None`` (services take ``now`` for tests).
+
+    Raises:
+        InvalidField: a naive datetime (its zone would be guessed).
+    """
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise InvalidField("times must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+def check_actor(actor: str) -> str:
+    """Validate an actor name (analyst, admin or ``system:...``).
+
+    Raises:
+        InvalidField: empty, longer than ``ACTOR_LENGTH`` or with control characters.
+    """
+    if not isinstance(actor, str) or not _ACTOR_RE.match(actor):
+        raise InvalidField(f"actor must be 1..{ACTOR_LENGTH} characters without control characters")
+    return actor
+
+
+def lock_list(session: Session, list_id: int | None) -> None:
+    """Serialise writers of one list (or of the deployment chain for ``None``).
+
+    Every service that changes a list takes this first, before reading the
+    state it decides on, so two analysts or an analyst and the publisher
+    never interleave (PostgreSQL); SQLite's write transaction already does.
+    """
+    advisory_lock(session, list_id if list_id is not None else DEPLOYMENT_CHAIN)
+
+
+def _chain(list_id: int | None) -> int:
+    return list_id if list_id is not None else DEPLOYMENT_CHAIN
+
+
+def _list_name(session: Session, list_id: int | None) -> str | None:
+    if list_id is None:
+        return None
+    name = session.scalar(select(ListRow.name).where(ListRow.id == list_id))
+    if name is None:
+        raise NotFound(f"no list with id {list_id}")
+    return name
+
+
+def head(session: Session, list_id: int | None) -> AuditHead:
+    """Return the head of a list's chain (``None``: the deployment chain)."""
+    row = session.execute(
+        select(AuditRow.seq, AuditRow.hash)
+        .where(AuditRow.chain == _chain(list_id))
+        .order_by(AuditRow.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return AuditHead(0, AUDIT_ZERO)
+    return AuditHead(row.seq, row.hash)
+
+
+def append_many(
+    session: Session,
+    list_id: int | None,
+    events: Sequence[AuditEvent],
+    *,
+    now: datetime | None = None,
+) -> list[AuditRecord]:
+    """Append ``events`` to a chain in one bulk insert; return the records.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+        NotFound: no list with ``list_id``.
+    """
+    for event in events:
+        check_actor(event.actor)
+        if not _ACTION_RE.match(event.action):
+            raise InvalidField(f"bad audit action {event.action!r}")
+    if not events:
+        return []
+    lock_list(session, list_id)
+    list_name = _list_name(session, list_id)
+    seq, prev = head(session, list_id)
+    # Records are hashed at second resolution; store exactly what is hashed.
+    when = resolve_now(now).replace(microsecond=0)
+    records: list[AuditRecord] = []
+    rows: list[dict[str, object]] = []
+    for event in events:
+        seq += 1
+        record = AuditRecord(
+            seq=seq,
+            time=when,
+            actor=event.actor,
+            action=event.action,
+            list_name=list_name,
+            entry_id=event.entry_id,
+            details=dict(event.details),
+        )
+        digest = chain_hash(prev, record)
+        rows.append(
+            {
+                "chain": _chain(list_id),
+                "seq": seq,
+                "list_id": list_id,
+                "time": when,
+                "actor": event.actor,
+                "action": event.action,
+                "entry_id": event.entry_id,
+                "details": dict(event.details),
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        records.append(
+            AuditRecord(
+                seq=seq,
+                time=when,
+                actor=record.actor,
+                action=record.action,
+                list_name=list_name,
+                entry_id=record.entry_id,
+                details=record.details,
+                hash=digest,
+            )
+        )
+        prev = digest
+    session.execute(insert(AuditRow), rows)
+    return records
+
+
+def append(
+    session: Session,
+    *,
+    list_id: int | None,
+    actor: str,
+    action: str,
+    entry_id: int | None = None,
+    details: Mapping[str, object] | None = None,
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Append one record to a chain in the caller's transaction.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+        NotFound: no list with ``list_id``.
+    """
+    event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
+    return append_many(session, list_id, [event], now=now)[0]
+
+
+def _to_record(row: AuditRow, list_name: str | None) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        time=row.time,
+        actor=row.actor,
+        action=row.action,
+        list_name=list_name,
+        entry_id=row.entry_id,
+        details=dict(row.details),
+        hash=row.hash,
+    )
+
+
+def records(
+    session: Session, list_id: int | None, *, since: int = 0, limit: int = MAX_AUDIT_PAGE
+) -> list[AuditRecord]:
+    """Return records ``since + 1 ..`` of a chain, at most ``limit``, in order.
+
+    Raises:
+        LimitExceeded: ``limit`` above :data:`MAX_AUDIT_PAGE` or below 1.
+        NotFound: no list with ``list_id``.
+    """
+    if not 1 <= limit <= MAX_AUDIT_PAGE:
+        raise LimitExceeded(f"limit must be 1..{MAX_AUDIT_PAGE}")
+    list_name = _list_name(session, list_id)
+    rows = session.scalars(
+        select(AuditRow)
+        .where(AuditRow.chain == _chain(list_id), AuditRow.seq > since)
+        .order_by(AuditRow.seq)
+        .limit(limit)
+    ).all()
+    return [_to_record(row, list_name) for row in rows]
+
+
+def entry_records(session: Session, entry_id: int) -> list[AuditRecord]:
+    """Return every record naming ``entry_id``, oldest first."""
+    rows = session.execute(
+        select(AuditRow, ListRow.name)
+        .outerjoin(ListRow, ListRow.id == AuditRow.list_id)
+        .where(AuditRow.entry_id == entry_id)
+        .order_by(AuditRow.seq)
+    ).all()
+    return [_to_record(row, name) for row, name in rows]
+
+
+def verify(session: Session, list_id: int | None) -> AuditHead:
+    """Re-verify a whole chain from the stored rows; return its head.
+
+    Raises:
+        AuditChainError: a record was altered, removed or reordered, or a
+            stored ``prev_hash`` disagrees with the chain.
+        NotFound: no list with ``list_id``.
+    """
+    list_name = _list_name(session, list_id)
+    seq, prev = 0, AUDIT_ZERO
+    while True:
+        rows = session.scalars(
+            select(AuditRow)
+            .where(AuditRow.chain == _chain(list_id), AuditRow.seq > seq)
+            .order_by(AuditRow.seq)
+            .limit(MAX_AUDIT_PAGE)
+        ).all()
+        if not rows:
+            return AuditHead(seq, prev)
+        for row in rows:
+            if row.prev_hash != prev:
+                raise AuditChainError(f"audit record {row.seq}: stored prev_hash breaks the chain")
+            prev = verify_chain([_to_record(row, list_name)], prev=prev, first_seq=seq + 1)
+            seq = row.seq

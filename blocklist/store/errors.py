@@ -1,0 +1,114 @@
+"""Errors of the persistence layer and its domain services.
+
+Each derives from :class:`blocklist.errors.BlocklistError` and carries a
+stable ``code`` that the API maps to problem+json:
+
+| error | code | meaning |
+|---|---|---|
+| StoreError | store_error | root of this module |
+| NotFound | not_found | no such list, entry, token, version |
+| Conflict | conflict | clashes with existing data (name taken, version) |
+| DuplicateApproval | duplicate_approval | the analyst already approved this round |
+| PermissionDenied | permission_denied | the actor may not do this |
+| SelfApproval | self_approval | approving one's own entry or reinstatement |
+| AdminCannotApprove | admin_cannot_approve | four-eyes counts analysts only |
+| InvalidState | invalid_state | not allowed in the entry's/list's current state |
+| InvalidField | invalid_field | a field is malformed, empty or over its cap |
+| LimitExceeded | limit_exceeded | a page or batch larger than allowed |
+| BulkRejected | bulk_rejected | all-or-nothing bulk add with failing rows |
+| StoreUnavailable | store_unavailable | the database cannot be reached |
+
+Every refused operation changes nothing: services validate before they
+write, and the caller's transaction rolls back on any exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from blocklist.errors import BlocklistError
+
+if TYPE_CHECKING:
+    from blocklist.store.entries import BulkResult
+
+
+class StoreError(BlocklistError):
+    """Root of the errors raised by :mod:`blocklist.store`."""
+
+    code = "store_error"
+
+
+class NotFound(StoreError, LookupError):
+    """The list, entry, token, version or document does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(StoreError):
+    """The change clashes with existing data (a taken name, a version number)."""
+
+    code = "conflict"
+
+
+class DuplicateApproval(Conflict):
+    """The analyst has already approved this entry in the current round."""
+
+    code = "duplicate_approval"
+
+
+class PermissionDenied(StoreError):
+    """The actor may not perform this action."""
+
+    code = "permission_denied"
+
+
+class SelfApproval(PermissionDenied):
+    """Four-eyes: nobody approves an entry they created or reinstated."""
+
+    code = "self_approval"
+
+
+class AdminCannotApprove(PermissionDenied):
+    """Four-eyes counts analysts only; administrators cannot approve entries."""
+
+    code = "admin_cannot_approve"
+
+
+class InvalidState(StoreError):
+    """The action is not allowed in the current state (e.g. approving an expired entry)."""
+
+    code = "invalid_state"
+
+
+class InvalidField(StoreError, ValueError):
+    """A field is malformed, empty when required, or longer than its cap."""
+
+    code = "invalid_field"
+
+
+class LimitExceeded(StoreError, ValueError):
+    """A page, batch or request exceeds its named limit."""
+
+    code = "limit_exceeded"
+
+
+class BulkRejected(StoreError, ValueError):
+    """An all-or-nothing bulk add had failing rows; nothing was added.
+
+    ``results`` holds the per-row outcome so the caller can report which
+    rows failed and why.
+    """
+
+    code = "bulk_rejected"
+
+    def __init__(self, message: str, results: Sequence[BulkResult]) -> None:
+        """Keep the per-row results next to the message."""
+        super().__init__(message)
+        self.results = list(results)
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or refused the connection."""
+
+    code = "store_unavailable"

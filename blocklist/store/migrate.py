@@ -1,0 +1,79 @@
+"""Run the Alembic migrations from code, without an alembic.ini in the CWD.
+
+``cleanfeed init``/``serve`` call :func:`upgrade` on start; it is idempotent
+(a database at head is left alone). On PostgreSQL an advisory lock makes a
+second process that migrates at the same moment wait, then find nothing to
+do; on SQLite the write transaction does the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from blocklist.store.db import ADVISORY_LOCK_NAMESPACE, WRITE_EXECUTION_OPTION, Database
+
+#: Directory holding env.py and versions/ (shipped as package data).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: Advisory lock key serialising concurrent migrations (list ids are >= 1
+#: and the deployment audit chain is 0, so -1 collides with neither).
+_MIGRATION_LOCK_KEY = -1
+
+
+def alembic_config() -> Config:
+    """An Alembic :class:`Config` pointing at the packaged migrations."""
+    config = Config()
+    # configparser interpolation: a literal '%' in the path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision of the packaged migrations."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the packaged migrations have no head"
+    return head
+
+
+def current_revision(target: str | Database) -> str | None:
+    """The revision a database is at, or ``None`` if it was never migrated."""
+    database = target if isinstance(target, Database) else Database(target)
+    try:
+        with database.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        if database is not target:
+            database.dispose()
+
+
+def upgrade(target: str | Database, revision: str = "head") -> None:
+    """Upgrade a database (URL or :class:`Database`) to ``revision`` in one transaction.
+
+    Raises:
+        alembic.util.CommandError: an unknown revision.
+        StoreUnavailable: an invalid URL.
+    """
+    database = target if isinstance(target, Database) else Database(target)
+    config = alembic_config()
+    try:
+        # The write engine: BEGIN IMMEDIATE on SQLite, so the whole upgrade
+        # holds the write lock from its first statement.
+        engine = database.engine.execution_options(**{WRITE_EXECUTION_OPTION: True})
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+                    {"ns": ADVISORY_LOCK_NAMESPACE, "key": _MIGRATION_LOCK_KEY},
+                )
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        if database is not target:
+            database.dispose()

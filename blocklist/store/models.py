@@ -1,0 +1,372 @@
+"""SQLAlchemy 2 models: the server's persistent state.
+
+Conventions:
+
+- Hashes are raw 32-byte values (``BYTEA`` / ``BLOB``), compared and sorted
+  bytewise by both backends, which is the order DESIGN.md fixes for
+  snapshots and statements.
+- Times are timezone-aware UTC (:class:`UTCDateTime`); SQLite has no zone
+  type, so UTC is stored without an offset and re-attached on load.
+- Nothing that forms the signed history is ever updated in place: versions,
+  memberships' ``added_version``, tree hashes, keyrings and the audit log
+  are append-only. ``memberships.removed_version`` is set once.
+- Constraint names follow :data:`NAMING_CONVENTION` so that migrations name
+  them identically on every backend.
+
+The initial Alembic migration (``migrations/versions/0001_initial.py``)
+creates exactly this schema; a contract test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+#: Deterministic constraint names (Alembic "naming conventions").
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Entry status values (see :mod:`blocklist.store.entries`).
+STATUS_PENDING = "pending"
+STATUS_ACTIVE = "active"
+STATUS_EXPIRED = "expired"
+STATUS_REMOVED = "removed"
+ENTRY_STATUSES = (STATUS_PENDING, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REMOVED)
+
+#: Entry scopes (DESIGN.md, "Entries: canonical expressions").
+SCOPES = ("page", "prefix", "host")
+
+#: Token roles (DESIGN.md, "API shape").
+ROLES = ("admin", "analyst", "isp", "auditor")
+
+#: Column sizes. Names and actors are short identifiers; the caps in the
+#: services are the same numbers so a valid value always fits.
+NAME_LENGTH = 64
+ORIGIN_LENGTH = 255
+ACTOR_LENGTH = 128
+ACTION_LENGTH = 64
+REFERENCE_LENGTH = 128
+CATEGORY_LENGTH = 64
+TOKEN_NAME_LENGTH = 128
+TOKEN_PREFIX_LENGTH = 32
+
+HASH_BYTES = 32
+STATE_VECTOR_BYTES = 2048
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    Refuses naive datetimes on the way in (an unlabelled local time in a
+    signed log would be ambiguous) and always returns aware UTC values.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; SQLite stores it without an offset."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store times must be timezone-aware")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _hash_column() -> LargeBinary:
+    return LargeBinary(HASH_BYTES)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ListRow(Base):
+    """A blocklist: one signed log with its own origin, keyring and audit chain."""
+
+    __tablename__ = "lists"
+    __table_args__ = (CheckConstraint("approvals_required IN (1, 2)", name="approvals_required"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    origin: Mapped[str] = mapped_column(String(ORIGIN_LENGTH), unique=True)
+    home_country: Mapped[str | None] = mapped_column(String(2))
+    canary_url: Mapped[str] = mapped_column(Text)
+    # use_alter: lists and entries reference each other; the constraint is
+    # added after both tables exist (and dropped first).
+    canary_entry_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("entries.id", use_alter=True)
+    )
+    approvals_required: Mapped[int] = mapped_column(SmallInteger)
+    public: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EntryRow(Base):
+    """One expression on a list, with its curation state.
+
+    ``status`` is what analysts decided; ``listed`` is what the latest
+    published version contains. ``needs_publish`` is ``listed != (status ==
+    'active')``, kept as an indexed flag so the publisher finds its work in
+    O(changes).
+    """
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("list_id", "hash"),
+        CheckConstraint("status IN ('pending', 'active', 'expired', 'removed')", name="status"),
+        CheckConstraint("scope IN ('page', 'prefix', 'host')", name="scope"),
+        Index("ix_entries_publish", "list_id", "needs_publish", "id"),
+        Index("ix_entries_expiry", "list_id", "status", "expires_at"),
+        Index("ix_entries_host", "list_id", "host"),
+        Index("ix_entries_reference", "list_id", "reference"),
+        Index("ix_entries_added", "list_id", "added_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    expression: Mapped[str] = mapped_column(Text)
+    hash: Mapped[bytes] = mapped_column(_hash_column())
+    host: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
+    category: Mapped[str | None] = mapped_column(String(CATEGORY_LENGTH))
+    hosting_country: Mapped[str | None] = mapped_column(String(2))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(8))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    listed: Mapped[bool] = mapped_column(Boolean)
+    needs_publish: Mapped[bool] = mapped_column(Boolean)
+    added_version: Mapped[int | None] = mapped_column(BigInteger)
+    removed_version: Mapped[int | None] = mapped_column(BigInteger)
+    # Four-eyes rounds: round 1 is the addition, each reinstatement opens a
+    # new round that needs fresh approvals; submitted_by opened the round and
+    # may not approve it.
+    approval_round: Mapped[int] = mapped_column(Integer)
+    submitted_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class ApprovalRow(Base):
+    """One analyst's approval of one round of an entry."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("entry_id", "round", "actor"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(Integer, ForeignKey("entries.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MembershipRow(Base):
+    """A hash's presence in a list from ``added_version`` until ``removed_version``.
+
+    The snapshot at version N is every hash with ``added_version <= N`` and
+    (``removed_version`` NULL or ``> N``). A hash removed and added again
+    gets a second row.
+    """
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        Index("ix_memberships_added", "list_id", "added_version"),
+        Index("ix_memberships_removed", "list_id", "removed_version"),
+    )
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    hash: Mapped[bytes] = mapped_column(_hash_column(), primary_key=True)
+    added_version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    removed_version: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class VersionRow(Base):
+    """A published version: its signed statement and the state after it."""
+
+    __tablename__ = "versions"
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    note: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[bytes] = mapped_column(_hash_column())
+    leaf_hash: Mapped[bytes] = mapped_column(_hash_column())
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    keyring_serial: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    # LtHash16 vector after this version, so the next publish is O(changes).
+    state_vector: Mapped[bytes] = mapped_column(LargeBinary(STATE_VECTOR_BYTES))
+    audit_head: Mapped[bytes] = mapped_column(_hash_column())
+
+
+class TreeHashRow(Base):
+    """One stored Merkle hash, indexed by :func:`blocklist.merkle.stored_hash_index`."""
+
+    __tablename__ = "tree_hashes"
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(_hash_column())
+
+
+class CheckpointRow(Base):
+    """The latest signed checkpoint of a list (re-signed to stay fresh)."""
+
+    __tablename__ = "checkpoints"
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(_hash_column())
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CheckpointHistoryRow(Base):
+    """The first signed checkpoint note of every distinct (size, root) of a list.
+
+    Kept for auditors: a second root for one size would be equivocation, and
+    the unique constraint makes the store refuse to record one.
+    """
+
+    __tablename__ = "checkpoint_history"
+    __table_args__ = (UniqueConstraint("list_id", "size"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(_hash_column())
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class KeyringRow(Base):
+    """A signed keyring note; serials are consecutive per list."""
+
+    __tablename__ = "keyrings"
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """One record of a hash-chained audit log.
+
+    ``chain`` is the list id for list records, 0 for the deployment chain
+    (token management). ``seq`` counts from 1 within a chain; the primary
+    key makes a fork (two records with one seq) impossible to commit.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entry", "entry_id"),)
+
+    chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    list_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("lists.id"))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    action: Mapped[str] = mapped_column(String(ACTION_LENGTH))
+    entry_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("entries.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[bytes] = mapped_column(_hash_column())
+    hash: Mapped[bytes] = mapped_column(_hash_column())
+
+
+class TokenListRow(Base):
+    """Association: a token may read a list."""
+
+    __tablename__ = "token_lists"
+
+    token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+
+
+class TokenRow(Base):
+    """An API bearer token. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'analyst', 'isp', 'auditor')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(TOKEN_NAME_LENGTH))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[bytes] = mapped_column(_hash_column(), unique=True)
+    prefix: Mapped[str] = mapped_column(String(TOKEN_PREFIX_LENGTH))
+    plaintext: Mapped[bool] = mapped_column(Boolean)
+    full_audit: Mapped[bool] = mapped_column(Boolean)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+    lists: Mapped[list[ListRow]] = relationship(
+        secondary="token_lists", lazy="selectin", order_by="ListRow.name"
+    )
+
+
+class PublishRequestRow(Base):
+    """A publish-now request left for a separate signer process (``--no-signer``)."""
+
+    __tablename__ = "publish_requests"
+    __table_args__ = (Index("ix_publish_requests_open", "list_id", "done_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    requested_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_version: Mapped[int | None] = mapped_column(BigInteger)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IspSeenRow(Base):
+    """The last version each ISP token fetched of each list."""
+
+    __tablename__ = "isp_seen"
+
+    token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

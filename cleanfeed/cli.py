@@ -27,7 +27,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("api.cli:serve_command", "Run the API (and, by default, the embedded signer)."),
     "token": ("api.cli:token_group", "Create, list and revoke API tokens."),
     "keys": ("signer.cli:keys_group", "Key ceremony: generate, show, rotate keys; sign keyrings."),
-    "signer": ("signer.cli:signer_group", "Run the publisher that cuts and signs versions."),
+    "signer": ("signer.signer_cli:signer_group", "Run the publisher that cuts and signs versions."),
     "isp": ("clients.isp.cli:isp_group", "ISP client: sync, verify, export, check URLs."),
     "audit": ("clients.audit.cli:audit_group", "Offline audit: fetch bundles, verify, prove."),
 }

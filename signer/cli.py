@@ -200,6 +200,13 @@ def sign_keyring_command(
     )
 
 
-@click.group(name="signer")
-def signer_group() -> None:
-    """Run the publisher that cuts and signs versions."""
+def _attach_log_commands() -> None:
+    # The commands that need the database live in signer.signer_cli; importing
+    # it loads only click (everything heavy is imported inside the commands).
+    from signer.signer_cli import import_keyring_command, rotate_command
+
+    keys_group.add_command(rotate_command)  # cleanfeed keys rotate
+    keys_group.add_command(import_keyring_command)  # cleanfeed keys import-keyring
+
+
+_attach_log_commands()

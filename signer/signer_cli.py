@@ -1,0 +1,419 @@
+"""``cleanfeed signer …`` (the publisher daemon) and ``cleanfeed keys rotate`` / ``import-keyring``.
+
+``cleanfeed signer run`` is the separate signer process of DESIGN.md,
+"Processes": it holds the online key (the API, started with
+``--no-signer``, never does), cuts versions on a schedule, serves the API's
+publish requests within about a second, and re-signs the checkpoint so it
+stays fresh. Any number of them may run against one database: the list
+lock makes the others wait, never fork the log.
+
+Database URL precedence: ``--database-url``, then ``CLEANFEED_DATABASE_URL``,
+then ``database_url`` in ``DATA_DIR/settings.toml``, then SQLite in the data
+directory. Log lines are JSON objects on stderr, one per published version
+batch, re-signed checkpoint or error; command results are JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import click
+
+from blocklist.encoding import b64encode
+
+__all__ = ["import_keyring_command", "rotate_command", "signer_group"]
+
+logger = logging.getLogger("cleanfeed.signer")
+
+#: How often the daemon looks for publish requests left by an API started
+#: with --no-signer: the API waits for the new version, so about a second.
+REQUEST_POLL_SECONDS: Final = 1.0
+
+#: Longest pause between checkpoint freshness checks: the checkpoint is
+#: re-signed at most this much later than its interval says.
+MAX_CHECKPOINT_CHECK_SECONDS: Final = 60.0
+
+#: How often the embedded default checks whether its keyring needs renewing.
+KEYRING_CHECK_SECONDS: Final = 3600.0
+
+#: Largest signed keyring file imported (a keyring is at most 256 KiB of
+#: text, plus signature lines).
+MAX_KEYRING_FILE_BYTES: Final = 1024 * 1024
+
+_LOG_RECORD_FIELDS: Final = frozenset(
+    vars(logging.LogRecord("n", logging.INFO, "p", 0, "m", None, None))
+) | {"message", "asctime", "taskName"}
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _LOG_RECORD_FIELDS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            out["error"] = record.exc_info[0].__name__
+            out["detail"] = str(record.exc_info[1])
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    root = logging.getLogger("cleanfeed")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+_data_dir_option = click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory holding keys/<list>/ (and the SQLite database by default).",
+)
+_database_option = click.option(
+    "--database-url",
+    envvar="CLEANFEED_DATABASE_URL",
+    default=None,
+    help="SQLAlchemy database URL [env CLEANFEED_DATABASE_URL; default: SQLite in DATA_DIR].",
+)
+
+
+def _database(data_dir: Path, database_url: str | None) -> Any:
+    from blocklist.store import Database
+    from signer.bootstrap import NotInitialised, keys_dir_of, resolve_database_url
+    from signer.errors import SignerError
+
+    if not keys_dir_of(data_dir).is_dir():
+        raise click.ClickException(
+            str(NotInitialised(f"{data_dir} is not initialised: run `cleanfeed init` first"))
+        )
+    try:
+        return Database(resolve_database_url(data_dir, database_url))
+    except SignerError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _list_names(db: Any, wanted: Sequence[str]) -> list[str]:
+    from blocklist.store.lists import list_lists
+
+    if wanted:
+        return list(dict.fromkeys(wanted))
+    with db.read() as session:
+        names = [row.name for row in list_lists(session)]
+    if not names:
+        raise click.ClickException("the database has no list: run `cleanfeed init` first")
+    return names
+
+
+@click.group(name="signer")
+def signer_group() -> None:
+    """Run the publisher that cuts and signs versions."""
+
+
+@signer_group.command("run")
+@_data_dir_option
+@_database_option
+@click.option("--list", "lists", multiple=True, help="List to publish (repeat; default: all).")
+@click.option(
+    "--publish-interval",
+    type=click.FloatRange(min=1.0, max=86_400.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between publish runs.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=1.0, max=86_400.0),
+    default=600.0,
+    show_default=True,
+    help="Re-sign the checkpoint when older than this many seconds.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="INFO",
+    show_default=True,
+)
+def run_command(
+    data_dir: Path,
+    database_url: str | None,
+    lists: tuple[str, ...],
+    publish_interval: float,
+    checkpoint_interval: float,
+    log_level: str,
+) -> None:
+    """Run the signer daemon until SIGTERM or SIGINT.
+
+    Publishes pending changes every --publish-interval seconds, serves
+    publish requests of an API started with --no-signer within about a
+    second, and keeps each list's checkpoint fresh. A second signer against
+    the same database waits on the list lock and never forks the log.
+    """
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from signer.bootstrap import keys_dir_of, renew_keyring_if_needed
+    from signer.publisher import Publisher
+
+    _configure_logging(log_level)
+    db = _database(data_dir, database_url)
+    names = _list_names(db, lists)
+    keys_dir = keys_dir_of(data_dir)
+    publishers: dict[str, tuple[Publisher, threading.Lock]] = {}
+
+    def current() -> list[tuple[Publisher, threading.Lock]]:
+        # Without --list, lists created while the daemon runs are picked up.
+        wanted = list(lists) if lists else _list_names(db, ())
+        for name in wanted:
+            if name not in publishers:
+                publisher = Publisher(db, name, keys_dir, checkpoint_interval=checkpoint_interval)
+                publishers[name] = (publisher, threading.Lock())
+        return [publishers[name] for name in wanted]
+
+    def each_list(what: str, action: Callable[[Publisher], object]) -> Callable[[], None]:
+        def job() -> None:
+            try:
+                targets = current()
+            except Exception:
+                logger.exception("cannot read the lists", extra={"event": f"{what}_failed"})
+                return
+            for publisher, lock in targets:
+                try:
+                    # One job at a time per list in this process; the
+                    # database lock serialises processes.
+                    with lock:
+                        action(publisher)
+                except Exception:
+                    # Keep the daemon alive: a refused fork or an unreachable
+                    # database is logged each time and retried on the next run.
+                    logger.exception(
+                        "%s of %s failed",
+                        what,
+                        publisher.list_name,
+                        extra={"event": f"{what}_failed", "list": publisher.list_name},
+                    )
+
+        return job
+
+    def refresh(publisher: Publisher) -> object:
+        result = publisher.refresh_checkpoint()
+        if result is not None:
+            logger.info(
+                "re-signed checkpoint of %s",
+                result.list_name,
+                extra={
+                    "event": "checkpoint",
+                    "list": result.list_name,
+                    "size": result.size,
+                    "root": b64encode(result.root),
+                },
+            )
+        return result
+
+    def renew(publisher: Publisher) -> object:
+        return renew_keyring_if_needed(data_dir, publisher.list_name, database_url=database_url)
+
+    scheduler = BlockingScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    start = datetime.now(UTC)
+    check_every = min(MAX_CHECKPOINT_CHECK_SECONDS, checkpoint_interval / 4)
+    scheduler.add_job(
+        each_list("keyring_renewal", renew),
+        "interval",
+        seconds=KEYRING_CHECK_SECONDS,
+        next_run_time=start,
+        id="renew",
+    )
+    scheduler.add_job(
+        each_list("publish", lambda p: p.publish_once()),
+        "interval",
+        seconds=publish_interval,
+        next_run_time=start,
+        id="publish",
+    )
+    scheduler.add_job(
+        each_list("checkpoint", refresh),
+        "interval",
+        seconds=check_every,
+        next_run_time=start + timedelta(seconds=1),
+        id="checkpoint",
+    )
+    scheduler.add_job(
+        each_list("publish_request", lambda p: p.serve_requests()),
+        "interval",
+        seconds=REQUEST_POLL_SECONDS,
+        id="requests",
+    )
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        logger.info(
+            "stopping on %s", signal.Signals(signum).name, extra={"event": "signer_stopping"}
+        )
+        # Waits for running jobs: a publish in progress commits or rolls back.
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info(
+        "signer started",
+        extra={"event": "signer_started", "lists": names},
+    )
+    try:
+        scheduler.start()
+    finally:
+        db.dispose()
+        logger.info("signer stopped", extra={"event": "signer_stopped"})
+
+
+@signer_group.command("publish")
+@_data_dir_option
+@_database_option
+@click.option("--list", "lists", multiple=True, help="List to publish (repeat; default: all).")
+@click.option("--once", is_flag=True, help="Publish what is pending now and exit.")
+def publish_command(
+    data_dir: Path, database_url: str | None, lists: tuple[str, ...], once: bool
+) -> None:
+    """Publish pending changes once; print {"list", "version_before", "version"} per list."""
+    from blocklist.errors import BlocklistError
+    from signer.bootstrap import keys_dir_of
+    from signer.errors import SignerError
+    from signer.publisher import Publisher
+
+    if not once:
+        raise click.UsageError("use --once (or `cleanfeed signer run` for the daemon)")
+    db = _database(data_dir, database_url)
+    try:
+        for name in _list_names(db, lists):
+            try:
+                result = Publisher(db, name, keys_dir_of(data_dir)).publish_once()
+            except (SignerError, BlocklistError) as e:
+                raise click.ClickException(f"{name}: {e}") from e
+            click.echo(
+                json.dumps(
+                    {
+                        "list": result.list_name,
+                        "version_before": result.version_before,
+                        "version": result.version_after,
+                    }
+                )
+            )
+    finally:
+        db.dispose()
+
+
+@signer_group.command("adopt-highwater")
+@_data_dir_option
+@_database_option
+@click.option("--list", "list_name", default="main", show_default=True)
+def adopt_highwater_command(data_dir: Path, database_url: str | None, list_name: str) -> None:
+    """Recreate a lost high-water mark from the database's signed checkpoint.
+
+    Only when this signer's highwater.json is lost and you have checked that
+    the database is the latest one (not a backup, not a replica).
+    """
+    from blocklist.errors import BlocklistError
+    from signer.bootstrap import keys_dir_of
+    from signer.errors import SignerError
+    from signer.publisher import Publisher
+
+    db = _database(data_dir, database_url)
+    try:
+        mark = Publisher(db, list_name, keys_dir_of(data_dir)).adopt_highwater()
+    except (SignerError, BlocklistError) as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        db.dispose()
+    click.echo(
+        json.dumps(
+            {
+                "list": list_name,
+                "origin": mark.origin,
+                "size": mark.size,
+                "root": b64encode(mark.root),
+            }
+        )
+    )
+
+
+@click.command("rotate")
+@_data_dir_option
+@_database_option
+@click.option("--list", "list_name", default="main", show_default=True)
+def rotate_command(data_dir: Path, database_url: str | None, list_name: str) -> None:
+    """Rotate the online key (embedded root key only).
+
+    A new keyring serial closes the old key's range at the current version
+    and opens the new key's at the next; the checkpoint is re-signed by the
+    new key at once. Prints {"list", "serial", "old_vkey", "new_vkey",
+    "version"}.
+    """
+    from blocklist.errors import BlocklistError
+    from signer.bootstrap import rotate_online_key
+    from signer.errors import SignerError
+
+    try:
+        result = rotate_online_key(data_dir, list_name, database_url=database_url)
+    except (SignerError, BlocklistError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(
+        json.dumps(
+            {
+                "list": result.list_name,
+                "serial": result.serial,
+                "old_vkey": result.old_vkey,
+                "new_vkey": result.new_vkey,
+                "version": result.version,
+            }
+        )
+    )
+
+
+@click.command("import-keyring")
+@_data_dir_option
+@_database_option
+@click.option("--list", "list_name", default="main", show_default=True)
+@click.argument("keyring_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_keyring_command(
+    data_dir: Path, database_url: str | None, list_name: str, keyring_file: Path
+) -> None:
+    """Import a keyring note signed on the offline machine (`cleanfeed keys sign-keyring`).
+
+    It must verify as the list's next keyring serial (serial 1: under the
+    root vkey given to `cleanfeed init --root-vkey`). Prints {"list", "serial"}.
+    """
+    from blocklist.errors import BlocklistError
+    from signer.bootstrap import import_signed_keyring
+    from signer.errors import SignerError
+
+    data = keyring_file.read_bytes()
+    if len(data) > MAX_KEYRING_FILE_BYTES:
+        raise click.ClickException(f"{keyring_file} is too large for a keyring")
+    try:
+        note = data.decode("utf-8")
+        keyring = import_signed_keyring(data_dir, list_name, note, database_url=database_url)
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{keyring_file} is not UTF-8") from e
+    except (SignerError, BlocklistError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps({"list": list_name, "serial": keyring.serial}))

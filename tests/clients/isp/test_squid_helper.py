@@ -1,0 +1,325 @@
+"""The Squid external ACL helper (clients.isp.squid_helper).
+
+The protocol of squid.conf.documented (``external_acl_type``): one answer
+line per request line, ``OK``/``ERR``/``BH`` with the channel ID echoed when
+Squid sends one, values URL-escaped by Squid. Answers must agree with the
+lookups of ``check`` (clients.isp.lookup). The helper also runs as a real
+process, spoken to through pipes one line at a time, which proves it
+flushes each answer.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote_from_bytes
+
+import pytest
+
+from blocklist.canonical import expression_hash
+from blocklist.errors import InvalidURL
+from clients.isp.exports import ExportInput, write_export
+from clients.isp.lookup import Matcher
+from clients.isp.squid_helper import (
+    MAX_REQUEST_LINE,
+    HashesFileSource,
+    StaticSource,
+    main,
+    respond,
+    serve,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+LISTED = ["example.com/", "example.org/dir/", "example.net/page.html", "example.net/a%23b"]
+ANSWER_TIMEOUT = 30.0  # seconds; a hang fails the test instead of blocking the suite
+
+
+def squid_escape(url: bytes) -> bytes:
+    """Squid's URL-escaping of a value (rfc1738_escape: '%' and unsafe bytes)."""
+    return quote_from_bytes(url, safe="/:?=&;@+$,!*'()~-._").encode("ascii")
+
+
+@pytest.fixture(scope="module")
+def source() -> StaticSource:
+    return StaticSource(Matcher(expression_hash(e) for e in LISTED))
+
+
+def write_hashes(path: Path, exprs: list[str]) -> None:
+    hashes = [expression_hash(e) for e in exprs]
+    data = ExportInput(1, hashes, None, "main", "hotline.example/main", datetime.now(UTC))
+    write_export("hashes", data, path)
+
+
+# --- one line at a time ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "answer"),
+    [
+        (b"http://example.com/", b"OK"),
+        (b"https://www.example.com/x?y=1 -", b"OK"),  # %DATA appended as "-"
+        (b"http://example.org/dir/page.html", b"OK"),
+        (b"http://example.org/dir", b"ERR"),
+        (b"http://example.net/page.html?q=1", b"OK"),
+        (b"http://example.net/other.html", b"ERR"),
+        (b"example.com:443", b"OK"),  # CONNECT: host:port, whole-host entries apply
+        (b"example.net:443", b"ERR"),  # a page entry cannot match without a path
+        (b"0 http://example.com/", b"0 OK"),
+        (b"17 http://example.test/ -", b"17 ERR"),
+        (b"3 example.com:443", b"3 OK"),
+    ],
+)
+def test_answers(source: StaticSource, line: bytes, answer: bytes) -> None:
+    assert respond(source, line) == answer
+
+
+def test_values_are_unescaped_once_as_squid_escapes_them(source: StaticSource) -> None:
+    # The listed page "example.net/a%23b" holds an escaped '#'. Squid sends
+    # "%2523"; undoing Squid's escaping gives the URL back, which matches.
+    url = b"http://example.net/a%23b"
+    assert squid_escape(url) == b"http://example.net/a%2523b"
+    assert respond(source, squid_escape(url)) == b"OK"
+    assert respond(source, b"5 " + squid_escape(url)) == b"5 OK"
+    # protocol=2.5: values arrive raw
+    assert respond(source, url, url_escaped=False) == b"OK"
+
+
+def test_answers_agree_with_check(source: StaticSource) -> None:
+    matcher = source.current()
+    urls = [
+        b"http://example.com/",
+        b"http://sub.example.com/a b",
+        b"http://example.org/dir/x",
+        b"http://example.org/\xc3\xa9/",
+        b"https://example.net/page.html",
+        b"http://example.test/",
+        b"ftp://example.org/dir/file",
+    ]
+    for i, url in enumerate(urls):
+        expected = b"OK" if matcher.match(url).listed else b"ERR"
+        assert respond(source, squid_escape(url)) == expected
+        assert (
+            respond(source, str(i).encode() + b" " + squid_escape(url))
+            == f"{i} ".encode() + expected
+        )
+
+
+def test_invalid_urls_are_err_with_a_message(source: StaticSource) -> None:
+    answer = respond(source, b"4 mailto:someone@example.com")
+    assert answer.startswith(b'4 ERR message="not a listable URL: ')
+    assert answer.endswith(b'"')
+    assert respond(source, b"http:///nohost").startswith(b"ERR message=")
+
+
+def test_messages_are_quoted_for_squid() -> None:
+    class Raising:
+        def current(self) -> Matcher:
+            raise InvalidURL('bad "quote" \\ and\nnewline')
+
+    assert respond(Raising(), b"1 http://example.com/") == (
+        b'1 ERR message="not a listable URL: bad \\"quote\\" \\\\ and?newline"'
+    )
+
+
+def test_internal_errors_are_bh(source: StaticSource) -> None:
+    class Broken:
+        def current(self) -> Matcher:
+            raise RuntimeError("disk on fire")
+
+    assert respond(Broken(), b"2 http://example.com/") == (
+        b'2 BH message="internal error: RuntimeError"'
+    )
+    assert respond(source, b"") == b'BH message="empty request: expected %URI"'
+    assert respond(source, b"9") == b'9 BH message="empty request: expected %URI"'
+
+
+def test_channel_detection_can_be_forced(source: StaticSource) -> None:
+    # Forced off, the first value is the URL, even when it is a number:
+    # nothing is echoed and "7" (http://0.0.0.7/) is not listed.
+    assert respond(source, b"7 http://example.com/", channels=False) == b"ERR"
+    assert respond(source, b"http://example.com/ 7", channels=False) == b"OK"
+    # Forced on, any first token is echoed.
+    assert respond(source, b"a1 http://example.com/", channels=True) == b"a1 OK"
+
+
+def test_serve_answers_every_line_in_order(source: StaticSource) -> None:
+    stdin = io.BytesIO(
+        b"0 http://example.com/\n"
+        b"1 http://example.test/ -\r\n"
+        b"2 mailto:x@example.com\n"
+        + b"3 http://example.test/"
+        + b"a" * MAX_REQUEST_LINE
+        + b"\n"
+        + b"4 http://example.org/dir/x"  # last line without newline
+    )
+    stdout = io.BytesIO()
+    assert serve(source, stdin, stdout) == 5
+    lines = stdout.getvalue().split(b"\n")
+    assert lines[-1] == b""
+    assert lines[0] == b"0 OK"
+    assert lines[1] == b"1 ERR"
+    assert lines[2].startswith(b"2 ERR message=")
+    assert lines[3] == b'3 BH message="request line too long"'
+    assert lines[4] == b"4 OK"
+
+
+# --- reloading the hashes file ------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hashes_file_source_reloads_a_replaced_file(tmp_path: Path) -> None:
+    path = tmp_path / "hashes.txt"
+    write_hashes(path, ["example.com/"])
+    clock = Clock()
+    logs: list[str] = []
+    src = HashesFileSource(path, interval=10, clock=clock, log=logs.append)
+    assert src.current().match("http://example.com/").listed
+    write_hashes(path, ["example.org/"])  # atomic replace: a new inode
+    clock.now = 5  # before the interval: not checked yet
+    assert src.current().match("http://example.com/").listed
+    clock.now = 10
+    assert not src.current().match("http://example.com/").listed
+    assert src.current().match("http://example.org/").listed
+    assert logs == [f"reloaded {path}: 1 hashes"]
+
+
+def test_a_broken_replacement_keeps_the_loaded_list(tmp_path: Path) -> None:
+    path = tmp_path / "hashes.txt"
+    write_hashes(path, ["example.com/"])
+    clock = Clock()
+    logs: list[str] = []
+    src = HashesFileSource(path, interval=0, clock=clock, log=logs.append)
+    tmp = tmp_path / "new"
+    tmp.write_bytes(b"ab" * 32 + b"\n" + b"cd" * 10)  # truncated
+    os.replace(tmp, path)
+    assert src.current().match("http://example.com/").listed
+    assert src.current().match("http://example.com/").listed
+    assert len(logs) == 1  # reported once, not at every request
+    assert "keeping the loaded list" in logs[0]
+    path.unlink()
+    assert src.current().match("http://example.com/").listed
+    assert src.current().match("http://example.com/").listed
+    assert len(logs) == 2
+    write_hashes(path, ["example.org/"])
+    assert src.current().match("http://example.org/").listed
+
+
+def test_main_fails_clearly_without_a_loadable_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--hashes-file", str(tmp_path / "missing")]) == 2
+    assert "cannot load" in capsys.readouterr().err
+
+
+def test_main_with_a_given_source(source: StaticSource) -> None:
+    stdout = io.BytesIO()
+    code = main(
+        ["--channels", "no"],
+        source=source,
+        stdin=io.BytesIO(b"http://example.com/\n"),
+        stdout=stdout,
+    )
+    assert code == 0
+    assert stdout.getvalue() == b"OK\n"
+
+
+# --- as a process, through pipes -------------------------------------------------
+
+
+class Helper:
+    """A helper process spoken to one line at a time, as Squid does."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clients.isp.squid_helper", *args],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.stdout, selectors.EVENT_READ)
+
+    def ask(self, line: bytes) -> bytes:
+        self.stdin.write(line + b"\n")
+        self.stdin.flush()
+        # The answer must come without closing stdin: the helper flushes.
+        if not self.selector.select(ANSWER_TIMEOUT):
+            raise AssertionError(f"no answer to {line!r} within {ANSWER_TIMEOUT} s")
+        return self.stdout.readline().rstrip(b"\n")
+
+    def close(self) -> tuple[int, bytes]:
+        self.stdin.close()
+        code = self.proc.wait(ANSWER_TIMEOUT)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        self.stdout.close()
+        self.proc.stderr.close()
+        self.selector.close()
+        return code, err
+
+
+@pytest.fixture
+def hashes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "hashes.txt"
+    write_hashes(path, LISTED)
+    return path
+
+
+@pytest.fixture
+def helper(hashes_file: Path) -> Iterator[Helper]:
+    h = Helper("--hashes-file", str(hashes_file), "--reload-interval", "0")
+    yield h
+    if h.proc.poll() is None:
+        h.proc.kill()
+        h.proc.wait()
+
+
+def test_process_without_channel_ids(helper: Helper) -> None:
+    assert helper.ask(b"http://example.com/ -") == b"OK"
+    assert helper.ask(b"http://example.test/ -") == b"ERR"
+    assert helper.ask(squid_escape(b"http://example.net/a%23b")) == b"OK"
+    assert helper.ask(b"mailto:x@example.com").startswith(b"ERR message=")
+    assert helper.close() == (0, b"")
+
+
+def test_process_with_channel_ids(helper: Helper) -> None:
+    # Squid may use the channels in any order; each answer names its own.
+    assert helper.ask(b"7 http://example.org/dir/x -") == b"7 OK"
+    assert helper.ask(b"0 http://example.org/other -") == b"0 ERR"
+    assert helper.ask(b"12 example.com:443") == b"12 OK"
+    assert helper.ask(b"3 http://example.net/page.html?x=1") == b"3 OK"
+    assert helper.close() == (0, b"")
+
+
+def test_process_picks_up_a_new_export(helper: Helper, hashes_file: Path) -> None:
+    assert helper.ask(b"1 http://example.test/") == b"1 ERR"
+    write_hashes(hashes_file, [*LISTED, "example.test/"])
+    assert helper.ask(b"2 http://example.test/") == b"2 OK"
+    code, err = helper.close()
+    assert code == 0
+    assert b"reloaded" in err
+
+
+def test_process_refuses_to_start_without_its_list(tmp_path: Path) -> None:
+    h = Helper("--hashes-file", str(tmp_path / "missing"))
+    code, err = h.close()
+    assert code == 2
+    assert b"cannot load" in err

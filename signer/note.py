@@ -31,6 +31,7 @@ Behaviour compared with Go's golang.org/x/mod/sumdb/note ``Open``:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -346,9 +347,13 @@ def _decode(data: str | bytes) -> str:
     return data
 
 
+#: c2sp.org/signed-note, "Format": no ASCII control characters but newline.
+_CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _has_control(text: str) -> bool:
-    # c2sp.org/signed-note, "Format": no ASCII control characters but newline.
-    return any(c < " " and c != "\n" for c in text)
+    # One regex scan instead of a Python loop: statements are up to ~500 KB.
+    return _CONTROL_RE.search(text) is not None
 
 
 def parse_note(data: str | bytes) -> Note:

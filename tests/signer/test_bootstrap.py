@@ -156,7 +156,10 @@ def test_ensure_initialised_on_first_start(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "vkey",
-    ["not-a-vkey", SecretKey.generate(ORIGIN).vkey],  # malformed; named like the online key
+    [
+        "not-a-vkey",
+        SecretKey.from_seed(ORIGIN, bytes(32)).vkey,
+    ],  # malformed; named like the online key
 )
 def test_bad_root_vkey_creates_nothing(tmp_path: Path, vkey: str) -> None:
     with pytest.raises(FormatError):

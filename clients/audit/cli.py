@@ -1,0 +1,688 @@
+"""``cleanfeed audit …``: the auditor's command line.
+
+Commands (DESIGN.md, "Interfaces other programs rely on"):
+
+- ``fetch --server URL --token T | --token-file F --list L --output FILE
+  [--full]``: download a bundle (token also from ``CLEANFEED_TOKEN``).
+  Exit 0 written; 1 the server sent something that is not a bundle (or too
+  much); 2 network, access or local problem.
+- ``verify FILE --root-key VKEY|@file [--checkpoint FILE]… [--json]``:
+  offline verification. Exit 0 only when everything verifies; 1 when a
+  check fails (the first failure is printed with its version and reason);
+  2 when the command cannot run (unreadable file, bad root key).
+- ``prove --bundle FILE (--hash H | --url URL) [--at DATE] [--json]``: when
+  the hash (or any lookup expression of the URL) was added and removed,
+  with inclusion proofs. Exit 0 when listed (at ``--at``, or ever), 1 when
+  not, 2 on error.
+- ``witness …``: verify the log's checkpoint against the last one cosigned
+  and cosign it. Exit 0 cosigned; 1 refused (rollback, equivocation: the
+  evidence file is named); 2 the witness could not run.
+- ``witness-key --name NAME --output FILE``: generate the witness's key and
+  print its cosigner vkey (type 0x04) for ISPs to configure.
+
+Every command that prints a report accepts ``--json`` (one JSON object).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import click
+
+from blocklist.encoding import b64encode, format_time
+from blocklist.errors import BlocklistError, FormatError
+from clients.errors import BadData, ClientError
+from clients.isp.config import TOKEN_ENV, read_token_file, read_vkey
+
+if TYPE_CHECKING:
+    from clients.audit.verify import AuditReport
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Exit statuses shared by the audit commands.
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_ERROR: Final = 2
+
+#: Largest ``--checkpoint`` file read: an ISP's exported checkpoints with
+#: their keyrings are a few hundred KB; more is not a checkpoint file.
+MAX_CHECKPOINT_FILE_BYTES: Final = 16 * 1024 * 1024
+
+#: ``format`` of ``cleanfeed isp checkpoints`` exports, accepted by
+#: ``verify --checkpoint`` besides plain note files.
+ISP_CHECKPOINTS_FORMAT: Final = "cleanfeed-isp-checkpoints/v1"
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, sort_keys=True))
+
+
+def _token(token: str | None, token_file: Path | None) -> str | None:
+    if token is not None and token_file is not None:
+        raise click.UsageError("give --token or --token-file, not both")
+    if token_file is not None:
+        try:
+            return read_token_file(token_file)
+        except ClientError as e:
+            raise click.UsageError(str(e)) from e
+    return token or os.environ.get(TOKEN_ENV) or None
+
+
+def _root_keys(values: Sequence[str]) -> list[str]:
+    if not values:
+        raise click.UsageError("--root-key is required (the pinned root vkey, or @FILE)")
+    try:
+        return [read_vkey(v) for v in values]
+    except ClientError as e:
+        raise click.UsageError(str(e)) from e
+
+
+def _server(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
+        raise click.UsageError("--server must be an http(s) base URL without query or fragment")
+    return url.rstrip("/")
+
+
+_token_options = [
+    click.option("--server", required=True, help="Server base URL, e.g. https://hotline.example."),
+    click.option(
+        "--token", default=None, help=f"Auditor bearer token (prefer --token-file or {TOKEN_ENV})."
+    ),
+    click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="File holding the bearer token.",
+    ),
+    click.option("--list", "list_name", required=True, help="List name."),
+]
+
+
+def _with(options: list[Callable[[_F], _F]]) -> Callable[[_F], _F]:
+    def decorate(f: _F) -> _F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+@click.group("audit", context_settings={"help_option_names": ["-h", "--help"]})
+def audit_group() -> None:
+    """Offline audit: fetch bundles, verify them, prove entries, witness the log."""
+
+
+# --- fetch ---------------------------------------------------------------------
+
+
+@audit_group.command("fetch")
+@_with(_token_options)
+@click.option(
+    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle file."
+)
+@click.option("--full", is_flag=True, help="Full bundle: audit log and entries with plaintext.")
+@click.option(
+    "--max-bytes", type=click.IntRange(min=1), default=None, help="Download cap in bytes."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def fetch_command(
+    server: str,
+    token: str | None,
+    token_file: Path | None,
+    list_name: str,
+    output: Path,
+    full: bool,
+    max_bytes: int | None,
+    as_json: bool,
+) -> None:
+    """Download a list's audit bundle (written atomically, mode 0600)."""
+    from clients.audit.bundle import MAX_BUNDLE_BYTES
+    from clients.audit.fetch import build_http_client, fetch_bundle, progress_reporter
+
+    bearer = _token(token, token_file)
+    try:
+        with build_http_client() as client, progress_reporter() as progress:
+            result = fetch_bundle(
+                client,
+                server=_server(server),
+                list_name=list_name,
+                token=bearer,
+                output=output,
+                full=full,
+                max_bytes=max_bytes or MAX_BUNDLE_BYTES,
+                progress=progress,
+            )
+    except BadData as e:
+        click.echo(f"rejected: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    except ClientError as e:
+        click.echo(f"failed: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except OSError as e:
+        click.echo(f"failed: cannot write {output}: {e.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    if as_json:
+        _emit(
+            {
+                "path": str(result.path),
+                "bytes": result.bytes,
+                "kind": result.kind,
+                "list": result.list_name,
+                "origin": result.origin,
+                "statements": result.statements,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+    else:
+        click.echo(
+            f"wrote {result.path}: {result.kind} bundle of {result.list_name} "
+            f"({result.statements} versions, {result.bytes} bytes)"
+        )
+
+
+# --- verify --------------------------------------------------------------------
+
+
+def _checkpoint_notes(path: Path) -> list[str]:
+    """Notes of a ``--checkpoint`` file: one note, or an ISP checkpoints export."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CHECKPOINT_FILE_BYTES + 1)
+    except OSError as e:
+        raise click.UsageError(f"cannot read {path}: {e.strerror}") from e
+    if len(raw) > MAX_CHECKPOINT_FILE_BYTES:
+        raise click.UsageError(f"{path} is too large to be a checkpoint file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise click.UsageError(f"{path} is not UTF-8") from e
+    if not text.lstrip().startswith("{"):
+        return [text]
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise click.UsageError(f"{path} is neither a note nor JSON") from e
+    if not isinstance(doc, dict) or doc.get("format") != ISP_CHECKPOINTS_FORMAT:
+        raise click.UsageError(f"{path}: JSON but not a {ISP_CHECKPOINTS_FORMAT} export")
+    notes: list[str] = []
+    for item in doc.get("checkpoints") or []:
+        if isinstance(item, dict) and isinstance(item.get("note"), str):
+            notes.append(item["note"])
+    for item in doc.get("evidence") or []:
+        # Equivocation evidence an ISP kept: both notes go to the auditor.
+        if isinstance(item, dict) and item.get("kind") == "checkpoint":
+            notes.extend(
+                n for n in (item.get("held_note"), item.get("new_note")) if isinstance(n, str)
+            )
+    return notes
+
+
+def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from clients.audit import verify as v
+    from clients.audit.verify import iso_time as _iso
+
+    console = Console(highlight=False)
+    failure = report.failure
+    counts = report.counts
+    row_checks = {
+        "keyrings": {v.CHECK_KEYRING},
+        "audit": {v.CHECK_AUDIT_CHAIN, v.CHECK_AUDIT_RECORDS},
+        "statements": {
+            v.CHECK_FORMAT,
+            v.CHECK_KEYRING_USE,
+            v.CHECK_SIGNATURE,
+            v.CHECK_NUMBERING,
+            v.CHECK_ORIGIN,
+            v.CHECK_PREVIOUS,
+        },
+        "replay": {v.CHECK_DELTA, v.CHECK_COUNT, v.CHECK_STATE},
+        "decisions": {v.CHECK_AUDIT_HEAD, v.CHECK_ADDITION, v.CHECK_REMOVAL},
+        "checkpoints": {v.CHECK_CHECKPOINT},
+        "entries": {v.CHECK_ENTRIES},
+        "extra": {v.CHECK_EXTRA},
+    }
+    # The pass runs in stages; statements, replay and decisions share one.
+    stage_of = {
+        "keyrings": 1,
+        "audit": 2,
+        "statements": 3,
+        "replay": 3,
+        "decisions": 3,
+        "checkpoints": 4,
+        "entries": 5,
+        "extra": 6,
+    }
+    failed_stage = 0
+    if failure is not None:
+        for row, checks in row_checks.items():
+            if failure.check in checks:
+                failed_stage = stage_of[row]
+
+    def status(row: str) -> str:
+        if failure is None:
+            return "[green]OK[/green]"
+        if failure.check in row_checks[row]:
+            return "[bold red]FAILED[/bold red]"
+        stage = stage_of[row]
+        if stage < failed_stage:
+            return "[green]OK[/green]"
+        if stage == failed_stage:
+            return "[yellow]stopped[/yellow]"
+        return "[dim]not reached[/dim]"
+
+    cp = report.checkpoint
+    rows: list[tuple[str, str, str]] = [
+        (
+            "Keyrings",
+            "keyrings",
+            f"{counts.keyrings} serial(s) walked from the pinned root(s); "
+            f"{counts.root_rotations} root rotation(s); {counts.online_keys} online key(s)"
+            + (
+                f"; latest serial {report.keyring_serial} expires "
+                f"{format_time(report.keyring_expires)}"
+                if report.keyring_expires is not None
+                else ""
+            ),
+        )
+    ]
+    if report.kind == "full":
+        rows.append(
+            (
+                "Audit log",
+                "audit",
+                f"{counts.audit_records} record(s), hash chain intact",
+            )
+        )
+    rows.append(
+        (
+            "Statements",
+            "statements",
+            f"{counts.statements} version(s): signatures under the keyring in force, "
+            "numbering, previous chain, origin",
+        )
+    )
+    rows.append(
+        (
+            "Replay",
+            "replay",
+            f"{counts.additions} addition(s), {counts.removals} removal(s); every count and "
+            f"state digest matches; {report.count} listed after version {report.version}",
+        )
+    )
+    if report.kind == "full":
+        rows.append(
+            (
+                "Decisions",
+                "decisions",
+                f"{counts.backed_additions} addition(s) approved (four-eyes: "
+                f"{report.approvals_required or '?'}), {counts.backed_removals} removal(s) "
+                "backed by expiries; audit heads monotonic",
+            )
+        )
+    cp_detail = f"{counts.checkpoints} checkpoint(s), all prefixes of the log"
+    if cp is not None and cp.root is not None:
+        cp_detail += (
+            f"; latest: size {cp.size}, root {b64encode(cp.root)}, signed "
+            f"{_iso(cp.timestamp) if cp.timestamp is not None else '?'} by {cp.key}"
+        )
+    rows.append(("Merkle log", "checkpoints", cp_detail))
+    if report.kind == "full":
+        rows.append(
+            (
+                "Entries",
+                "entries",
+                f"{counts.entries} entries: expressions hash to their hashes, fields match "
+                "their records",
+            )
+        )
+    if sources:
+        ok = sum(1 for c in report.extra_checkpoints if c.status == "ok")
+        rows.append(
+            ("Extra checkpoints", "extra", f"{ok} of {len(sources)} consistent with the log")
+        )
+
+    table = Table(title=f"cleanfeed audit: {bundle_file}", show_lines=False)
+    table.add_column("Check")
+    table.add_column("Result")
+    table.add_column("Detail", overflow="fold")
+    partial = {
+        "keyrings": f"{counts.keyrings} serial(s) verified",
+        "audit": f"{counts.audit_records} record(s) verified",
+        "statements": f"{counts.statements} version(s) verified before the failure",
+        "replay": f"{counts.additions} addition(s), {counts.removals} removal(s) replayed "
+        "before the failure",
+        "decisions": f"{counts.backed_additions} addition(s), {counts.backed_removals} "
+        "removal(s) backed before the failure",
+        "checkpoints": f"{counts.checkpoints} checkpoint(s) verified",
+        "entries": f"{counts.entries} entries verified",
+        "extra": f"{counts.extra_checkpoints} of {len(sources)} consistent with the log",
+    }
+    for title, key, detail in rows:
+        shown = status(key)
+        if "OK" not in shown:
+            detail = "" if "not reached" in shown else partial[key]
+        table.add_row(title, shown, detail)
+    console.print(
+        f"list [bold]{report.list_name or '?'}[/bold]  origin {report.origin or '?'}  "
+        f"kind {report.kind or '?'}"
+    )
+    console.print(table)
+    for i, source in enumerate(sources):
+        result = report.extra_checkpoints[i] if i < len(report.extra_checkpoints) else None
+        state = result.status if result is not None else "not_checked"
+        detail = f": {result.detail}" if result is not None and result.detail else ""
+        console.print(f"extra[{i}] from {source}: {state}{detail}", markup=False)
+    for proof in report.equivocations:
+        console.print(proof.to_text(), markup=False)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    if report.unauthenticated:
+        console.print(
+            "not covered by any signature: " + "; ".join(report.unauthenticated), style="dim"
+        )
+    if failure is None:
+        console.print("[bold green]VERIFIED[/bold green]")
+    else:
+        console.print("[bold red]NOT VERIFIED[/bold red]: ", end="")
+        console.print(str(failure), markup=False)
+
+
+@audit_group.command("verify")
+@click.argument("bundle_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--root-key", "root_keys", multiple=True, help="Pinned root vkey, or @FILE (repeatable)."
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A signed checkpoint note (or an 'isp checkpoints' export) to check against the log.",
+)
+@click.option("--origin", default=None, help="Pinned list origin (optional).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes.")
+@click.option(
+    "--max-bytes", type=click.IntRange(min=1), default=None, help="Bundle size cap in bytes."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_command(
+    bundle_file: Path,
+    root_keys: tuple[str, ...],
+    checkpoint_files: tuple[Path, ...],
+    origin: str | None,
+    workers: int | None,
+    max_bytes: int | None,
+    as_json: bool,
+) -> None:
+    """Verify a bundle offline; exit 0 only when everything verifies."""
+    from clients.audit.bundle import MAX_BUNDLE_BYTES, load
+    from clients.audit.errors import BundleError
+    from clients.audit.verify import CHECK_BUNDLE, AuditReport, Failure, verify_bundle
+
+    roots = _root_keys(root_keys)
+    sources: list[str] = []
+    extras: list[str] = []
+    for path in checkpoint_files:
+        for note in _checkpoint_notes(path):
+            sources.append(str(path))
+            extras.append(note)
+    try:
+        bundle = load(bundle_file, max_bytes=max_bytes or MAX_BUNDLE_BYTES)
+    except OSError as e:
+        click.echo(f"failed: cannot read {bundle_file}: {e.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    except BundleError as e:
+        report = AuditReport("", "", "", failure=Failure(CHECK_BUNDLE, str(e)))
+    else:
+        report = verify_bundle(
+            bundle, roots, extra_checkpoints=extras, origin=origin, workers=workers
+        )
+    if as_json:
+        doc = report.to_json()
+        doc["bundle_file"] = str(bundle_file)
+        doc["extra_sources"] = sources
+        _emit(doc)
+    else:
+        _print_report(report, sources, bundle_file)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+# --- prove ---------------------------------------------------------------------
+
+
+@audit_group.command("prove")
+@click.option(
+    "--bundle",
+    "bundle_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bundle file.",
+)
+@click.option("--hash", "hash_text", default=None, help="Entry hash: 64 hex digits or base64.")
+@click.option("--url", default=None, help="A URL: all its lookup expressions are checked.")
+@click.option("--at", "at_text", default=None, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.")
+@click.option(
+    "--root-key",
+    "root_keys",
+    multiple=True,
+    help="Pinned root vkey (or @FILE): verify the bundle first (recommended).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the proof as JSON.")
+def prove_command(
+    bundle_file: Path,
+    hash_text: str | None,
+    url: str | None,
+    at_text: str | None,
+    root_keys: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """When a hash or URL was listed, with inclusion proofs (exit 0 listed, 1 not)."""
+    from clients.audit.bundle import load
+    from clients.audit.prove import parse_at, prove
+
+    if (hash_text is None) == (url is None):
+        raise click.UsageError("give exactly one of --hash and --url")
+    query: str
+    if hash_text is not None:
+        from clients.audit.prove import targets_for
+
+        query = hash_text.strip()
+        if targets_for(query)[0].startswith("url "):
+            raise click.UsageError("--hash takes 64 hex digits or the 44-character base64")
+    else:
+        assert url is not None
+        query = url
+    roots = [read_vkey(v) for v in root_keys] if root_keys else []
+    try:
+        at = parse_at(at_text) if at_text is not None else None
+    except FormatError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        bundle = load(bundle_file)
+        proof = prove(bundle, query, at, root_vkeys=roots)
+    except OSError as e:
+        click.echo(f"failed: cannot read {bundle_file}: {e.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    except (ClientError, BlocklistError, ValueError) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "code", "error")
+        click.echo(f"failed: {reason}: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    if as_json:
+        _emit(proof.to_json())
+    else:
+        click.echo(proof.to_text(), nl=False)
+    sys.exit(EXIT_OK if proof.listed else EXIT_FAILED)
+
+
+# --- witness -------------------------------------------------------------------
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    raw = path.read_bytes()
+    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
+    if not raw:
+        raise click.UsageError(f"{path} is empty")
+    return raw
+
+
+@audit_group.command("witness")
+@_with(_token_options)
+@click.option(
+    "--root-key", "root_keys", multiple=True, help="Pinned root vkey, or @FILE (repeatable)."
+)
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The witness's key file (see 'witness-key').",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the key's passphrase.",
+)
+@click.option(
+    "--state",
+    "state_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="State file: the keyring and the last checkpoint cosigned.",
+)
+@click.option(
+    "--evidence-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where equivocation evidence goes (default: beside the state file).",
+)
+@click.option("--post", is_flag=True, help="POST the cosignature to the server.")
+@click.option(
+    "--post-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the auditor token that posts (default: the reading token).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def witness_command(
+    server: str,
+    token: str | None,
+    token_file: Path | None,
+    list_name: str,
+    root_keys: tuple[str, ...],
+    key_file: Path,
+    passphrase_file: Path | None,
+    state_file: Path,
+    evidence_dir: Path | None,
+    post: bool,
+    post_token_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Check the log only grew since the last run and cosign its checkpoint.
+
+    The reading token (--token, --token-file or CLEANFEED_TOKEN) must read
+    the list's keyring, checkpoint and proofs (an ISP token, or none for a
+    public list); --post-token-file names the auditor token that posts.
+    """
+    from clients.audit.errors import CosignRefused
+    from clients.audit.fetch import build_http_client
+    from clients.audit.witness import Witness
+    from signer.errors import SignerError
+    from signer.keys import load_key
+
+    roots = _root_keys(root_keys)
+    bearer = _token(token, token_file)
+    post_bearer = _token(None, post_token_file) if post_token_file is not None else None
+    try:
+        key = load_key(key_file, _passphrase(passphrase_file))
+    except (SignerError, OSError) as e:
+        click.echo(f"failed: cannot load the witness key: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    try:
+        with build_http_client() as client:
+            result = Witness(
+                client,
+                server=_server(server),
+                list_name=list_name,
+                token=bearer,
+                key=key,
+                root_vkeys=roots,
+                state_path=state_file,
+                evidence_dir=evidence_dir,
+                post_token=post_bearer,
+            ).run_once(post=post)
+    except CosignRefused as e:
+        if as_json:
+            _emit(
+                {
+                    "status": "refused",
+                    "detail": e.detail,
+                    "message": str(e),
+                    "evidence": e.evidence,
+                }
+            )
+        else:
+            click.echo(f"refused: {e.detail}: {e}", err=True)
+            if e.evidence:
+                click.echo(f"evidence saved to {e.evidence}", err=True)
+        sys.exit(EXIT_FAILED)
+    except ClientError as e:
+        click.echo(f"failed: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except OSError as e:
+        click.echo(f"failed: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    if as_json:
+        _emit(result.to_json())
+    else:
+        old = "first sighting" if result.old_size is None else f"extends size {result.old_size}"
+        click.echo(
+            f"cosigned {result.origin} size {result.size} ({old})"
+            + ("; posted" if result.posted else "")
+        )
+        click.echo(result.line)
+
+
+@audit_group.command("witness-key")
+@click.option("--name", required=True, help="Key name, e.g. witness.example.org.")
+@click.option(
+    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Key file."
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Encrypt the key with this passphrase.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the vkey as JSON.")
+def witness_key_command(
+    name: str, output: Path, passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Generate the witness's Ed25519 key (file mode 0600); print its cosigner vkey."""
+    from clients.audit.witness import cosigner_vkey
+    from signer.errors import SignerError
+    from signer.keys import SecretKey, save_key
+
+    try:
+        key = SecretKey.generate(name)
+        save_key(output, key, _passphrase(passphrase_file))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    except (SignerError, OSError) as e:
+        click.echo(f"failed: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    vkey = cosigner_vkey(key)
+    if as_json:
+        _emit({"name": name, "vkey": vkey, "path": str(output)})
+    else:
+        click.echo(vkey)

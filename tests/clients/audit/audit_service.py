@@ -1,0 +1,95 @@
+"""The real service in-process for auditor tests (no sockets).
+
+:func:`api_testing.make_deployment` initialises a data directory exactly as
+``cleanfeed init`` does (list ``main`` with one required approval, tokens
+per role); :class:`SyncBridge` lets the auditor's synchronous
+``httpx.Client`` talk to the app through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
+
+BASE = "http://cleanfeed.test"
+
+
+class SyncBridge(httpx.BaseTransport):
+    """A synchronous transport that forwards each request to the app in-process."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        body = request.read()
+        r = self.api.request(
+            request.method, str(request.url), headers=dict(request.headers), content=body
+        )
+        # ApiClient already decoded the body: drop the headers describing the wire form.
+        hop = ("content-encoding", "content-length", "transfer-encoding")
+        headers = [(k, v) for k, v in r.headers.items() if k.lower() not in hop]
+        # Served as a stream, so the auditor's capped streaming read runs.
+        return httpx.Response(r.status_code, headers=headers, stream=httpx.ByteStream(r.content))
+
+
+@dataclass
+class Service:
+    """A deployment, an API client for analysts, and an httpx client for the auditor."""
+
+    deployment: Deployment
+    api: ApiClient
+    bridge: SyncBridge
+    http: httpx.Client
+
+    @property
+    def root_vkey(self) -> str:
+        return str(self.deployment.init.root_vkey)
+
+    def post(self, path: str, token: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = self.api.post(f"/v1/lists/{MAIN}{path}", token=token, json=body or {})
+        assert r.status_code in (200, 201), r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def add(self, url: str, *, approve: bool = True) -> int:
+        tokens = self.deployment.tokens
+        entry = self.post("/entries", tokens.alice, {"url": url, "scope": "page", "reason": "t"})
+        if approve:
+            self.post(f"/entries/{entry['id']}/approve", tokens.bob)
+        return int(entry["id"])
+
+    def expire(self, entry_id: int) -> None:
+        self.post(f"/entries/{entry_id}/expire", self.deployment.tokens.alice, {"reason": "gone"})
+
+    def publish(self) -> int:
+        return int(self.post("/publish", self.deployment.tokens.alice)["version"])
+
+
+@contextmanager
+def service(tmp_path: Path) -> Iterator[Service]:
+    """A running service with a short history: two versions, one expiry."""
+    deployment = make_deployment(tmp_path)
+    api = ApiClient(deployment.app)
+    bridge = SyncBridge(api)
+    http = httpx.Client(transport=bridge, base_url=BASE)
+    s = Service(deployment, api, bridge, http)
+    try:
+        first = s.add("http://example.org/abuse/a.html")
+        s.add("http://203.0.113.7/abuse/b.html")
+        s.publish()
+        s.expire(first)
+        s.add("http://example.com/abuse/c.html")
+        s.publish()
+        yield s
+    finally:
+        http.close()
+        api.close()
+        close_deployment(deployment)

@@ -15,6 +15,7 @@ a base install that has neither FastAPI nor SQLAlchemy.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 import click
@@ -23,7 +24,7 @@ from cleanfeed import __version__
 
 #: command name -> "module:attribute" of the click command implementing it.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, admin token."),
+    "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, token."),
     "serve": ("api.cli:serve_command", "Run the API (and, by default, the embedded signer)."),
     "token": ("api.cli:token_group", "Create, list and revoke API tokens."),
     "keys": ("signer.cli:keys_group", "Key ceremony: generate, show, rotate keys; sign keyrings."),
@@ -31,6 +32,22 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "isp": ("clients.isp.cli:isp_group", "ISP client: sync, verify, export, check URLs."),
     "audit": ("clients.audit.cli:audit_group", "Offline audit: fetch bundles, verify, prove."),
 }
+
+
+#: Commands that need the server extra, and the distributions they import.
+#: Checked before the command runs so a base install gets a clear message
+#: instead of a traceback from inside the command.
+SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
+    "init": ("fastapi", "sqlalchemy", "alembic"),
+    "serve": ("fastapi", "sqlalchemy", "uvicorn", "alembic"),
+    "token": ("sqlalchemy", "alembic"),
+    "signer": ("sqlalchemy", "alembic"),
+}
+
+
+def missing_modules(cmd_name: str) -> list[str]:
+    """Return the server-side modules a command needs that are not installed."""
+    return [m for m in SERVER_COMMANDS.get(cmd_name, ()) if importlib.util.find_spec(m) is None]
 
 
 class LazyGroup(click.Group):
@@ -43,6 +60,12 @@ class LazyGroup(click.Group):
         spec = LAZY_COMMANDS.get(cmd_name)
         if spec is None:
             return None
+        missing = missing_modules(cmd_name)
+        if missing:
+            raise click.ClickException(
+                f"'cleanfeed {cmd_name}' needs {', '.join(missing)}, which is not installed; "
+                "install the server extra: pip install 'cleanfeed[server]'"
+            )
         target = spec[0]
         module_name, attr = target.split(":")
         try:

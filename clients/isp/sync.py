@@ -491,13 +491,22 @@ class Syncer:
                 result.not_enforceable,
                 "; ".join(result.notes),
             )
-        if result.changed and spec.on_change:
+        # A hook that failed once is retried on every sync until it succeeds:
+        # the export file is already new, so "changed" alone would never fire
+        # again and the filter would keep enforcing the old list.
+        pending_key = f"hook_pending:{spec.output}"
+        pending = store.get_meta(pending_key) == 1
+        if (result.changed or pending) and spec.on_change:
             try:
                 code = self._hook_runner(spec.on_change)
             except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+                store.set_meta({pending_key: 1})
                 raise HookFailed(f"reload hook {spec.on_change!r} failed: {e}") from e
             if code != 0:
+                store.set_meta({pending_key: 1})
                 raise HookFailed(f"reload hook {spec.on_change!r} exited with status {code}")
+            if pending:
+                store.set_meta({pending_key: 0})
         return result.changed
 
 

@@ -449,6 +449,33 @@ def test_exports_written_and_hook_run_only_on_change(tmp_path: Path) -> None:
     assert len(out.read_text().split()) == 3
 
 
+def test_failed_reload_hook_is_retried_until_it_succeeds(tmp_path: Path) -> None:
+    # The export is already rewritten when its hook fails; the next sync must
+    # run the hook again although the file no longer changes, or the filter
+    # keeps enforcing the old list.
+    out = tmp_path / "out" / "cleanfeed.hashes"
+    out.parent.mkdir()
+    log = new_log()
+    log.publish(hashes(1, 2), now=NOW)
+    env = Env(tmp_path, log, exports=(ExportSpec("hashes", out, on_change="reload-filter"),))
+    results = iter([1, 1, 0])
+
+    def flaky(command: str) -> int:
+        env.hooks.append(command)
+        return next(results)
+
+    env.hook = flaky  # type: ignore[method-assign]
+    first = env.sync()
+    assert "hook_failed" in [r for r, _ in first.problems]
+    second = env.sync()
+    assert "hook_failed" in [r for r, _ in second.problems]
+    third = env.sync()
+    assert third.problems == ()
+    assert env.hooks == ["reload-filter"] * 3
+    env.sync()
+    assert env.hooks == ["reload-filter"] * 3  # succeeded once: not run again
+
+
 def test_plaintext_export_waits_for_every_expression(tmp_path: Path) -> None:
     out = tmp_path / "cleanfeed.urls"
     env = plaintext_env(tmp_path, exports=(ExportSpec("urls", out),))

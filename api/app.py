@@ -1,0 +1,229 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds one independent application: its own
+database engine, caches, limiter, metrics registry and (embedded default)
+signer. Nothing is built at import time (STYLE.md: "a ``create_app``
+factory, not a module global app").
+
+Middleware, outermost first: :class:`api.middleware.CleanfeedMiddleware`
+(query-token refusal, body caps, ``Cleanfeed-Min-Wait``, metrics, logs),
+then gzip for responses of at least :data:`GZIP_MINIMUM_SIZE` bytes (the
+checkpoint and 304s are smaller and go out as they are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
+
+from api.context import AppContext
+from api.errors import install_error_handlers
+from api.logging import configure_logging
+from api.metrics import IspSeen, ListStatus, Metrics
+from api.middleware import CleanfeedMiddleware
+from api.queries import checkpoint_age_seconds, list_states
+from api.ratelimit import RateLimiter
+from api.routes import admin, analyst, auditor, isp, ops
+from api.routes.common import GZIP_MINIMUM_SIZE
+from api.settings import Settings, load_settings
+from api.signer_service import SignerService
+from api.witness import WitnessStore
+from blocklist.store import lists as store_lists
+from blocklist.store import versions as store_versions
+from blocklist.store.db import Database
+from cleanfeed import __version__
+
+log = logging.getLogger("cleanfeed.api")
+
+#: Shortest period of the checkpoint refresher (seconds).
+MIN_REFRESH_SECONDS: Final = 0.25
+
+#: Content types never gzipped: raw hashes do not compress.
+GZIP_EXCLUDED: Final = ("application/octet-stream", "text/event-stream")
+
+API_DESCRIPTION: Final = """\
+Signed, append-only URL blocklists for hotlines and the ISPs that enforce
+them. Analysts curate a list; a signer turns each change set into a signed
+version in a Merkle log; ISPs verify every version before applying it;
+auditors verify the whole history offline.
+
+Authenticate with `Authorization: Bearer <token>` (never in the query
+string). Errors are `application/problem+json` (RFC 9457) with a stable
+`code`; see docs/api-errors.md. Every `/v1` response carries
+`Cleanfeed-Min-Wait`, the minimum seconds between polls.
+"""
+
+
+def _list_status(ctx: AppContext) -> Iterable[ListStatus]:
+    try:
+        states = list_states(ctx.db)
+    except Exception:
+        log.warning("metrics: cannot read list states", exc_info=True)
+        return []
+    now = datetime.now(UTC)
+    return [
+        ListStatus(
+            list_name=s.name,
+            version=s.version,
+            checkpoint_age_seconds=checkpoint_age_seconds(s, now),
+            pending_changes=s.pending_changes,
+        )
+        for s in states
+    ]
+
+
+def _isp_seen(ctx: AppContext) -> Iterable[IspSeen]:
+    seen: dict[tuple[str, str], IspSeen] = {}
+    try:
+        with ctx.db.read() as session:
+            names = {row.id: row.name for row in store_lists.list_lists(session)}
+            for list_id, list_name in names.items():
+                for row in store_versions.isp_versions(session, list_id):
+                    seen[(row.token_name, list_name)] = IspSeen(
+                        row.token_name, list_name, row.version, row.at.timestamp()
+                    )
+    except Exception:
+        log.warning("metrics: cannot read ISP versions", exc_info=True)
+    return list(seen.values())
+
+
+async def _refresh_loop(ctx: AppContext) -> None:
+    """Keep polled checkpoints cached: reload them twice per cache lifetime."""
+    period = max(MIN_REFRESH_SECONDS, ctx.settings.checkpoint_cache_ttl / 2)
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await run_in_threadpool(ctx.refresh_checkpoints)
+        except Exception:
+            log.warning("could not refresh cached checkpoints", exc_info=True)
+
+
+async def _flush_loop(ctx: AppContext) -> None:
+    """Write buffered token uses and ISP versions every ``flush_interval`` seconds."""
+    while True:
+        await asyncio.sleep(ctx.settings.flush_interval)
+        with contextlib.suppress(Exception):  # logged by flush(); retried next time
+            await run_in_threadpool(ctx.usage.flush, ctx.db)
+
+
+def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        settings: validated settings (:func:`api.settings.load_settings`).
+        db: an existing database handle to use (tests); by default one is
+            created from ``settings`` and disposed at shutdown.
+
+    Returns:
+        The application. Its lifespan starts the usage flusher and, when
+        ``settings.signer`` and ``settings.schedule`` are set, the embedded
+        signer's schedule.
+    """
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
+    owns_db = db is None
+    database = db if db is not None else Database(settings.resolved_database_url)
+    signer: SignerService | None = None
+    if settings.signer:
+        signer = SignerService(
+            database,
+            settings.keys_dir,
+            publish_interval=settings.publish_interval,
+            checkpoint_interval=settings.checkpoint_interval,
+            serve_requests=True,
+            data_dir=settings.data_dir,
+            database_url=settings.database_url,
+        )
+    holder: dict[str, AppContext] = {}
+    metrics = Metrics(
+        list_status=lambda: _list_status(holder["ctx"]),
+        isp_seen=lambda: _isp_seen(holder["ctx"]),
+    )
+    ctx = AppContext(
+        settings=settings,
+        db=database,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        metrics=metrics,
+        signer=signer,
+        witnesses=WitnessStore(database),
+    )
+    holder["ctx"] = ctx
+    if signer is not None:
+        signer.listeners.append(lambda name: _invalidate_by_name(ctx, name))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(ctx.witnesses.prepare)
+        tasks = [asyncio.create_task(_flush_loop(ctx))]
+        if settings.checkpoint_cache_ttl > 0:
+            tasks.append(asyncio.create_task(_refresh_loop(ctx)))
+        if signer is not None and settings.schedule:
+            signer.start()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if signer is not None:
+                await run_in_threadpool(signer.shutdown)
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(ctx.usage.flush, ctx.db)
+            if owns_db:
+                database.dispose()
+
+    app = FastAPI(
+        title="cleanfeed",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    app.state.cf = ctx
+    install_error_handlers(app)
+    for module in (analyst, isp, auditor, admin, ops):
+        app.include_router(module.router)
+    app.add_middleware(GZipMiddleware, **_gzip_options())
+    app.add_middleware(
+        CleanfeedMiddleware,
+        metrics=metrics,
+        min_wait_seconds=settings.min_wait_seconds,
+        fast_path=functools.partial(isp.fast_isp, ctx),
+    )
+    return app
+
+
+def _gzip_options() -> dict[str, Any]:
+    options: dict[str, Any] = {"minimum_size": GZIP_MINIMUM_SIZE, "compresslevel": 6}
+    if "exclude_content_types" in inspect.signature(GZipMiddleware.__init__).parameters:
+        options["exclude_content_types"] = GZIP_EXCLUDED
+    return options
+
+
+def _invalidate_by_name(ctx: AppContext, list_name: str) -> None:
+    info = ctx.lists.get(list_name)
+    if info is not None:
+        ctx.checkpoints.invalidate(info.id)
+    else:
+        ctx.checkpoints.invalidate()
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (``--workers`` > 1): settings from the environment.
+
+    Raises:
+        SettingsError: invalid settings.
+    """
+    return create_app(load_settings())

@@ -1,0 +1,459 @@
+"""``cleanfeed init``, ``cleanfeed serve`` and ``cleanfeed token …``.
+
+Output that scripts rely on (DESIGN.md, "Interfaces other programs rely
+on"): with ``--json`` each command prints exactly one JSON object:
+
+- ``init`` → ``{"data_dir", "list", "origin", "root_vkey", "admin_token"}``;
+- ``token create`` → ``{"token", "name", "role", "lists"}``.
+
+Without ``--json`` the output is for people. Secrets printed here (the admin
+token at init, a new token at creation) are shown once; the first admin
+token is also in ``DATA_DIR/admin-token`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+#: The data directory of the embedded default.
+DEFAULT_DATA_DIR: Final = Path("./cleanfeed-data")
+
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Data directory (database, keys, admin token).",
+)
+_database_option = click.option(
+    "--database-url",
+    default=None,
+    envvar="CLEANFEED_DATABASE_URL",
+    help="SQLAlchemy database URL (default: SQLite in the data directory).",
+)
+
+
+def _actor() -> str:
+    """Audit actor of CLI actions: the operating-system user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}"[:128]
+
+
+def _echo_json(obj: dict[str, Any] | list[Any]) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _fail(error: Exception) -> click.ClickException:
+    code = getattr(error, "code", None)
+    prefix = f"[{code}] " if code else ""
+    return click.ClickException(f"{prefix}{error}")
+
+
+# --- init --------------------------------------------------------------------
+
+
+@click.command("init")
+@_data_dir_option
+@click.option("--list", "list_name", default="main", show_default=True, help="First list's name.")
+@click.option("--origin", default=None, help="List origin (default cleanfeed.invalid/<list>).")
+@click.option(
+    "--root-vkey",
+    default=None,
+    help="Production key ceremony: the public vkey of a root key kept offline.",
+)
+@_database_option
+@click.option(
+    "--approvals-required",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Four-eyes: distinct analysts other than the creator who must approve.",
+)
+@click.option("--home-country", default=None, help="ISO country whose hosting is refused.")
+@click.option(
+    "--canary",
+    "canary_url",
+    default="http://canary.cleanfeed.invalid/",
+    show_default=True,
+    help="The list's reserved canary URL.",
+)
+@click.option("--public", is_flag=True, help="Serve hash-only documents without a token.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def init_command(
+    data_dir: Path,
+    list_name: str,
+    origin: str | None,
+    root_vkey: str | None,
+    database_url: str | None,
+    approvals_required: int,
+    home_country: str | None,
+    canary_url: str,
+    public: bool,
+    as_json: bool,
+) -> None:
+    """Initialise a data directory: database, keys, first list, admin token."""
+    from blocklist.errors import BlocklistError
+    from signer.bootstrap import init_data_dir
+    from signer.errors import SignerError
+
+    try:
+        result = init_data_dir(
+            data_dir,
+            list_name=list_name,
+            origin=origin,
+            root_vkey=root_vkey,
+            database_url=database_url,
+            approvals_required=approvals_required,
+            home_country=home_country,
+            canary_url=canary_url,
+            public=public,
+        )
+    except (SignerError, BlocklistError) as e:
+        raise _fail(e) from e
+    if as_json:
+        _echo_json(
+            {
+                "data_dir": str(result.data_dir),
+                "list": result.list,
+                "origin": result.origin,
+                "root_vkey": result.root_vkey,
+                "admin_token": result.admin_token,
+            }
+        )
+        return
+    click.echo(f"Initialised {result.data_dir} with list {result.list!r} ({result.origin}).")
+    click.echo(f"Root key to pin (give it to every ISP and auditor):\n  {result.root_vkey}")
+    click.echo(
+        f"Admin token (shown once; also in {result.data_dir / 'admin-token'}, mode 0600):\n"
+        f"  {result.admin_token}"
+    )
+    if result.unsigned_keyring is not None:
+        click.echo(
+            "Production key ceremony: sign the keyring on the offline machine and import it:\n"
+            f"  cleanfeed keys sign-keyring {result.unsigned_keyring} ...\n"
+            f"  cleanfeed keys import-keyring --data-dir {result.data_dir} SIGNED_FILE"
+        )
+
+
+# --- tokens ------------------------------------------------------------------
+
+
+def _database(data_dir: Path, database_url: str | None) -> Any:
+    from blocklist.store.db import Database
+    from signer.bootstrap import keys_dir_of, resolve_database_url
+
+    if database_url is None and not keys_dir_of(data_dir).is_dir():
+        raise click.ClickException(f"{data_dir} is not initialised: run `cleanfeed init` first")
+    return Database(resolve_database_url(data_dir, database_url))
+
+
+def parse_expiry(value: str) -> datetime:
+    """Parse ``--expires``: a date (end of that day, UTC) or an RFC 3339 time.
+
+    Raises:
+        click.BadParameter: neither form.
+    """
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").date()
+            return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise click.BadParameter(
+            "use YYYY-MM-DD or an RFC 3339 time such as 2027-01-31T12:00:00Z",
+            param_hint="--expires",
+        ) from e
+    if when.tzinfo is None:
+        raise click.BadParameter("give a time zone (e.g. Z)", param_hint="--expires")
+    return when.astimezone(UTC)
+
+
+@click.group(name="token")
+def token_group() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token_group.command("create")
+@_data_dir_option
+@_database_option
+@click.option("--role", type=click.Choice(["admin", "analyst", "isp", "auditor"]), required=True)
+@click.option("--name", required=True, help="Who holds it (ISP name, analyst's name).")
+@click.option("--list", "lists", multiple=True, help="A list it may read (repeat).")
+@click.option("--plaintext", is_flag=True, help="ISP only: may fetch plaintext expressions.")
+@click.option("--full-audit", is_flag=True, help="Auditor only: may fetch full bundles.")
+@click.option("--expires", default=None, help="Expiry: YYYY-MM-DD (end of day, UTC) or RFC 3339.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def token_create_command(
+    data_dir: Path,
+    database_url: str | None,
+    role: str,
+    name: str,
+    lists: tuple[str, ...],
+    plaintext: bool,
+    full_audit: bool,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Issue a token. It is printed once and stored only as a hash."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store import tokens as store_tokens
+
+    expires_at = parse_expiry(expires) if expires else None
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            token, row = store_tokens.create_token(
+                session,
+                name=name,
+                role=role,
+                lists=list(lists),
+                plaintext=plaintext,
+                full_audit=full_audit,
+                expires_at=expires_at,
+                actor=_actor(),
+            )
+            names = [lst.name for lst in row.lists]
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"token": token, "name": name, "role": role, "lists": names})
+        return
+    scope = ", ".join(names) if names else "all lists"
+    click.echo(f"Token for {name!r} ({role}, {scope}); shown once, store it safely:")
+    click.echo(token)
+
+
+def _token_dict(row: Any) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "prefix": row.prefix,
+        "lists": [lst.name for lst in row.lists],
+        "plaintext": row.plaintext,
+        "full_audit": row.full_audit,
+        "expires_at": when(row.expires_at),
+        "revoked_at": when(row.revoked_at),
+        "last_used_at": when(row.last_used_at),
+        "created_at": when(row.created_at),
+    }
+
+
+@token_group.command("list")
+@_data_dir_option
+@_database_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def token_list_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
+    """List tokens (never their secrets)."""
+    from blocklist.store import tokens as store_tokens
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.read() as session:
+            rows = [_token_dict(row) for row in store_tokens.list_tokens(session)]
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"tokens": rows})
+        return
+    for t in rows:
+        state = "revoked" if t["revoked_at"] else "active"
+        lists = ",".join(t["lists"]) or "*"
+        click.echo(
+            f"{t['id']:>5}  {t['prefix']:<16} {t['role']:<8} {t['name']:<24} {lists:<16} {state}"
+            f"  last used {t['last_used_at'] or 'never'}"
+        )
+
+
+@token_group.command("revoke")
+@_data_dir_option
+@_database_option
+@click.argument("token_id", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def token_revoke_command(
+    data_dir: Path, database_url: str | None, token_id: int, as_json: bool
+) -> None:
+    """Revoke token TOKEN_ID (see `token list`); API processes drop it within seconds."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store import tokens as store_tokens
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            row = store_tokens.revoke_token(session, token_id, actor=_actor())
+            out = _token_dict(row)
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(f"Revoked token {token_id} ({out['name']}, {out['prefix']}...).")
+
+
+# --- serve -------------------------------------------------------------------
+
+
+def _print_pins(data_dir: Path) -> None:
+    """Print the root vkey(s) ISPs must pin (public, safe to print every start)."""
+    keys = data_dir / "keys"
+    if not keys.is_dir():
+        return
+    for vkey_file in sorted(keys.glob("*/root.vkey")):
+        vkey = vkey_file.read_text("utf-8").strip()
+        click.echo(f"list {vkey_file.parent.name}: root key to pin: {vkey}")
+
+
+@click.command("serve")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    help="Data directory; initialised on first start unless --no-signer.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@_database_option
+@click.option(
+    "--no-signer",
+    is_flag=True,
+    help="Do not sign in this process (run `cleanfeed signer run` elsewhere); "
+    "the API then never reads private keys.",
+)
+@click.option("--list", "list_name", default="main", show_default=True, help="First list's name.")
+@click.option("--origin", default=None, help="First list's origin (first start only).")
+def serve_command(
+    data_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    database_url: str | None,
+    no_signer: bool,
+    list_name: str,
+    origin: str | None,
+) -> None:
+    """Run the API (and, by default, the embedded signer).
+
+    On first start of the embedded default the data directory is
+    initialised and the admin token is printed once (it is also written to
+    DATA_DIR/admin-token). With --workers N > 1 the signer runs in this
+    parent process only and the N workers serve the API.
+    """
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import SettingsError, load_settings
+    from blocklist.errors import BlocklistError
+    from signer.errors import SignerError
+
+    overrides: dict[str, Any] = {"database_url": database_url}
+    if no_signer:
+        overrides["signer"] = False
+    try:
+        settings = load_settings(data_dir, **overrides)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
+
+    from api.logging import configure_logging
+
+    configure_logging(settings.log_level, json_logs=settings.json_logs)
+    if settings.signer:
+        _prepare_embedded(settings, list_name, origin)
+    _print_pins(settings.data_dir)
+    signer_where = "off (--no-signer)" if not settings.signer else "embedded"
+    click.echo(f"cleanfeed API on http://{host}:{port} (docs: /docs; signer: {signer_where})")
+    sys.stdout.flush()
+
+    log_config = None  # our JSON logging; uvicorn's access log is replaced by ours
+    if workers == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, log_config=log_config, access_log=False)
+        return
+
+    # Several workers: each is a fresh interpreter building the app from the
+    # environment, without the signer; this parent runs the one signer.
+    os.environ["CLEANFEED_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["CLEANFEED_SIGNER"] = "false"
+    if settings.database_url:
+        os.environ["CLEANFEED_DATABASE_URL"] = settings.database_url
+    service = None
+    if settings.signer:
+        from api.signer_service import SignerService
+        from blocklist.store.db import Database
+
+        service = SignerService(
+            Database(settings.resolved_database_url),
+            settings.keys_dir,
+            publish_interval=settings.publish_interval,
+            checkpoint_interval=settings.checkpoint_interval,
+            serve_requests=True,
+            data_dir=settings.data_dir,
+            database_url=settings.database_url,
+        )
+        try:
+            service.start()
+        except (SignerError, BlocklistError) as e:
+            raise _fail(e) from e
+    try:
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config,
+            access_log=False,
+        )
+    finally:
+        if service is not None:
+            service.shutdown()
+            service.db.dispose()
+
+
+def _prepare_embedded(settings: Any, list_name: str, origin: str | None) -> None:
+    """First start: initialise; every start: migrate the schema."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store.db import Database
+    from signer.bootstrap import ensure_initialised
+    from signer.errors import SignerError
+
+    try:
+        result = ensure_initialised(
+            settings.data_dir,
+            list_name=list_name,
+            origin=origin,
+            database_url=settings.database_url,
+        )
+    except (SignerError, BlocklistError) as e:
+        raise _fail(e) from e
+    if result is not None:
+        click.echo(f"Initialised {result.data_dir} with list {result.list!r}.")
+        click.echo(
+            f"Admin token (shown once; also in {result.data_dir / 'admin-token'}, mode 0600):"
+        )
+        click.echo(f"  {result.admin_token}")
+        sys.stdout.flush()
+        return
+    db = Database(settings.resolved_database_url)
+    try:
+        db.migrate()
+    finally:
+        db.dispose()

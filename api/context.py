@@ -1,0 +1,419 @@
+"""Per-app state: database, caches, usage buffers, limiter, metrics, signer.
+
+One :class:`AppContext` lives on ``app.state.cf``; nothing here is a module
+global, so tests can build several apps side by side (STYLE.md:
+"Configuration is passed in, never imported").
+
+Caches and why each is safe:
+
+- :class:`TokenCache`: a successful token lookup is reused for at most
+  :data:`api.settings.MAX_AUTH_CACHE_TTL_SECONDS` (DESIGN.md, "API shape": a
+  revoked token stops working within that bound; revocation through this
+  API also evicts at once).
+- :class:`ListCache`: list configuration (id, public flag, ...) for the same
+  few seconds; lists are never renamed, only created.
+- :class:`CheckpointCache`: the current checkpoint note and its ETag for
+  ``checkpoint_cache_ttl`` seconds, dropped at once when this process
+  publishes. ISPs poll the checkpoint far more often than anything else, so
+  this is what keeps a poll cheap.
+
+Writes that do not need to be on the request path (token last use, the
+version each ISP fetched) are buffered by :class:`UsageRecorder` and written
+in one transaction every ``flush_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+from starlette.concurrency import run_in_threadpool
+
+from blocklist.store import lists as store_lists
+from blocklist.store import tokens as store_tokens
+from blocklist.store import versions as store_versions
+from blocklist.store.db import Database
+from blocklist.store.errors import NotFound
+from blocklist.store.tokens import Principal
+
+if TYPE_CHECKING:
+    from api.metrics import Metrics
+    from api.ratelimit import RateLimiter
+    from api.settings import Settings
+    from api.signer_service import SignerService
+    from api.witness import WitnessStore
+
+log = logging.getLogger("cleanfeed.api")
+
+#: Most cached token lookups kept: beyond it the cache is cleared (a burst of
+#: distinct valid tokens is rare; clearing costs only re-lookups).
+MAX_CACHED_TOKENS: Final = 50_000
+
+#: Bytes of full statement pages kept in memory (they never change; ISPs
+#: catching up ask for the same pages).
+MAX_CACHED_PAGE_BYTES: Final = 64 * 1024 * 1024
+
+#: Most buffered ISP/version pairs between flushes (bounded memory).
+MAX_BUFFERED_USES: Final = 100_000
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """What the API needs to know about a list on the request path."""
+
+    id: int
+    name: str
+    origin: str
+    public: bool
+    approvals_required: int
+    home_country: str | None
+
+
+class TokenCache:
+    """Token hash -> principal, for at most ``ttl`` seconds."""
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Cache lookups for ``ttl`` seconds (0 disables the cache)."""
+        self.ttl = ttl
+        self._clock = clock
+        self._items: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Principal | None:
+        """The cached principal for a token hash, if still fresh."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            with self._lock:
+                self._items.pop(key, None)
+            return None
+        return item[1]
+
+    def put(self, key: bytes, principal: Principal) -> None:
+        """Remember a successful lookup."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._items) >= MAX_CACHED_TOKENS:
+                self._items.clear()
+            self._items[key] = (self._clock() + self.ttl, principal)
+
+    def evict_token(self, token_id: int) -> None:
+        """Forget every cached lookup of ``token_id`` (on revocation)."""
+        with self._lock:
+            for key in [k for k, (_, p) in self._items.items() if p.token_id == token_id]:
+                del self._items[key]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+
+
+class ListCache:
+    """List name -> :class:`ListInfo` for a few seconds (``None`` = no such list)."""
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Cache list lookups for ``ttl`` seconds."""
+        self.ttl = ttl
+        self._clock = clock
+        self._items: dict[str, tuple[float, ListInfo]] = {}
+
+    def get(self, name: str) -> ListInfo | None:
+        """A fresh cached list, or ``None``."""
+        item = self._items.get(name)
+        if item is None or item[0] <= self._clock():
+            return None
+        return item[1]
+
+    def put(self, info: ListInfo) -> None:
+        """Remember a list."""
+        if self.ttl > 0:
+            self._items[info.name] = (self._clock() + self.ttl, info)
+
+    def clear(self) -> None:
+        """Forget everything (after creating a list)."""
+        self._items.clear()
+
+
+@dataclass(frozen=True)
+class CachedCheckpoint:
+    """A checkpoint note as served: body bytes, strong ETag, tree size."""
+
+    body: bytes
+    etag: str
+    size: int
+    signed_at: datetime
+    expires: float
+
+
+def checkpoint_etag(body: bytes) -> str:
+    """Strong ETag over the whole served note, signatures included (DESIGN.md)."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class CheckpointCache:
+    """list id -> :class:`CachedCheckpoint`, for ``ttl`` seconds or until publish."""
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Cache checkpoints for ``ttl`` seconds (0 disables the cache)."""
+        self.ttl = ttl
+        self._clock = clock
+        self._items: dict[int, CachedCheckpoint] = {}
+
+    def get(self, list_id: int) -> CachedCheckpoint | None:
+        """A fresh cached checkpoint, or ``None``."""
+        item = self._items.get(list_id)
+        if item is None or item.expires <= self._clock():
+            return None
+        return item
+
+    def put(self, list_id: int, body: bytes, size: int, signed_at: datetime) -> CachedCheckpoint:
+        """Remember the served form of a list's checkpoint; return it."""
+        item = CachedCheckpoint(
+            body=body,
+            etag=checkpoint_etag(body),
+            size=size,
+            signed_at=signed_at,
+            expires=self._clock() + self.ttl,
+        )
+        if self.ttl > 0:
+            self._items[list_id] = item
+        return item
+
+    def list_ids(self) -> list[int]:
+        """Lists with a cached checkpoint (fresh or not): the ones being polled."""
+        return list(self._items)
+
+    def invalidate(self, list_id: int | None = None) -> None:
+        """Drop one list's checkpoint (or all) after a publish or cosignature."""
+        if list_id is None:
+            self._items.clear()
+        else:
+            self._items.pop(list_id, None)
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A full (immutable) page of statements as served: JSON, and gzip of it."""
+
+    body: bytes
+    gzipped: bytes | None
+    last: int
+
+
+class StatementPageCache:
+    """(list id, since, limit) -> :class:`CachedPage`, least recently used out.
+
+    Only full pages are kept: their content never changes (DESIGN.md, "API
+    shape": full pages of statements are immutable), so no invalidation is
+    needed; the byte bound keeps memory in check.
+    """
+
+    def __init__(self, max_bytes: int = MAX_CACHED_PAGE_BYTES) -> None:
+        """Keep at most ``max_bytes`` of page bodies."""
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[int, int, int], CachedPage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, int]) -> CachedPage | None:
+        """The cached page, if any (marks it recently used)."""
+        item = self._items.get(key)
+        if item is not None:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple[int, int, int], page: CachedPage) -> None:
+        """Remember a full page."""
+        size = len(page.body) + len(page.gzipped or b"")
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.body) + len(old.gzipped or b"")
+            self._items[key] = page
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped.body) + len(dropped.gzipped or b"")
+
+
+class UsageRecorder:
+    """Buffers token last use and per-ISP fetched versions; flushes in batches."""
+
+    def __init__(self) -> None:
+        """Start with empty buffers."""
+        self._lock = threading.Lock()
+        self._last_use: dict[int, datetime] = {}
+        self._isp_seen: dict[tuple[int, int], tuple[int, datetime]] = {}
+
+    def token_used(self, token_id: int) -> None:
+        """Note that a token was used now."""
+        now = datetime.now(UTC)
+        # A plain dict store is atomic under the GIL; the lock is only
+        # needed when swapping buffers in flush().
+        self._last_use[token_id] = now
+
+    def isp_fetched(self, token_id: int, list_id: int, version: int) -> None:
+        """Note the version an ISP token fetched (never moves backwards)."""
+        key = (token_id, list_id)
+        # Called from the event loop and from route threads: the
+        # read-compare-write must not interleave.
+        with self._lock:
+            current = self._isp_seen.get(key)
+            if current is None and len(self._isp_seen) >= MAX_BUFFERED_USES:
+                return  # bounded memory; the next flush makes room
+            if current is None or version >= current[0]:
+                self._isp_seen[key] = (version, datetime.now(UTC))
+
+    def pending_isp_seen(self) -> dict[tuple[int, int], tuple[int, datetime]]:
+        """A copy of the unflushed ISP versions (for admin views)."""
+        with self._lock:
+            return dict(self._isp_seen)
+
+    def flush(self, db: Database) -> None:
+        """Write buffered uses in one transaction; keep them if it fails."""
+        with self._lock:
+            last_use, self._last_use = self._last_use, {}
+            isp_seen, self._isp_seen = self._isp_seen, {}
+        if not last_use and not isp_seen:
+            return
+        try:
+            with db.transaction() as session:
+                if last_use:
+                    store_tokens.record_last_use(session, last_use)
+                for (token_id, list_id), (version, at) in sorted(isp_seen.items()):
+                    store_versions.record_isp_seen(
+                        session, token_id=token_id, list_id=list_id, version=version, at=at
+                    )
+        except Exception:
+            log.warning("could not record token use; will retry", exc_info=True)
+            with self._lock:
+                for token_id, at in last_use.items():
+                    self._last_use.setdefault(token_id, at)
+                for key, value in isp_seen.items():
+                    self._isp_seen.setdefault(key, value)
+            raise
+
+
+class AppContext:
+    """Everything a request handler needs, built once per app."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        signer: SignerService | None,
+        witnesses: WitnessStore,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Assemble the context (the app factory does this)."""
+        self.settings = settings
+        self.db = db
+        self.limiter = limiter
+        self.metrics = metrics
+        self.signer = signer
+        self.witnesses = witnesses
+        self.tokens = TokenCache(settings.auth_cache_ttl, clock=clock)
+        self.lists = ListCache(settings.auth_cache_ttl, clock=clock)
+        self.checkpoints = CheckpointCache(settings.checkpoint_cache_ttl, clock=clock)
+        self.pages = StatementPageCache()
+        self._checkpoint_locks: dict[int, asyncio.Lock] = {}
+        self.usage = UsageRecorder()
+
+    def load_checkpoint(self, list_id: int) -> CachedCheckpoint | None:
+        """Read a list's checkpoint (plus matching witness lines) and cache it.
+
+        Returns:
+            The served form, or None when the list has no checkpoint yet.
+        """
+        with self.db.read() as session:
+            row = store_versions.get_checkpoint(session, list_id)
+            if row is None:
+                return None
+            lines = self.witnesses.lines_for(session, list_id, row.note)
+        body = row.note if not lines else row.note + "".join(line + "\n" for line in lines)
+        return self.checkpoints.put(list_id, body.encode("utf-8"), row.size, row.signed_at)
+
+    async def checkpoint(self, list_id: int) -> CachedCheckpoint | None:
+        """The cached checkpoint, loading it once however many requests miss at once."""
+        cached = self.checkpoints.get(list_id)
+        if cached is not None:
+            return cached
+        # Single flight: when the entry expires under load, one request reads
+        # the database and the others wait for its answer.
+        lock = self._checkpoint_locks.setdefault(list_id, asyncio.Lock())
+        async with lock:
+            cached = self.checkpoints.get(list_id)
+            if cached is not None:
+                return cached
+            return await run_in_threadpool(self.load_checkpoint, list_id)
+
+    def refresh_checkpoints(self) -> None:
+        """Reload every cached checkpoint (the lifespan runs this twice per TTL).
+
+        Keeps polled checkpoints in memory, so a poll never waits for the
+        database just because the cache entry aged out.
+        """
+        for list_id in self.checkpoints.list_ids():
+            self.load_checkpoint(list_id)
+
+    def lookup_token(self, token: str) -> Principal | None:
+        """Principal of a presented token, via the cache (may hit the database)."""
+        key = store_tokens.token_hash(token)
+        principal = self.tokens.get(key)
+        if principal is None:
+            with self.db.read() as session:
+                principal = store_tokens.lookup_token(session, token)
+            if principal is None:
+                return None
+            self.tokens.put(key, principal)
+        if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
+            return None  # expired while cached
+        return principal
+
+    def cached_token(self, token: str) -> tuple[bytes, Principal | None]:
+        """Cache-only lookup (no I/O): ``(hash, principal or None)``."""
+        key = store_tokens.token_hash(token)
+        principal = self.tokens.get(key)
+        expires = principal.expires_at if principal is not None else None
+        if expires is not None and expires <= datetime.now(UTC):
+            return key, None
+        return key, principal
+
+    def resolve_list(self, name: str) -> ListInfo | None:
+        """The list called ``name`` (cached), or ``None`` when there is none."""
+        info = self.lists.get(name)
+        if info is not None:
+            return info
+        with self.db.read() as session:
+            try:
+                row = store_lists.get_list(session, name)
+            except NotFound:
+                return None
+            info = ListInfo(
+                id=row.id,
+                name=row.name,
+                origin=row.origin,
+                public=row.public,
+                approvals_required=row.approvals_required,
+                home_country=row.home_country,
+            )
+        self.lists.put(info)
+        return info

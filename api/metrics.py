@@ -1,0 +1,195 @@
+"""Prometheus metrics (prometheus-client), one registry per app.
+
+Public metrics (``GET /metrics``, no token) carry no per-ISP label: which
+ISP polls when is operator knowledge, not something to publish. The per-ISP
+last-seen version is added only when ``/metrics`` is scraped with an admin
+token (DESIGN.md, "Operations": per-ISP labels only behind an admin token).
+
+Labels are route *templates* (``/v1/lists/{list}/checkpoint``), never
+concrete paths, so cardinality stays bounded and no URL reaches the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+#: Media type of the Prometheus text exposition format 0.0.4.
+METRICS_MEDIA_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Latency buckets (seconds): the checkpoint poll is sub-millisecond when
+#: cached, publishes and bundles take seconds.
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@dataclass(frozen=True)
+class IspSeen:
+    """One ISP token's last fetched version of one list."""
+
+    token_name: str
+    list_name: str
+    version: int
+    at: float
+
+
+@dataclass(frozen=True)
+class ListStatus:
+    """What the publish-lag gauges need to know about one list."""
+
+    list_name: str
+    version: int
+    checkpoint_age_seconds: float | None
+    pending_changes: int
+
+
+class _CallbackCollector(Collector):
+    """Collects gauges computed at scrape time by a callback."""
+
+    def __init__(self, produce: Callable[[], Iterable[Metric]]) -> None:
+        self._produce = produce
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._produce()
+
+    def describe(self) -> Iterable[Metric]:
+        # An empty description keeps the registry from calling collect() at
+        # registration time (which would hit the database).
+        return ()
+
+
+class Metrics:
+    """The API's metrics and the two registries they are exposed through."""
+
+    def __init__(
+        self,
+        list_status: Callable[[], Iterable[ListStatus]],
+        isp_seen: Callable[[], Iterable[IspSeen]],
+    ) -> None:
+        """Create the metrics.
+
+        Args:
+            list_status: returns per-list publish state at scrape time.
+            isp_seen: returns the per-ISP last-seen versions (admin scrape only).
+        """
+        self.public = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "cleanfeed_http_requests",
+            "HTTP requests handled, by method, route template and status.",
+            ("method", "route", "status"),
+            registry=self.public,
+        )
+        self.latency = Histogram(
+            "cleanfeed_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ("method", "route"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.public,
+        )
+        self.rate_limited = Counter(
+            "cleanfeed_rate_limited",
+            "Requests refused with 429 because a token polled too fast.",
+            registry=self.public,
+        )
+        self.publishes = Counter(
+            "cleanfeed_publish_requests",
+            "POST .../publish calls, by outcome.",
+            ("outcome",),
+            registry=self.public,
+        )
+        self.started = Gauge(
+            "cleanfeed_start_time_seconds",
+            "Unix time the API process started.",
+            registry=self.public,
+        )
+        self.started.set(time.time())
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._list_status = list_status
+        self._isp_seen = isp_seen
+        self.public.register(_CallbackCollector(self._collect_lists))
+        self.admin = CollectorRegistry(auto_describe=False)
+        self.admin.register(_CallbackCollector(self._collect_public))
+        self.admin.register(_CallbackCollector(self._collect_isps))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and record its latency."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # labels() takes a lock and builds a tuple on every call; the
+            # children are resolved once per (method, route, status).
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _collect_public(self) -> Iterator[Metric]:
+        yield from self.public.collect()
+
+    def _collect_lists(self) -> Iterator[Metric]:
+        version = GaugeMetricFamily(
+            "cleanfeed_list_version", "Latest published version of each list.", labels=["list"]
+        )
+        age = GaugeMetricFamily(
+            "cleanfeed_checkpoint_age_seconds",
+            "Seconds since the list's checkpoint was last signed (publish lag).",
+            labels=["list"],
+        )
+        pending = GaugeMetricFamily(
+            "cleanfeed_pending_changes",
+            "Approved changes not yet published in a signed version.",
+            labels=["list"],
+        )
+        for status in self._list_status():
+            version.add_metric([status.list_name], status.version)
+            pending.add_metric([status.list_name], status.pending_changes)
+            if status.checkpoint_age_seconds is not None:
+                age.add_metric([status.list_name], status.checkpoint_age_seconds)
+        yield version
+        yield age
+        yield pending
+
+    def _collect_isps(self) -> Iterator[Metric]:
+        seen = GaugeMetricFamily(
+            "cleanfeed_isp_last_seen_version",
+            "Last version each ISP token fetched, per list (admin scrape only).",
+            labels=["isp", "list"],
+        )
+        when = GaugeMetricFamily(
+            "cleanfeed_isp_last_seen_timestamp_seconds",
+            "Unix time of each ISP token's last fetch, per list (admin scrape only).",
+            labels=["isp", "list"],
+        )
+        for item in self._isp_seen():
+            seen.add_metric([item.token_name, item.list_name], item.version)
+            when.add_metric([item.token_name, item.list_name], item.at)
+        yield seen
+        yield when
+
+    def render(self, *, admin: bool) -> bytes:
+        """Render the text exposition; ``admin`` adds the per-ISP gauges."""
+        return generate_latest(self.admin if admin else self.public)

@@ -1,0 +1,550 @@
+"""Request and response models of the HTTP API.
+
+Every request model forbids unknown fields (mass assignment: a body naming
+``version``, ``created_by`` or ``status`` is refused with 422, never
+silently dropped) and caps every string, list and integer. Hashes travel as
+base64 in JSON (DESIGN.md, "Interfaces other programs rely on"); in URL
+paths and query strings as 64 lower-case hex digits.
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from blocklist.auditlog import AuditRecord
+from blocklist.encoding import b64encode
+from blocklist.entries import Reach
+from blocklist.store.entries import (
+    DEFAULT_PAGE_SIZE,
+    MAX_BULK_ROWS,
+    MAX_CATEGORY_CHARS,
+    MAX_HOST_CHARS,
+    MAX_PAGE_SIZE,
+    MAX_REASON_CHARS,
+    MAX_REFERENCE_CHARS,
+    MAX_URL_CHARS,
+    BulkResult,
+)
+from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow
+
+#: Largest integer accepted anywhere in a request: a signed 64-bit column.
+MAX_INT = 2**63 - 1
+
+#: Longest token or list name in a request (the store's column sizes).
+MAX_NAME_CHARS = 128
+
+#: Most lists one token can be granted in one request.
+MAX_TOKEN_LISTS = 100
+
+#: Longest witness vkey or signature line (a vkey is name + 8 hex + 44
+#: base64; names are at most 255 bytes).
+MAX_VKEY_CHARS = 400
+MAX_SIGNATURE_LINE_CHARS = 600
+
+Scope = Literal["page", "prefix", "host"]
+Status = Literal["pending", "active", "expired", "removed"]
+Role = Literal["admin", "analyst", "isp", "auditor"]
+
+Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON_CHARS)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REFERENCE_CHARS)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_CHARS)]
+Country = Annotated[str, StringConstraints(min_length=2, max_length=2)]
+ListName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+#: A hash in a JSON body: base64 (44 characters) or 64 hex digits.
+HashText = Annotated[str, StringConstraints(min_length=44, max_length=64)]
+
+
+class Forbid(BaseModel):
+    """Base of request models: unknown fields are an error (mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Out(BaseModel):
+    """Base of response models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- entries ---------------------------------------------------------------
+
+
+class EntryIn(Forbid):
+    """One URL to add (DESIGN.md, "Entries")."""
+
+    url: Url
+    scope: Scope
+    reason: Reason
+    reference: Reference | None = None
+    category: Category | None = None
+    hosting_country: Country | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 country where the material is hosted."
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Optional future expiry (RFC 3339 with offset)."
+    )
+
+
+class PreviewIn(Forbid):
+    """A URL whose reach to show before adding it."""
+
+    url: Url
+    scope: Scope = "page"
+    hosting_country: Country | None = None
+
+
+class RefusalOut(Out):
+    """Why an entry would be refused."""
+
+    code: str
+    detail: str
+
+
+class ReachOut(Out):
+    """What an expression blocks, as lookups really match it."""
+
+    expression: str
+    hash: str = Field(description="base64 SHA-256 of the expression")
+    scope: Scope
+    host: str
+    path: str
+    covers_subdomains: bool
+    explanation: str
+    problem: str | None
+    matches: list[str]
+    does_not_match: list[str]
+
+
+class PreviewOut(Out):
+    """The reach of the expression the URL would be stored as, and the verdict."""
+
+    accepted: bool
+    requested_scope: Scope
+    reach: ReachOut | None
+    refusal: RefusalOut | None
+
+
+class ApprovalOut(Out):
+    """One analyst's approval of one round."""
+
+    actor: str
+    round: int
+    at: datetime
+
+
+class EntryOut(Out):
+    """An entry as analysts see it."""
+
+    id: int
+    list: str
+    expression: str
+    hash: str = Field(description="base64 SHA-256 of the expression")
+    url: str
+    scope: Scope
+    reason: str
+    reference: str | None
+    category: str | None
+    hosting_country: str | None
+    status: Status
+    listed: bool
+    expires_at: datetime | None
+    created_by: str
+    created_at: datetime
+    added_version: int | None
+    removed_version: int | None
+    approval_round: int
+    submitted_by: str
+
+
+class AuditRecordOut(Out):
+    """One audit log record (docs/architecture.md, "Audit log hash chain")."""
+
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    list: str | None
+    entry: int | None
+    details: dict[str, Any]
+    hash: str | None = Field(description="base64 chain hash after this record")
+
+
+class EntryHistoryOut(EntryOut):
+    """An entry with every approval and every audit record naming it."""
+
+    approvals: list[ApprovalOut]
+    history: list[AuditRecordOut]
+
+
+class ExpireIn(Forbid):
+    """Take an entry off now (``{}``) or schedule it (``{"at": ...}``)."""
+
+    at: AwareDatetime | None = None
+    reason: Reason = "expired without a stated reason"
+
+
+class ReinstateIn(Forbid):
+    """Bring an expired entry back to pending (needs fresh approvals)."""
+
+    reason: Reason = "reinstated without a stated reason"
+
+
+class ApproveIn(Forbid):
+    """Approve an entry (no fields; the body may be omitted)."""
+
+
+class SearchIn(Forbid):
+    """Search filters (AND-combined), sent in a POST body so URLs stay out of logs."""
+
+    url: Url | None = Field(default=None, description="entries whose lookups this URL hits")
+    host: Annotated[str, StringConstraints(min_length=1, max_length=MAX_HOST_CHARS)] | None = None
+    hash: HashText | None = Field(default=None, description="base64 or 64 hex digits")
+    status: Status | None = None
+    reference: Reference | None = None
+    cursor: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
+
+
+class EntryPageOut(Out):
+    """A page of entries; pass ``next`` as ``cursor`` for the next page."""
+
+    entries: list[EntryOut]
+    next: int | None
+
+
+class BulkResultOut(Out):
+    """Outcome of one bulk row."""
+
+    index: int
+    status: Literal["added", "existing", "failed", "skipped"]
+    id: int | None = None
+    hash: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class BulkOut(Out):
+    """Per-row results of a bulk add, with counts."""
+
+    results: list[BulkResultOut]
+    added: int
+    existing: int
+    failed: int
+    skipped: int
+
+
+class ValidationIssueOut(BaseModel):
+    """One reason a request failed validation (the input itself is not echoed)."""
+
+    loc: list[str]
+    msg: str
+    type: str | None = None
+
+
+class ProblemOut(BaseModel):
+    """An RFC 9457 problem (the shape of every error response).
+
+    RFC 9457 3.2 allows extension members; the API uses ``errors``
+    (``validation_error``), ``results`` (``bulk_rejected``) and ``reason``
+    (``keyring_error``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[ValidationIssueOut] | None = None
+    results: list[BulkResultOut] | None = None
+    reason: str | None = None
+
+
+BulkIn = Annotated[list[EntryIn], Field(min_length=1, max_length=MAX_BULK_ROWS)]
+
+
+# --- publishing ------------------------------------------------------------
+
+
+class PublishOut(Out):
+    """Result of a publish-now request."""
+
+    version: int = Field(description="latest version after the call (unchanged if nothing pending)")
+    published: bool = Field(description="whether this call cut at least one new version")
+    versions: list[int] = Field(description="versions cut by this call")
+    count: int | None = Field(default=None, description="entries in the latest version")
+    pending: bool = Field(default=False, description="true when answered 202 (still queued)")
+    request: int | None = Field(default=None, description="publish request id (--no-signer)")
+
+
+# --- ISP documents ---------------------------------------------------------
+
+
+class StatementsOut(Out):
+    """A page of statements ``since+1 ...`` (DESIGN.md interface table)."""
+
+    statements: list[str]
+    next: int | None
+
+
+class ExpressionOut(Out):
+    """An expression with its base64 hash."""
+
+    hash: str
+    expression: str
+
+
+class PlaintextOut(Out):
+    """Expressions of entries added after ``since`` and still listed."""
+
+    expressions: list[ExpressionOut]
+    next: int | None
+
+
+class ProofOut(Out):
+    """A Merkle proof or range (base64 hashes)."""
+
+    hashes: list[str]
+
+
+# --- witnesses -------------------------------------------------------------
+
+
+class CosignatureIn(Forbid):
+    """A witness cosignature (c2sp.org/tlog-cosignature) of the current checkpoint."""
+
+    vkey: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VKEY_CHARS)] = Field(
+        description="the witness's vkey (signature type 0x04 or 0x01 with the same public key)"
+    )
+    signature: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_SIGNATURE_LINE_CHARS)
+    ] = Field(description="the signature line, '— <name> <base64>'")
+
+
+class CosignatureOut(Out):
+    """A stored cosignature line and the checkpoint size it covers."""
+
+    size: int
+    timestamp: int
+    line: str
+
+
+# --- administration --------------------------------------------------------
+
+
+class TokenCreateIn(Forbid):
+    """A token to issue."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+    role: Role
+    lists: Annotated[list[ListName], Field(max_length=MAX_TOKEN_LISTS)] = []
+    plaintext: bool = False
+    full_audit: bool = False
+    expires_at: AwareDatetime | None = None
+
+
+class TokenOut(Out):
+    """A token's metadata (never its secret)."""
+
+    id: int
+    name: str
+    role: Role
+    prefix: str
+    lists: list[str]
+    plaintext: bool
+    full_audit: bool
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+    created_by: str
+
+
+class TokenCreatedOut(TokenOut):
+    """A new token: ``token`` is shown once and never stored."""
+
+    token: str
+
+
+class ListCreateIn(Forbid):
+    """A list to create."""
+
+    name: ListName
+    origin: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    approvals_required: Literal[1, 2] = 2
+    home_country: Country | None = None
+    canary: Url | None = Field(default=None, description="canary URL (default under .invalid)")
+    public: bool = False
+
+
+class ListOut(Out):
+    """A list's configuration and latest version."""
+
+    name: str
+    origin: str
+    approvals_required: int
+    home_country: str | None
+    canary_url: str
+    public: bool
+    created_at: datetime
+    version: int
+
+
+class ListCreatedOut(ListOut):
+    """A new list and the root vkey its ISPs must pin."""
+
+    root_vkey: str
+
+
+class IspStatusOut(Out):
+    """Which ISP token last fetched which version of a list."""
+
+    token_id: int
+    name: str
+    version: int
+    at: datetime
+
+
+class IspListOut(Out):
+    """Every ISP token's last-seen version of a list."""
+
+    list: str
+    version: int
+    isps: builtins.list[IspStatusOut]
+
+
+class AuditPageOut(Out):
+    """A page of audit records; pass ``next`` as ``since`` for the next page."""
+
+    records: list[AuditRecordOut]
+    next: int | None
+
+
+class HealthOut(Out):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}
+
+
+# --- conversions -----------------------------------------------------------
+
+
+def entry_out(entry: EntryRow, list_name: str) -> EntryOut:
+    """Serialise an entry row."""
+    return EntryOut(
+        id=entry.id,
+        list=list_name,
+        expression=entry.expression,
+        hash=b64encode(entry.hash),
+        url=entry.url,
+        scope=entry.scope,  # type: ignore[arg-type]
+        reason=entry.reason,
+        reference=entry.reference,
+        category=entry.category,
+        hosting_country=entry.hosting_country,
+        status=entry.status,  # type: ignore[arg-type]
+        listed=entry.listed,
+        expires_at=entry.expires_at,
+        created_by=entry.created_by,
+        created_at=entry.created_at,
+        added_version=entry.added_version,
+        removed_version=entry.removed_version,
+        approval_round=entry.approval_round,
+        submitted_by=entry.submitted_by,
+    )
+
+
+def approval_out(row: ApprovalRow) -> ApprovalOut:
+    """Serialise an approval row."""
+    return ApprovalOut(actor=row.actor, round=row.round, at=row.at)
+
+
+def audit_record_out(record: AuditRecord) -> AuditRecordOut:
+    """Serialise an audit record (hashes in base64)."""
+    return AuditRecordOut(
+        seq=record.seq,
+        time=record.time,
+        actor=record.actor,
+        action=record.action,
+        list=record.list_name,
+        entry=record.entry_id,
+        details=dict(record.details),
+        hash=b64encode(record.hash) if record.hash is not None else None,
+    )
+
+
+def reach_out(reach: Reach, digest: bytes) -> ReachOut:
+    """Serialise a reach description."""
+    return ReachOut(
+        expression=reach.expression,
+        hash=b64encode(digest),
+        scope=reach.scope,
+        host=reach.host,
+        path=reach.path,
+        covers_subdomains=reach.covers_subdomains,
+        explanation=reach.explanation,
+        problem=reach.problem,
+        matches=list(reach.matches),
+        does_not_match=list(reach.does_not_match),
+    )
+
+
+def bulk_result_out(result: BulkResult) -> BulkResultOut:
+    """Serialise one bulk row result."""
+    return BulkResultOut(
+        index=result.index,
+        status=result.status,  # type: ignore[arg-type]
+        id=result.entry_id,
+        hash=b64encode(result.hash) if result.hash is not None else None,
+        code=result.code,
+        message=result.message,
+    )
+
+
+def bulk_out(results: list[BulkResult]) -> BulkOut:
+    """Serialise a bulk add's results with per-status counts."""
+    rows = [bulk_result_out(r) for r in results]
+    counts = {"added": 0, "existing": 0, "failed": 0, "skipped": 0}
+    for row in rows:
+        counts[row.status] += 1
+    return BulkOut(results=rows, **counts)
+
+
+def token_out(row: TokenRow) -> TokenOut:
+    """Serialise a token row (no secret)."""
+    return TokenOut(
+        id=row.id,
+        name=row.name,
+        role=row.role,  # type: ignore[arg-type]
+        prefix=row.prefix,
+        lists=[lst.name for lst in row.lists],
+        plaintext=row.plaintext,
+        full_audit=row.full_audit,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+def list_out(row: ListRow, version: int) -> ListOut:
+    """Serialise a list row with its latest version."""
+    return ListOut(
+        name=row.name,
+        origin=row.origin,
+        approvals_required=row.approvals_required,
+        home_country=row.home_country,
+        canary_url=row.canary_url,
+        public=row.public,
+        created_at=row.created_at,
+        version=version,
+    )

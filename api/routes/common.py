@@ -1,0 +1,79 @@
+"""Pieces shared by the route modules: OpenAPI error responses, headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+from fastapi import Path
+
+from api.errors import PROBLEM_MEDIA_TYPE
+from api.models import MAX_INT, ProblemOut
+
+#: Media type of every signed note (DESIGN.md interface table).
+TEXT_MEDIA_TYPE: Final = "text/plain; charset=utf-8"
+
+#: Responses smaller than this are sent uncompressed: gzip's header and CPU
+#: cost outweigh the saving (the checkpoint is about 400 bytes).
+GZIP_MINIMUM_SIZE: Final = 1000
+
+#: One year: what "immutable" responses may be cached for (RFC 8246).
+IMMUTABLE_MAX_AGE: Final = 31_536_000
+
+_DESCRIPTIONS: Final = {
+    400: "Bad request (e.g. a token in the query string)",
+    401: "Missing, malformed, expired or revoked token",
+    403: "The token's role may not use this endpoint",
+    404: "No such list (or the token may not read it), or no such object",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid request (unknown fields, bad values, refused entry)",
+    429: "Rate limited; see Retry-After",
+    503: "Not ready (database unreachable, no signed checkpoint yet)",
+}
+
+
+_PROBLEM_SCHEMA: Final = {"$ref": "#/components/schemas/ProblemOut"}
+
+
+def problems(
+    *statuses: int, extra: Mapping[int, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problem+json errors with these statuses (plus ``extra``)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, response in (extra or {}).items():
+        out[status] = response
+    # 400 (token in the query string), 401, 422 and 429 can answer any call.
+    for status in sorted({*statuses, 400, 401, 422, 429}):
+        out[status] = {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "model": ProblemOut,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+    return out
+
+
+def cache_control(*, shared: bool, immutable: bool) -> str:
+    """``Cache-Control`` for an ISP document.
+
+    DESIGN.md, "API shape": token-gated responses are private; only a public
+    list's hash-only documents fetched without a token may be stored by
+    shared caches. Immutable documents (a given statement, a full page, a
+    given keyring serial) may be cached for a year; the rest must be
+    revalidated on every use.
+    """
+    scope = "public" if shared else "private"
+    if immutable:
+        return f"{scope}, max-age={IMMUTABLE_MAX_AGE}, immutable"
+    return f"{scope}, no-cache"
+
+
+#: The ``{list}`` path parameter.
+ListPath = Annotated[
+    str,
+    Path(alias="list", min_length=1, max_length=64, description="list name", examples=["main"]),
+]
+
+#: The ``{entry_id}`` path parameter.
+EntryIdPath = Annotated[int, Path(ge=1, le=MAX_INT, description="entry id")]

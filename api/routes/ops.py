@@ -1,0 +1,97 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import ADMIN, ContextDep, OptionalPrincipalDep
+from api.context import AppContext
+from api.metrics import METRICS_MEDIA_TYPE
+from api.models import HealthOut
+from api.queries import checkpoint_age_seconds, list_states
+from api.routes.common import problems
+from blocklist.store.errors import StoreError
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get(
+    "/healthz",
+    response_model=HealthOut,
+    responses=problems(),
+    summary="Liveness: the process is up",
+)
+async def healthz() -> HealthOut:
+    """Answer 200 while the process runs (no dependency is checked)."""
+    return HealthOut(status="ok")
+
+
+def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
+    """Check the database and, per list, that the checkpoint is fresh.
+
+    A checkpoint older than twice the checkpoint interval means no signer
+    keeps it fresh, and ISPs would soon freeze (DESIGN.md item 4).
+    """
+    checks: dict[str, str] = {}
+    try:
+        ctx.db.check()
+        states = list_states(ctx.db)
+    except StoreError as e:
+        return False, {"database": f"unavailable: {e.code}"}
+    except Exception:
+        return False, {"database": "unavailable"}
+    checks["database"] = "ok"
+    limit = 2 * ctx.settings.checkpoint_interval
+    now = datetime.now(UTC)
+    ready = True
+    for state in states:
+        age = checkpoint_age_seconds(state, now)
+        if age is None:
+            checks[f"checkpoint:{state.name}"] = "missing"
+            ready = False
+        elif age > limit:
+            checks[f"checkpoint:{state.name}"] = f"stale ({age:.0f} s > {limit:.0f} s)"
+            ready = False
+        else:
+            checks[f"checkpoint:{state.name}"] = "fresh"
+    return ready, checks
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    responses=problems(extra={503: {"model": HealthOut, "description": "Not ready"}}),
+    summary="Readiness: database reachable and checkpoints fresh",
+)
+async def readyz(ctx: ContextDep) -> Response:
+    """200 when the database answers and every checkpoint is fresh, else 503."""
+    ready, checks = await run_in_threadpool(readiness, ctx)
+    body = HealthOut(status="ok" if ready else "unavailable", checks=checks)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=200 if ready else 503,
+        headers={} if ready else {"Retry-After": "5"},
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=problems(
+        extra={200: {"content": {METRICS_MEDIA_TYPE: {}}, "description": "Prometheus metrics"}}
+    ),
+    summary="Prometheus metrics (per-ISP gauges only with an admin token)",
+)
+async def metrics(ctx: ContextDep, p: OptionalPrincipalDep) -> Response:
+    """Render the metrics; an admin token adds the per-ISP last-seen versions."""
+    admin = p is not None and p.role == ADMIN
+    body = await run_in_threadpool(ctx.metrics.render, admin=admin)
+    return Response(
+        content=body,
+        media_type=METRICS_MEDIA_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )

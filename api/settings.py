@@ -1,0 +1,254 @@
+"""Server settings: pydantic-settings with the ``CLEANFEED_`` prefix.
+
+Precedence, highest first: values passed by the caller (the CLI's flags),
+``CLEANFEED_*`` environment variables, ``DATA_DIR/settings.toml``
+(docs/architecture.md, "Data directory"), then the defaults below.
+
+The defaults are those of the embedded, zero-configuration mode
+(``cleanfeed serve`` with no arguments: SQLite under the data directory, the
+signer in the same process). ``environment = "production"`` refuses the
+defaults that are only safe on a developer's machine, with a message that
+says which variable to set (STYLE.md: "a validator that refuses default
+secrets outside dev mode").
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
+#: a revoked token must stop working within a few seconds.
+MAX_AUTH_CACHE_TTL_SECONDS = 5.0
+
+#: Name of the optional settings file inside the data directory.
+SETTINGS_FILE = "settings.toml"
+
+#: Name of the SQLite database of the embedded default.
+SQLITE_FILE = "cleanfeed.db"
+
+# The TOML file depends on the data directory, which is itself a setting; the
+# loader passes the path to the source through this variable.
+_TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "cleanfeed_settings_toml", default=None
+)
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message says what to change."""
+
+    code = "invalid_settings"
+
+
+class Settings(BaseSettings):
+    """Everything the API process (and the embedded signer) is configured by.
+
+    Every field can be set as ``CLEANFEED_<FIELD>`` in the environment or as
+    ``<field> = ...`` in ``DATA_DIR/settings.toml``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLEANFEED_",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    environment: Literal["dev", "production"] = Field(
+        default="dev",
+        description="'production' refuses the embedded defaults (SQLite, in-process signer).",
+    )
+    data_dir: Path = Field(
+        default=Path("./cleanfeed-data"),
+        description="Data directory: database (embedded), keys, admin token, settings.toml.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///DATA_DIR/cleanfeed.db.",
+    )
+    default_list: str = Field(default="main", min_length=1, max_length=64)
+    signer: bool = Field(
+        default=True,
+        description="Run the publisher in this process (embedded default). "
+        "False = --no-signer: the API never reads private keys.",
+    )
+    schedule: bool = Field(
+        default=True,
+        description="With the embedded signer: publish and re-sign on a schedule "
+        "(false: only POST .../publish cuts versions; tests).",
+    )
+    publish_interval: float = Field(
+        default=60.0, gt=0, le=86_400, description="Seconds between embedded publish runs."
+    )
+    checkpoint_interval: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between checkpoint re-signatures (DESIGN.md: default 10 min).",
+    )
+    publish_wait_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        le=120,
+        description="How long POST .../publish waits for an external signer before 202.",
+    )
+    min_wait_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="Minimum poll interval advertised in Cleanfeed-Min-Wait.",
+    )
+    rate_limit_per_second: float = Field(
+        default=2.0,
+        ge=0,
+        description="Per-token refill rate of the request bucket; 0 disables rate limiting.",
+    )
+    rate_limit_burst: int = Field(default=120, ge=1, le=1_000_000)
+    auth_cache_ttl: float = Field(
+        default=MAX_AUTH_CACHE_TTL_SECONDS,
+        ge=0,
+        description="Seconds a successful token lookup is reused (at most 5).",
+    )
+    checkpoint_cache_ttl: float = Field(
+        default=1.0,
+        ge=0,
+        le=5,
+        description="Seconds the current checkpoint note is served from memory.",
+    )
+    flush_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between batched writes of token last use and ISP versions.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_logs: bool = True
+    docs: bool = Field(default=True, description="Serve OpenAPI at /docs and /openapi.json.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Caller values, then environment, then ``DATA_DIR/settings.toml``."""
+        toml = _TOML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @field_validator("auth_cache_ttl")
+    @classmethod
+    def _auth_cache_bound(cls, value: float) -> float:
+        if value > MAX_AUTH_CACHE_TTL_SECONDS:
+            raise ValueError(
+                f"must be at most {MAX_AUTH_CACHE_TTL_SECONDS:g} seconds so a revoked token "
+                "stops working quickly; set CLEANFEED_AUTH_CACHE_TTL to 5 or less"
+            )
+        return value
+
+    @field_validator("default_list")
+    @classmethod
+    def _list_name(cls, value: str) -> str:
+        if not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+            raise ValueError("use only ASCII letters, digits, '-' and '_' (e.g. 'main')")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults(self) -> Settings:
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append(
+                "the embedded SQLite database is a development default: set "
+                "CLEANFEED_DATABASE_URL (e.g. postgresql+psycopg://user@db/cleanfeed)"
+            )
+        if self.signer:
+            problems.append(
+                "the in-process signer would make the API hold the private signing key: "
+                "set CLEANFEED_SIGNER=false (or pass --no-signer) and run `cleanfeed signer run`"
+            )
+        if problems:
+            raise ValueError("environment=production: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data directory."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        """``DATA_DIR/keys`` (docs/architecture.md, "Data directory")."""
+        return self.data_dir / "keys"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """``DATA_DIR/admin-token``, the first admin token (mode 0600)."""
+        return self.data_dir / "admin-token"
+
+
+def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Build validated settings for a data directory.
+
+    Args:
+        data_dir: the data directory; ``None`` uses ``CLEANFEED_DATA_DIR`` or
+            the default. Its ``settings.toml``, if present, is read.
+        **overrides: values that win over the environment and the file
+            (the CLI passes only the flags the user actually gave).
+
+    Raises:
+        SettingsError: a value is invalid; the message names each offending
+            setting, its environment variable and what to change.
+    """
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    probe_dir = data_dir
+    if probe_dir is None:
+        try:
+            probe_dir = Settings(**values).data_dir
+        except ValidationError:
+            probe_dir = None
+    toml_path = probe_dir / SETTINGS_FILE if probe_dir is not None else None
+    if toml_path is not None and toml_path.exists():
+        try:
+            with toml_path.open("rb") as f:
+                tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"{toml_path}: not valid TOML: {e}") from e
+    token = _TOML_PATH.set(toml_path if toml_path is not None and toml_path.exists() else None)
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        raise SettingsError(describe_validation_error(e)) from e
+    finally:
+        _TOML_PATH.reset(token)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Turn a pydantic error into lines naming the variable to fix."""
+    lines = ["invalid settings:"]
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "settings"
+        env = f"CLEANFEED_{loc.upper()}" if item["loc"] else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc} ({env}): {message}")
+    return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""The embedded signer: the publisher run inside ``cleanfeed serve``.
+
+DESIGN.md, "Processes": in the embedded, zero-configuration default the API
+and the signer share one process. This module wraps
+:class:`signer.publisher.Publisher` (one per list) with
+
+- a lock per list, so a publish-now request and the scheduled publish never
+  run at once in this process (the database lock already serialises
+  processes);
+- an APScheduler ``BackgroundScheduler`` with three jobs: publish every
+  ``publish_interval``; keep each checkpoint fresh (re-signed once older
+  than ``checkpoint_interval``, DESIGN.md item 4); and, when other processes
+  record publish requests (``--workers`` > 1, or separate API hosts), serve
+  them every second.
+
+Exactly one process may run the scheduler for a data directory; the serve
+command guarantees it (with several workers the parent runs it and the
+workers run with ``signer = false``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from blocklist.store import lists as store_lists
+from blocklist.store.db import Database
+from signer.bootstrap import renew_keyring_if_needed
+from signer.publisher import CheckpointResult, Publisher, PublishResult
+
+log = logging.getLogger("cleanfeed.signer")
+
+#: Seconds between polls for publish requests left by other processes: the
+#: API waits up to its publish timeout (10 s by default) for an answer.
+REQUEST_POLL_SECONDS: Final = 1.0
+
+#: Seconds between keyring expiry checks (keyrings last a year and are
+#: renewed a month before they expire).
+KEYRING_CHECK_SECONDS: Final = 3600.0
+
+#: Fewest seconds between checkpoint freshness checks (each is one cheap read).
+MIN_CHECKPOINT_CHECK_SECONDS: Final = 1.0
+
+
+class SignerService:
+    """Publishers for every list of one database, plus their schedule."""
+
+    def __init__(
+        self,
+        db: Database,
+        keys_dir: Path,
+        *,
+        publish_interval: float,
+        checkpoint_interval: float,
+        serve_requests: bool = False,
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        """Prepare publishers (keys are read on first use, not here).
+
+        Args:
+            db: the database.
+            keys_dir: ``DATA_DIR/keys``.
+            publish_interval: seconds between scheduled publishes.
+            checkpoint_interval: re-sign a checkpoint once it is this old.
+            serve_requests: also serve publish requests other processes record.
+            data_dir: the data directory; when given, keyrings are renewed
+                before they expire (embedded root key only).
+            database_url: the database URL, for keyring renewal.
+        """
+        self.db = db
+        self.keys_dir = Path(keys_dir)
+        self.publish_interval = publish_interval
+        self.checkpoint_interval = checkpoint_interval
+        self.serve_requests = serve_requests
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self._publishers: dict[str, Publisher] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        #: Called with a list name after it was published or re-signed
+        #: (the app drops its cached checkpoint).
+        self.listeners: list[Callable[[str], None]] = []
+
+    def _publisher(self, list_name: str) -> tuple[Publisher, threading.Lock]:
+        with self._guard:
+            publisher = self._publishers.get(list_name)
+            if publisher is None:
+                publisher = Publisher(
+                    self.db,
+                    list_name,
+                    self.keys_dir,
+                    checkpoint_interval=self.checkpoint_interval,
+                )
+                self._publishers[list_name] = publisher
+                self._locks[list_name] = threading.Lock()
+            return publisher, self._locks[list_name]
+
+    def _changed(self, list_name: str) -> None:
+        for listener in self.listeners:
+            listener(list_name)
+
+    def publish_now(self, list_name: str) -> PublishResult:
+        """Cut a version from everything pending on ``list_name`` now.
+
+        Raises:
+            NotFound: no such list.
+            SignerError: keys, keyring or high-water mark trouble
+                (see :meth:`signer.publisher.Publisher.publish_once`).
+        """
+        publisher, lock = self._publisher(list_name)
+        with lock:
+            result = publisher.publish_once()
+        if result.versions:
+            self._changed(list_name)
+        return result
+
+    def refresh(self, list_name: str, *, force: bool = False) -> CheckpointResult | None:
+        """Re-sign ``list_name``'s checkpoint if it is due (or ``force``).
+
+        Raises:
+            NotFound: no such list.
+            SignerError: as :meth:`publish_now`.
+        """
+        publisher, lock = self._publisher(list_name)
+        with lock:
+            result = publisher.refresh_checkpoint(force=force)
+        if result is not None:
+            self._changed(list_name)
+        return result
+
+    def serve(self, list_name: str) -> PublishResult | None:
+        """Serve publish requests recorded for ``list_name`` by other processes.
+
+        Raises:
+            NotFound: no such list.
+            SignerError: as :meth:`publish_now`.
+        """
+        publisher, lock = self._publisher(list_name)
+        with lock:
+            result = publisher.serve_requests()
+        if result is not None:
+            self._changed(list_name)
+        return result
+
+    def list_names(self) -> list[str]:
+        """Every list of the database."""
+        with self.db.read() as session:
+            return [row.name for row in store_lists.list_lists(session)]
+
+    def _each_list(self, action: Callable[[str], object], what: str) -> None:
+        try:
+            names = self.list_names()
+        except Exception:
+            log.exception("signer: cannot read the lists to %s", what)
+            return
+        for name in names:
+            try:
+                action(name)
+            except Exception:
+                # One list's trouble (a missing key, a refused fork) must not
+                # stop the others; the error is logged and /readyz reports
+                # the stale checkpoint.
+                log.exception("signer: %s failed for list %s", what, name)
+
+    def publish_all(self) -> None:
+        """Scheduled job: publish every list."""
+        self._each_list(self.publish_now, "publish")
+
+    def refresh_all(self) -> None:
+        """Scheduled job: keep every checkpoint fresh."""
+        self._each_list(self.refresh, "refresh the checkpoint")
+
+    def serve_all(self) -> None:
+        """Scheduled job: serve other processes' publish requests."""
+        self._each_list(self.serve, "serve publish requests")
+
+    def renew_all(self) -> None:
+        """Scheduled job: renew keyrings before they expire (embedded root only)."""
+        data_dir = self.data_dir
+        if data_dir is None:
+            return
+
+        def renew(name: str) -> None:
+            renew_keyring_if_needed(data_dir, name, database_url=self.database_url)
+
+        self._each_list(renew, "renew the keyring")
+
+    def start(self) -> None:
+        """Start the background schedule (idempotent)."""
+        if self._scheduler is not None:
+            return
+        scheduler = BackgroundScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        common = {"max_instances": 1, "coalesce": True, "next_run_time": now}
+        scheduler.add_job(
+            self.refresh_all,
+            "interval",
+            seconds=max(MIN_CHECKPOINT_CHECK_SECONDS, self.checkpoint_interval / 10),
+            id="refresh",
+            **common,
+        )
+        scheduler.add_job(
+            self.publish_all, "interval", seconds=self.publish_interval, id="publish", **common
+        )
+        scheduler.add_job(
+            self.renew_all, "interval", seconds=KEYRING_CHECK_SECONDS, id="renew", **common
+        )
+        if self.serve_requests:
+            scheduler.add_job(
+                self.serve_all, "interval", seconds=REQUEST_POLL_SECONDS, id="requests", **common
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info(
+            "embedded signer started",
+            extra={
+                "event": "signer_start",
+                "publish_interval": self.publish_interval,
+                "checkpoint_interval": self.checkpoint_interval,
+            },
+        )
+
+    def shutdown(self) -> None:
+        """Stop the schedule, waiting for a running job to finish."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None

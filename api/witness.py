@@ -1,0 +1,187 @@
+"""Witness cosignatures of the current checkpoint (DESIGN.md, ISP sync step 8).
+
+A witness checks that the log only grows (consistency proofs between the
+checkpoints it saw) and cosigns the checkpoint with a timestamped
+c2sp.org/tlog-cosignature line (type 0x04). ``POST …/checkpoint/cosignatures``
+hands such a line to the service; it is verified against the submitted
+witness vkey over the *current* checkpoint text and stored; ``GET
+…/checkpoint`` appends every stored line whose checkpoint text is still
+current (docs/architecture.md, "Wire details").
+
+The lines live in their own table, ``api_witness_cosignatures``, created on
+first use (it is not part of the signed history and nothing else reads it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from blocklist.errors import FormatError
+from blocklist.store.db import Database
+from signer.note import (
+    SIGNATURE_PREFIX,
+    CosignatureVerifier,
+    Verifier,
+    parse_note,
+    verify_cosignature,
+)
+
+log = logging.getLogger("cleanfeed.api")
+
+#: Most witnesses whose lines are kept per list: bounds the checkpoint size
+#: (each line is about 120 bytes).
+MAX_WITNESSES_PER_LIST = 32
+
+
+class _Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class WitnessCosignatureRow(_Base):
+    """One witness's cosignature line for one checkpoint text."""
+
+    __tablename__ = "api_witness_cosignatures"
+    __table_args__ = (UniqueConstraint("list_id", "key_name", "key_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer)
+    key_name: Mapped[str] = mapped_column(String(255))
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(4))
+    text_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class AcceptedCosignature:
+    """A verified, stored cosignature line."""
+
+    size: int
+    timestamp: int
+    line: str
+
+
+def parse_witness_vkey(vkey: str) -> CosignatureVerifier:
+    """A witness vkey: type 0x04, or the same key written as type 0x01.
+
+    Raises:
+        FormatError: neither form parses.
+    """
+    try:
+        return CosignatureVerifier.from_vkey(vkey)
+    except FormatError:
+        return Verifier.from_vkey(vkey).cosigner
+
+
+class WitnessStore:
+    """Stores and serves verified witness cosignature lines."""
+
+    def __init__(self, db: Database) -> None:
+        """Use ``db`` (the table is created on first use)."""
+        self.db = db
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                _Base.metadata.create_all(self.db.engine, checkfirst=True)
+                self._ready = True
+
+    def lines_for(self, session: Session, list_id: int, checkpoint_note: str) -> list[str]:
+        """Stored lines that cosign this checkpoint's text, by witness name."""
+        if not self._ready:
+            return []  # the table could not be created: no witness lines
+        text = parse_note(checkpoint_note).text
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        rows = session.scalars(
+            select(WitnessCosignatureRow.line)
+            .where(
+                WitnessCosignatureRow.list_id == list_id,
+                WitnessCosignatureRow.text_hash == digest,
+            )
+            .order_by(WitnessCosignatureRow.key_name, WitnessCosignatureRow.id)
+        ).all()
+        return list(rows)
+
+    def prepare(self) -> bool:
+        """Create the table if needed (at start-up); False if that failed."""
+        try:
+            self._ensure_table()
+        except Exception:
+            log.warning("witness cosignature table unavailable", exc_info=True)
+            return False
+        return True
+
+    def submit(
+        self, list_id: int, checkpoint_note: str, vkey: str, line: str, size: int
+    ) -> AcceptedCosignature:
+        """Verify ``line`` against ``vkey`` over the current checkpoint text; store it.
+
+        Raises:
+            FormatError: a malformed vkey or line.
+            NoteError: the line is not a valid cosignature by that key over
+                the current checkpoint (``BadSignature``, ``UnknownKey``,
+                ``MalformedNote``).
+        """
+        cosigner = parse_witness_vkey(vkey)
+        line = line.rstrip("\n")
+        if not line.startswith(SIGNATURE_PREFIX) or "\n" in line:
+            raise FormatError("signature must be one line '— <name> <base64>'")
+        text = parse_note(checkpoint_note).text
+        # c2sp.org/tlog-cosignature: the 0x04 line signs
+        # "cosignature/v1\ntime <t>\n" + checkpoint text; verify_cosignature
+        # checks exactly that for this key.
+        timestamp = verify_cosignature(text + "\n" + line + "\n", cosigner)
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        self._ensure_table()
+        with self.db.transaction() as session:
+            session.execute(
+                delete(WitnessCosignatureRow).where(
+                    WitnessCosignatureRow.list_id == list_id,
+                    WitnessCosignatureRow.key_name == cosigner.name,
+                    WitnessCosignatureRow.key_id == cosigner.key_id,
+                )
+            )
+            count = len(
+                session.scalars(
+                    select(WitnessCosignatureRow.id).where(WitnessCosignatureRow.list_id == list_id)
+                ).all()
+            )
+            if count >= MAX_WITNESSES_PER_LIST:
+                raise FormatError(f"at most {MAX_WITNESSES_PER_LIST} witnesses per list")
+            session.add(
+                WitnessCosignatureRow(
+                    list_id=list_id,
+                    key_name=cosigner.name,
+                    key_id=cosigner.key_id,
+                    text_hash=digest,
+                    size=size,
+                    timestamp=timestamp,
+                    line=line,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return AcceptedCosignature(size=size, timestamp=timestamp, line=line)

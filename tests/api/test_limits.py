@@ -1,0 +1,138 @@
+"""Oversized bodies, deep JSON, huge integers and huge limits (issue 7)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from api_testing import MAIN, ApiClient, Deployment, Tokens, db_state
+
+from api.middleware import (
+    MAX_JSON_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT_DIGITS,
+    JsonTooComplex,
+    check_json_shape,
+)
+
+ENTRIES = f"/v1/lists/{MAIN}/entries"
+
+
+def test_oversized_json_body_is_413_and_stores_nothing(
+    client: ApiClient, tokens: Tokens, deployment: Deployment
+) -> None:
+    before = db_state(deployment.db)
+    body = json.dumps(
+        {"url": "http://example.com/a.html", "scope": "page", "reason": "x" * MAX_JSON_BODY_BYTES}
+    ).encode()
+    r = client.post(
+        ENTRIES, content=body, headers={"Content-Type": "application/json"}, token=tokens.alice
+    )
+    assert r.status_code == 413
+    assert r.json()["code"] == "body_too_large"
+    assert db_state(deployment.db) == before
+
+
+def test_body_without_content_length_is_counted(
+    client: ApiClient, tokens: Tokens, deployment: Deployment
+) -> None:
+    before = db_state(deployment.db)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # An async generator: httpx sends it chunked, without Content-Length.
+        yield b'{"url": "http://example.com/a.html", "scope": "page", "reason": "'
+        for _ in range(MAX_JSON_BODY_BYTES // 65536 + 2):
+            yield b"y" * 65536
+        yield b'"}'
+
+    r = client.post(
+        ENTRIES, content=chunks(), headers={"Content-Type": "application/json"}, token=tokens.alice
+    )
+    assert r.status_code == 413
+    assert db_state(deployment.db) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"url": ' + b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1) + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"url": "http://example.com/", "scope": "page", "reason": "r", "n": '
+        + b"9" * 5000
+        + b"}",
+        b'{"url": "http://example.com/", "scope": "page", "reason": NaN}',
+    ],
+    ids=["deep", "very-deep", "huge-int", "nan"],
+)
+def test_hostile_json_is_422(
+    client: ApiClient, tokens: Tokens, deployment: Deployment, body: bytes
+) -> None:
+    before = db_state(deployment.db)
+    r = client.post(
+        ENTRIES, content=body, headers={"Content-Type": "application/json"}, token=tokens.alice
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "validation_error"
+    assert db_state(deployment.db) == before
+
+
+def test_json_shape_checker_law() -> None:
+    # Independent naive depth: the deepest nesting of a document we build.
+    for depth in range(1, MAX_JSON_DEPTH + 3):
+        doc = b"[" * depth + b"]" * depth
+        if depth <= MAX_JSON_DEPTH:
+            check_json_shape(doc)
+        else:
+            with pytest.raises(JsonTooComplex):
+                check_json_shape(doc)
+    # Brackets inside strings do not count.
+    check_json_shape(json.dumps({"s": "[" * 1000}).encode())
+    check_json_shape(json.dumps({"n": 10**MAX_JSON_INT_DIGITS - 1}).encode())
+    with pytest.raises(JsonTooComplex):
+        check_json_shape(json.dumps({"n": 10**MAX_JSON_INT_DIGITS}).encode())
+    check_json_shape(b"{not json")  # left to the route's parser
+
+
+def test_malformed_json_is_422(client: ApiClient, tokens: Tokens) -> None:
+    r = client.post(
+        ENTRIES, content=b"{nope", headers={"Content-Type": "application/json"}, token=tokens.alice
+    )
+    assert r.status_code == 422
+    assert r.json()["code"] == "validation_error"
+    assert "nope" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (f"/v1/lists/{MAIN}/statements", {"limit": 10**6}),
+        (f"/v1/lists/{MAIN}/statements", {"since": 2**63}),
+        (f"/v1/lists/{MAIN}/snapshot", {"version": "1e9"}),
+        (f"/v1/lists/{MAIN}/audit/log", {"limit": 10**6}),
+    ],
+)
+def test_huge_query_values_are_422(
+    client: ApiClient, tokens: Tokens, path: str, params: dict[str, object]
+) -> None:
+    token = tokens.auditor if "audit" in path else tokens.isp
+    r = client.get(path, params=params, token=token)
+    assert r.status_code == 422
+    assert r.json()["code"] == "validation_error"
+
+
+def test_huge_path_integer_is_422(client: ApiClient, tokens: Tokens) -> None:
+    r = client.get(f"/v1/lists/{MAIN}/entries/{'9' * 30}", token=tokens.alice)
+    assert r.status_code == 422
+
+
+def test_oversized_field_is_422(client: ApiClient, tokens: Tokens, deployment: Deployment) -> None:
+    before = db_state(deployment.db)
+    r = client.post(
+        ENTRIES,
+        json={"url": "http://example.com/" + "a" * 9000, "scope": "page", "reason": "r"},
+        token=tokens.alice,
+    )
+    assert r.status_code == 422
+    assert "aaaa" not in r.text  # the rejected input is not echoed back
+    assert db_state(deployment.db) == before

@@ -1,0 +1,404 @@
+"""Authorisation matrix: every endpoint x every role x own/other list.
+
+Expected answer, in the order the API checks:
+
+1. no token: 401;
+2. a token whose role the endpoint does not serve: 403;
+3. a list the token may not read: 404 (the same answer as a missing list);
+4. otherwise the endpoint's success status.
+
+Roles: admin (every list), analyst (every list), analyst restricted to OTHER,
+isp (MAIN, plaintext-entitled), isp on OTHER, auditor (MAIN). Each call
+that changes something gets fresh objects, so every combination runs on the
+same deployment independently of the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.signing
+import pytest
+from api_testing import (
+    MAIN,
+    OTHER,
+    ApiClient,
+    Deployment,
+    close_deployment,
+    make_deployment,
+    publish,
+)
+
+from blocklist.store import entries as store_entries
+from blocklist.store import lists as store_lists
+from blocklist.store import tokens as store_tokens
+from blocklist.store import versions as store_versions
+from signer.note import parse_note
+
+LISTS = (MAIN, OTHER)
+
+#: role name -> (token attribute on Tokens or None, lists it may read)
+ROLES: dict[str, tuple[str | None, frozenset[str]]] = {
+    "anonymous": (None, frozenset()),
+    "admin": ("admin", frozenset(LISTS)),
+    "analyst": ("alice", frozenset(LISTS)),
+    "analyst-other-only": ("analyst_other", frozenset({OTHER})),
+    "isp": ("isp_plain", frozenset({MAIN})),
+    "isp-other": ("isp_other", frozenset({OTHER})),
+    "auditor": ("auditor", frozenset({MAIN})),
+}
+
+_ROLE_OF = {
+    "admin": "admin",
+    "analyst": "analyst",
+    "analyst-other-only": "analyst",
+    "isp": "isp",
+    "isp-other": "isp",
+    "auditor": "auditor",
+}
+
+_counter = itertools.count()
+
+
+@dataclass
+class Env:
+    """The shared deployment plus helpers to make fresh objects."""
+
+    d: Deployment
+    client: ApiClient
+
+    def list_id(self, name: str) -> int:
+        with self.d.db.read() as session:
+            return store_lists.get_list(session, name).id
+
+    def fresh_entry(self, list_name: str, *, expired: bool = False) -> int:
+        with self.d.db.transaction() as session:
+            list_id = store_lists.get_list(session, list_name).id
+            row, _ = store_entries.add_entry(
+                session,
+                list_id,
+                url=f"http://example.com/m/{next(_counter)}.html",
+                scope="page",
+                reason="matrix",
+                actor="bob",
+            )
+            if expired:
+                store_entries.expire(session, list_id, row.id, actor="bob", reason="matrix")
+            return row.id
+
+    def fresh_token_id(self) -> int:
+        with self.d.db.transaction() as session:
+            _, row = store_tokens.create_token(
+                session, name=f"victim-{next(_counter)}", role="analyst", actor="test"
+            )
+            return row.id
+
+    def publish_request(self, list_name: str) -> int:
+        with self.d.db.transaction() as session:
+            return store_versions.request_publish(session, self.list_id(list_name), actor="bob").id
+
+    def cosignature(self, list_name: str) -> dict[str, str]:
+        """A witness cosignature line over the current checkpoint (naive c2sp code)."""
+        with self.d.db.read() as session:
+            note = store_versions.get_checkpoint(session, self.list_id(list_name)).note
+        text = parse_note(note).text
+        key = nacl.signing.SigningKey.generate()
+        name = f"witness{next(_counter)}.example"
+        public = bytes(key.verify_key)
+        key_id = hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
+        timestamp = 1_900_000_000
+        message = f"cosignature/v1\ntime {timestamp}\n{text}".encode()
+        signature = key.sign(message).signature
+        line = (
+            "\u2014 "
+            + name
+            + " "
+            + base64.b64encode(key_id + timestamp.to_bytes(8, "big") + signature).decode()
+        )
+        vkey = f"{name}+{key_id.hex()}+" + base64.b64encode(b"\x04" + public).decode()
+        return {"vkey": vkey, "signature": line}
+
+
+Request = tuple[str, str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint: who may call it and how to call it on a list."""
+
+    name: str
+    roles: frozenset[str]
+    success: int
+    build: Callable[[Env, str], Request]
+    list_scoped: bool = True
+
+
+def _e(
+    name: str, roles: str, success: int, build: Callable[[Env, str], Request], scoped: bool = True
+) -> Endpoint:
+    return Endpoint(name, frozenset(roles.split()), success, build, scoped)
+
+
+def _entry_body() -> dict[str, str]:
+    return {"url": f"http://example.com/new/{next(_counter)}.html", "scope": "page", "reason": "r"}
+
+
+ENDPOINTS = [
+    _e(
+        "add",
+        "analyst",
+        201,
+        lambda env, ln: ("POST", f"/v1/lists/{ln}/entries", {"json": _entry_body()}),
+    ),
+    _e(
+        "preview",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/preview",
+            {"json": {"url": "http://example.com/p.html"}},
+        ),
+    ),
+    _e(
+        "bulk",
+        "analyst",
+        200,
+        lambda env, ln: ("POST", f"/v1/lists/{ln}/entries/bulk", {"json": [_entry_body()]}),
+    ),
+    _e(
+        "bulk.csv",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/bulk.csv",
+            {
+                "content": f"url,scope,reason\nhttp://example.com/csv/{next(_counter)}.html,page,r\n".encode(),
+                "headers": {"Content-Type": "text/csv"},
+            },
+        ),
+    ),
+    _e(
+        "search",
+        "analyst",
+        200,
+        lambda env, ln: ("POST", f"/v1/lists/{ln}/entries/search", {"json": {}}),
+    ),
+    _e(
+        "get",
+        "analyst",
+        200,
+        lambda env, ln: ("GET", f"/v1/lists/{ln}/entries/{env.fresh_entry(ln)}", {}),
+    ),
+    _e(
+        "approve",
+        "analyst",
+        200,
+        lambda env, ln: ("POST", f"/v1/lists/{ln}/entries/{env.fresh_entry(ln)}/approve", {}),
+    ),
+    _e(
+        "expire",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_entry(ln)}/expire",
+            {"json": {}},
+        ),
+    ),
+    _e(
+        "reinstate",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_entry(ln, expired=True)}/reinstate",
+            {"json": {"reason": "back"}},
+        ),
+    ),
+    _e("publish", "analyst admin", 200, lambda env, ln: ("POST", f"/v1/lists/{ln}/publish", {})),
+    _e(
+        "publish-request",
+        "analyst admin",
+        200,
+        lambda env, ln: ("GET", f"/v1/lists/{ln}/publish/requests/{env.publish_request(ln)}", {}),
+    ),
+    _e("keyring", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/keyring", {})),
+    _e("checkpoint", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/checkpoint", {})),
+    _e("statements", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/statements", {})),
+    _e("statement", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/statements/1", {})),
+    _e("snapshot", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/snapshot", {})),
+    _e("plaintext", "isp", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/plaintext", {})),
+    _e(
+        "inclusion",
+        "isp",
+        200,
+        lambda env, ln: (
+            "GET",
+            f"/v1/lists/{ln}/proofs/inclusion",
+            {"params": {"version": 1, "size": 1}},
+        ),
+    ),
+    _e(
+        "consistency",
+        "isp",
+        200,
+        lambda env, ln: (
+            "GET",
+            f"/v1/lists/{ln}/proofs/consistency",
+            {"params": {"from": 0, "to": 1}},
+        ),
+    ),
+    _e(
+        "range",
+        "isp",
+        200,
+        lambda env, ln: ("GET", f"/v1/lists/{ln}/proofs/range", {"params": {"size": 1}}),
+    ),
+    _e("bundle", "auditor", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/audit/bundle", {})),
+    _e("audit-log", "auditor admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/audit/log", {})),
+    _e(
+        "cosignature",
+        "auditor",
+        201,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/checkpoint/cosignatures",
+            {"json": env.cosignature(ln)},
+        ),
+    ),
+    _e("list-get", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}", {})),
+    _e("isps", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/isps", {})),
+    _e(
+        "token-create",
+        "admin",
+        201,
+        lambda env, ln: (
+            "POST",
+            "/v1/tokens",
+            {"json": {"name": f"t{next(_counter)}", "role": "analyst"}},
+        ),
+        scoped=False,
+    ),
+    _e("token-list", "admin", 200, lambda env, ln: ("GET", "/v1/tokens", {}), scoped=False),
+    _e(
+        "token-revoke",
+        "admin",
+        200,
+        lambda env, ln: ("POST", f"/v1/tokens/{env.fresh_token_id()}/revoke", {}),
+        scoped=False,
+    ),
+    _e(
+        "list-create",
+        "admin",
+        201,
+        lambda env, ln: ("POST", "/v1/lists", {"json": {"name": f"l{next(_counter)}"}}),
+        scoped=False,
+    ),
+    _e("list-list", "admin", 200, lambda env, ln: ("GET", "/v1/lists", {}), scoped=False),
+]
+
+
+def expected(endpoint: Endpoint, role: str, list_name: str) -> int:
+    """The status the matrix requires."""
+    attr, readable = ROLES[role]
+    if attr is None:
+        return 401
+    if _ROLE_OF[role] not in endpoint.roles:
+        return 403
+    if endpoint.name == "approve" and role == "admin":
+        return 403  # four-eyes counts analysts only
+    if endpoint.list_scoped and list_name not in readable:
+        return 404
+    if endpoint.name == "plaintext" and role != "isp":
+        return 403  # only the "isp" token holds the plaintext entitlement
+    return endpoint.success
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    d = make_deployment(tmp_path_factory.mktemp("matrix"))
+    client = ApiClient(d.app)
+    try:
+        for name in LISTS:
+            publish(client, d.tokens.admin, name)  # version 1: the canary
+        yield Env(d, client)
+    finally:
+        client.close()
+        close_deployment(d)
+
+
+def _cases() -> Iterator[Any]:
+    for endpoint in ENDPOINTS:
+        for role in ROLES:
+            for list_name in LISTS if endpoint.list_scoped else (MAIN,):
+                yield pytest.param(
+                    endpoint, role, list_name, id=f"{endpoint.name}-{role}-{list_name}"
+                )
+
+
+@pytest.mark.parametrize(("endpoint", "role", "list_name"), list(_cases()))
+def test_authorisation_matrix(env: Env, endpoint: Endpoint, role: str, list_name: str) -> None:
+    method, path, kwargs = endpoint.build(env, list_name)
+    attr = ROLES[role][0]
+    token = getattr(env.d.tokens, attr) if attr else None
+    r = env.client.request(method, path, token=token, **kwargs)
+    want = expected(endpoint, role, list_name)
+    assert r.status_code == want, f"{method} {path} as {role}: {r.status_code} {r.text[:300]}"
+    if want >= 400:
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_matrix_covers_every_v1_route(env: Env) -> None:
+    covered = {
+        ("POST", "/v1/lists/{list}/entries"),
+        ("POST", "/v1/lists/{list}/entries/preview"),
+        ("POST", "/v1/lists/{list}/entries/bulk"),
+        ("POST", "/v1/lists/{list}/entries/bulk.csv"),
+        ("POST", "/v1/lists/{list}/entries/search"),
+        ("GET", "/v1/lists/{list}/entries/{entry_id}"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/approve"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/expire"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/reinstate"),
+        ("POST", "/v1/lists/{list}/publish"),
+        ("GET", "/v1/lists/{list}/publish/requests/{request_id}"),
+        ("GET", "/v1/lists/{list}/keyring"),
+        ("GET", "/v1/lists/{list}/checkpoint"),
+        ("GET", "/v1/lists/{list}/statements"),
+        ("GET", "/v1/lists/{list}/statements/{n}"),
+        ("GET", "/v1/lists/{list}/snapshot"),
+        ("GET", "/v1/lists/{list}/plaintext"),
+        ("GET", "/v1/lists/{list}/proofs/inclusion"),
+        ("GET", "/v1/lists/{list}/proofs/consistency"),
+        ("GET", "/v1/lists/{list}/proofs/range"),
+        ("GET", "/v1/lists/{list}/audit/bundle"),
+        ("GET", "/v1/lists/{list}/audit/log"),
+        ("POST", "/v1/lists/{list}/checkpoint/cosignatures"),
+        ("GET", "/v1/lists/{list}"),
+        ("GET", "/v1/lists/{list}/isps"),
+        ("POST", "/v1/tokens"),
+        ("GET", "/v1/tokens"),
+        ("POST", "/v1/tokens/{token_id}/revoke"),
+        ("POST", "/v1/lists"),
+        ("GET", "/v1/lists"),
+    }
+    assert len(covered) == len(ENDPOINTS)
+    paths = env.d.app.openapi()["paths"]
+    routes = {
+        (method.upper(), path)
+        for path, operations in paths.items()
+        if path.startswith("/v1")
+        for method in operations
+    }
+    assert routes == covered
+
+
+def test_ops_endpoints_need_no_token(env: Env) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
+        assert env.client.get(path).status_code == 200, path

@@ -1,0 +1,191 @@
+"""End to end: ``cleanfeed serve`` started as a user would, on a loopback port.
+
+The server runs in its own process (embedded SQLite, keys generated on first
+start); the test talks HTTP to it over a real socket: an analyst adds a URL,
+a second analyst approves it, publishing cuts a signed version, and an ISP
+token fetches the checkpoint and the statements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blocklist.checkpoint import Checkpoint
+from blocklist.statement import Statement
+from signer.keyring import verify_keyring_update
+from signer.note import Verifier, parse_note, verify_note
+
+pytestmark = pytest.mark.e2e
+
+#: Longest wait for the server to become ready (first start generates keys
+#: and migrates the database).
+STARTUP_DEADLINE_SECONDS = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    base: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+
+def _start(tmp_path: Path, *extra: str) -> Server:
+    port = _free_port()
+    data_dir = tmp_path / "cleanfeed-data"
+    env = {**os.environ, "CLEANFEED_JSON_LOGS": "true"}
+    log = tmp_path / "serve.log"
+    # Output goes to a file: a pipe nobody reads would block a chatty server.
+    with log.open("wb") as sink:
+        process = _spawn(data_dir, port, extra, env, sink)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"cleanfeed serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
+                return Server(base, data_dir, process, log)
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            _stop(process)
+            pytest.fail(f"cleanfeed serve did not become ready:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+def _spawn(
+    data_dir: Path, port: int, extra: tuple[str, ...], env: dict[str, str], sink: object
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cleanfeed",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=sink,  # type: ignore[arg-type]
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = _start(tmp_path)
+    try:
+        yield s
+    finally:
+        _stop(s.process)
+
+
+def _token(client: httpx.Client, admin: str, **body: object) -> str:
+    r = client.post("/v1/tokens", json=body, headers={"Authorization": f"Bearer {admin}"})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["token"]
+    return token
+
+
+def _workflow(server: Server) -> None:
+    with httpx.Client(base_url=server.base, timeout=30.0) as client:
+        admin = server.admin_token
+        alice = _token(client, admin, name="alice", role="analyst")
+        bob = _token(client, admin, name="bob", role="analyst")
+        isp = _token(client, admin, name="isp-e2e", role="isp", lists=["main"])
+
+        def auth(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        added = client.post(
+            "/v1/lists/main/entries",
+            json={"url": "http://203.0.113.9/abuse/page.html", "scope": "page", "reason": "report"},
+            headers=auth(alice),
+        )
+        assert added.status_code == 201, added.text
+        entry_id = added.json()["id"]
+        approved = client.post(f"/v1/lists/main/entries/{entry_id}/approve", headers=auth(bob))
+        assert approved.json()["status"] == "active"
+        published = client.post("/v1/lists/main/publish", headers=auth(alice))
+        assert published.status_code == 200, published.text
+        version = published.json()["version"]
+        assert version >= 1
+
+        keyring_note = client.get("/v1/lists/main/keyring", headers=auth(isp)).text
+        root_vkey = (server.data_dir / "keys" / "main" / "root.vkey").read_text().strip()
+        keyring = verify_keyring_update(
+            keyring_note, held=None, pinned_roots=[root_vkey], now=datetime.now(UTC)
+        )
+        online = Verifier.from_vkey(keyring.open_keys()[0])
+
+        r = client.get("/v1/lists/main/checkpoint", headers=auth(isp))
+        assert r.status_code == 200
+        assert r.headers["cleanfeed-min-wait"]
+        checkpoint = Checkpoint.parse(verify_note(r.text, [online]).text)
+        assert checkpoint.size == version
+        again = client.get(
+            "/v1/lists/main/checkpoint", headers={**auth(isp), "If-None-Match": r.headers["etag"]}
+        )
+        assert again.status_code == 304
+
+        page = client.get("/v1/lists/main/statements", params={"since": 0}, headers=auth(isp))
+        notes = page.json()["statements"]
+        assert len(notes) == version
+        last = Statement.parse(verify_note(notes[-1], [online]).text)
+        digest = hashlib.sha256(b"203.0.113.9/abuse/page.html").digest()
+        assert any(digest in Statement.parse(parse_note(n).text).adds for n in notes)
+        assert last.version == version
+
+
+def test_serve_add_approve_publish_fetch(server: Server) -> None:
+    _workflow(server)
+
+
+def test_serve_with_two_workers_runs_one_signer(tmp_path: Path) -> None:
+    s = _start(tmp_path, "--workers", "2")
+    try:
+        _workflow(s)
+    finally:
+        _stop(s.process)
+    # One signer for the data directory: the parent's, never one per worker.
+    assert s.log.read_text().count("embedded signer started") == 1

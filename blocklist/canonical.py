@@ -264,6 +264,8 @@ def _to_bytes(url: str | bytes) -> bytes:
 def _unescape_fully(data: bytes) -> bytes:
     # Each pass that changes anything shortens the data by at least two
     # bytes, so this ends after at most len(data) / 3 passes.
+    if b"%" not in data:  # fast path: most URLs carry no escape at all
+        return data
     while True:
         unescaped = _PERCENT_ESCAPE_RE.sub(_unescape_match, data)
         if unescaped == data:
@@ -275,7 +277,14 @@ def _unescape_match(match: re.Match[bytes]) -> bytes:
     return bytes((int(match.group(1), 16),))
 
 
+#: Bytes that SB v4 re-escapes: <= 0x20, >= 0x7F, '#' and '%'.
+_NEEDS_ESCAPE_RE = re.compile(rb"[\x00-\x20\x7f-\xff#%]")
+
+
 def _escape(data: bytes) -> str:
+    # Fast path (lookups hot loop): nothing to escape, so the bytes are ASCII.
+    if _NEEDS_ESCAPE_RE.search(data) is None:
+        return data.decode("ascii")
     return "".join([_ESCAPE_TABLE[b] for b in data])
 
 

@@ -428,7 +428,7 @@ class Syncer:
         since = store.plaintext_since()
         if since > version:
             since = 0
-        pairs = self._plaintext_pairs(store, fetcher, since)
+        pairs = self._plaintext_pairs(store, fetcher, since, version)
         missing_before = None
         store.save_plaintext(pairs, since=version, complete=False, error=None)
         missing = store.missing_plaintext()
@@ -436,7 +436,10 @@ class Syncer:
             # Incremental fetch left gaps (e.g. after a snapshot): fetch all once.
             missing_before = missing
             store.save_plaintext(
-                self._plaintext_pairs(store, fetcher, 0), since=version, complete=False, error=None
+                self._plaintext_pairs(store, fetcher, 0, version),
+                since=version,
+                complete=False,
+                error=None,
             )
             missing = store.missing_plaintext()
         error = None
@@ -446,7 +449,7 @@ class Syncer:
         store.set_plaintext_status(complete=missing == 0, error=error)
 
     def _plaintext_pairs(
-        self, store: StateStore, fetcher: Fetcher, since: int
+        self, store: StateStore, fetcher: Fetcher, since: int, version: int
     ) -> list[tuple[bytes, str]]:
         listed = store.hash_table()
         accepted: list[tuple[bytes, str]] = []
@@ -459,7 +462,10 @@ class Syncer:
                 if h in listed:
                     accepted.append((h, expression))
                 # A hash we do not list (yet) is ignored: never stored.
-            if page.next is None:
+            # Endless-data protection: pages end on version boundaries, so
+            # nothing past the verified version can be listed here; stop there
+            # whatever the server says comes next.
+            if page.next is None or page.next >= version:
                 return accepted
             if page.next <= cursor:
                 raise MalformedData("plaintext: 'next' does not advance")

@@ -793,6 +793,18 @@ class TrustedState:
             if stmt.version != expected:
                 raise ChainBroken(f"expected statement {expected}, got {stmt.version}")
             if stmt.previous != previous:
+                if stmt.version == self._version + 1 and self._version > 0:
+                    # Split view: a validly signed statement that does not
+                    # extend the signed statement we hold means the log signed
+                    # two histories (DESIGN.md, ISP sync step 2): keep both
+                    # checkpoints as evidence, not just "chain broken".
+                    raise Equivocation(
+                        f"statement {stmt.version} is validly signed but does not extend the "
+                        f"held statement {self._version}: the log signed two histories",
+                        kind="checkpoint",
+                        held_note=self._checkpoint.note,
+                        new_note=target.note,
+                    )
                 raise ChainBroken(f"statement {stmt.version}'s previous hash breaks the chain")
             for h in stmt.adds:
                 if _member(h, added, removed, replace, base):

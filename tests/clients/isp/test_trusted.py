@@ -321,7 +321,9 @@ def test_statement_with_wrong_previous(log: MemoryLog) -> None:
     ts = synced(log)
     ts.update_checkpoint(sign_cp(ORIGIN, 3, bytes(32), log.online_key), T)
     forged = craft_statement(log, adds=hashes(8), previous=hashlib.sha256(b"x").digest())
-    assert_rejected(ts, ChainBroken, lambda: ts.apply_statements([forged]))
+    # validly signed by the log but not extending the held statement: a split
+    # view, kept as equivocation evidence rather than a mere broken chain
+    assert_rejected(ts, Equivocation, lambda: ts.apply_statements([forged]))
 
 
 def test_delta_adding_a_present_hash(log: MemoryLog) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -111,7 +111,9 @@ class Database:
             StoreUnavailable: the URL is invalid or names an unsupported backend.
         """
         self.url = normalise_url(url)
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: SQLAlchemy errors would otherwise quote the bound
+        # values (URLs, expressions) into exception text and so into logs.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.backend == "sqlite":
             if self.url.database in (None, "", ":memory:"):
                 # One shared connection, or every session would see its own
@@ -138,14 +140,23 @@ class Database:
 
         On SQLite the write lock is taken at the first statement
         (``BEGIN IMMEDIATE``), serialising writers.
+
+        Raises:
+            StoreUnavailable: the database is unreachable, full or read-only
+                (an operational fault, not bad input); the transaction was
+                rolled back and callers may retry later.
         """
-        with self._write_sessions() as session, session.begin():
+        with _unavailable_on_outage(), self._write_sessions() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """Open a read session (one snapshot-consistent transaction, never committed)."""
-        with self._read_sessions() as session:
+        """Open a read session (one snapshot-consistent transaction, never committed).
+
+        Raises:
+            StoreUnavailable: as :meth:`transaction`.
+        """
+        with _unavailable_on_outage(), self._read_sessions() as session:
             yield session
 
     def create_all(self) -> None:
@@ -181,6 +192,23 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    # Operational faults (server down or restarting, disk full, read-only
+    # file system) become StoreUnavailable, which the API answers with 503 and
+    # Retry-After. Constraint violations (IntegrityError) are not operational
+    # and pass through unchanged. The message names the driver's error class
+    # only: SQLAlchemy's text would include the statement's parameters, which
+    # may hold a URL (plaintext must never reach logs).
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        orig = e.orig if e.orig is not None else e
+        raise StoreUnavailable(
+            f"database unavailable ({type(orig).__name__}: {str(orig).splitlines()[0][:200]})"
+        ) from e
 
 
 def is_postgresql(session: Session) -> bool:

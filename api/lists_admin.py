@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from blocklist.checkpoint import validate_origin
 from blocklist.entries import plan_entry
-from blocklist.errors import BlocklistError, InvalidEntry
+from blocklist.errors import BlocklistError, FormatError, InvalidEntry
 from blocklist.keyring import KeyRange, Keyring
 from blocklist.merkle import EMPTY_ROOT
 from blocklist.store import lists as store_lists
 from blocklist.store import versions as store_versions
 from blocklist.store.db import Database
-from blocklist.store.errors import Conflict
+from blocklist.store.errors import Conflict, InvalidField
 from blocklist.store.models import ListRow
 from signer.bootstrap import KEYRING_LIFETIME, ROOT_VKEY_FILE, default_origin
 from signer.highwater import HighWater, HighWaterMark
@@ -91,6 +92,11 @@ def create_list_with_keys(
         InvalidField, InvalidURL, InvalidEntry, FormatError: bad values.
     """
     origin = origin or default_origin(name)
+    # The origin names the keys too: refuse a bad one before any key exists.
+    try:
+        validate_origin(origin)
+    except FormatError as e:
+        raise InvalidField(str(e)) from e
     canary = canary_url or DEFAULT_CANARY_TEMPLATE.format(name=name)
     scope = canary_scope(canary)
     key_dir = list_key_dir(keys_dir, name)

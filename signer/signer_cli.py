@@ -304,7 +304,11 @@ def publish_command(
         raise click.UsageError("use --once (or `cleanfeed signer run` for the daemon)")
     db = _database(data_dir, database_url)
     try:
-        for name in _list_names(db, lists):
+        try:
+            names = _list_names(db, lists)
+        except BlocklistError as e:
+            raise click.ClickException(str(e)) from e
+        for name in names:
             try:
                 result = Publisher(db, name, keys_dir_of(data_dir)).publish_once()
             except (SignerError, BlocklistError) as e:

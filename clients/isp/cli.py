@@ -301,6 +301,11 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
 # --- check -----------------------------------------------------------------------
 
 
+#: Output lines buffered before one write: per-line writes with a flush each
+#: would cost more than the lookups themselves in batch mode.
+CHECK_OUTPUT_CHUNK = 4096
+
+
 class StoreMatcher:
     """Looks URLs up in the persisted set: the same expressions as
     :class:`clients.isp.lookup.Matcher`, membership by index (no full load)."""
@@ -356,7 +361,13 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
         if status.version is None:
             click.echo("error: not_initialised: no verified list yet: run a sync", err=True)
             sys.exit(CHECK_ERROR)
-        matcher = StoreMatcher(store)
+        # A batch from stdin loads the set into memory once (one scan, then
+        # set lookups); a few URLs on the command line probe the index.
+        batch = "-" in urls
+        matcher: StoreMatcher | Matcher = (
+            Matcher(store.iter_hashes()) if batch else StoreMatcher(store)
+        )
+        out: list[str] = []
         for url in _urls(urls):
             try:
                 result = matcher.match(url)
@@ -364,17 +375,23 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
                 errors += 1
                 results.append({"url": url, "listed": False, "error": str(e)})
                 if not as_json:
-                    click.echo(f"error\t{url}\t{e}")
+                    out.append(f"error\t{url}\t{e}\n")
                 continue
             listed += result.listed
-            item: dict[str, Any] = {"url": url, "listed": result.listed}
-            if result.listed and result.hash is not None:
-                item.update({"expression": result.expression, "hash": result.hash.hex()})
-                if not as_json:
-                    click.echo(f"listed\t{url}\t{result.expression}\t{result.hash.hex()}")
-            elif not as_json:
-                click.echo(f"not listed\t{url}")
-            results.append(item)
+            if as_json:
+                item: dict[str, Any] = {"url": url, "listed": result.listed}
+                if result.listed and result.hash is not None:
+                    item.update({"expression": result.expression, "hash": result.hash.hex()})
+                results.append(item)
+            elif result.listed and result.hash is not None:
+                out.append(f"listed\t{url}\t{result.expression}\t{result.hash.hex()}\n")
+            else:
+                out.append(f"not listed\t{url}\n")
+            if len(out) >= CHECK_OUTPUT_CHUNK:
+                sys.stdout.write("".join(out))
+                out.clear()
+        sys.stdout.write("".join(out))
+        sys.stdout.flush()
     if as_json:
         _emit({"version": status.version, "listed": listed, "errors": errors, "results": results})
     if listed:

@@ -28,7 +28,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.logging import configure_logging
+from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.queries import checkpoint_age_seconds, list_states
@@ -112,6 +112,7 @@ async def _flush_loop(ctx: AppContext) -> None:
     """Write buffered token uses and ISP versions every ``flush_interval`` seconds."""
     while True:
         await asyncio.sleep(ctx.settings.flush_interval)
+        flush_logs()
         with contextlib.suppress(Exception):  # logged by flush(); retried next time
             await run_in_threadpool(ctx.usage.flush, ctx.db)
 
@@ -181,6 +182,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
                 await run_in_threadpool(ctx.usage.flush, ctx.db)
             if owns_db:
                 database.dispose()
+            flush_logs()
 
     app = FastAPI(
         title="cleanfeed",

@@ -178,7 +178,7 @@ def list_not_found(name: str) -> ApiProblem:
 
 async def resolve_list(ctx: AppContext, name: str) -> ListInfo | None:
     """The list called ``name`` (cached; database on a miss)."""
-    info = ctx.lists.get(name)
+    info = ctx.cached_list(name)
     if info is None:
         info = await run_in_threadpool(ctx.resolve_list, name)
     return info

@@ -7,15 +7,19 @@ global, so tests can build several apps side by side (STYLE.md:
 Caches and why each is safe:
 
 - :class:`TokenCache`: a successful token lookup is reused for at most
-  :data:`api.settings.MAX_AUTH_CACHE_TTL_SECONDS` (DESIGN.md, "API shape": a
-  revoked token stops working within that bound; revocation through this
-  API also evicts at once).
+  :data:`api.settings.MAX_AUTH_CACHE_TTL_SECONDS` after the database read
+  that confirmed it (DESIGN.md, "API shape": a revoked token stops working
+  within that bound; revocation through this API also evicts at once).
+  Busy entries are looked up again in the background before they expire
+  (refresh-ahead), so a popular token never stampedes the database.
 - :class:`ListCache`: list configuration (id, public flag, ...) for the same
-  few seconds; lists are never renamed, only created.
+  few seconds, with the same refresh-ahead; lists are never renamed.
 - :class:`CheckpointCache`: the current checkpoint note and its ETag for
-  ``checkpoint_cache_ttl`` seconds, dropped at once when this process
-  publishes. ISPs poll the checkpoint far more often than anything else, so
-  this is what keeps a poll cheap.
+  ``checkpoint_cache_ttl`` seconds, reloaded in the background while it is
+  polled and dropped at once when this process publishes. ISPs poll the
+  checkpoint far more often than anything else, so this is what keeps a
+  poll cheap.
+- :class:`StatementPageCache`: full pages of statements, which never change.
 
 Writes that do not need to be on the request path (token last use, the
 version each ISP fetched) are buffered by :class:`UsageRecorder` and written
@@ -30,10 +34,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.concurrency import run_in_threadpool
 
@@ -57,6 +61,10 @@ log = logging.getLogger("cleanfeed.api")
 #: distinct valid tokens is rare; clearing costs only re-lookups).
 MAX_CACHED_TOKENS: Final = 50_000
 
+#: Share of a cache entry's lifetime after which a busy entry is looked up
+#: again in the background (refresh-ahead), before it expires.
+REFRESH_AHEAD_FRACTION: Final = 0.5
+
 #: Bytes of full statement pages kept in memory (they never change; ISPs
 #: catching up ask for the same pages).
 MAX_CACHED_PAGE_BYTES: Final = 64 * 1024 * 1024
@@ -78,7 +86,15 @@ class ListInfo:
 
 
 class TokenCache:
-    """Token hash -> principal, for at most ``ttl`` seconds."""
+    """Token hash -> principal, for at most ``ttl`` seconds after its lookup.
+
+    Refresh-ahead: once an entry has lived past
+    :data:`REFRESH_AHEAD_FRACTION` of its lifetime, :meth:`claim_refresh`
+    lets one caller look it up again in the background while the entry is
+    still served, so busy tokens never fall out of the cache (and never
+    stampede the database). Every entry is still at most ``ttl`` seconds
+    older than the database read that confirmed it.
+    """
 
     def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         """Cache lookups for ``ttl`` seconds (0 disables the cache)."""
@@ -86,6 +102,39 @@ class TokenCache:
         self._clock = clock
         self._items: dict[bytes, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[bytes] = set()
+        #: Bumped by every eviction, so a lookup that started before a
+        #: revocation cannot put the revoked token back.
+        self.generation = 0
+
+    def claim_refresh(self, key: bytes) -> bool:
+        """True (once) when ``key``'s entry is due for a background lookup."""
+        item = self._items.get(key)
+        if item is None or key in self._refreshing:
+            return False
+        if item[0] - self._clock() > self.ttl * (1 - REFRESH_AHEAD_FRACTION):
+            return False
+        with self._lock:
+            if key in self._refreshing:
+                return False
+            self._refreshing.add(key)
+        return True
+
+    def release(self, key: bytes) -> None:
+        """Give up a claimed refresh (the lookup failed); the entry expires on time."""
+        with self._lock:
+            self._refreshing.discard(key)
+
+    def refreshed(self, key: bytes, principal: Principal | None, generation: int) -> None:
+        """Store a background lookup's answer (None: the token is no longer valid)."""
+        with self._lock:
+            self._refreshing.discard(key)
+            if generation != self.generation:
+                return  # something was evicted meanwhile: let the next request decide
+            if principal is None:
+                self._items.pop(key, None)
+            elif self.ttl > 0:
+                self._items[key] = (self._clock() + self.ttl, principal)
 
     def get(self, key: bytes) -> Principal | None:
         """The cached principal for a token hash, if still fresh."""
@@ -110,12 +159,14 @@ class TokenCache:
     def evict_token(self, token_id: int) -> None:
         """Forget every cached lookup of ``token_id`` (on revocation)."""
         with self._lock:
+            self.generation += 1
             for key in [k for k, (_, p) in self._items.items() if p.token_id == token_id]:
                 del self._items[key]
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
+            self.generation += 1
             self._items.clear()
 
 
@@ -127,6 +178,7 @@ class ListCache:
         self.ttl = ttl
         self._clock = clock
         self._items: dict[str, tuple[float, ListInfo]] = {}
+        self._refreshing: set[str] = set()
 
     def get(self, name: str) -> ListInfo | None:
         """A fresh cached list, or ``None``."""
@@ -134,6 +186,20 @@ class ListCache:
         if item is None or item[0] <= self._clock():
             return None
         return item[1]
+
+    def claim_refresh(self, name: str) -> bool:
+        """True (once) when ``name``'s entry is due for a background lookup."""
+        item = self._items.get(name)
+        if item is None or name in self._refreshing:
+            return False
+        if item[0] - self._clock() > self.ttl * (1 - REFRESH_AHEAD_FRACTION):
+            return False
+        self._refreshing.add(name)
+        return True
+
+    def refreshed(self, name: str) -> None:
+        """A background lookup of ``name`` finished."""
+        self._refreshing.discard(name)
 
     def put(self, info: ListInfo) -> None:
         """Remember a list."""
@@ -335,6 +401,7 @@ class AppContext:
         self.checkpoints = CheckpointCache(settings.checkpoint_cache_ttl, clock=clock)
         self.pages = StatementPageCache()
         self._checkpoint_locks: dict[int, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.usage = UsageRecorder()
 
     def load_checkpoint(self, list_id: int) -> CachedCheckpoint | None:
@@ -389,25 +456,80 @@ class AppContext:
         return principal
 
     def cached_token(self, token: str) -> tuple[bytes, Principal | None]:
-        """Cache-only lookup (no I/O): ``(hash, principal or None)``."""
+        """Cache-only lookup (no I/O): ``(hash, principal or None)``.
+
+        A hit on an entry due for refresh starts its background lookup.
+        """
         key = store_tokens.token_hash(token)
         principal = self.tokens.get(key)
-        expires = principal.expires_at if principal is not None else None
+        if principal is None:
+            return key, None
+        expires = principal.expires_at
         if expires is not None and expires <= datetime.now(UTC):
             return key, None
+        if self.tokens.claim_refresh(key):
+            self._spawn(self._refresh_token(token, key, self.tokens.generation))
         return key, principal
+
+    async def _refresh_token(self, token: str, key: bytes, generation: int) -> None:
+        principal: Principal | None = None
+        try:
+            principal = await run_in_threadpool(self._read_token, token)
+        except Exception:
+            log.warning("background token lookup failed", exc_info=True)
+            self.tokens.release(key)  # keep the entry: it still expires on time
+            return
+        self.tokens.refreshed(key, principal, generation)
+
+    def _read_token(self, token: str) -> Principal | None:
+        with self.db.read() as session:
+            return store_tokens.lookup_token(session, token)
+
+    def cached_list(self, name: str) -> ListInfo | None:
+        """Cache-only list lookup; a hit due for refresh starts its background lookup."""
+        info = self.lists.get(name)
+        if info is not None and self.lists.claim_refresh(name):
+            self._spawn(self._refresh_list(name))
+        return info
+
+    async def _refresh_list(self, name: str) -> None:
+        try:
+            info = await run_in_threadpool(self._read_list, name)
+            if info is not None:
+                self.lists.put(info)
+        except Exception:
+            log.warning("background list lookup failed", exc_info=True)
+        finally:
+            self.lists.refreshed(name)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background on the running event loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            coroutine.close()  # no loop (a synchronous caller): no refresh-ahead
+            return
+        task = loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def resolve_list(self, name: str) -> ListInfo | None:
         """The list called ``name`` (cached), or ``None`` when there is none."""
         info = self.lists.get(name)
         if info is not None:
             return info
+        info = self._read_list(name)
+        if info is not None:
+            self.lists.put(info)
+        return info
+
+    def _read_list(self, name: str) -> ListInfo | None:
         with self.db.read() as session:
             try:
                 row = store_lists.get_list(session, name)
             except NotFound:
                 return None
-            info = ListInfo(
+            return ListInfo(
                 id=row.id,
                 name=row.name,
                 origin=row.origin,
@@ -415,5 +537,3 @@ class AppContext:
                 approvals_required=row.approvals_required,
                 home_country=row.home_country,
             )
-        self.lists.put(info)
-        return info

@@ -103,6 +103,7 @@ API_PROBLEMS: Final[Mapping[str, tuple[int, str]]] = {
     "body_too_large": (413, "Request body too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "validation_error": (422, "Request validation failed"),
+    "witness_refused": (422, "Not a witness cosignature"),
     "rate_limited": (429, "Too many requests"),
     "internal_error": (500, "Internal server error"),
     "not_ready": (503, "Service not ready"),

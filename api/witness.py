@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from api.errors import ApiProblem
 from blocklist.errors import FormatError
 from blocklist.store.db import Database
 from signer.note import (
@@ -141,6 +142,7 @@ class WitnessStore:
         """Verify ``line`` against ``vkey`` over the current checkpoint text; store it.
 
         Raises:
+            ApiProblem: 422 ``witness_refused`` for a line by the log's own key.
             FormatError: a malformed vkey or line.
             NoteError: the line is not a valid cosignature by that key over
                 the current checkpoint (``BadSignature``, ``UnknownKey``,
@@ -150,7 +152,20 @@ class WitnessStore:
         line = line.rstrip("\n")
         if not line.startswith(SIGNATURE_PREFIX) or "\n" in line:
             raise FormatError("signature must be one line '— <name> <base64>'")
-        text = parse_note(checkpoint_note).text
+        note = parse_note(checkpoint_note)
+        text = note.text
+        # Freeze attack: the log re-signs the same text with newer
+        # timestamps, so its own older 0x04 lines are public. Appended as a
+        # "witness" line, one would give the served note two cosignatures of
+        # the log key with different times, which clients must reject
+        # (ambiguous freshness). A witness is never the log itself.
+        origin = text.split("\n", 1)[0]
+        own = {(sig.name, sig.key_id) for sig in note.signatures}
+        if cosigner.name == origin or (cosigner.name, cosigner.key_id) in own:
+            raise ApiProblem(
+                "witness_refused",
+                "a witness cosignature must come from a witness key, not from the log's own key",
+            )
         # c2sp.org/tlog-cosignature: the 0x04 line signs
         # "cosignature/v1\ntime <t>\n" + checkpoint text; verify_cosignature
         # checks exactly that for this key.

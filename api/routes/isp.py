@@ -274,7 +274,7 @@ def fast_isp(ctx: AppContext, scope: Scope) -> Response | None:
     match = FAST_PATH.match(scope["path"])
     if match is None:
         return None
-    info = ctx.lists.get(match.group(1))
+    info = ctx.cached_list(match.group(1))
     if info is None:
         return None
     query: bytes = scope.get("query_string", b"")

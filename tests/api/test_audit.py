@@ -201,3 +201,18 @@ def test_witness_cosignature_is_verified_stored_and_served(
     add_approved(client, tokens)
     publish(client, tokens.alice)
     assert line not in client.get(f"/v1/lists/{MAIN}/checkpoint", token=tokens.isp).text
+
+
+def test_log_key_cannot_pose_as_a_witness(client: ApiClient, tokens: Tokens) -> None:
+    note = client.get(f"/v1/lists/{MAIN}/checkpoint", token=tokens.isp).text
+    keyring = client.get(f"/v1/lists/{MAIN}/keyring", token=tokens.isp).text
+    online_vkey = next(line.split()[1] for line in keyring.splitlines() if line.startswith("key "))
+    own_cosignature = [line for line in note.splitlines() if line.startswith("\u2014 ")][1]
+    r = client.post(
+        f"/v1/lists/{MAIN}/checkpoint/cosignatures",
+        json={"vkey": online_vkey, "signature": own_cosignature},
+        token=tokens.auditor,
+    )
+    assert r.status_code == 422
+    assert r.json()["code"] == "witness_refused"
+    assert client.get(f"/v1/lists/{MAIN}/checkpoint", token=tokens.isp).text == note

@@ -187,3 +187,48 @@ def test_token_management_through_api(
     assert "isp-new" in [t["name"] for t in listed]
     assert all("token" not in t for t in listed)
     assert secret not in str(listed)
+
+
+def test_token_cache_refresh_ahead_and_revocation_race(
+    deployment: Deployment, client: ApiClient, tokens: Tokens
+) -> None:
+    import asyncio
+
+    clock = FakeClock()
+    ctx = deployment.app.state.cf
+    ctx.tokens = TokenCache(5.0, clock=clock)
+    assert client.get(CHECKPOINT, token=tokens.isp).status_code == 200
+    key = store_tokens.token_hash(tokens.isp)
+    assert not ctx.tokens.claim_refresh(key)  # young entry: no refresh
+    clock.now += 2.6  # past half its life
+    assert ctx.tokens.claim_refresh(key)
+    assert not ctx.tokens.claim_refresh(key)  # claimed once
+    # The background lookup confirms the token: a new lifetime from now.
+    generation = ctx.tokens.generation
+    asyncio.run(ctx._refresh_token(tokens.isp, key, generation))
+    clock.now += 4.9  # 7.5 s after the first lookup, 4.9 s after the refresh
+    assert ctx.tokens.get(key) is not None
+    # Revoked elsewhere: the next background lookup drops it at once.
+    with deployment.db.transaction() as session:
+        store_tokens.revoke_token(session, tokens.ids["isp"], actor="cli:test")
+    assert ctx.tokens.claim_refresh(key)
+    asyncio.run(ctx._refresh_token(tokens.isp, key, ctx.tokens.generation))
+    assert ctx.tokens.get(key) is None
+    assert client.get(CHECKPOINT, token=tokens.isp).status_code == 401
+
+
+def test_refresh_started_before_a_revocation_cannot_restore_the_token(
+    deployment: Deployment, client: ApiClient, tokens: Tokens
+) -> None:
+    clock = FakeClock()
+    ctx = deployment.app.state.cf
+    ctx.tokens = TokenCache(5.0, clock=clock)
+    assert client.get(CHECKPOINT, token=tokens.isp).status_code == 200
+    key = store_tokens.token_hash(tokens.isp)
+    principal = ctx.tokens.get(key)
+    clock.now += 3
+    assert ctx.tokens.claim_refresh(key)
+    generation = ctx.tokens.generation  # the lookup starts (reads "valid")
+    ctx.tokens.evict_token(tokens.ids["isp"])  # revoked through the API meanwhile
+    ctx.tokens.refreshed(key, principal, generation)  # the stale answer arrives
+    assert ctx.tokens.get(key) is None

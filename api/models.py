@@ -198,6 +198,15 @@ class ApproveIn(Forbid):
     """Approve an entry (no fields; the body may be omitted)."""
 
 
+class PublishIn(Forbid):
+    """Publish now (no fields; the body may be omitted). Mass-assignment
+    protection: a body such as ``{"version": 99}`` is refused, not ignored."""
+
+
+class RevokeIn(Forbid):
+    """Revoke a token (no fields; the body may be omitted)."""
+
+
 class SearchIn(Forbid):
     """Search filters (AND-combined), sent in a POST body so URLs stay out of logs."""
 

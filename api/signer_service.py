@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -35,6 +35,8 @@ from signer.bootstrap import renew_keyring_if_needed
 from signer.publisher import CheckpointResult, Publisher, PublishResult
 
 log = logging.getLogger("cleanfeed.signer")
+
+T = TypeVar("T")
 
 #: Seconds between polls for publish requests left by other processes: the
 #: API waits up to its publish timeout (10 s by default) for an answer.
@@ -88,6 +90,10 @@ class SignerService:
         #: Called with a list name after it was published or re-signed
         #: (the app drops its cached checkpoint).
         self.listeners: list[Callable[[str], None]] = []
+        #: list name -> (operation, error code) of its last failed operation,
+        #: until one succeeds: /readyz reports it (disk full, read-only
+        #: database, missing key...).
+        self._failures: dict[str, tuple[str, str]] = {}
 
     def _publisher(self, list_name: str) -> tuple[Publisher, threading.Lock]:
         with self._guard:
@@ -107,6 +113,17 @@ class SignerService:
         for listener in self.listeners:
             listener(list_name)
 
+    def _run(self, list_name: str, operation: str, action: Callable[[Publisher], T]) -> T:
+        publisher, lock = self._publisher(list_name)
+        with lock:
+            try:
+                result = action(publisher)
+            except Exception as e:
+                self._failures[list_name] = (operation, str(getattr(e, "code", type(e).__name__)))
+                raise
+            self._failures.pop(list_name, None)
+        return result
+
     def publish_now(self, list_name: str) -> PublishResult:
         """Cut a version from everything pending on ``list_name`` now.
 
@@ -114,10 +131,9 @@ class SignerService:
             NotFound: no such list.
             SignerError: keys, keyring or high-water mark trouble
                 (see :meth:`signer.publisher.Publisher.publish_once`).
+            StoreError: the database refused the write (disk full, read-only).
         """
-        publisher, lock = self._publisher(list_name)
-        with lock:
-            result = publisher.publish_once()
+        result = self._run(list_name, "publish", lambda p: p.publish_once())
         if result.versions:
             self._changed(list_name)
         return result
@@ -127,11 +143,9 @@ class SignerService:
 
         Raises:
             NotFound: no such list.
-            SignerError: as :meth:`publish_now`.
+            SignerError, StoreError: as :meth:`publish_now`.
         """
-        publisher, lock = self._publisher(list_name)
-        with lock:
-            result = publisher.refresh_checkpoint(force=force)
+        result = self._run(list_name, "refresh", lambda p: p.refresh_checkpoint(force=force))
         if result is not None:
             self._changed(list_name)
         return result
@@ -141,14 +155,36 @@ class SignerService:
 
         Raises:
             NotFound: no such list.
-            SignerError: as :meth:`publish_now`.
+            SignerError, StoreError: as :meth:`publish_now`.
         """
-        publisher, lock = self._publisher(list_name)
-        with lock:
-            result = publisher.serve_requests()
+        result = self._run(list_name, "serve", lambda p: p.serve_requests())
         if result is not None:
             self._changed(list_name)
         return result
+
+    def failures(self) -> dict[str, tuple[str, str]]:
+        """Lists whose last signer operation failed: ``{list: (operation, code)}``."""
+        return dict(self._failures)
+
+    def retry_failed(self) -> dict[str, str]:
+        """Retry each list's failed operation once; return the lists still failing.
+
+        Readiness calls this, so a fault that cleared (disk space freed, the
+        database writable again) is noticed at once rather than at the next
+        scheduled run.
+        """
+        still: dict[str, str] = {}
+        retry: dict[str, Callable[[str], object]] = {
+            "publish": self.publish_now,
+            "refresh": self.refresh,
+            "serve": self.serve,
+        }
+        for name, (operation, _) in self.failures().items():
+            try:
+                retry[operation](name)
+            except Exception:
+                still[name] = self._failures.get(name, (operation, "error"))[1]
+        return still
 
     def list_names(self) -> list[str]:
         """Every list of the database."""

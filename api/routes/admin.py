@@ -24,6 +24,7 @@ from api.models import (
     ListCreatedOut,
     ListCreateIn,
     ListOut,
+    RevokeIn,
     TokenCreatedOut,
     TokenCreateIn,
     TokenOut,
@@ -86,7 +87,9 @@ async def list_tokens(ctx: ContextDep, p: AdminDep) -> list[TokenOut]:
     responses=problems(403, 404, 409),
     summary="Revoke a token (effective at once in this process)",
 )
-async def revoke_token(ctx: ContextDep, p: AdminDep, token_id: TokenIdPath) -> TokenOut:
+async def revoke_token(
+    ctx: ContextDep, p: AdminDep, token_id: TokenIdPath, body: RevokeIn | None = None
+) -> TokenOut:
     """Revoke a token; other API processes stop accepting it within the cache bound."""
 
     def work() -> TokenOut:

@@ -35,6 +35,7 @@ from api.models import (
     ExpireIn,
     PreviewIn,
     PreviewOut,
+    PublishIn,
     PublishOut,
     RefusalOut,
     ReinstateIn,
@@ -523,7 +524,12 @@ def _request_state(ctx: AppContext, list_id: int, request_id: int) -> int | None
     ),
     summary="Cut a version from everything approved now",
 )
-async def publish(ctx: ContextDep, p: AnalystOrAdminDep, list_name: ListPath) -> Response:
+async def publish(
+    ctx: ContextDep,
+    p: AnalystOrAdminDep,
+    list_name: ListPath,
+    body: PublishIn | None = None,
+) -> Response:
     """Publish now: ``{"version": N, ...}``, N unchanged when nothing was pending.
 
     With the embedded signer the version is cut in this call. With

@@ -31,10 +31,12 @@ async def healthz() -> HealthOut:
 
 
 def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
-    """Check the database and, per list, that the checkpoint is fresh.
+    """Check the database, the embedded signer and, per list, the checkpoint.
 
     A checkpoint older than twice the checkpoint interval means no signer
-    keeps it fresh, and ISPs would soon freeze (DESIGN.md item 4).
+    keeps it fresh, and ISPs would soon freeze (DESIGN.md item 4). A failed
+    embedded-signer operation is retried here once; still failing means
+    not ready.
     """
     checks: dict[str, str] = {}
     try:
@@ -45,9 +47,15 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
     except Exception:
         return False, {"database": "unavailable"}
     checks["database"] = "ok"
+    ready = True
+    if ctx.signer is not None:
+        # The embedded signer's last operation failed (disk full, read-only
+        # database, a missing key): not ready until a retry succeeds.
+        for name, code in sorted(ctx.signer.retry_failed().items()):
+            checks[f"signer:{name}"] = f"failing: {code}"
+            ready = False
     limit = 2 * ctx.settings.checkpoint_interval
     now = datetime.now(UTC)
-    ready = True
     for state in states:
         age = checkpoint_age_seconds(state, now)
         if age is None:

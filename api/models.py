@@ -10,10 +10,10 @@ paths and query strings as 64 lower-case hex digits.
 from __future__ import annotations
 
 import builtins
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64encode
@@ -59,6 +59,19 @@ ListName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 HashText = Annotated[str, StringConstraints(min_length=44, max_length=64)]
 
 
+def _representable_in_utc(value: datetime) -> datetime:
+    # A time such as 9999-12-31T23:59:59-23:59 parses but lies past year
+    # 9999 once converted to UTC: refuse it as bad input (422), never a 500.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("time is out of range once converted to UTC") from e
+
+
+#: An RFC 3339 time with an offset that is representable in UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
+
+
 class Forbid(BaseModel):
     """Base of request models: unknown fields are an error (mass assignment)."""
 
@@ -85,7 +98,7 @@ class EntryIn(Forbid):
     hosting_country: Country | None = Field(
         default=None, description="ISO 3166-1 alpha-2 country where the material is hosted."
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UtcTime | None = Field(
         default=None, description="Optional future expiry (RFC 3339 with offset)."
     )
 
@@ -184,7 +197,7 @@ class EntryHistoryOut(EntryOut):
 class ExpireIn(Forbid):
     """Take an entry off now (``{}``) or schedule it (``{"at": ...}``)."""
 
-    at: AwareDatetime | None = None
+    at: UtcTime | None = None
     reason: Reason = "expired without a stated reason"
 
 
@@ -356,7 +369,7 @@ class TokenCreateIn(Forbid):
     lists: Annotated[list[ListName], Field(max_length=MAX_TOKEN_LISTS)] = []
     plaintext: bool = False
     full_audit: bool = False
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcTime | None = None
 
 
 class TokenOut(Out):

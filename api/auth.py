@@ -151,7 +151,44 @@ def require_role(*roles: str) -> Callable[..., object]:
         return p
 
     dependency.__name__ = f"require_{'_'.join(sorted(allowed))}"
+    # read by api.errors when a body fails to parse before the dependencies ran
+    dependency.cleanfeed_roles = allowed  # type: ignore[attr-defined]
     return dependency
+
+
+def required_roles(route: object) -> frozenset[str] | None:
+    """The roles a route's ``require_role`` dependency admits, if it has one."""
+    dependant = getattr(route, "dependant", None)
+    stack = list(getattr(dependant, "dependencies", ()))
+    while stack:
+        dep = stack.pop()
+        roles = getattr(dep.call, "cleanfeed_roles", None)
+        if roles is not None:
+            return frozenset(roles)
+        stack.extend(dep.dependencies)
+    return None
+
+
+async def check_access_after_bad_body(request: Request) -> None:
+    """Apply the route's 401/403 checks when its body failed to parse.
+
+    FastAPI parses a JSON body before it runs dependencies, so without this a
+    malformed body would earn a 422 before the role check: the documented
+    order is 401, 403, 404, then validation.
+
+    Raises:
+        ApiProblem: 401 without a valid token, 403 for another role.
+    """
+    roles = required_roles(request.scope.get("route"))
+    if roles is None:
+        return
+    ctx = await get_context(request)
+    p = await optional_principal(request, ctx)
+    if p is None:
+        raise ApiProblem("unauthenticated", "this endpoint needs 'Authorization: Bearer <token>'")
+    if p.role not in roles:
+        names = " or ".join(sorted(roles))
+        raise ApiProblem("forbidden", f"this endpoint needs a token with role {names}")
 
 
 AdminDep = Annotated[Principal, Depends(require_role(ADMIN))]

@@ -279,6 +279,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        from api.auth import check_access_after_bad_body
+
+        try:
+            await check_access_after_bad_body(request)
+        except ApiProblem as denied:
+            return api_problem_response(denied, request.url.path)
         detail, errors = _validation_detail(exc)
         return problem_response(
             status=422,

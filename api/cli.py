@@ -377,6 +377,15 @@ def serve_command(
     configure_logging(settings.log_level, json_logs=settings.json_logs)
     if settings.signer:
         _prepare_embedded(settings, list_name, origin)
+        # An insecure key must stop the service now, with the fix, not fail
+        # later in the background while /readyz stays green.
+        from signer.errors import KeyFileError
+        from signer.keys import check_key_files
+
+        try:
+            check_key_files(settings.keys_dir)
+        except KeyFileError as e:
+            raise click.ClickException(str(e)) from e
     _print_pins(settings.data_dir)
     signer_where = "off (--no-signer)" if not settings.signer else "embedded"
     click.echo(f"cleanfeed API on http://{host}:{port} (docs: /docs; signer: {signer_where})")

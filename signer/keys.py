@@ -351,6 +351,32 @@ def _check_file_safety(path: Path, st: os.stat_result) -> None:
         )
 
 
+def check_key_files(keys_dir: str | os.PathLike[str]) -> int:
+    """Check every ``*.key`` file under ``keys_dir`` as :func:`load_key` would.
+
+    Run at start-up by the processes that sign, so an insecure key stops them
+    at once with the fix, instead of failing later in a background job while
+    the service looks healthy and checkpoints go stale.
+
+    Returns:
+        The number of key files checked.
+
+    Raises:
+        InsecureKeyFile: a key file is readable or writable by group or
+            others, or not owned by the current user.
+        KeyFileError: a key file cannot be examined.
+    """
+    count = 0
+    for path in sorted(Path(keys_dir).glob("**/*.key")):
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            raise KeyFileError(f"cannot examine key file {path}: {e.strerror}") from e
+        _check_file_safety(path, st)
+        count += 1
+    return count
+
+
 def _read_key_file(path: Path) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -176,6 +176,15 @@ def run_command(
     db = _database(data_dir, database_url)
     names = _list_names(db, lists)
     keys_dir = keys_dir_of(data_dir)
+    # An insecure key stops the daemon at start, with the fix (chmod/chown).
+    from signer.errors import KeyFileError
+    from signer.keys import check_key_files
+
+    try:
+        check_key_files(keys_dir)
+    except KeyFileError as e:
+        db.dispose()
+        raise click.ClickException(str(e)) from e
     publishers: dict[str, tuple[Publisher, threading.Lock]] = {}
 
     def current() -> list[tuple[Publisher, threading.Lock]]:

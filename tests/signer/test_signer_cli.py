@@ -217,3 +217,16 @@ def test_daemon_publishes_serves_requests_and_stops_cleanly(deployment: Deployme
         now=START,
     )
     assert len(log.statements) == 2
+
+
+def test_run_refuses_to_start_with_a_readable_key(deployment: Deployment) -> None:
+    # An insecure key must stop the daemon at once with the fix, not fail
+    # later in a background job while checkpoints go stale.
+    dep = deployment
+    key = next((dep.data_dir / "keys").glob("*/online-*.key"))
+    key.chmod(0o644)
+    args = ["run", "--data-dir", str(dep.data_dir), "--database-url", dep.init.database_url]
+    result = CliRunner().invoke(signer_group, args)
+    assert result.exit_code == 1, result.output
+    assert f"chmod 600 {key}" in result.output
+    assert published(dep.db).statements == []

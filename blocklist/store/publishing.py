@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from blocklist.store.models import STATUS_ACTIVE, STATUS_PENDING, EntryRow, MembershipRow
+from blocklist.store.versions import still_listed
 
 #: Hashes per ``IN (...)`` clause, below every backend's bind parameter limit.
 IN_CHUNK = 1000
@@ -28,7 +29,7 @@ def current_members(session: Session, list_id: int, hashes: Sequence[bytes]) -> 
             session.scalars(
                 select(MembershipRow.hash).where(
                     MembershipRow.list_id == list_id,
-                    MembershipRow.removed_version.is_(None),
+                    still_listed(MembershipRow.removed_version),
                     MembershipRow.hash.in_(chunk),
                 )
             )

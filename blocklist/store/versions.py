@@ -361,18 +361,18 @@ def snapshot(session: Session, list_id: int, version: int) -> list[bytes]:
     """
     if version < 0 or version > current_version(session, list_id):
         raise NotFound(f"no version {version}")
-    return list(
-        session.scalars(
-            select(MembershipRow.hash)
-            .where(
-                MembershipRow.list_id == list_id,
-                MembershipRow.added_version <= version,
-                (MembershipRow.removed_version.is_(None))
-                | (MembershipRow.removed_version > version),
-            )
-            .order_by(MembershipRow.hash)
-        ).all()
+    query = (
+        select(MembershipRow.hash)
+        .where(
+            MembershipRow.list_id == list_id,
+            MembershipRow.added_version <= version,
+            (MembershipRow.removed_version.is_(None)) | (MembershipRow.removed_version > version),
+        )
+        .order_by(MembershipRow.hash)
     )
+    # Core, not ORM: a snapshot is up to millions of rows, and the ORM's
+    # per-row work was half the cost of serving one (first syncs).
+    return [row[0] for row in session.connection().execute(query)]
 
 
 def statements(session: Session, list_id: int, *, since: int, limit: int) -> list[str]:

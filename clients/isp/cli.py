@@ -28,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -339,6 +341,51 @@ def _urls(args: Sequence[str]) -> Iterable[str]:
             yield arg
 
 
+#: A stdin batch at least this large is matched by several processes:
+#: canonicalisation dominates and is CPU-bound pure Python.
+PARALLEL_MIN_URLS = 20_000
+
+#: URLs handed to a worker process at a time.
+PARALLEL_CHUNK = 2_000
+
+_WORKER_MATCHER: Matcher | None = None
+
+
+def _match_chunk(urls: list[str]) -> list[MatchResult | InvalidURL]:
+    assert _WORKER_MATCHER is not None  # set before the workers were forked
+    return _WORKER_MATCHER.match_many(urls)
+
+
+def _match_all(
+    matcher: StoreMatcher | Matcher, urls: Iterable[str], *, parallel: bool
+) -> Iterator[tuple[str, MatchResult | InvalidURL]]:
+    """Match URLs in order; large in-memory batches on every core (fork).
+
+    The workers are forked after the set is loaded, so they share it
+    copy-on-write instead of each loading a million hashes.
+    """
+    global _WORKER_MATCHER
+    cores = os.cpu_count() or 1
+    if not parallel or cores < 2 or not isinstance(matcher, Matcher):
+        for url in urls:
+            try:
+                yield url, matcher.match(url)
+            except InvalidURL as e:
+                yield url, e
+        return
+    pending = list(urls)
+    if len(pending) < PARALLEL_MIN_URLS:
+        for url, result in zip(pending, matcher.match_many(pending), strict=True):
+            yield url, result
+        return
+    _WORKER_MATCHER = matcher
+    chunks = [pending[i : i + PARALLEL_CHUNK] for i in range(0, len(pending), PARALLEL_CHUNK)]
+    with multiprocessing.get_context("fork").Pool(processes=min(cores, 4)) as pool:
+        for chunk, results in zip(chunks, pool.imap(_match_chunk, chunks), strict=True):
+            yield from zip(chunk, results, strict=True)
+    _WORKER_MATCHER = None
+
+
 @isp_group.command("check")
 @_common
 @click.argument("urls", nargs=-1, required=True)
@@ -368,14 +415,12 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
             Matcher(store.iter_hashes()) if batch else StoreMatcher(store)
         )
         out: list[str] = []
-        for url in _urls(urls):
-            try:
-                result = matcher.match(url)
-            except InvalidURL as e:
+        for url, result in _match_all(matcher, _urls(urls), parallel=batch):
+            if isinstance(result, InvalidURL):
                 errors += 1
-                results.append({"url": url, "listed": False, "error": str(e)})
+                results.append({"url": url, "listed": False, "error": str(result)})
                 if not as_json:
-                    out.append(f"error\t{url}\t{e}\n")
+                    out.append(f"error\t{url}\t{result}\n")
                 continue
             listed += result.listed
             if as_json:

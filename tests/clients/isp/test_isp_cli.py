@@ -105,3 +105,30 @@ def test_sync_once_exit_codes(tmp_path: Path) -> None:
     )  # fmt: skip
     assert down.returncode == 2
     assert down.stderr.strip().splitlines()[-1].startswith("failed: network_error:")
+
+
+def test_large_stdin_batch_on_several_processes_matches_one_by_one(state: Path) -> None:
+    # Above PARALLEL_MIN_URLS the batch is split across forked workers: the
+    # answers must be the same, in the same order, as checking one by one.
+    from clients.isp import cli
+
+    urls = []
+    for i in range(cli.PARALLEL_MIN_URLS + 500):
+        urls.append(
+            ["http://example.org/a/x{}", "http://h{}.example.test/", "javascript:{}"][i % 3].format(
+                i
+            )
+        )
+    code, out = run("check", "--state-dir", str(state), "-", stdin="\n".join(urls) + "\n")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == len(urls)
+    for url, line in zip(urls, lines, strict=True):
+        status, got = line.split("\t")[:2]
+        assert got == url
+        expected = (
+            "listed"
+            if "example.org/a/" in url
+            else ("error" if url.startswith("javascript:") else "not listed")
+        )
+        assert status == expected, line

@@ -71,9 +71,8 @@ class LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            missing = e.name or "a dependency"
             raise click.ClickException(
-                f"'cleanfeed {cmd_name}' needs {missing}, which is not installed; "
+                f"'cleanfeed {cmd_name}' needs {e.name or 'a dependency'}, which is not installed; "
                 "install the server extra: pip install 'cleanfeed[server]'"
             ) from e
         command: click.Command = getattr(module, attr)

@@ -55,4 +55,3 @@ def test_every_client_module_avoids_server_stack() -> None:
     leaked = sorted(m for m in modules if m.split(".")[0] in ("fastapi", "sqlalchemy", "api"))
     assert not leaked, f"client modules imported server-side modules: {leaked}"
     assert "blocklist.store" not in modules
-

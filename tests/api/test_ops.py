@@ -180,3 +180,28 @@ def test_settings_bounds_and_sources(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "settings.toml").write_text("min_wait_seconds = [\n")
     with pytest.raises(SettingsError, match="TOML"):
         load_settings(tmp_path)
+
+
+def test_readyz_reports_a_failing_embedded_signer_until_it_recovers(
+    deployment: Deployment, client: ApiClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocklist.store.errors import StoreUnavailable
+    from signer.publisher import Publisher
+
+    def full_disk(self: Publisher) -> None:
+        raise StoreUnavailable("database or disk is full")
+
+    add_approved(client, tokens)
+    with monkeypatch.context() as m:
+        m.setattr(Publisher, "publish_once", full_disk)
+        failed = client.post(f"/v1/lists/{MAIN}/publish", token=tokens.alice)
+        assert failed.status_code == 503
+        assert failed.json()["code"] == "store_unavailable"
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["checks"]["signer:main"] == "failing: store_unavailable"
+    # The fault cleared: readiness retries the publish, which now succeeds.
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert "signer:main" not in ready.json()["checks"]
+    assert client.get(f"/v1/lists/{MAIN}/statements/1", token=tokens.isp).status_code == 200

@@ -163,7 +163,6 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(ctx.witnesses.prepare)
         tasks = [asyncio.create_task(_flush_loop(ctx))]
         if settings.checkpoint_cache_ttl > 0:
             tasks.append(asyncio.create_task(_refresh_loop(ctx)))

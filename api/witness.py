@@ -8,35 +8,24 @@ witness vkey over the *current* checkpoint text and stored; ``GET
 …/checkpoint`` appends every stored line whose checkpoint text is still
 current (docs/architecture.md, "Wire details").
 
-The lines live in their own table, ``api_witness_cosignatures``, created on
-first use (it is not part of the signed history and nothing else reads it).
+The lines live in the store's ``witness_cosignatures`` table (migration
+0002); they are not part of the signed history.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    delete,
-    select,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from api.errors import ApiProblem
 from blocklist.errors import FormatError
 from blocklist.store.db import Database
+from blocklist.store.models import WitnessCosignatureRow
 from signer.note import (
     SIGNATURE_PREFIX,
     CosignatureVerifier,
@@ -50,27 +39,6 @@ log = logging.getLogger("cleanfeed.api")
 #: Most witnesses whose lines are kept per list: bounds the checkpoint size
 #: (each line is about 120 bytes).
 MAX_WITNESSES_PER_LIST = 32
-
-
-class _Base(DeclarativeBase):
-    metadata = MetaData()
-
-
-class WitnessCosignatureRow(_Base):
-    """One witness's cosignature line for one checkpoint text."""
-
-    __tablename__ = "api_witness_cosignatures"
-    __table_args__ = (UniqueConstraint("list_id", "key_name", "key_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    list_id: Mapped[int] = mapped_column(Integer)
-    key_name: Mapped[str] = mapped_column(String(255))
-    key_id: Mapped[bytes] = mapped_column(LargeBinary(4))
-    text_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    size: Mapped[int] = mapped_column(BigInteger)
-    timestamp: Mapped[int] = mapped_column(BigInteger)
-    line: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -98,23 +66,11 @@ class WitnessStore:
     """Stores and serves verified witness cosignature lines."""
 
     def __init__(self, db: Database) -> None:
-        """Use ``db`` (the table is created on first use)."""
+        """Use ``db`` (its ``witness_cosignatures`` table comes from the migrations)."""
         self.db = db
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        with self._lock:
-            if not self._ready:
-                _Base.metadata.create_all(self.db.engine, checkfirst=True)
-                self._ready = True
 
     def lines_for(self, session: Session, list_id: int, checkpoint_note: str) -> list[str]:
         """Stored lines that cosign this checkpoint's text, by witness name."""
-        if not self._ready:
-            return []  # the table could not be created: no witness lines
         text = parse_note(checkpoint_note).text
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         rows = session.scalars(
@@ -126,15 +82,6 @@ class WitnessStore:
             .order_by(WitnessCosignatureRow.key_name, WitnessCosignatureRow.id)
         ).all()
         return list(rows)
-
-    def prepare(self) -> bool:
-        """Create the table if needed (at start-up); False if that failed."""
-        try:
-            self._ensure_table()
-        except Exception:
-            log.warning("witness cosignature table unavailable", exc_info=True)
-            return False
-        return True
 
     def submit(
         self, list_id: int, checkpoint_note: str, vkey: str, line: str, size: int
@@ -171,7 +118,6 @@ class WitnessStore:
         # checks exactly that for this key.
         timestamp = verify_cosignature(text + "\n" + line + "\n", cosigner)
         digest = hashlib.sha256(text.encode("utf-8")).digest()
-        self._ensure_table()
         with self.db.transaction() as session:
             session.execute(
                 delete(WitnessCosignatureRow).where(

@@ -370,3 +370,21 @@ class IspSeenRow(Base):
     list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WitnessCosignatureRow(Base):
+    """A witness's timestamped cosignature line (c2sp.org/tlog-cosignature) for
+    one checkpoint text; served appended to that checkpoint."""
+
+    __tablename__ = "witness_cosignatures"
+    __table_args__ = (UniqueConstraint("list_id", "key_name", "key_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    key_name: Mapped[str] = mapped_column(String(255))
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(4))
+    text_hash: Mapped[bytes] = mapped_column(_hash_column())
+    size: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -412,7 +412,7 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
         # set lookups); a few URLs on the command line probe the index.
         batch = "-" in urls
         matcher: StoreMatcher | Matcher = (
-            Matcher(store.iter_hashes()) if batch else StoreMatcher(store)
+            Matcher.from_verified(store.hash_set()) if batch else StoreMatcher(store)
         )
         out: list[str] = []
         for url, result in _match_all(matcher, _urls(urls), parallel=batch):

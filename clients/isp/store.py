@@ -686,6 +686,11 @@ class StateStore:
 
     # --- exports --------------------------------------------------------------
 
+    def hash_set(self) -> frozenset[bytes]:
+        """Every listed hash, loaded into memory at once (batch lookups)."""
+        rows = self._conn.execute("SELECT hash FROM hashes")
+        return frozenset(row[0] for row in rows)
+
     def iter_hashes(self) -> Iterator[bytes]:
         """Every listed hash, in byte order (streamed)."""
         return iter(self.hash_table())

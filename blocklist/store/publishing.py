@@ -7,34 +7,15 @@ one is invalid); these queries cost O(changes), never O(list).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from blocklist.store.models import STATUS_ACTIVE, STATUS_PENDING, EntryRow, MembershipRow
-from blocklist.store.versions import still_listed
+from blocklist.store.models import STATUS_ACTIVE, STATUS_PENDING, EntryRow
+from blocklist.store.versions import current_members
 
-#: Hashes per ``IN (...)`` clause, below every backend's bind parameter limit.
-IN_CHUNK = 1000
-
-
-def current_members(session: Session, list_id: int, hashes: Sequence[bytes]) -> set[bytes]:
-    """Return which of ``hashes`` are in the list's latest published version."""
-    found: set[bytes] = set()
-    for start in range(0, len(hashes), IN_CHUNK):
-        chunk = hashes[start : start + IN_CHUNK]
-        found.update(
-            session.scalars(
-                select(MembershipRow.hash).where(
-                    MembershipRow.list_id == list_id,
-                    still_listed(MembershipRow.removed_version),
-                    MembershipRow.hash.in_(chunk),
-                )
-            )
-        )
-    return found
+__all__ = ["current_members", "has_pending_work"]
 
 
 def has_pending_work(session: Session, list_id: int, *, now: datetime) -> bool:

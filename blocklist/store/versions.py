@@ -185,7 +185,8 @@ def still_listed(removed_version: Any) -> ColumnElement[bool]:
     return func.coalesce(removed_version, 0) == 0
 
 
-def _current_members(session: Session, list_id: int, hashes: Sequence[bytes]) -> set[bytes]:
+def current_members(session: Session, list_id: int, hashes: Sequence[bytes]) -> set[bytes]:
+    """Return which of ``hashes`` are in the list's latest published version (O(changes))."""
     found: set[bytes] = set()
     for chunk in _chunks(hashes):
         found.update(
@@ -284,9 +285,9 @@ def record_version(
     previous_count = previous.count if previous else 0
     if count != previous_count + len(adds) - len(removes):
         raise InvalidState(f"count {count} does not follow from {previous_count} and the delta")
-    if _current_members(session, list_id, list(adds)):
+    if current_members(session, list_id, list(adds)):
         raise InvalidState("an added hash is already in the list")
-    if len(_current_members(session, list_id, list(removes))) != len(removes):
+    if len(current_members(session, list_id, list(removes))) != len(removes):
         raise InvalidState("a removed hash is not in the list")
     if _count_entries(
         session,

@@ -143,6 +143,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
             serve_requests=True,
             data_dir=settings.data_dir,
             database_url=settings.database_url,
+            retention=settings.retention,
         )
     holder: dict[str, AppContext] = {}
     metrics = Metrics(

@@ -416,6 +416,7 @@ def serve_command(
             serve_requests=True,
             data_dir=settings.data_dir,
             database_url=settings.database_url,
+            retention=settings.retention,
         )
         try:
             service.start()

@@ -60,6 +60,7 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     # blocklist.store.errors
     store.StoreError: 500,
     store.NotFound: 404,
+    store.Pruned: 410,
     store.Conflict: 409,
     store.DuplicateApproval: 409,
     store.PermissionDenied: 403,

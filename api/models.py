@@ -155,9 +155,9 @@ class EntryOut(Out):
 
     id: int
     list: str
-    expression: str
+    expression: str | None = Field(description="null once retention pruned the plaintext")
     hash: str = Field(description="base64 SHA-256 of the expression")
-    url: str
+    url: str | None = Field(description="null once retention pruned the plaintext")
     scope: Scope
     reason: str
     reference: str | None
@@ -172,6 +172,9 @@ class EntryOut(Out):
     removed_version: int | None
     approval_round: int
     submitted_by: str
+    plaintext_pruned_at: datetime | None = Field(
+        description="when retention erased expression and url (add the URL again to restore)"
+    )
 
 
 class AuditRecordOut(Out):
@@ -460,13 +463,14 @@ class HealthOut(Out):
 
 
 def entry_out(entry: EntryRow, list_name: str) -> EntryOut:
-    """Serialise an entry row."""
+    """Serialise an entry row (``null`` plaintext once retention pruned it)."""
+    pruned = entry.plaintext_pruned_at is not None
     return EntryOut(
         id=entry.id,
         list=list_name,
-        expression=entry.expression,
+        expression=None if pruned else entry.expression,
         hash=b64encode(entry.hash),
-        url=entry.url,
+        url=None if pruned else entry.url,
         scope=entry.scope,  # type: ignore[arg-type]
         reason=entry.reason,
         reference=entry.reference,
@@ -481,6 +485,7 @@ def entry_out(entry: EntryRow, list_name: str) -> EntryOut:
         removed_version=entry.removed_version,
         approval_round=entry.approval_round,
         submitted_by=entry.submitted_by,
+        plaintext_pruned_at=entry.plaintext_pruned_at,
     )
 
 

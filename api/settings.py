@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
+
 #: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
 #: a revoked token must stop working within a few seconds.
 MAX_AUTH_CACHE_TTL_SECONDS = 5.0
@@ -95,6 +97,20 @@ class Settings(BaseSettings):
         gt=0,
         le=86_400,
         description="Seconds between checkpoint re-signatures (DESIGN.md: default 10 min).",
+    )
+    snapshot_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Prune snapshots of versions superseded more than this many days ago "
+        "(unset: keep every snapshot). Statements are kept forever.",
+    )
+    plaintext_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Erase the plaintext of entries off the list for more than this many "
+        "days (unset: keep it). Hashes and decisions are kept forever.",
     )
     publish_wait_timeout: float = Field(
         default=10.0,
@@ -193,6 +209,14 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url
         return f"sqlite:///{(self.data_dir / SQLITE_FILE).resolve()}"
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """The retention policy of :mod:`blocklist.store.retention` these settings give."""
+        return RetentionPolicy(
+            snapshot_days=self.snapshot_retention_days,
+            plaintext_days=self.plaintext_retention_days,
+        )
 
     @property
     def keys_dir(self) -> Path:

@@ -7,11 +7,13 @@ and the signer share one process. This module wraps
 - a lock per list, so a publish-now request and the scheduled publish never
   run at once in this process (the database lock already serialises
   processes);
-- an APScheduler ``BackgroundScheduler`` with three jobs: publish every
+- an APScheduler ``BackgroundScheduler`` with these jobs: publish every
   ``publish_interval``; keep each checkpoint fresh (re-signed once older
-  than ``checkpoint_interval``, DESIGN.md item 4); and, when other processes
-  record publish requests (``--workers`` > 1, or separate API hosts), serve
-  them every second.
+  than ``checkpoint_interval``, DESIGN.md item 4); renew keyrings; apply the
+  retention policy hourly when one is configured
+  (:mod:`blocklist.store.retention`); and, when other processes record
+  publish requests (``--workers`` > 1, or separate API hosts), serve them
+  every second.
 
 Exactly one process may run the scheduler for a data directory; the serve
 command guarantees it (with several workers the parent runs it and the
@@ -31,6 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from blocklist.store import lists as store_lists
 from blocklist.store.db import Database
+from blocklist.store.retention import RetentionPolicy, prune_database
 from signer.bootstrap import renew_keyring_if_needed
 from signer.publisher import CheckpointResult, Publisher, PublishResult
 
@@ -45,6 +48,9 @@ REQUEST_POLL_SECONDS: Final = 1.0
 #: Seconds between keyring expiry checks (keyrings last a year and are
 #: renewed a month before they expire).
 KEYRING_CHECK_SECONDS: Final = 3600.0
+
+#: Seconds between retention runs (periods are in days; an hour late is nothing).
+RETENTION_CHECK_SECONDS: Final = 3600.0
 
 #: Fewest seconds between checkpoint freshness checks (each is one cheap read).
 MIN_CHECKPOINT_CHECK_SECONDS: Final = 1.0
@@ -63,6 +69,7 @@ class SignerService:
         serve_requests: bool = False,
         data_dir: Path | None = None,
         database_url: str | None = None,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         """Prepare publishers (keys are read on first use, not here).
 
@@ -75,6 +82,8 @@ class SignerService:
             data_dir: the data directory; when given, keyrings are renewed
                 before they expire (embedded root key only).
             database_url: the database URL, for keyring renewal.
+            retention: what to prune hourly (``None`` or nothing enabled:
+                keep everything).
         """
         self.db = db
         self.keys_dir = Path(keys_dir)
@@ -83,6 +92,7 @@ class SignerService:
         self.serve_requests = serve_requests
         self.data_dir = data_dir
         self.database_url = database_url
+        self.retention = retention
         self._publishers: dict[str, Publisher] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -229,6 +239,30 @@ class SignerService:
 
         self._each_list(renew, "renew the keyring")
 
+    def prune_all(self) -> None:
+        """Scheduled job: apply the retention policy to every list."""
+        policy = self.retention
+        if policy is None or not policy.enabled:
+            return
+        try:
+            results = prune_database(self.db, policy)
+        except Exception:
+            log.exception("signer: retention failed")
+            return
+        for name, result in results.items():
+            if result.changed:
+                log.info(
+                    "retention pruned list %s",
+                    name,
+                    extra={
+                        "event": "retention",
+                        "list": name,
+                        "snapshot_floor": result.snapshot_floor,
+                        "memberships_deleted": result.memberships_deleted,
+                        "plaintext_pruned": result.plaintext_pruned,
+                    },
+                )
+
     def start(self) -> None:
         """Start the background schedule (idempotent)."""
         if self._scheduler is not None:
@@ -249,6 +283,14 @@ class SignerService:
         scheduler.add_job(
             self.renew_all, "interval", seconds=KEYRING_CHECK_SECONDS, id="renew", **common
         )
+        if self.retention is not None and self.retention.enabled:
+            scheduler.add_job(
+                self.prune_all,
+                "interval",
+                seconds=RETENTION_CHECK_SECONDS,
+                id="retention",
+                **common,
+            )
         if self.serve_requests:
             scheduler.add_job(
                 self.serve_all, "interval", seconds=REQUEST_POLL_SECONDS, id="requests", **common

@@ -45,6 +45,9 @@ MAX_CHECKPOINT_CHECK_SECONDS: Final = 60.0
 #: How often the embedded default checks whether its keyring needs renewing.
 KEYRING_CHECK_SECONDS: Final = 3600.0
 
+#: How often the daemon applies the retention policy (periods are in days).
+RETENTION_CHECK_SECONDS: Final = 3600.0
+
 #: Largest signed keyring file imported (a keyring is at most 256 KiB of
 #: text, plus signature lines).
 MAX_KEYRING_FILE_BYTES: Final = 1024 * 1024
@@ -93,6 +96,26 @@ _database_option = click.option(
     envvar="CLEANFEED_DATABASE_URL",
     default=None,
     help="SQLAlchemy database URL [env CLEANFEED_DATABASE_URL; default: SQLite in DATA_DIR].",
+)
+
+
+_snapshot_days_option = click.option(
+    "--snapshot-retention-days",
+    "snapshot_days",
+    envvar="CLEANFEED_SNAPSHOT_RETENTION_DAYS",
+    type=click.IntRange(min=1, max=36_500),
+    default=None,
+    help="Prune snapshots of versions superseded more than N days ago "
+    "[env CLEANFEED_SNAPSHOT_RETENTION_DAYS; default: keep all]. Statements stay forever.",
+)
+_plaintext_days_option = click.option(
+    "--plaintext-retention-days",
+    "plaintext_days",
+    envvar="CLEANFEED_PLAINTEXT_RETENTION_DAYS",
+    type=click.IntRange(min=1, max=36_500),
+    default=None,
+    help="Erase the plaintext of entries off the list for more than N days "
+    "[env CLEANFEED_PLAINTEXT_RETENTION_DAYS; default: keep it]. Hashes and decisions stay.",
 )
 
 
@@ -152,6 +175,8 @@ def signer_group() -> None:
     default="INFO",
     show_default=True,
 )
+@_snapshot_days_option
+@_plaintext_days_option
 def run_command(
     data_dir: Path,
     database_url: str | None,
@@ -159,18 +184,25 @@ def run_command(
     publish_interval: float,
     checkpoint_interval: float,
     log_level: str,
+    snapshot_days: int | None,
+    plaintext_days: int | None,
 ) -> None:
     """Run the signer daemon until SIGTERM or SIGINT.
 
     Publishes pending changes every --publish-interval seconds, serves
     publish requests of an API started with --no-signer within about a
-    second, and keeps each list's checkpoint fresh. A second signer against
-    the same database waits on the list lock and never forks the log.
+    second, and keeps each list's checkpoint fresh. With a retention period
+    set, prunes old snapshots and off-list plaintext hourly (see `cleanfeed
+    signer prune`). A second signer against the same database waits on the
+    list lock and never forks the log.
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    from blocklist.store.retention import RetentionPolicy, prune_database
     from signer.bootstrap import keys_dir_of, renew_keyring_if_needed
     from signer.publisher import Publisher
+
+    policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
 
     _configure_logging(log_level)
     db = _database(data_dir, database_url)
@@ -270,6 +302,25 @@ def run_command(
         id="requests",
     )
 
+    def prune() -> None:
+        try:
+            results = prune_database(db, policy, lists=list(lists) or None)
+        except Exception:
+            logger.exception("retention failed", extra={"event": "retention_failed"})
+            return
+        for name, result in results.items():
+            if result.changed:
+                logger.info("retention pruned list %s", name, extra=_prune_fields(name, result))
+
+    if policy.enabled:
+        scheduler.add_job(
+            prune,
+            "interval",
+            seconds=RETENTION_CHECK_SECONDS,
+            next_run_time=start + timedelta(seconds=2),
+            id="retention",
+        )
+
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -333,6 +384,80 @@ def publish_command(
             )
     finally:
         db.dispose()
+
+
+def _prune_fields(name: str, result: Any) -> dict[str, Any]:
+    return {
+        "event": "retention",
+        "list": name,
+        "dry_run": result.dry_run,
+        "previous_floor": result.previous_floor,
+        "snapshot_floor": result.snapshot_floor,
+        "memberships_deleted": result.memberships_deleted,
+        "plaintext_pruned": result.plaintext_pruned,
+        "more": result.more,
+    }
+
+
+@signer_group.command("prune")
+@_data_dir_option
+@_database_option
+@click.option("--list", "lists", multiple=True, help="List to prune (repeat; default: all).")
+@_snapshot_days_option
+@_plaintext_days_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Count what would be pruned (plaintext: one batch); change nothing.",
+)
+def prune_command(
+    data_dir: Path,
+    database_url: str | None,
+    lists: tuple[str, ...],
+    snapshot_days: int | None,
+    plaintext_days: int | None,
+    dry_run: bool,
+) -> None:
+    """Apply the retention policy once: prune old snapshots and off-list plaintext.
+
+    Statements, checkpoints, keyrings, the audit log and every entry's hash
+    and decisions are never pruned: they are the audit trail. Snapshots of
+    versions superseded more than --snapshot-retention-days ago are deleted
+    (requests for them get 410 `pruned`); entries off the list for more than
+    --plaintext-retention-days lose their expression and URL (each erasure
+    is an `entry.prune_plaintext` audit record; adding the URL again
+    restores it). Runs in bounded transactions, printing progress on
+    stderr and one JSON object per list on stdout. `cleanfeed signer run`
+    does the same hourly when given the same options.
+    """
+    from blocklist.errors import BlocklistError
+    from blocklist.store.retention import PruneResult, RetentionPolicy, prune_database
+
+    policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
+    if not policy.enabled:
+        raise click.UsageError(
+            "nothing to prune: give --snapshot-retention-days and/or --plaintext-retention-days "
+            "(or their CLEANFEED_* environment variables)"
+        )
+    db = _database(data_dir, database_url)
+
+    def progress(name: str, total: PruneResult) -> None:
+        if total.more and not dry_run:
+            click.echo(
+                f"{name}: {total.plaintext_pruned:,} entries' plaintext pruned so far ...",
+                err=True,
+            )
+
+    try:
+        results = prune_database(
+            db, policy, lists=list(lists) or None, dry_run=dry_run, progress=progress
+        )
+    except BlocklistError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        db.dispose()
+    for name, result in results.items():
+        click.echo(json.dumps(_prune_fields(name, result)))
 
 
 @signer_group.command("adopt-highwater")

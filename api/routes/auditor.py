@@ -115,11 +115,14 @@ def _bundle_parts(ctx: AppContext, info: ListInfo, full: bool) -> Iterator[str]:
 
             def entries() -> Iterator[dict[str, Any]]:
                 for e in iter_entries(session, info.id):
+                    pruned = e.plaintext_pruned_at is not None
                     yield {
                         "id": e.id,
                         "hash": b64encode(e.hash),
-                        "expression": e.expression,
-                        "url": e.url,
+                        # null once retention pruned it (its entry.prune_plaintext
+                        # record is in the audit log above)
+                        "expression": None if pruned else e.expression,
+                        "url": None if pruned else e.url,
                         "scope": e.scope,
                         "reason": e.reason,
                         "reference": e.reference,

@@ -15,6 +15,7 @@ and the auditor never do (tests/test_layering.py).
 | ``versions`` | the publisher's side: pending changes, versions, tree, checkpoints,   |
 |              | keyrings, snapshots, plaintext, publish requests, ISP versions        |
 | ``tokens``   | issue, look up, revoke tokens; batched last-use                       |
+| ``retention``| prune old snapshots and off-list plaintext by policy                  |
 
 Every service is a function taking a :class:`sqlalchemy.orm.Session` as its
 first argument and runs inside the caller's
@@ -34,6 +35,7 @@ from blocklist.store.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    Pruned,
     SelfApproval,
     StoreError,
     StoreUnavailable,
@@ -50,6 +52,7 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "PermissionDenied",
+    "Pruned",
     "SelfApproval",
     "StoreError",
     "StoreUnavailable",

@@ -278,7 +278,9 @@ def add_entry(
 
     An expression already on the list returns the existing entry with
     ``created`` False and changes nothing (whatever its status: an expired
-    one is brought back with :func:`reinstate`).
+    one is brought back with :func:`reinstate`), except that an entry whose
+    plaintext retention pruned gets it back from this URL when the scope is
+    the same (audited as ``entry.restore_plaintext``).
 
     Raises:
         NotFound: no such list.
@@ -301,12 +303,48 @@ def add_entry(
         select(EntryRow).where(EntryRow.list_id == list_id, EntryRow.hash == v.plan.hash)
     )
     if existing is not None:
+        _restore_plaintext(session, list_id, [(existing, v)], actor, now)
         return existing, False
     entry = EntryRow(**_new_entry_values(list_id, v, actor, now))
     session.add(entry)
     session.flush()
     audit.append_many(session, list_id, [_add_event(entry.id, v, actor)], now=now)
     return entry, True
+
+
+def _restore_plaintext(
+    session: Session,
+    list_id: int,
+    pairs: Sequence[tuple[EntryRow, _Validated]],
+    actor: str,
+    now: datetime,
+) -> None:
+    """Give pruned entries their plaintext back from a matching submission.
+
+    The hash is the SHA-256 of the expression, so a submission with the
+    entry's hash has its expression; with the same scope its URL
+    canonicalises to that expression, as auditors check
+    (:mod:`blocklist.store.retention`).
+    """
+    events = []
+    for entry, v in pairs:
+        if entry.plaintext_pruned_at is None or v.plan.scope != entry.scope:
+            continue
+        entry.expression = v.plan.expression
+        entry.url = v.url
+        entry.host = v.host
+        entry.plaintext_pruned_at = None
+        events.append(
+            audit.AuditEvent(
+                actor=actor,
+                action="entry.restore_plaintext",
+                entry_id=entry.id,
+                details={"hash": b64encode(entry.hash)},
+            )
+        )
+    if events:
+        session.flush()
+        audit.append_many(session, list_id, events, now=now)
 
 
 def get_entry(session: Session, list_id: int, entry_id: int, *, lock: bool = False) -> EntryRow:
@@ -485,7 +523,8 @@ def reinstate(
     Raises:
         NotFound: no such entry on the list.
         InvalidEntry: an empty or oversized reason.
-        InvalidState: the entry is pending or active.
+        InvalidState: the entry is pending or active, or its plaintext was
+            pruned (add the URL again first).
     """
     now = audit.resolve_now(now)
     audit.check_actor(actor)
@@ -494,6 +533,11 @@ def reinstate(
     entry = get_entry(session, list_id, entry_id, lock=True)
     if entry.status not in (STATUS_EXPIRED, STATUS_REMOVED):
         raise InvalidState(f"entry {entry_id} is {entry.status}; only expired entries come back")
+    if entry.plaintext_pruned_at is not None:
+        raise InvalidState(
+            f"entry {entry_id}'s plaintext was pruned by retention: add its URL again (same "
+            "scope) to restore it, then reinstate"
+        )
     entry.status = STATUS_PENDING
     entry.approval_round += 1
     entry.submitted_by = actor
@@ -662,7 +706,8 @@ def bulk_add(
     """Add many URLs at once; return one result per row, in order.
 
     Each row is validated as :func:`add_entry` would. A row whose expression
-    is already on the list (or earlier in the same batch) is ``existing``.
+    is already on the list (or earlier in the same batch) is ``existing``
+    (and restores a pruned entry's plaintext as :func:`add_entry` does).
     With ``all_or_nothing`` any failed row rejects the whole batch before
     anything is written. New entries and their audit records are written
     with one multi-row insert each.
@@ -694,14 +739,30 @@ def bulk_add(
     audit.lock_list(session, list_id)
     wanted = list(dict.fromkeys(v.plan.hash for _, v in valid))
     known: dict[bytes, int] = {}
+    known_pruned: set[bytes] = set()
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
-        for entry_id, digest in session.execute(
-            select(EntryRow.id, EntryRow.hash).where(
+        for entry_id, digest, pruned_at in session.execute(
+            select(EntryRow.id, EntryRow.hash, EntryRow.plaintext_pruned_at).where(
                 EntryRow.list_id == list_id, EntryRow.hash.in_(chunk)
             )
         ):
             known[digest] = entry_id
+            if pruned_at is not None:
+                known_pruned.add(digest)
+
+    pruned = [v for _, v in valid if v.plan.hash in known_pruned]
+    if pruned:
+        rows_by_id = {
+            e.id: e
+            for e in session.scalars(
+                select(EntryRow).where(EntryRow.id.in_([known[v.plan.hash] for v in pruned]))
+            )
+        }
+        restored: dict[bytes, tuple[EntryRow, _Validated]] = {}
+        for v in pruned:
+            restored.setdefault(v.plan.hash, (rows_by_id[known[v.plan.hash]], v))
+        _restore_plaintext(session, list_id, list(restored.values()), actor, now)
 
     first_in_batch: dict[bytes, int] = {}
     to_insert: list[tuple[int, _Validated]] = []

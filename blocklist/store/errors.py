@@ -45,6 +45,12 @@ class NotFound(StoreError, LookupError):
     code = "not_found"
 
 
+class Pruned(NotFound):
+    """The document existed but retention pruned it (a snapshot below the list's floor)."""
+
+    code = "pruned"
+
+
 class Conflict(StoreError):
     """The change clashes with existing data (a taken name, a version number)."""
 

@@ -138,6 +138,9 @@ class ListRow(Base):
     approvals_required: Mapped[int] = mapped_column(SmallInteger)
     public: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Retention (blocklist.store.retention): snapshots of versions below this
+    # one are pruned and answered 410. Only ever raised.
+    snapshot_floor: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class EntryRow(Base):
@@ -185,6 +188,9 @@ class EntryRow(Base):
     # may not approve it.
     approval_round: Mapped[int] = mapped_column(Integer)
     submitted_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    # Set when retention erased ``expression``, ``url`` and ``host`` (to "")
+    # of an entry long off the list; the hash and the decisions stay.
+    plaintext_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApprovalRow(Base):

@@ -34,7 +34,14 @@ from blocklist.merkle import stored_hash_count, stored_hash_index
 from blocklist.store import audit
 from blocklist.store.db import is_postgresql
 from blocklist.store.entries import expire_due
-from blocklist.store.errors import Conflict, InvalidField, InvalidState, LimitExceeded, NotFound
+from blocklist.store.errors import (
+    Conflict,
+    InvalidField,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    Pruned,
+)
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import (
     HASH_BYTES,
@@ -359,9 +366,17 @@ def snapshot(session: Session, list_id: int, version: int) -> list[bytes]:
 
     Raises:
         NotFound: ``version`` is negative or not yet published.
+        Pruned: ``version`` is below the list's snapshot floor
+            (:mod:`blocklist.store.retention`).
     """
     if version < 0 or version > current_version(session, list_id):
         raise NotFound(f"no version {version}")
+    floor = get_list_by_id(session, list_id).snapshot_floor
+    if version < floor:
+        raise Pruned(
+            f"the snapshot of version {version} was pruned by retention; snapshots are kept "
+            f"from version {floor} on (statements are kept for every version)"
+        )
     query = (
         select(MembershipRow.hash)
         .where(

@@ -13,7 +13,9 @@ fetch``)::
 with audit records ``{"seq", "time", "actor", "action", "list", "entry",
 "details", "hash"}`` and entries ``{"id", "hash", "expression", "url",
 "scope", "reason", "reference", "category", "created_by", "created_at",
-"status"}``, hashes in base64.
+"status"}``, hashes in base64. ``expression`` and ``url`` are both null for
+an entry whose plaintext the server's retention pruned (its
+``entry.prune_plaintext`` audit record says when).
 
 This module only reads and writes that document; it checks its *shape*
 strictly (every key present, no unknown or duplicate key, exact types,
@@ -113,13 +115,14 @@ class BundleEntry:
     """One entry of a full bundle: the decision behind a hash, with plaintext.
 
     ``created_at`` is kept as served (RFC 3339); the verifier compares it
-    with the time of the entry's ``entry.add`` audit record.
+    with the time of the entry's ``entry.add`` audit record. ``expression``
+    and ``url`` are ``None`` together once retention pruned the plaintext.
     """
 
     id: int
     hash: bytes
-    expression: str
-    url: str
+    expression: str | None
+    url: str | None
     scope: str
     reason: str
     reference: str | None
@@ -318,11 +321,15 @@ def record_to_json(record: AuditRecord) -> dict[str, Any]:
 
 def _entry_from_json(obj: Mapping[str, Any], where: str) -> BundleEntry:
     _keys(obj, _ENTRY_KEYS, where)
+    expression = _opt_str(obj["expression"], f"{where}.expression")
+    url = _opt_str(obj["url"], f"{where}.url")
+    if (expression is None) != (url is None):
+        raise BundleError(f"{where}: expression and url are null together (pruned) or not at all")
     return BundleEntry(
         id=_int(obj["id"], f"{where}.id"),
         hash=_hash(obj["hash"], f"{where}.hash"),
-        expression=_str(obj["expression"], f"{where}.expression"),
-        url=_str(obj["url"], f"{where}.url"),
+        expression=expression,
+        url=url,
         scope=_str(obj["scope"], f"{where}.scope"),
         reason=_str(obj["reason"], f"{where}.reason"),
         reference=_opt_str(obj["reference"], f"{where}.reference"),

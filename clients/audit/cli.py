@@ -340,7 +340,13 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
                 "Entries",
                 "entries",
                 f"{counts.entries} entries: expressions hash to their hashes, fields match "
-                "their records",
+                "their records"
+                + (
+                    f"; {counts.entries_pruned} without plaintext, each pruned by a "
+                    "retention record"
+                    if counts.entries_pruned
+                    else ""
+                ),
             )
         )
     if sources:

@@ -39,7 +39,12 @@ Checks, in the order they run (each a stable ``check`` identifier):
    the size of the bundle's log, the RFC 9162 root of all statement texts,
    and a signer whose range is open in the latest keyring.
 5. ``entries`` (full bundles): each entry's expression hashes (SHA-256) to
-   its hash, and its fields match its ``entry.add`` record.
+   its hash, and its fields match its ``entry.add`` record. An entry without
+   plaintext (``null`` expression and url) must have an
+   ``entry.prune_plaintext`` record not undone by an
+   ``entry.restore_plaintext``, and an entry with plaintext must not: the
+   server's retention (blocklist.store.retention) erases plaintext only of
+   entries off the list, and says so in the hash-chained log.
 6. ``extra_checkpoint``: every checkpoint given by the caller (for example
    the ones an ISP saved) verifies the same way and is consistent with the
    bundle's log: the root of the log at its size. Two signed, incompatible
@@ -345,6 +350,7 @@ class Counts:
     extra_checkpoints: int = 0
     audit_records: int = 0
     entries: int = 0
+    entries_pruned: int = 0
     backed_additions: int = 0
     backed_removals: int = 0
 
@@ -732,6 +738,7 @@ class _EntryState:
     expire_backed: bool = False
     listed_pos: int | None = None
     claimed_status: object = None
+    pruned_seq: int | None = None
 
 
 def _details_hash(record: AuditRecord) -> bytes:
@@ -817,6 +824,27 @@ class _Decisions:
             state.status = _OFF
             state.expire_seq = r.seq
             state.expire_backed = self._expiry_backed(r, state)
+        elif r.action == "entry.prune_plaintext":
+            # Retention erases plaintext only of entries taken off the list.
+            if state.status != _OFF or state.pruned_seq is not None:
+                _fail(
+                    CHECK_AUDIT_RECORDS,
+                    f"entry.prune_plaintext record for entry {r.entry_id}, which is "
+                    + ("not off the list" if state.status != _OFF else "already pruned"),
+                    audit_seq=r.seq,
+                    entry_id=r.entry_id,
+                )
+            state.pruned_seq = r.seq
+        elif r.action == "entry.restore_plaintext":
+            if state.pruned_seq is None:
+                _fail(
+                    CHECK_AUDIT_RECORDS,
+                    f"entry.restore_plaintext record for entry {r.entry_id}, whose plaintext "
+                    "was not pruned",
+                    audit_seq=r.seq,
+                    entry_id=r.entry_id,
+                )
+            state.pruned_seq = None
 
     def _add(self, r: AuditRecord, entry_id: int, state: _EntryState | None) -> None:
         if state is not None:
@@ -1399,10 +1427,18 @@ class _Run:
         def bad(reason: str) -> NoReturn:
             _fail(CHECK_ENTRIES, reason, entry_id=e.id)
 
-        if hashlib.sha256(e.expression.encode("utf-8")).digest() != e.hash:
-            bad(f"expression does not hash (SHA-256) to the entry's hash {_b64(e.hash)}")
         if state is None:
             bad("no entry.add record names this entry")
+        if e.expression is None or e.url is None:
+            if state.pruned_seq is None:
+                bad("has no plaintext, but no entry.prune_plaintext record in force names it")
+        elif state.pruned_seq is not None:
+            bad(
+                f"carries plaintext that audit record {state.pruned_seq} says retention pruned "
+                "(the server kept what it recorded as erased)"
+            )
+        elif hashlib.sha256(e.expression.encode("utf-8")).digest() != e.hash:
+            bad(f"expression does not hash (SHA-256) to the entry's hash {_b64(e.hash)}")
         if e.hash != state.hash:
             bad(f"hash {_b64(e.hash)} differs from its entry.add record's {_b64(state.hash)}")
         add = state.record
@@ -1428,6 +1464,9 @@ class _Run:
                 f"created_at {e.created_at} differs from the entry.add record's "
                 f"{format_time(add.time)}"
             )
+        if e.expression is None or e.url is None:
+            self.report.counts.entries_pruned += 1
+            return
         try:
             canonical = canonical_expression(e.url, e.scope)
         except BlocklistError as err:

@@ -32,31 +32,27 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from e2e_helpers import (
+    ADMIN_TOKEN_FILE,
+    DB_FILE,
+    LIST,
+    add_and_approve,
+    auth,
+    checkpoint_size,
+    cli,
+    isp_sync,
+    publish,
+    serve,
+    token,
+)
 
 pytestmark = pytest.mark.e2e
-
-#: Longest wait for a server to answer /readyz (first start generates keys
-#: and migrates the database).
-STARTUP_DEADLINE_SECONDS = 60.0
-
-#: Longest a CLI subprocess may run (a sync of a few versions takes < 1 s).
-CLI_TIMEOUT_SECONDS = 60.0
-
-#: Files of the embedded default's data directory (docs/architecture.md).
-DB_FILE = "cleanfeed.db"
-ADMIN_TOKEN_FILE = "admin-token"
-LIST = "main"
 
 #: Entries added before backup #1, and the one added between the backups.
 FIRST_URLS = (
@@ -66,137 +62,6 @@ FIRST_URLS = (
 SECOND_URL = "http://abuse.example.net/page.html"
 AFTER_RESTORE_URL = "http://restored.example.org/folder/"
 OLD_RESTORE_URL = "http://fork.example.test/page.html"
-
-
-# --- processes ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "CLEANFEED_SCHEDULE": "false", "CLEANFEED_JSON_LOGS": "true"}
-    # The ISP client reads its token from the environment when set: never
-    # let one from the caller's shell leak into these runs.
-    env.pop("CLEANFEED_TOKEN", None)
-    return env
-
-
-@dataclass
-class Server:
-    """A running ``cleanfeed serve`` on a loopback port."""
-
-    base: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def admin_token(self) -> str:
-        return (self.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _serve(data_dir: Path, log: Path) -> Server:
-    port = _free_port()
-    # Output goes to a file: a pipe nobody reads would block a chatty server.
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cleanfeed",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=_env(),
-        )
-    server = Server(f"http://127.0.0.1:{port}", data_dir, process, log)
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"cleanfeed serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{server.base}/readyz", timeout=2.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            pytest.fail(f"cleanfeed serve did not become ready:\n{log.read_text()}")
-        time.sleep(0.2)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cleanfeed", *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
-# --- API helpers --------------------------------------------------------------------
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _token(server: Server, **body: object) -> str:
-    r = httpx.post(
-        f"{server.base}/v1/tokens", json=body, headers=_auth(server.admin_token), timeout=30
-    )
-    assert r.status_code == 201, r.text
-    token: str = r.json()["token"]
-    return token
-
-
-def _add_and_approve(server: Server, alice: str, bob: str, url: str, scope: str) -> None:
-    with httpx.Client(base_url=server.base, timeout=30.0) as client:
-        added = client.post(
-            f"/v1/lists/{LIST}/entries",
-            json={"url": url, "scope": scope, "reason": "backup/restore test"},
-            headers=_auth(alice),
-        )
-        assert added.status_code == 201, added.text
-        entry_id = added.json()["id"]
-        approved = client.post(f"/v1/lists/{LIST}/entries/{entry_id}/approve", headers=_auth(bob))
-        assert approved.status_code == 200, approved.text
-
-
-def _publish(server: Server, analyst: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.base}/v1/lists/{LIST}/publish", json={}, headers=_auth(analyst), timeout=60
-    )
-
-
-def _checkpoint_size(server: Server, isp: str) -> int:
-    r = httpx.get(f"{server.base}/v1/lists/{LIST}/checkpoint", headers=_auth(isp), timeout=30)
-    assert r.status_code == 200, r.text
-    # c2sp.org/tlog-checkpoint: origin, then the tree size, then the root.
-    return int(r.text.split("\n")[1])
 
 
 # --- backups (docs/operations.md) ----------------------------------------------------
@@ -245,30 +110,6 @@ def _restore(data_dir: Path, database: Path, keys: Path, admin_token: Path) -> N
     shutil.copy2(admin_token, data_dir / ADMIN_TOKEN_FILE)
 
 
-def _isp_sync(
-    server: Server, token: str, root_vkey: str, state: Path
-) -> tuple[int, dict[str, object]]:
-    proc = _cli(
-        "isp",
-        "sync",
-        "--once",
-        "--json",
-        "--server",
-        server.base,
-        "--token",
-        token,
-        "--list",
-        LIST,
-        "--root-key",
-        root_vkey,
-        "--state-dir",
-        str(state),
-    )
-    assert proc.stdout.strip(), f"no JSON outcome (exit {proc.returncode}): {proc.stderr}"
-    outcome: dict[str, object] = json.loads(proc.stdout)
-    return proc.returncode, outcome
-
-
 @dataclass(frozen=True)
 class Deployment:
     """What the original deployment left behind for the restore tests."""
@@ -287,30 +128,30 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     root = tmp_path_factory.mktemp("backup-restore")
-    server = _serve(root / "original", root / "original.log")
+    server = serve(root / "original", root / "original.log")
     try:
-        alice = _token(server, name="alice", role="analyst", lists=[LIST])
-        bob = _token(server, name="bob", role="analyst", lists=[LIST])
-        isp = _token(server, name="isp-one", role="isp", lists=[LIST])
+        alice = token(server, name="alice", role="analyst", lists=[LIST])
+        bob = token(server, name="bob", role="analyst", lists=[LIST])
+        isp = token(server, name="isp-one", role="isp", lists=[LIST])
 
         # Version 1: the canary and the first URL; version 2: the second URL.
-        _add_and_approve(server, alice, bob, FIRST_URLS[0], "page")
-        first = _publish(server, alice)
+        add_and_approve(server, alice, bob, FIRST_URLS[0], "page")
+        first = publish(server, alice)
         assert first.status_code == 200, first.text
         assert first.json()["version"] == 1
-        _add_and_approve(server, alice, bob, FIRST_URLS[1], "prefix")
-        second = _publish(server, alice)
+        add_and_approve(server, alice, bob, FIRST_URLS[1], "prefix")
+        second = publish(server, alice)
         assert second.json()["version"] == 2, second.text
         backup_old = _backup(server.data_dir, root / "backup-1")
 
-        _add_and_approve(server, alice, bob, SECOND_URL, "page")
-        third = _publish(server, alice)
+        add_and_approve(server, alice, bob, SECOND_URL, "page")
+        third = publish(server, alice)
         assert third.json()["version"] == 3, third.text
         backup_latest = _backup(server.data_dir, root / "backup-2")
 
         root_vkey = (server.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
         state = root / "isp-state"
-        code, outcome = _isp_sync(server, isp, root_vkey, state)
+        code, outcome = isp_sync(server, isp, root_vkey, state)
         assert (code, outcome["status"], outcome["version_after"]) == (0, "updated", 3), outcome
     finally:
         server.stop()
@@ -353,34 +194,34 @@ def test_restore_latest_backup_into_fresh_data_dir(deployment: Deployment, tmp_p
     b = deployment.backup_latest
     data_dir = tmp_path / "restored"
     _restore(data_dir, b.database, b.keys, b.admin_token)
-    server = _serve(data_dir, tmp_path / "restored.log")
+    server = serve(data_dir, tmp_path / "restored.log")
     try:
         # The ISP that synced from the original holds version 3: the restored
         # server serves the same log (same size, same root), nothing to apply.
         held = _copy_state(deployment.isp_state, tmp_path / "isp-held")
-        code, outcome = _isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
+        code, outcome = isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
         assert (code, outcome["status"], outcome["version_after"]) == (0, "current", 3), outcome
 
         # A new ISP verifies everything from the pinned root key.
         fresh = tmp_path / "isp-fresh"
-        code, outcome = _isp_sync(server, deployment.isp_token, deployment.root_vkey, fresh)
+        code, outcome = isp_sync(server, deployment.isp_token, deployment.root_vkey, fresh)
         assert (code, outcome["status"], outcome["version_after"]) == (0, "updated", 3), outcome
-        check = _cli("isp", "check", "--state-dir", str(fresh), SECOND_URL)
+        check = cli("isp", "check", "--state-dir", str(fresh), SECOND_URL)
         assert check.returncode == 0, check.stdout + check.stderr
 
         # Publishing continues the same log: version 4 extends the mark.
-        _add_and_approve(server, deployment.alice, deployment.bob, AFTER_RESTORE_URL, "prefix")
-        published = _publish(server, deployment.alice)
+        add_and_approve(server, deployment.alice, deployment.bob, AFTER_RESTORE_URL, "prefix")
+        published = publish(server, deployment.alice)
         assert published.status_code == 200, published.text
         assert published.json()["version"] == 4
         assert _highwater(data_dir / "keys")["size"] == 4
-        code, outcome = _isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
+        code, outcome = isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
         assert (code, outcome["status"], outcome["version_after"]) == (0, "updated", 4), outcome
 
         # An auditor downloads the history and verifies it offline.
-        auditor = _token(server, name="auditor-one", role="auditor", lists=[LIST])
+        auditor = token(server, name="auditor-one", role="auditor", lists=[LIST])
         bundle = tmp_path / "bundle.json"
-        fetched = _cli(
+        fetched = cli(
             "audit",
             "fetch",
             "--server",
@@ -395,7 +236,7 @@ def test_restore_latest_backup_into_fresh_data_dir(deployment: Deployment, tmp_p
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     finally:
         server.stop()
-    verified = _cli("audit", "verify", str(bundle), "--root-key", deployment.root_vkey, "--json")
+    verified = cli("audit", "verify", str(bundle), "--root-key", deployment.root_vkey, "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     report = json.loads(verified.stdout)
     assert report["ok"] is True
@@ -411,30 +252,30 @@ def test_restore_older_backup_is_refused_by_the_high_water_mark(
     old = deployment.backup_old
     _restore(data_dir, old.database, deployment.keys_now, old.admin_token)
     mark_before = (data_dir / "keys" / LIST / "highwater.json").read_bytes()
-    server = _serve(data_dir, tmp_path / "restored-old.log")
+    server = serve(data_dir, tmp_path / "restored-old.log")
     try:
-        assert _checkpoint_size(server, deployment.isp_token) == 2
+        assert checkpoint_size(server, deployment.isp_token) == 2
 
         # Something to publish, so the signer really tries to cut version 3'.
-        _add_and_approve(server, deployment.alice, deployment.bob, OLD_RESTORE_URL, "page")
-        refused = _publish(server, deployment.alice)
+        add_and_approve(server, deployment.alice, deployment.bob, OLD_RESTORE_URL, "page")
+        refused = publish(server, deployment.alice)
         assert refused.status_code == 503, refused.text
         # 5xx details never echo internals: the stable code names the refusal
         # (docs/api-errors.md); the remedy is in the signer's own message below.
         assert refused.json()["code"] == "fork_refused"
 
         # Nothing was signed: no version 3', the same checkpoint, the same mark.
-        assert _checkpoint_size(server, deployment.isp_token) == 2
+        assert checkpoint_size(server, deployment.isp_token) == 2
         missing = httpx.get(
             f"{server.base}/v1/lists/{LIST}/statements/3",
-            headers=_auth(deployment.isp_token),
+            headers=auth(deployment.isp_token),
             timeout=30,
         )
         assert missing.status_code == 404, missing.text
 
         # The ISP that holds version 3 rejects the smaller tree: its list stays.
         held = _copy_state(deployment.isp_state, tmp_path / "isp-held")
-        code, outcome = _isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
+        code, outcome = isp_sync(server, deployment.isp_token, deployment.root_vkey, held)
         assert code == 1, outcome
         assert (outcome["status"], outcome["reason"]) == ("rejected", "rollback"), outcome
         assert outcome["version_after"] == 3
@@ -442,9 +283,9 @@ def test_restore_older_backup_is_refused_by_the_high_water_mark(
         server.stop()
 
     # The separate signer refuses the same way (docs/operations.md).
-    cli = _cli("signer", "publish", "--once", "--data-dir", str(data_dir))
-    assert cli.returncode != 0
-    assert "high-water mark" in cli.stderr
+    signer_once = cli("signer", "publish", "--once", "--data-dir", str(data_dir))
+    assert signer_once.returncode != 0
+    assert "high-water mark" in signer_once.stderr
     assert (data_dir / "keys" / LIST / "highwater.json").read_bytes() == mark_before
     with contextlib.closing(sqlite3.connect(data_dir / DB_FILE)) as db:
         assert db.execute("SELECT MAX(version) FROM versions").fetchone() == (2,)

@@ -216,6 +216,8 @@ class _Entry:
     opener: str = ""
     approvers: set[str] = field(default_factory=set)
     expires_at: datetime | None = None
+    #: retention erased the plaintext (blocklist.store.retention)
+    pruned: bool = False
 
     @property
     def hash(self) -> bytes:
@@ -435,6 +437,28 @@ class FullLog:
             {"hash": b64encode(e.hash), "reason": "back", "round": e.round, "status": e.status},
         )
 
+    def prune(self, eid: int, *, erase: bool = True, record: bool = True) -> None:
+        """Retention erases an entry's plaintext (``erase``) and logs it (``record``)."""
+        e = self.entries[eid]
+        e.pruned = erase
+        if record:
+            self.record(
+                "system:retention",
+                "entry.prune_plaintext",
+                eid,
+                {
+                    "hash": b64encode(e.hash),
+                    "off_since": format_time(e.expires_at) if e.expires_at else None,
+                    "days": 30,
+                },
+            )
+
+    def restore(self, eid: int, *, actor: str = "alice") -> None:
+        """An analyst adds the URL again: the plaintext comes back."""
+        e = self.entries[eid]
+        e.pruned = False
+        self.record(actor, "entry.restore_plaintext", eid, {"hash": b64encode(e.hash)})
+
     def publish(self) -> list[int]:
         """Expire due entries, then cut versions of what changed."""
         for e in self.entries.values():
@@ -480,8 +504,8 @@ class FullLog:
             BundleEntry(
                 id=e.id,
                 hash=e.hash,
-                expression=e.expression,
-                url=e.url,
+                expression=None if e.pruned else e.expression,
+                url=None if e.pruned else e.url,
                 scope=e.scope,
                 reason=e.reason,
                 reference=e.reference,

@@ -959,6 +959,8 @@ def test_entry_url_is_checked_only_up_to_canonicalisation() -> None:
     f = story()
     bundle = f.bundle()
     entry = next(e for e in bundle.entries or () if e.id == 2)
+    assert entry.url is not None
+    assert entry.expression is not None
     same = entry.url.replace("example.org", "EXAMPLE.org")  # canonicalises identically
     assert run(replace_entry(bundle, 2, url=same), f, now=f.now).ok
     assert isinstance(entry, BundleEntry)

@@ -26,6 +26,7 @@ _DESCRIPTIONS: Final = {
     403: "The token's role may not use this endpoint",
     404: "No such list (or the token may not read it), or no such object",
     409: "Conflicts with the current state",
+    410: "Pruned by the list's retention policy (docs/operations.md, Retention)",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid request (unknown fields, bad values, refused entry)",

@@ -427,6 +427,7 @@ def get_statement(
         401,
         403,
         404,
+        410,
         extra={
             200: {
                 "content": {"application/octet-stream": {}},

@@ -166,10 +166,20 @@ def _timing(value: float | tuple[float, float]) -> tuple[float, float | None]:
 
 
 def _runners() -> dict[str, Callable[[BenchContext], Section]]:
-    from bench import bulk_import, http_ratio, isp_sync, load, lookup, publish, wire_size
+    from bench import (
+        bulk_import,
+        http_ratio,
+        isp_sync,
+        load,
+        lookup,
+        nginx_cache,
+        publish,
+        wire_size,
+    )
 
     return {
         "http": http_ratio.run,
+        "nginx": nginx_cache.run,
         "wire": wire_size.run,
         "publish": publish.run,
         "isp_sync": isp_sync.run,

@@ -42,8 +42,13 @@ def free_port() -> int:
         return port
 
 
-def env() -> dict[str, str]:
-    env = {**os.environ, "CLEANFEED_SCHEDULE": "false", "CLEANFEED_JSON_LOGS": "true"}
+def env(*, schedule: bool = False) -> dict[str, str]:
+    """The environment of every process: JSON logs, no schedule unless asked for."""
+    env = {
+        **os.environ,
+        "CLEANFEED_SCHEDULE": "true" if schedule else "false",
+        "CLEANFEED_JSON_LOGS": "true",
+    }
     # The ISP client reads its token from the environment when set: never
     # let one from the caller's shell leak into these runs.
     env.pop("CLEANFEED_TOKEN", None)
@@ -73,7 +78,12 @@ class Server:
                 self.process.wait()
 
 
-def serve(data_dir: Path, log: Path) -> Server:
+def serve(data_dir: Path, log: Path, *extra: str, schedule: bool = False) -> Server:
+    """Start ``cleanfeed serve`` (plus ``extra`` flags) and wait until /readyz answers 200.
+
+    ``schedule``: let the embedded signer publish on its timer (version
+    numbers are then only a lower bound).
+    """
     port = free_port()
     # Output goes to a file: a pipe nobody reads would block a chatty server.
     with log.open("ab") as sink:
@@ -89,10 +99,11 @@ def serve(data_dir: Path, log: Path) -> Server:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *extra,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=env(),
+            env=env(schedule=schedule),
         )
     server = Server(f"http://127.0.0.1:{port}", data_dir, process, log)
     deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS

@@ -9,19 +9,13 @@ token fetches the checkpoint and the statements.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from e2e_helpers import Server, serve
 
 from blocklist.checkpoint import Checkpoint
 from blocklist.statement import Statement
@@ -30,94 +24,14 @@ from signer.note import Verifier, parse_note, verify_note
 
 pytestmark = pytest.mark.e2e
 
-#: Longest wait for the server to become ready (first start generates keys
-#: and migrates the database).
-STARTUP_DEADLINE_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    base: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def admin_token(self) -> str:
-        return (self.data_dir / "admin-token").read_text().strip()
-
-
-def _start(tmp_path: Path, *extra: str) -> Server:
-    port = _free_port()
-    data_dir = tmp_path / "cleanfeed-data"
-    env = {**os.environ, "CLEANFEED_JSON_LOGS": "true"}
-    log = tmp_path / "serve.log"
-    # Output goes to a file: a pipe nobody reads would block a chatty server.
-    with log.open("wb") as sink:
-        process = _spawn(data_dir, port, extra, env, sink)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"cleanfeed serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
-                return Server(base, data_dir, process, log)
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail(f"cleanfeed serve did not become ready:\n{log.read_text()}")
-        time.sleep(0.2)
-
-
-def _spawn(
-    data_dir: Path, port: int, extra: tuple[str, ...], env: dict[str, str], sink: object
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cleanfeed",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=sink,  # type: ignore[arg-type]
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    s = _start(tmp_path)
+    s = serve(tmp_path / "cleanfeed-data", tmp_path / "serve.log", schedule=True)
     try:
         yield s
     finally:
-        _stop(s.process)
+        s.stop()
 
 
 def _token(client: httpx.Client, admin: str, **body: object) -> str:
@@ -182,10 +96,10 @@ def test_serve_add_approve_publish_fetch(server: Server) -> None:
 
 
 def test_serve_with_two_workers_runs_one_signer(tmp_path: Path) -> None:
-    s = _start(tmp_path, "--workers", "2")
+    s = serve(tmp_path / "cleanfeed-data", tmp_path / "serve.log", "--workers", "2", schedule=True)
     try:
         _workflow(s)
     finally:
-        _stop(s.process)
+        s.stop()
     # One signer for the data directory: the parent's, never one per worker.
     assert s.log.read_text().count("embedded signer started") == 1

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Final
 
 import idna
@@ -71,6 +70,8 @@ _DIGITS_RE: Final = re.compile(rb"[0-9]*")
 _DOTS_RE: Final = re.compile(rb"\.{2,}")
 # One component of an inet_aton-style IPv4 address: hex, octal or decimal.
 _IPV4_PART_RE: Final = re.compile(rb"0[xX][0-9A-Fa-f]+|0[0-7]*|[1-9][0-9]*")
+# A byte above 0x80 makes a host Unicode (see _canonical_host).
+_ABOVE_0X80_RE: Final = re.compile(rb"[\x81-\xff]")
 # What an internationalised host may look like once converted to punycode.
 _IDN_RESULT_RE: Final = re.compile(rb"[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*")
 # SB v5: NAT64 addresses of the well-known prefix 64:ff9b::/96 (RFC 6052).
@@ -85,19 +86,16 @@ _ESCAPE_TABLE: Final = tuple(
 _SCOPE_NAMES: Final = ("page", "prefix", "host")
 
 
-@dataclass(frozen=True, slots=True)
-class _CanonicalParts:
-    """A canonical URL taken apart; every field is already escaped."""
+#: A canonical URL taken apart: ``(scheme, host, is_ip, path, query)``, every
+#: field already escaped, ``query`` None when the URL has no '?'. A plain
+#: tuple: one is built per URL in the lookup hot loop, where a dataclass or
+#: a named tuple costs several times more to create.
+_CanonicalParts = tuple[str, str, bool, str, str | None]
 
-    scheme: str
-    host: str
-    is_ip: bool
-    path: str
-    query: str | None  # None when the URL has no '?'
 
-    def url(self) -> str:
-        query = "" if self.query is None else "?" + self.query
-        return f"{self.scheme}://{self.host}{self.path}{query}"
+def _url_of(parts: _CanonicalParts) -> str:
+    scheme, host, _, path, query = parts
+    return f"{scheme}://{host}{path}{'' if query is None else '?' + query}"
 
 
 def canonicalize(url: str | bytes) -> str:
@@ -115,7 +113,7 @@ def canonicalize(url: str | bytes) -> str:
             of range, a malformed IPv6 literal, a bad port).
         TypeError: ``url`` is neither ``str`` nor ``bytes``.
     """
-    return _parse(url).url()
+    return _url_of(_parse(url))
 
 
 def expression(url: str | bytes, scope: str = "page") -> str:
@@ -137,13 +135,12 @@ def expression(url: str | bytes, scope: str = "page") -> str:
     """
     if scope not in _SCOPE_NAMES:
         raise InvalidEntry(f"unknown scope {scope!r:.20}: use one of page, prefix, host")
-    parts = _parse(url)
+    _, host, _, path, query = _parse(url)
     if scope == "host":
-        return parts.host + "/"
+        return host + "/"
     if scope == "prefix":
-        return parts.host + parts.path[: parts.path.rfind("/") + 1]
-    query = "?" + parts.query if parts.query else ""
-    return parts.host + parts.path + query
+        return host + path[: path.rfind("/") + 1]
+    return host + path + ("?" + query if query else "")
 
 
 def expressions(url: str | bytes) -> list[str]:
@@ -161,10 +158,12 @@ def expressions(url: str | bytes) -> list[str]:
     Raises:
         InvalidURL: as :func:`canonicalize`.
     """
-    parts = _parse(url)
-    hosts = _lookup_hosts(parts.host, parts.is_ip)
-    paths = _lookup_paths(parts.path, parts.query)
-    return list(dict.fromkeys(host + path for host in hosts for path in paths))
+    _, host, is_ip, path, query = _parse(url)
+    paths = _lookup_paths(path, query)
+    # Hosts and paths are each free of duplicates, and a host never holds a
+    # '/' while a path starts with one, so every pair gives a distinct
+    # expression: no de-duplication pass is needed.
+    return [h + p for h in _lookup_hosts(host, is_ip) for p in paths]
 
 
 def expression_hash(expr: str) -> bytes:
@@ -211,7 +210,61 @@ def is_ip_host(host: str) -> bool:
 # --- parsing ---------------------------------------------------------------
 
 
+#: A URL whose canonical form is itself, up to the case of its host: an
+#: http, https or ftp scheme in lower case, a host name of ASCII letters,
+#: digits, '-' and '_' whose last label starts with a letter (so it is no
+#: IPv4 notation), no userinfo or port, and a path and query of printable
+#: ASCII without '%' or '#' (nothing to unescape, drop or escape). Most URLs
+#: a proxy sees look like this, and :func:`_parse_plain` skips the general
+#: byte-level work for them.
+_PLAIN_URL_RE: Final = re.compile(
+    r"(https?|ftp)://"
+    r"((?:[A-Za-z0-9_\-]+\.)*[A-Za-z][A-Za-z0-9_\-]*)"
+    # path: 0x21-0x7E except '#' (0x23), '%' (0x25) and '?' (0x3F)
+    r"(/[!\"$&-\x3e@-~]*)?"
+    # query: 0x21-0x7E except '#' and '%'
+    r"(?:\?([!\"$&-~]*))?"
+)
+
+
 def _parse(url: str | bytes) -> _CanonicalParts:
+    # Plain URLs (most of them) skip the byte-level steps; see _parse_plain.
+    if type(url) is str:
+        parts = _parse_plain(url)
+        if parts is not None:
+            return parts
+    return _parse_general(url)
+
+
+def _parse_plain(url: str) -> _CanonicalParts | None:
+    """The fast path of :func:`_parse` for plain ASCII URLs; None for any other.
+
+    It only answers when :func:`_parse_general` would return the same parts
+    (a Hypothesis test compares the two): every SB v4 step is then the
+    identity, except lower-casing the host and writing an empty path as
+    ``/``. Anything it is unsure of (a dot segment, ``//`` in the path, a
+    URL near the size limit) goes to the general path, which raises the
+    errors.
+    """
+    # Near the limit the general path decides (the canonical form may be
+    # one byte longer than the input: the '/' of an empty path).
+    if len(url) >= MAX_URL_BYTES:
+        return None
+    match = _PLAIN_URL_RE.fullmatch(url)
+    if match is None:
+        return None
+    scheme, host, path, query = match.groups()
+    if path is None:
+        path = "/"
+    # SB v4 path steps: "//" collapses and "." / ".." segments resolve, so
+    # such paths (and, conservatively, any segment starting with a dot) are
+    # left to the general path.
+    elif "//" in path or "/." in path:
+        return None
+    return scheme, host.lower(), False, path, query
+
+
+def _parse_general(url: str | bytes) -> _CanonicalParts:
     data = _to_bytes(url)
     # SB v4, first: remove tab (0x09), CR (0x0d) and LF (0x0a) characters;
     # their escapes (%09, %0d, %0a) stay.
@@ -234,8 +287,8 @@ def _parse(url: str | bytes) -> _CanonicalParts:
     host, is_ip = _canonical_host(authority)
     path = _canonical_path(slash + raw_path)
     query = _escape(raw_query) if question else None
-    parts = _CanonicalParts(scheme, _escape(host), is_ip, _escape(path), query)
-    if len(parts.url()) > MAX_URL_BYTES:
+    parts = (scheme, _escape(host), is_ip, _escape(path), query)
+    if len(_url_of(parts)) > MAX_URL_BYTES:
         raise InvalidURL(
             f"the canonical URL is longer than {MAX_URL_BYTES} bytes "
             "(escaping grows unprintable bytes threefold)"
@@ -333,7 +386,7 @@ def _canonical_host(authority: bytes) -> tuple[bytes, bool]:
     # SB v4: an IDN is converted to its ASCII punycode form. As the reference
     # client, only bytes above 0x80 make a host Unicode (0x80 itself is kept
     # and escaped, for the published "http://\x01\x80.com/" example).
-    if any(b > 0x80 for b in host):
+    if _ABOVE_0X80_RE.search(host) is not None:
         host = _idn_to_ascii(host)
     if not host:
         raise InvalidURL("URL has no host")
@@ -481,10 +534,20 @@ def _lookup_hosts(host: str, is_ip: bool) -> list[str]:
     # yields only itself.
     if is_ip:
         return [host]
-    labels = host.split(".")
-    first = max(0, len(labels) - LOOKUP_HOST_LABELS)
-    suffixes = [".".join(labels[i:]) for i in range(first, len(labels) - 1)]
-    return list(dict.fromkeys([host, *suffixes]))
+    # The suffixes start after a dot: the last dot would leave the bare
+    # top-level label (skipped), each dot before it adds one label, up to
+    # five. No suffix is the host itself and each is shorter than the one
+    # before, so the list has no duplicate.
+    suffixes: list[str] = []
+    dot = host.rfind(".")
+    for _ in range(LOOKUP_HOST_LABELS - 1):
+        dot = host.rfind(".", 0, dot)
+        if dot < 0:
+            break
+        suffixes.append(host[dot + 1 :])
+    suffixes.append(host)
+    suffixes.reverse()
+    return suffixes
 
 
 def _lookup_paths(path: str, query: str | None) -> list[str]:
@@ -494,11 +557,23 @@ def _lookup_paths(path: str, query: str | None) -> list[str]:
     # components, including a trailing slash". As the reference client, the
     # last component of the path is not appended (it is the exact path), and
     # a query is only tried when it is non-empty.
-    paths = [path + "?" + query] if query else []
-    paths.append(path)
-    components = [c for c in path.split("/") if c]
-    depth = min(len(components) - 1, LOOKUP_PREFIX_DEPTH)
-    for i in range(depth, 0, -1):
-        paths.append("/" + "/".join(components[:i]) + "/")
+    # A canonical path is "/" or "/" and non-empty segments (an optional
+    # trailing "/"); it never holds '?'. So the list below has a duplicate
+    # only when the path is "/" itself: each prefix has fewer segments than
+    # the exact path, and more than "/".
+    paths = [path + "?" + query, path] if query else [path]
+    if path == "/":
+        return paths
+    # The directory prefixes end at the second, third and fourth '/' (the
+    # first is the root), except a '/' that ends the path: that prefix is
+    # the exact path itself.
+    prefixes: list[str] = []
+    last = len(path) - 1
+    slash = path.find("/", 1)
+    while 0 < slash < last and len(prefixes) < LOOKUP_PREFIX_DEPTH:
+        prefixes.append(path[: slash + 1])
+        slash = path.find("/", slash + 1)
+    prefixes.reverse()
+    paths += prefixes
     paths.append("/")
-    return list(dict.fromkeys(paths))
+    return paths

@@ -43,7 +43,7 @@ from blocklist.canonical import expressions
 from blocklist.errors import InvalidURL
 from clients.errors import ClientError
 from clients.isp.config import IspConfig, load_config
-from clients.isp.lookup import Matcher, MatchResult
+from clients.isp.lookup import BatchMatches, Matcher, MatchResult, SortedHashes, match_batch
 from clients.isp.store import StateStore
 
 #: Exit statuses of ``sync --once``.
@@ -303,11 +303,6 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
 # --- check -----------------------------------------------------------------------
 
 
-#: Output lines buffered before one write: per-line writes with a flush each
-#: would cost more than the lookups themselves in batch mode.
-CHECK_OUTPUT_CHUNK = 4096
-
-
 class StoreMatcher:
     """Looks URLs up in the persisted set: the same expressions as
     :class:`clients.isp.lookup.Matcher`, membership by index (no full load)."""
@@ -341,49 +336,73 @@ def _urls(args: Sequence[str]) -> Iterable[str]:
             yield arg
 
 
+#: A stdin batch of at most this many URLs probes the on-disk index, about
+#: 80 µs a URL (a dozen indexed queries); a larger one loads every hash at
+#: once (about 0.15 s for a million entries), after which a membership test
+#: costs next to nothing.
+INDEX_PROBE_MAX_URLS = 2_000
+
 #: A stdin batch at least this large is matched by several processes:
-#: canonicalisation dominates and is CPU-bound pure Python.
+#: canonicalisation and hashing dominate and are CPU-bound pure Python.
 PARALLEL_MIN_URLS = 20_000
 
-#: URLs handed to a worker process at a time.
+#: URLs matched (by one worker) and written at a time.
 PARALLEL_CHUNK = 2_000
 
-_WORKER_MATCHER: Matcher | None = None
+#: Most worker processes (each one is a core busy with pure Python).
+MAX_CHECK_WORKERS = 4
+
+# Set before the workers are forked, so they inherit the URLs and the
+# loaded hashes copy-on-write instead of receiving them through a pipe.
+_WORKER_URLS: list[str] = []
+_WORKER_HASHES: SortedHashes | None = None
 
 
-def _match_chunk(urls: list[str]) -> list[MatchResult | InvalidURL]:
-    assert _WORKER_MATCHER is not None  # set before the workers were forked
-    return _WORKER_MATCHER.match_many(urls)
+def _match_range(bounds: tuple[int, int]) -> BatchMatches:
+    assert _WORKER_HASHES is not None  # set before the workers were forked
+    start, stop = bounds
+    return match_batch(_WORKER_URLS[start:stop], _WORKER_HASHES)
 
 
-def _match_all(
-    matcher: StoreMatcher | Matcher, urls: Iterable[str], *, parallel: bool
-) -> Iterator[tuple[str, MatchResult | InvalidURL]]:
-    """Match URLs in order; large in-memory batches on every core (fork).
+def _match_loaded(hashes: SortedHashes, urls: list[str]) -> Iterator[tuple[int, int, BatchMatches]]:
+    """Match ``urls`` in chunks, in order: ``(start, stop, matches of urls[start:stop])``.
 
-    The workers are forked after the set is loaded, so they share it
-    copy-on-write instead of each loading a million hashes.
+    A large batch is spread over every core (fork): the workers send back
+    only the listed URLs and errors of each chunk, by position.
     """
-    global _WORKER_MATCHER
+    global _WORKER_URLS, _WORKER_HASHES
+    bounds = [
+        (start, min(start + PARALLEL_CHUNK, len(urls)))
+        for start in range(0, len(urls), PARALLEL_CHUNK)
+    ]
     cores = os.cpu_count() or 1
-    if not parallel or cores < 2 or not isinstance(matcher, Matcher):
-        for url in urls:
-            try:
-                yield url, matcher.match(url)
-            except InvalidURL as e:
-                yield url, e
+    if cores < 2 or len(urls) < PARALLEL_MIN_URLS:
+        for start, stop in bounds:
+            yield start, stop, match_batch(urls[start:stop], hashes)
         return
-    pending = list(urls)
-    if len(pending) < PARALLEL_MIN_URLS:
-        for url, result in zip(pending, matcher.match_many(pending), strict=True):
-            yield url, result
-        return
-    _WORKER_MATCHER = matcher
-    chunks = [pending[i : i + PARALLEL_CHUNK] for i in range(0, len(pending), PARALLEL_CHUNK)]
-    with multiprocessing.get_context("fork").Pool(processes=min(cores, 4)) as pool:
-        for chunk, results in zip(chunks, pool.imap(_match_chunk, chunks), strict=True):
-            yield from zip(chunk, results, strict=True)
-    _WORKER_MATCHER = None
+    _WORKER_URLS, _WORKER_HASHES = urls, hashes
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(processes=min(cores, MAX_CHECK_WORKERS)) as pool:
+            for (start, stop), matches in zip(bounds, pool.imap(_match_range, bounds), strict=True):
+                yield start, stop, matches
+    finally:
+        _WORKER_URLS, _WORKER_HASHES = [], None
+
+
+def _match_probing(matcher: StoreMatcher, urls: list[str]) -> BatchMatches:
+    """Match ``urls`` one by one against the on-disk index."""
+    listed: list[tuple[int, str, bytes]] = []
+    errors: list[tuple[int, str]] = []
+    for i, url in enumerate(urls):
+        try:
+            result = matcher.match(url)
+        except InvalidURL as e:
+            errors.append((i, str(e)))
+            continue
+        if result.listed and result.expression is not None and result.hash is not None:
+            listed.append((i, result.expression, result.hash))
+    return BatchMatches(listed, errors)
 
 
 @isp_group.command("check")
@@ -408,40 +427,54 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
         if status.version is None:
             click.echo("error: not_initialised: no verified list yet: run a sync", err=True)
             sys.exit(CHECK_ERROR)
-        # A batch from stdin loads the set into memory once (one scan, then
-        # set lookups); a few URLs on the command line probe the index.
-        batch = "-" in urls
-        matcher: StoreMatcher | Matcher = (
-            Matcher.from_verified(store.hash_set()) if batch else StoreMatcher(store)
-        )
-        out: list[str] = []
-        for url, result in _match_all(matcher, _urls(urls), parallel=batch):
-            if isinstance(result, InvalidURL):
-                errors += 1
-                results.append({"url": url, "listed": False, "error": str(result)})
-                if not as_json:
-                    out.append(f"error\t{url}\t{result}\n")
-                continue
-            listed += result.listed
+        pending = list(_urls(urls))
+        chunks: Iterable[tuple[int, int, BatchMatches]]
+        blob = store.hash_blob() if "-" in urls and len(pending) > INDEX_PROBE_MAX_URLS else None
+        if blob is not None:
+            # A large batch from stdin loads the set into memory at once (one
+            # query, so one version).
+            chunks = _match_loaded(SortedHashes(blob), pending)
+        else:
+            # A few URLs (or any batch when the list cannot be one blob: see
+            # StateStore.hash_blob) probe the index, in one read transaction
+            # so that they all see one version too.
+            with store.reading():
+                chunks = [(0, len(pending), _match_probing(StoreMatcher(store), pending))]
+        for start, stop, matches in chunks:
+            listed += len(matches.listed)
+            errors += len(matches.errors)
             if as_json:
-                item: dict[str, Any] = {"url": url, "listed": result.listed}
-                if result.listed and result.hash is not None:
-                    item.update({"expression": result.expression, "hash": result.hash.hex()})
-                results.append(item)
-            elif result.listed and result.hash is not None:
-                out.append(f"listed\t{url}\t{result.expression}\t{result.hash.hex()}\n")
+                _json_items(results, pending, start, stop, matches)
             else:
-                out.append(f"not listed\t{url}\n")
-            if len(out) >= CHECK_OUTPUT_CHUNK:
-                sys.stdout.write("".join(out))
-                out.clear()
-        sys.stdout.write("".join(out))
+                sys.stdout.write(_text_lines(pending, start, stop, matches))
         sys.stdout.flush()
     if as_json:
         _emit({"version": status.version, "listed": listed, "errors": errors, "results": results})
     if listed:
         sys.exit(CHECK_LISTED)
     sys.exit(CHECK_ERROR if errors else CHECK_NOT_LISTED)
+
+
+def _text_lines(urls: list[str], start: int, stop: int, matches: BatchMatches) -> str:
+    """The report lines of ``urls[start:stop]``: one line per URL, in order."""
+    lines = [f"not listed\t{url}\n" for url in urls[start:stop]]
+    for i, expr, h in matches.listed:
+        lines[i] = f"listed\t{urls[start + i]}\t{expr}\t{h.hex()}\n"
+    for i, message in matches.errors:
+        lines[i] = f"error\t{urls[start + i]}\t{message}\n"
+    return "".join(lines)
+
+
+def _json_items(
+    results: list[dict[str, Any]], urls: list[str], start: int, stop: int, matches: BatchMatches
+) -> None:
+    """Append the JSON results of ``urls[start:stop]``, in order."""
+    items: list[dict[str, Any]] = [{"url": url, "listed": False} for url in urls[start:stop]]
+    for i, expr, h in matches.listed:
+        items[i].update({"listed": True, "expression": expr, "hash": h.hex()})
+    for i, message in matches.errors:
+        items[i]["error"] = message
+    results.extend(items)
 
 
 # --- status / checkpoints ----------------------------------------------------------

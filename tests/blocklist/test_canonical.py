@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from blocklist.canonical import (
     MAX_URL_BYTES,
+    _parse_general,
+    _parse_plain,
     canonicalize,
     expression,
     expression_hash,
@@ -580,3 +582,127 @@ def test_is_ip_host() -> None:
     assert not is_ip_host("example.com")
     assert not is_ip_host("192.0.2.09")
     assert not is_ip_host("1.192.0.2.1")
+
+
+# --- the plain-URL fast path ------------------------------------------------------
+#
+# Most URLs need none of the byte-level steps (no escape, no dot segment, no
+# port, a lower-case scheme, a name that is no IPv4 notation), and
+# canonical._parse_plain reads them with one regular expression. It must
+# answer only where the general path would return the very same parts; the
+# strategy below lives on that boundary: every piece is either plain or one
+# character away from needing a general step.
+
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
+_PLAIN_LABEL = st.text(alphabet="abcxyzABCXYZ0189-_", min_size=1, max_size=6)
+_PLAIN_SEGMENT = st.tuples(
+    st.text(alphabet=sorted(set(_PRINTABLE) - set("#%?/.")), min_size=1, max_size=1),
+    st.text(alphabet=sorted(set(_PRINTABLE) - set("#%?/")), max_size=6),
+).map("".join)
+_PLAIN_QUERY = st.text(alphabet=sorted(set(_PRINTABLE) - set("#%")), max_size=8)
+
+
+@st.composite
+def plain_urls(draw: st.DrawFn) -> str:
+    """URLs the fast path is meant for: nothing for the general steps to do."""
+    scheme = draw(st.sampled_from(["http", "https", "ftp"]))
+    labels = draw(st.lists(_PLAIN_LABEL, max_size=6))
+    last = draw(st.sampled_from("aZ")) + draw(st.text(alphabet="az09-_", max_size=4))
+    segments = draw(st.lists(_PLAIN_SEGMENT, max_size=6))
+    trailing_slash = draw(st.booleans())
+    path = "/" + "/".join(segments) + ("/" if segments and trailing_slash else "")
+    if not segments and trailing_slash:
+        path = ""  # no path at all: canonically "/"
+    query = draw(st.none() | _PLAIN_QUERY)
+    return f"{scheme}://{'.'.join([*labels, last])}{path}{'' if query is None else '?' + query}"
+
+
+#: One edit away from plain: each of these needs (or may need) a general step.
+_NEAR_PLAIN_EDITS = st.sampled_from(
+    [*"%#?/.:@[]\\ \t\n\x00\x7f\x80éA0", "%41", "%2e", "%2F", "..", "/.", "/..", "//", ":80",
+     "0x", "08", "09", "\u3002", "\uff0f", "http:", "HTTP"]
+)  # fmt: skip
+
+
+_SCHEME_VARIANTS = st.sampled_from(
+    ["HTTP", "Http", "hTTps", "FTP", "ftps", "httpx", "h", "", "1http"]
+)
+
+
+@st.composite
+def near_plain_urls(draw: st.DrawFn) -> str:
+    url = draw(plain_urls())
+    if draw(st.booleans()):
+        url = draw(_SCHEME_VARIANTS) + url[url.index(":") :]
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(url)))
+        url = url[:at] + draw(_NEAR_PLAIN_EDITS) + url[at + draw(st.integers(0, 1)) :]
+    return url
+
+
+def test_plain_urls_all_take_the_fast_path() -> None:
+    # The law below is only as good as the share of URLs that reach the fast
+    # path; every URL of this generator must.
+    @settings(max_examples=300)
+    @given(plain_urls())
+    def check(url: str) -> None:
+        assert _parse_plain(url) is not None, url
+
+    check()
+
+
+@settings(max_examples=3000)
+@given(st.one_of(plain_urls(), near_plain_urls(), near_plain_urls(), URLISH, web_urls()))
+def test_plain_fast_path_equals_the_general_path(url: str) -> None:
+    plain = _parse_plain(url)
+    if plain is None:
+        return  # the general path decides (and raises what it raises)
+    assert plain == _parse_general(url)
+    # What the public functions build from the parts agrees as well.
+    assert canonicalize(url) == canonicalize(url.encode("utf-8"))
+    assert expressions(url) == expressions(url.encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://www.example.com/a/b.html?q=1",
+        "https://EXAMPLE.org",
+        "ftp://h_1.Example.test/x?y?z/../w",
+        "http://example.com?q",
+        "http://example.com/a/b/c/d/e/",
+        "http://1.2.3.example/~u/(x)!*'@:;=,+$&",
+    ],
+)
+def test_plain_fast_path_takes_ordinary_urls(url: str) -> None:
+    # Not a performance assertion: it makes sure the law above is exercised
+    # on the URLs it exists for.
+    plain = _parse_plain(url)
+    assert plain is not None
+    assert plain == _parse_general(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTP://example.com/",  # scheme case
+        "http://example.com./",  # trailing dot
+        "http://Example..com/",  # dot run
+        "http://example.com:80/",  # port
+        "http://user@example.com/",  # userinfo
+        "http://192.0.2.1/",  # IPv4
+        "http://example.0x7f/",  # last label an IPv4 component
+        "http://faß.example/",  # IDN
+        "http://example.com/a/../b",  # dot segment
+        "http://example.com/.well-known/x",  # any segment starting with a dot
+        "http://example.com/a//b",  # empty segment
+        "http://example.com/%41",  # escape
+        "http://example.com/a#frag",  # fragment
+        "http://example.com/a b",  # space
+        "http://example.com/\x7f",  # DEL
+        "example.com/",  # no scheme
+        "http://example.com/" + "a" * (MAX_URL_BYTES - 19),  # at the size limit
+    ],
+)
+def test_plain_fast_path_leaves_everything_else_to_the_general_path(url: str) -> None:
+    assert _parse_plain(url) is None

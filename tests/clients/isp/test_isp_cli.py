@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 from isp_helpers import LIST, NOW, SERVER, MemoryServer, expression_hash_of, new_log
 
+from blocklist.canonical import canonicalize
+from blocklist.errors import InvalidURL
 from clients.isp.cli import isp_group
 from clients.isp.config import IspConfig
 from clients.isp.sync import Syncer
@@ -132,3 +134,56 @@ def test_large_stdin_batch_on_several_processes_matches_one_by_one(state: Path) 
             else ("error" if url.startswith("javascript:") else "not listed")
         )
         assert status == expected, line
+
+
+def test_loaded_batch_answers_as_probing_the_index(state: Path) -> None:
+    # A stdin batch larger than INDEX_PROBE_MAX_URLS loads every hash at once
+    # (SortedHashes); a smaller one, or URLs on the command line, probe the
+    # on-disk index one expression at a time. Both must print the same
+    # report, line for line and in JSON.
+    from clients.isp import cli
+
+    shapes = [
+        ("http://example.org/a/x{}", "listed"),
+        ("http://h{}.example.test/", "not listed"),
+        ("javascript:{}", "error"),
+        ("http://www.example.net/p.html?{}", "listed"),
+        ("http://Sub{}.EXAMPLE.com/%41", "listed"),
+    ]
+    urls = [shapes[i % 5][0].format(i) for i in range(cli.INDEX_PROBE_MAX_URLS + 1)]
+    parts = (urls[:2], urls[2 : cli.INDEX_PROBE_MAX_URLS], urls[cli.INDEX_PROBE_MAX_URLS :])
+    for flags in ([], ["--json"]):
+        args = ["check", "--state-dir", str(state), *flags]
+        code, loaded = run(*args, "-", stdin="\n".join(urls) + "\n")
+        assert code == 0
+        probed = [run(*args, "-", stdin="\n".join(part))[1] for part in parts]
+        assert run(*args, *parts[0])[1] == probed[0]
+        if flags:
+            doc = json.loads(loaded)
+            assert doc["results"] == [r for p in probed for r in json.loads(p)["results"]]
+            assert doc["errors"] == sum(1 for r in doc["results"] if "error" in r) > 0
+            assert doc["listed"] == sum(1 for r in doc["results"] if r["listed"]) > 0
+            assert doc["results"][1:3] == [
+                {"url": urls[1], "listed": False},
+                {"url": urls[2], "listed": False, "error": _invalid_url_message(urls[2])},
+            ]
+        else:
+            assert loaded.splitlines() == [line for p in probed for line in p.splitlines()]
+            lines = loaded.splitlines()
+            assert [line.split("\t")[0] for line in lines] == [
+                shapes[i % 5][1] for i in range(len(urls))
+            ]
+            assert lines[:3] == [
+                f"listed\t{urls[0]}\texample.org/a/\t{expression_hash_of('example.org/a/').hex()}",
+                f"not listed\t{urls[1]}",
+                f"error\t{urls[2]}\t{_invalid_url_message(urls[2])}",
+            ]
+            assert loaded.endswith("\n")
+
+
+def _invalid_url_message(url: str) -> str:
+    try:
+        canonicalize(url)
+    except InvalidURL as e:
+        return str(e)
+    raise AssertionError(f"{url} is a valid URL")

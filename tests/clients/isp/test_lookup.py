@@ -10,6 +10,7 @@ hashes-file parser is tested against the ``hashes`` export that feeds it.
 from __future__ import annotations
 
 import hashlib
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,16 @@ from hypothesis import strategies as st
 from blocklist.canonical import canonicalize, expression_hash, expressions, split_expression
 from blocklist.errors import FormatError, InvalidURL
 from clients.isp.exports import ExportInput, render
-from clients.isp.lookup import NOT_LISTED, Matcher, MatchResult, parse_hashes, read_hashes_file
+from clients.isp.lookup import (
+    NOT_LISTED,
+    BatchMatches,
+    Matcher,
+    MatchResult,
+    SortedHashes,
+    match_batch,
+    parse_hashes,
+    read_hashes_file,
+)
 
 # Entries as a hotline would list them (reserved names only).
 HOST_ENTRY = "example.com/"
@@ -216,6 +226,110 @@ def test_matcher_agrees_with_a_naive_reading_of_the_spec(
             assert result.expression in listed
             assert result.expression in expressions(url)
             assert result.hash == hashlib.sha256(result.expression.encode()).digest()
+
+
+# --- batches: SortedHashes and match_batch ---------------------------------------
+
+
+def _expected_batch(matcher: Matcher, urls: list[str | bytes]) -> BatchMatches:
+    """What ``match_batch`` must answer, from ``Matcher.match`` one URL at a time."""
+    expected = BatchMatches([], [])
+    for i, url in enumerate(urls):
+        try:
+            result = matcher.match(url)
+        except InvalidURL as e:
+            expected.errors.append((i, str(e)))
+            continue
+        if result.listed:
+            assert result.expression is not None
+            assert result.hash is not None
+            expected.listed.append((i, result.expression, result.hash))
+    return expected
+
+
+_INVALID = st.sampled_from(
+    ["", "mailto:x@example.com", "javascript:alert(1)", "http://", "http://[::1"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    listed_urls=st.lists(_URLS, min_size=1, max_size=8),
+    probes=st.lists(_URLS | _INVALID | _URLS.map(str.encode), max_size=12),
+)
+def test_batch_lookup_answers_as_the_matcher(
+    listed_urls: list[str], probes: list[str | bytes]
+) -> None:
+    listed: set[str] = set()
+    for i, u in enumerate(listed_urls):
+        exprs = expressions(u)
+        listed.add(exprs[i % len(exprs)])
+    hashes = [expression_hash(e) for e in listed]
+    matcher = Matcher(hashes)
+    variants = [u.replace("://", "://www.", 1) for u in listed_urls if "[" not in u]
+    urls: list[str | bytes] = [*listed_urls, *probes, *variants]
+    assert match_batch(urls, SortedHashes.from_hashes(hashes)) == _expected_batch(matcher, urls)
+
+
+def test_batch_lookup_reports_the_most_specific_expression_and_errors() -> None:
+    specific = "www.example.com/dir/"
+    hashes = [expression_hash(e) for e in (*LISTED, specific)]
+    urls: list[str | bytes] = [
+        "http://www.example.com/dir/x",
+        "mailto:x@example.com",
+        "http://example.test/",
+        b"http://example.org/dir/a",
+        "http://www.example.com/x",
+    ]
+    got = match_batch(urls, SortedHashes.from_hashes(hashes))
+    assert got.listed == [
+        (0, specific, expression_hash(specific)),
+        (3, PREFIX_ENTRY, expression_hash(PREFIX_ENTRY)),
+        (4, HOST_ENTRY, expression_hash(HOST_ENTRY)),
+    ]
+    assert [i for i, _ in got.errors] == [1]
+    assert "mailto" in got.errors[0][1]
+    assert match_batch([], SortedHashes(b"")) == BatchMatches([], [])
+
+
+# Hashes drawn from few 8-byte prefixes, so that listed hashes share the
+# search key and the exact comparison has to walk the run.
+_PREFIXES = st.sampled_from([b"\x00" * 8, b"\xff" * 8, b"\x80" + b"\x00" * 7, b"\x12" * 8])
+_CLASHING = st.builds(lambda p, rest: p + rest, _PREFIXES, st.binary(min_size=24, max_size=24))
+_HASH = _CLASHING | st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=300)
+@given(
+    listed=st.lists(_HASH, unique=True, max_size=40),
+    others=st.lists(_HASH, max_size=40),
+    seed=st.randoms(),
+)
+def test_sorted_hashes_membership_is_set_membership(
+    listed: list[bytes], others: list[bytes], seed: random.Random
+) -> None:
+    blob_order = listed[:]
+    seed.shuffle(blob_order)  # any order in, the index sorts
+    index = SortedHashes(b"".join(blob_order))
+    probes = [*others, *listed]
+    seed.shuffle(probes)
+    expected = [i for i, p in enumerate(probes) if p in set(listed)]
+    assert index.listed_positions(b"".join(probes)) == expected
+    assert len(index) == len(listed)
+    assert all(p in index for p in listed)
+    assert [p in index for p in others] == [p in set(listed) for p in others]
+
+
+def test_sorted_hashes_refuse_what_is_not_whole_hashes() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        SortedHashes(b"\x00" * 33)
+    with pytest.raises(ValueError, match="32 bytes"):
+        SortedHashes.from_hashes([b"\x00" * 31])
+    with pytest.raises(ValueError, match="32 bytes"):
+        SortedHashes(b"").listed_positions(b"\x00" * 31)
+    assert b"\x00" * 31 not in SortedHashes(b"\x00" * 32)
+    assert "00" * 32 not in SortedHashes(b"\x00" * 32)
+    assert SortedHashes(b"").listed_positions(b"\x00" * 64) == []
 
 
 # --- the hashes file -------------------------------------------------------------

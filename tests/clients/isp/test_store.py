@@ -100,6 +100,47 @@ def test_verify_local_detects_a_lost_row(tmp_path: Path) -> None:
     assert not store.verify_local(record)
 
 
+def _split(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+def test_hash_blob_holds_every_hash_once(tmp_path: Path) -> None:
+    log = new_log()
+    log.publish(hashes(*range(50)), now=NOW)
+    store, _ = committed(tmp_path, log)
+    blob = store.hash_blob()
+    assert blob is not None
+    assert sorted(_split(blob)) == list(store.iter_hashes()) == sorted(log.members)
+    assert store.hash_set() == log.members
+    with sqlite3.connect(tmp_path / "state" / DB_NAME) as raw:
+        raw.execute("DELETE FROM hashes")
+    assert store.hash_blob() == b""
+    assert store.hash_set() == frozenset()
+
+
+def test_hash_blob_refuses_rows_that_are_not_32_bytes(tmp_path: Path) -> None:
+    # A damaged row would shift every hash after it in one blob; the caller
+    # reads the rows instead, and a wrong-sized value matches nothing.
+    log = new_log()
+    log.publish(hashes(1, 2, 3), now=NOW)
+    store, _ = committed(tmp_path, log)
+    with sqlite3.connect(tmp_path / "state" / DB_NAME) as raw:
+        raw.execute("INSERT INTO hashes (hash) VALUES (?)", (b"\x01" * 31,))
+    assert store.hash_blob() is None
+    assert store.hash_set() == {*log.members, b"\x01" * 31}
+
+
+def test_hash_blob_beyond_sqlite_string_limit_falls_back_to_rows(tmp_path: Path) -> None:
+    log = new_log()
+    log.publish(hashes(*range(10)), now=NOW)
+    store, _ = committed(tmp_path, log)
+    # SQLite refuses a result longer than SQLITE_LIMIT_LENGTH (a billion bytes
+    # by default, 31 million hashes); lower it to below ten hashes.
+    store._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 300)
+    assert store.hash_blob() is None
+    assert store.hash_set() == log.members
+
+
 def test_outcomes_counted_and_evidence_deduplicated(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
     store.record_outcome("success", success=True, message="ok", now=T, min_wait=60)

@@ -191,20 +191,26 @@ def _keyring_2(w: World) -> Keyring:
     )
 
 
+def _upper_key_id(vkey: str) -> str:
+    """The vkey with its hex key id in upper case (c2sp.org/signed-note: lower-case hex).
+
+    A key id of digits only (about 2 % of random keys) has no upper-case
+    spelling: the case does not apply to this run's keys.
+    """
+    name, key_id, rest = vkey.split("+", 2)
+    if key_id.upper() == key_id:
+        pytest.skip(f"key id {key_id} has no hex letter to upper-case")
+    return f"{name}+{key_id.upper()}+{rest}"
+
+
 KEYRING_EDITS: dict[str, Callable[[str], str]] = {
     "leading zero in the serial": _line("serial", lambda v: "0" + v),
     "leading zero in the threshold": _line("threshold", lambda v: "0" + v),
     "fraction in expires": _line("expires", lambda v: v[:-1] + ".0Z"),
     "offset in expires": _line("expires", lambda v: v[:-1] + "+00:00"),
     # (a vkey's base64 encodes 33 bytes: it has no unused bits to set)
-    "upper-case root key id": _line(
-        "root",
-        lambda v: v.split("+", 2)[0] + "+" + v.split("+", 2)[1].upper() + "+" + v.split("+", 2)[2],
-    ),
-    "upper-case key id": _line(
-        "key",
-        lambda v: v.split("+", 2)[0] + "+" + v.split("+", 2)[1].upper() + "+" + v.split("+", 2)[2],
-    ),
+    "upper-case root key id": _line("root", _upper_key_id),
+    "upper-case key id": _line("key", _upper_key_id),
     "leading zero in a range": _line("key", lambda v: v.replace(" 1 ", " 01 ", 1)),
     "unknown line": lambda t: t + "comment nothing\n",
     "repeated line": lambda t: t.replace("threshold ", "threshold 1\nthreshold ", 1),

@@ -24,11 +24,10 @@ is written later, in a batch (:class:`api.context.UsageRecorder`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Final
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext, ListInfo
@@ -50,15 +49,6 @@ async def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
-
-
-def read_session(ctx: ContextDep) -> Iterator[Session]:
-    """A read-only session for one request (sync routes; closed afterwards)."""
-    with ctx.db.read() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(read_session)]
 
 
 def _bearer(request: Request) -> str | None:

@@ -29,7 +29,6 @@ from api.auth import (
     ISP,
     ContextDep,
     OptionalPrincipalDep,
-    SessionDep,
     authorised_list,
     may_read,
     rate_limit_anonymous,
@@ -44,6 +43,7 @@ from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cach
 from blocklist import merkle
 from blocklist.encoding import b64encode
 from blocklist.store import versions as store_versions
+from blocklist.store.models import KeyringRow
 from blocklist.store.tokens import Principal
 
 router = APIRouter(prefix="/v1", tags=["isp"])
@@ -137,15 +137,21 @@ def _text(body: str | bytes, cache: str, **headers: str) -> Response:
     ),
     summary="The latest keyring note, or the one with ?serial=N",
 )
-def get_keyring(
+async def get_keyring(
     request: Request,
     ctx: ContextDep,
     access: IspAccessDep,
-    session: SessionDep,
     serial: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
 ) -> Response:
     """Return a keyring note (signed by the root keys)."""
-    row = store_versions.get_keyring(session, access.list.id, serial)
+
+    # One thread-pool hop for the whole read; a sync route with a session
+    # dependency took three (enter, route, exit) and ran about 20 % slower.
+    def read() -> KeyringRow | None:
+        with ctx.db.read() as session:
+            return store_versions.get_keyring(session, access.list.id, serial)
+
+    row = await run_in_threadpool(read)
     if row is None:
         if serial is None:
             raise ApiProblem("not_ready", "this list has no keyring yet; run `cleanfeed init`")
@@ -407,15 +413,19 @@ def get_statements(
     ),
     summary="Statement n's note",
 )
-def get_statement(
+async def get_statement(
     request: Request,
     ctx: ContextDep,
     access: IspAccessDep,
-    session: SessionDep,
     n: Annotated[int, Path_(ge=1, le=MAX_INT)],
 ) -> Response:
     """Return one statement note."""
-    note = store_versions.statement(session, access.list.id, n)
+
+    def read() -> str:
+        with ctx.db.read() as session:
+            return store_versions.statement(session, access.list.id, n)
+
+    note = await run_in_threadpool(read)
     _note_fetch(request, ctx, access, None, "statement")
     return _text(note, cache_control(shared=access.shared, immutable=True))
 

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from blocklist.checkpoint import validate_origin
 from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode
 from blocklist.errors import FormatError, ProofError
 from blocklist.merkle import EMPTY_ROOT, verify_consistency
+from blocklist.tempfiles import remove_stale_temporaries, temporary_path
 from signer.errors import SignerError
 
 __all__ = [
@@ -298,7 +298,8 @@ class HighWater:
     def _write(self, mark: HighWaterMark) -> None:
         """Atomic replace: temp file (0600), fsync, rename, directory fsync."""
         directory = self.path.parent
-        tmp = directory / f".{self.path.name}.{secrets.token_hex(8)}.tmp"
+        remove_stale_temporaries(self.path)  # leftovers of a killed write
+        tmp = temporary_path(self.path)
         content = mark.to_json().encode("utf-8")
         try:
             fd = os.open(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ import nacl.utils
 from blocklist.encoding import b64decode, b64encode, parse_decimal
 from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_ED25519, format_vkey, is_valid_key_name
+from blocklist.tempfiles import remove_stale_temporaries, temporary_path
 from signer.errors import InsecureKeyFile, KeyFileError, PassphraseRequired
 from signer.note import CosignatureVerifier, Verifier, cosigner_key_id, ed25519_key_id
 
@@ -277,7 +277,8 @@ def save_key(
         raise KeyFileError(f"{target} already exists; refusing to overwrite a key file")
     content = _serialize(key, passphrase, kdf)
     directory = target.parent
-    tmp = directory / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    remove_stale_temporaries(target)  # leftovers of a killed write
+    tmp = temporary_path(target)
     try:
         fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600

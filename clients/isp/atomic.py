@@ -25,6 +25,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from blocklist.tempfiles import remove_stale_temporaries
+
 #: Mode of published exports: readable by the filter daemon's own user.
 EXPORT_MODE = 0o644
 
@@ -73,6 +75,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = EXPORT_MODE) -> None:
     """
     path = Path(path)
     directory = path.parent
+    # Leftovers of writes killed before their rename (blocklist.tempfiles).
+    remove_stale_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:

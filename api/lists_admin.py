@@ -20,8 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from blocklist.checkpoint import validate_origin
-from blocklist.entries import plan_entry
-from blocklist.errors import BlocklistError, FormatError, InvalidEntry
+from blocklist.errors import FormatError
 from blocklist.keyring import KeyRange, Keyring
 from blocklist.merkle import EMPTY_ROOT
 from blocklist.store import lists as store_lists
@@ -29,7 +28,7 @@ from blocklist.store import versions as store_versions
 from blocklist.store.db import Database
 from blocklist.store.errors import Conflict, InvalidField
 from blocklist.store.models import ListRow
-from signer.bootstrap import KEYRING_LIFETIME, ROOT_VKEY_FILE, default_origin
+from signer.bootstrap import KEYRING_LIFETIME, ROOT_VKEY_FILE, canary_scope, default_origin
 from signer.highwater import HighWater, HighWaterMark
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey, save_key
@@ -50,24 +49,6 @@ class CreatedList:
 
     row: ListRow
     root_vkey: str
-
-
-def canary_scope(url: str) -> str:
-    """The narrowest scope whose expression states what the canary URL blocks.
-
-    Raises:
-        InvalidURL, InvalidEntry: the URL fits no scope.
-    """
-    error: BlocklistError | None = None
-    for scope in ("page", "prefix", "host"):
-        try:
-            plan_entry(url, scope)
-        except InvalidEntry as e:
-            error = e
-            continue
-        return scope
-    assert error is not None
-    raise error
 
 
 def create_list_with_keys(

@@ -301,7 +301,7 @@ def init_data_dir(
             "the root key must not be named like the online key (the origin): "
             f"use a name such as {origin}/root"
         )
-    canary_scope = _canary_scope(canary_url)
+    scope_of_canary = canary_scope(canary_url)
     url = resolve_database_url(data_dir, database_url)
 
     _mkdir_private(data_dir)
@@ -363,7 +363,7 @@ def init_data_dir(
                     home_country=home_country,
                     approvals_required=approvals_required,
                     public=public,
-                    canary_scope=canary_scope,
+                    canary_scope=scope_of_canary,
                     actor=ACTOR_INIT,
                     now=now,
                 )
@@ -409,7 +409,7 @@ def init_data_dir(
     )
 
 
-def _canary_scope(url: str) -> str:
+def canary_scope(url: str) -> str:
     """The narrowest scope that states what the canary URL really blocks.
 
     A canary such as ``http://canary.example.test/`` is a whole (reserved)

@@ -10,7 +10,6 @@ URLs / wall time of all batches.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from bench.common import (
     load_average,
     parse_pyspy_raw,
     pyspy_record,
+    run_alone,
     summarise_collapsed,
 )
 
@@ -149,21 +149,5 @@ def _profile(
     )
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-    for profile in section.profiles:
-        print(profile)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

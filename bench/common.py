@@ -684,3 +684,23 @@ class SqlProfile:
 def http_get(client: httpx.Client, url: str, **headers: str) -> httpx.Response:
     """GET with headers; raise on a transport error (benchmark set-up, not measured)."""
     return client.get(url, headers=headers)
+
+
+def run_alone(run: Callable[[BenchContext], Section], doc: str | None) -> None:
+    """``python -m bench.<module> [--quick]``: one section, its figures printed as JSON.
+
+    ``python -m bench --only <name>`` does the same and writes the report.
+    """
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
+        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
+    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
+    print(section.details)
+    for profile in section.profiles:
+        print(profile)

@@ -17,7 +17,6 @@ still runs) so one token is not answered 429.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from bench.common import (
     median,
     parse_pyspy_raw,
     pyspy_record,
+    run_alone,
     run_wrk,
     summarise_collapsed,
     uvicorn_options_note,
@@ -298,21 +298,5 @@ def _details(
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-    for profile in section.profiles:
-        print(profile)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

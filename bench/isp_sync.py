@@ -21,7 +21,6 @@ at exit: the peak memory of a client that ends up holding the whole list.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -51,6 +50,7 @@ from bench.common import (
     profile_call,
     pyspy_record,
     pyspy_run,
+    run_alone,
     summarise_collapsed,
 )
 
@@ -472,20 +472,5 @@ def _maybe_profile(
     return out
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-    for profile in section.profiles:
-        print(profile)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

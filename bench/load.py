@@ -43,6 +43,7 @@ from bench.common import (
     fmt,
     load_average,
     percentile,
+    run_alone,
 )
 
 ERRORS_TARGET = Target("==", 0, "0 errors other than 429 + Retry-After")
@@ -451,19 +452,5 @@ def run(ctx: BenchContext) -> Section:
     return Section("load", "Load: 500 simulated ISPs, one worker", figures, details)
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -13,7 +13,6 @@ from the on-disk membership test.
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import time
@@ -32,6 +31,7 @@ from bench.common import (
     median,
     parse_pyspy_raw,
     pyspy_run,
+    run_alone,
     summarise_collapsed,
 )
 from bench.isp_sync import cli_argv, peak_rss_mb, synced_state
@@ -182,21 +182,5 @@ def _in_memory(state: Path, urls: list[str], listed: int) -> float:
     return len(urls) / seconds
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-    for profile in section.profiles:
-        print(profile)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

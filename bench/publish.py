@@ -13,11 +13,9 @@ tree hashes and state vector, signs and stores the checkpoint, commits
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import time
-from pathlib import Path
 
 from bench import deploy
 from bench.common import (
@@ -31,6 +29,7 @@ from bench.common import (
     load_average,
     median,
     profile_call,
+    run_alone,
 )
 
 RATIO_TARGET = Target("<=", 2.0, "<= 2.0")
@@ -173,21 +172,5 @@ def _profile(ctx: BenchContext, dep: deploy.Deployment, figures: list[Figure]) -
     return out
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-    for profile in section.profiles:
-        print(profile)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import httpx
 
 from bench import deploy
-from bench.common import BenchContext, Figure, Section, Target, cleanfeed_server, fmt
+from bench.common import BenchContext, Figure, Section, Target, cleanfeed_server, fmt, run_alone
 
 TARGET = Target("<=", 45.0, "<= 45 bytes")
 
@@ -82,19 +81,5 @@ def run(ctx: BenchContext) -> Section:
     return Section("wire", "Wire size", figures, details)
 
 
-def main() -> None:
-    """Run this benchmark alone and print its figures as JSON."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cleanfeed-bench-") as tmp:
-        section = run(BenchContext(quick=args.quick, work=Path(tmp)))
-    print(json.dumps({f.key: f.value for f in section.figures}, indent=2))
-    print(section.details)
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

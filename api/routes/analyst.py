@@ -12,12 +12,14 @@ import asyncio
 import csv
 import io
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import AnalystDep, AnalystOrAdminDep, ContextDep, authorised_list
@@ -56,6 +58,7 @@ from blocklist.store import entries as store_entries
 from blocklist.store import versions as store_versions
 from blocklist.store.entries import BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
 from blocklist.store.errors import BulkRejected, LimitExceeded
+from blocklist.store.models import EntryRow
 from blocklist.store.tokens import Principal
 
 router = APIRouter(prefix="/v1", tags=["analyst"])
@@ -417,6 +420,18 @@ async def get_entry(
     return await run_in_threadpool(work)
 
 
+async def _change_entry(
+    ctx: AppContext, info: ListInfo, change: Callable[[Session], EntryRow]
+) -> EntryOut:
+    """Run one store change of an entry in its own transaction; the entry after it."""
+
+    def work() -> EntryOut:
+        with ctx.db.transaction() as session:
+            return entry_out(change(session), info.name)
+
+    return await run_in_threadpool(work)
+
+
 @router.post(
     "/lists/{list}/entries/{entry_id}/approve",
     response_model=EntryOut,
@@ -437,12 +452,13 @@ async def approve_entry(
     """
     info = await _list_for(ctx, p, list_name)
 
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_entries.approve(session, info.id, entry_id, actor=p.name, actor_role=p.role)
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await _change_entry(
+        ctx,
+        info,
+        lambda session: store_entries.approve(
+            session, info.id, entry_id, actor=p.name, actor_role=p.role
+        ),
+    )
 
 
 @router.post(
@@ -462,14 +478,13 @@ async def expire_entry(
     info = await _list_for(ctx, p, list_name)
     request = body or ExpireIn()
 
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_entries.expire(
-                session, info.id, entry_id, actor=p.name, reason=request.reason, at=request.at
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await _change_entry(
+        ctx,
+        info,
+        lambda session: store_entries.expire(
+            session, info.id, entry_id, actor=p.name, reason=request.reason, at=request.at
+        ),
+    )
 
 
 @router.post(
@@ -489,14 +504,13 @@ async def reinstate_entry(
     info = await _list_for(ctx, p, list_name)
     request = body or ReinstateIn()
 
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_entries.reinstate(
-                session, info.id, entry_id, actor=p.name, reason=request.reason
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await _change_entry(
+        ctx,
+        info,
+        lambda session: store_entries.reinstate(
+            session, info.id, entry_id, actor=p.name, reason=request.reason
+        ),
+    )
 
 
 # --- publish ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
 from urllib.parse import parse_qsl
@@ -505,9 +506,29 @@ async def get_plaintext(
     )
 
 
-def _check_size(size: int, current: int, what: str) -> None:
-    if size > current:
-        raise ApiProblem("bad_request", f"{what} {size} exceeds the published tree size {current}")
+def _proof(
+    request: Request,
+    ctx: AppContext,
+    access: IspAccess,
+    response: Response,
+    size: int,
+    what: str,
+    compute: Callable[[store_versions.TreeHashReader], list[bytes]],
+) -> ProofOut:
+    """Hashes ``compute`` reads from the stored tree, once ``size`` is published.
+
+    Proofs of published sizes never change: shared caches may keep them.
+    """
+    with ctx.db.read() as session:
+        current = store_versions.current_version(session, access.list.id)
+        if size > current:
+            raise ApiProblem(
+                "bad_request", f"{what} {size} exceeds the published tree size {current}"
+            )
+        hashes = compute(store_versions.TreeHashReader(session, access.list.id))
+    response.headers["Cache-Control"] = cache_control(shared=access.shared, immutable=True)
+    _note_fetch(request, ctx, access, None, "proof")
+    return ProofOut(hashes=[b64encode(h) for h in hashes])
 
 
 @router.get(
@@ -527,13 +548,15 @@ def get_inclusion_proof(
     """Return the inclusion proof of statement ``version`` in tree ``size``."""
     if version > size:
         raise ApiProblem("bad_request", f"version {version} is not in a tree of size {size}")
-    with ctx.db.read() as session:
-        _check_size(size, store_versions.current_version(session, access.list.id), "size")
-        reader = store_versions.TreeHashReader(session, access.list.id)
-        proof = merkle.inclusion_proof(version - 1, size, reader)
-    response.headers["Cache-Control"] = cache_control(shared=access.shared, immutable=True)
-    _note_fetch(request, ctx, access, None, "proof")
-    return ProofOut(hashes=[b64encode(h) for h in proof])
+    return _proof(
+        request,
+        ctx,
+        access,
+        response,
+        size,
+        "size",
+        lambda reader: merkle.inclusion_proof(version - 1, size, reader),
+    )
 
 
 @router.get(
@@ -553,13 +576,15 @@ def get_consistency_proof(
     """Return the consistency proof between two published tree sizes."""
     if from_size > to_size:
         raise ApiProblem("bad_request", f"from {from_size} exceeds to {to_size}")
-    with ctx.db.read() as session:
-        _check_size(to_size, store_versions.current_version(session, access.list.id), "to")
-        reader = store_versions.TreeHashReader(session, access.list.id)
-        proof = merkle.consistency_proof(from_size, to_size, reader)
-    response.headers["Cache-Control"] = cache_control(shared=access.shared, immutable=True)
-    _note_fetch(request, ctx, access, None, "proof")
-    return ProofOut(hashes=[b64encode(h) for h in proof])
+    return _proof(
+        request,
+        ctx,
+        access,
+        response,
+        to_size,
+        "to",
+        lambda reader: merkle.consistency_proof(from_size, to_size, reader),
+    )
 
 
 @router.get(
@@ -576,10 +601,12 @@ def get_range(
     size: Annotated[int, Query(ge=0, le=MAX_INT)],
 ) -> ProofOut:
     """Return the compact range of the tree of ``size`` (left to right)."""
-    with ctx.db.read() as session:
-        _check_size(size, store_versions.current_version(session, access.list.id), "size")
-        reader = store_versions.TreeHashReader(session, access.list.id)
-        hashes = merkle.range_hashes(size, reader)
-    response.headers["Cache-Control"] = cache_control(shared=access.shared, immutable=True)
-    _note_fetch(request, ctx, access, None, "proof")
-    return ProofOut(hashes=[b64encode(h) for h in hashes])
+    return _proof(
+        request,
+        ctx,
+        access,
+        response,
+        size,
+        "size",
+        lambda reader: merkle.range_hashes(size, reader),
+    )

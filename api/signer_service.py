@@ -251,17 +251,7 @@ class SignerService:
             return
         for name, result in results.items():
             if result.changed:
-                log.info(
-                    "retention pruned list %s",
-                    name,
-                    extra={
-                        "event": "retention",
-                        "list": name,
-                        "snapshot_floor": result.snapshot_floor,
-                        "memberships_deleted": result.memberships_deleted,
-                        "plaintext_pruned": result.plaintext_pruned,
-                    },
-                )
+                log.info("retention pruned list %s", name, extra=result.summary(name))
 
     def start(self) -> None:
         """Start the background schedule (idempotent)."""

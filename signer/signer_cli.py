@@ -310,7 +310,7 @@ def run_command(
             return
         for name, result in results.items():
             if result.changed:
-                logger.info("retention pruned list %s", name, extra=_prune_fields(name, result))
+                logger.info("retention pruned list %s", name, extra=result.summary(name))
 
     if policy.enabled:
         scheduler.add_job(
@@ -386,19 +386,6 @@ def publish_command(
         db.dispose()
 
 
-def _prune_fields(name: str, result: Any) -> dict[str, Any]:
-    return {
-        "event": "retention",
-        "list": name,
-        "dry_run": result.dry_run,
-        "previous_floor": result.previous_floor,
-        "snapshot_floor": result.snapshot_floor,
-        "memberships_deleted": result.memberships_deleted,
-        "plaintext_pruned": result.plaintext_pruned,
-        "more": result.more,
-    }
-
-
 @signer_group.command("prune")
 @_data_dir_option
 @_database_option
@@ -457,7 +444,7 @@ def prune_command(
     finally:
         db.dispose()
     for name, result in results.items():
-        click.echo(json.dumps(_prune_fields(name, result)))
+        click.echo(json.dumps(result.summary(name)))
 
 
 @signer_group.command("adopt-highwater")

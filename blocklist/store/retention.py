@@ -106,6 +106,19 @@ class PruneResult:
     more: bool
     dry_run: bool
 
+    def summary(self, list_name: str) -> dict[str, object]:
+        """The result as one flat record (the CLI's JSON line, the signers' log fields)."""
+        return {
+            "event": "retention",
+            "list": list_name,
+            "dry_run": self.dry_run,
+            "previous_floor": self.previous_floor,
+            "snapshot_floor": self.snapshot_floor,
+            "memberships_deleted": self.memberships_deleted,
+            "plaintext_pruned": self.plaintext_pruned,
+            "more": self.more,
+        }
+
     @property
     def changed(self) -> bool:
         """Whether anything was (or would be) pruned."""

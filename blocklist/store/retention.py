@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from blocklist.encoding import b64encode, format_time
@@ -139,7 +139,9 @@ def floor_at(session: Session, list_id: int, cutoff: datetime) -> int:
     return int(value or 0)
 
 
-def _prunable_plaintext(list_id: int, canary: int | None, cutoff: datetime) -> Any:
+def _prunable_plaintext(
+    list_id: int, canary: int | None, cutoff: datetime
+) -> Select[EntryRow]:
     query = select(EntryRow).where(
         EntryRow.list_id == list_id,
         EntryRow.status.in_((STATUS_EXPIRED, STATUS_REMOVED)),

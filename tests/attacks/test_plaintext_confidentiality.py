@@ -325,7 +325,9 @@ def _post_tolerating_errors(w: World, path: str, body: dict[str, Any]) -> httpx.
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=w.d.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cleanfeed.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://cleanfeed.test"
+        ) as client:
             return await client.post(
                 path, json=body, headers={"Authorization": f"Bearer {w.tokens.alice}"}
             )

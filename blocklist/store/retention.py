@@ -139,9 +139,7 @@ def floor_at(session: Session, list_id: int, cutoff: datetime) -> int:
     return int(value or 0)
 
 
-def _prunable_plaintext(
-    list_id: int, canary: int | None, cutoff: datetime
-) -> Select[EntryRow]:
+def _prunable_plaintext(list_id: int, canary: int | None, cutoff: datetime) -> Select[EntryRow]:
     query = select(EntryRow).where(
         EntryRow.list_id == list_id,
         EntryRow.status.in_((STATUS_EXPIRED, STATUS_REMOVED)),

@@ -627,3 +627,58 @@ def squid_helper_command(ctx: click.Context, /, reload_interval: float, **common
         click.echo(f"cannot load state: {e.reason}: {e}", err=True)
         sys.exit(2)
     sys.exit(squid_helper.main(list(ctx.args), source=source))
+
+
+# --- block page ----------------------------------------------------------------------
+
+
+@isp_group.command("blockpage")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML configuration: state_dir and the [blockpage] table (docs/blockpage.md).",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="State directory.")
+@click.option(
+    "--listen",
+    default=None,
+    help="HOST:PORT or [IPV6]:PORT the DNS exports point blocked hosts to.",
+)
+@click.option("--print-template", is_flag=True, help="Print the default page template and exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Log more (never request data).")
+def blockpage_command(
+    config_file: Path | None,
+    state_dir: Path | None,
+    listen: str | None,
+    print_template: bool,
+    verbose: bool,
+) -> None:
+    """Answer blocked hosts with HTTP 451 and a page naming the block_ref.
+
+    For traffic a DNS export sends here: only host entries are matched
+    (never a path), anything else gets a plain 404, only the configured
+    client networks (default loopback) are answered, and nothing about a
+    request is logged. A sync that commits is in force at the next request.
+    Exit status: 0 after SIGTERM or SIGINT, 2 on a configuration or state
+    problem.
+    """
+    from clients.isp import blockpage
+
+    if print_template:
+        click.echo(blockpage.DEFAULT_TEMPLATE, nl=False)
+        return
+    _setup_logging(verbose)
+    logging.getLogger("cleanfeed.blockpage").setLevel(logging.INFO)
+    try:
+        config = blockpage.load_blockpage_config(
+            config_file, overrides={"state_dir": state_dir, "listen": listen}
+        )
+        sys.exit(blockpage.main(config))
+    except ClientError as e:
+        click.echo(f"error: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    except OSError as e:  # the address cannot be bound
+        click.echo(f"error: cannot listen: {e.strerror or e}", err=True)
+        sys.exit(EXIT_FAILED)

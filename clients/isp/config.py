@@ -330,6 +330,8 @@ _FILE_KEYS: Final = frozenset(
         "exports",
         "prometheus_textfile",
         "full_check_interval",
+        # Read by clients/isp/blockpage.py (``cleanfeed isp blockpage``).
+        "blockpage",
     }
 )
 

@@ -79,7 +79,9 @@ log = logging.getLogger("cleanfeed.blockpage")
 #: their subscribers' networks in ``allow_clients``).
 DEFAULT_ALLOW_CLIENTS: Final = ("127.0.0.0/8", "::1/128")
 #: Largest request head (request line and headers) accepted: browsers send
-#: a few KiB; more is an attack on memory (h11's max_incomplete_event_size).
+#: a few KiB; more is an attack on memory. h11 checks it on each incomplete
+#: read (max_incomplete_event_size), so a head is refused with 431 once the
+#: buffer passes it: at most this plus one READ_CHUNK is ever held.
 MAX_REQUEST_HEAD: Final = 16 * 1024
 #: Request body bytes read and discarded before the connection is closed
 #: (GET and HEAD carry no body; a client sending one gets no more room).
@@ -87,6 +89,10 @@ MAX_DISCARDED_BODY: Final = 64 * 1024
 #: Seconds to receive a whole request head, or to wait idle between two
 #: requests of a keep-alive connection (slow-loris protection).
 REQUEST_TIMEOUT: Final = 10.0
+#: After an error answer, how long and how much of the rest of the request
+#: is read and dropped so that closing does not reset the connection.
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 256 * 1024
 #: Open connections at most; a new one beyond that is closed at once.
 DEFAULT_MAX_CONNECTIONS: Final = 1024
 #: Bytes read from the socket at a time.
@@ -765,8 +771,18 @@ class BlockPageServer:
         while True:
             # Slow-loris protection: a whole request head, or the idle time
             # before the next one, within REQUEST_TIMEOUT.
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                event = await self._next(conn, reader)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    event = await self._next(conn, reader)
+            except h11.RemoteProtocolError as e:
+                # A malformed or oversized request head: say so (400, or 431
+                # for a head over MAX_REQUEST_HEAD, h11's hint) and close.
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = e.error_status_hint
+                    reason = "Request Header Fields Too Large" if status == 431 else "Bad Request"
+                    await self._send(conn, writer, _plain(status, reason, close=True), head=False)
+                    await _linger(reader, writer)
+                return
             if isinstance(event, h11.ConnectionClosed):
                 return
             if not isinstance(event, h11.Request):
@@ -781,6 +797,8 @@ class BlockPageServer:
                 answer = self.page.answer(event.method, event.target, host)
             await self._send(conn, writer, answer, head=event.method == b"HEAD")
             if answer.close or conn.our_state is not h11.DONE:
+                if conn.their_state is not h11.DONE:
+                    await _linger(reader, writer)
                 return
             # Discard any request body, within a bound, then keep alive.
             discarded = 0
@@ -817,6 +835,23 @@ class BlockPageServer:
         out += conn.send(h11.EndOfMessage()) or b""
         writer.write(out)
         await writer.drain()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close our side, then read what the client is still sending, within bounds.
+
+    Closing a socket with unread data makes the kernel send a reset, which
+    can destroy the error answer before the client reads it (the "lingering
+    close" of RFC 9112 section 9.6).
+    """
+    with contextlib.suppress(OSError, RuntimeError):
+        if writer.can_write_eof():
+            writer.write_eof()
+    drained = 0
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while drained < LINGER_BYTES and (chunk := await reader.read(READ_CHUNK)):
+                drained += len(chunk)
 
 
 async def open_server(config: BlockPageConfig, host: str, port: int) -> BlockPageServer:

@@ -522,3 +522,59 @@ def test_parse_listen(value: str, parsed: tuple[str, int]) -> None:
 def test_parse_listen_refuses(value: str) -> None:
     with pytest.raises(ConfigError):
         blockpage.parse_listen(value)
+
+
+# --- hostile clients --------------------------------------------------------------------
+
+
+def _exchange(r: Running, data: bytes) -> bytes:
+    with socket.create_connection((r.host, r.server.port), timeout=20) as s:
+        s.sendall(data)
+        out = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                out += chunk
+    return out
+
+
+def test_oversized_request_head_gets_431_and_close(served: Running) -> None:
+    filler = b"X-Filler: " + b"a" * (4 * blockpage.MAX_REQUEST_HEAD) + b"\r\n"
+    out = _exchange(
+        served, b"GET / HTTP/1.1\r\nHost: abuse-only.example.net\r\n" + filler + b"\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 431 ")
+
+
+def test_garbage_gets_400_and_close(served: Running) -> None:
+    assert _exchange(served, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").startswith(
+        b"HTTP/1.1 400 "
+    )
+
+
+def test_two_host_headers_get_400(served: Running) -> None:
+    out = _exchange(
+        served, b"GET / HTTP/1.1\r\nHost: abuse-only.example.net\r\nHost: x.example.com\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 400 ")
+
+
+def test_slow_request_head_is_cut_off(state: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blockpage, "REQUEST_TIMEOUT", 0.5)
+    with (
+        running(page_config(state)) as r,
+        socket.create_connection((r.host, r.server.port), timeout=20) as s,
+    ):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: abuse-only.exa")  # and never the rest
+        with contextlib.suppress(ConnectionResetError):
+            assert s.recv(1024) == b""  # closed by the server, not by our timeout
+
+
+def test_connections_beyond_the_cap_are_closed(state: State) -> None:
+    with (
+        running(page_config(state, max_connections=1)) as r,
+        socket.create_connection((r.host, r.server.port), timeout=20) as first,
+    ):
+        first.sendall(b"GET / HTTP/1.1\r\nHost: abuse-only.example.net\r\n\r\n")
+        assert first.recv(12) == b"HTTP/1.1 451"  # open, kept alive
+        out = _exchange(r, b"GET / HTTP/1.1\r\nHost: abuse-only.example.net\r\n\r\n")
+        assert out == b""

@@ -167,6 +167,7 @@ def _timing(value: float | tuple[float, float]) -> tuple[float, float | None]:
 
 def _runners() -> dict[str, Callable[[BenchContext], Section]]:
     from bench import (
+        blockpage,
         bulk_import,
         http_ratio,
         isp_sync,
@@ -187,6 +188,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "bulk": bulk_import.run,
         "load": load.run,
         "audit": _audit,
+        "blockpage": blockpage.run,
     }
 
 

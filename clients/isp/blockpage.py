@@ -186,18 +186,6 @@ h2 { font-size: 1.1rem; margin-bottom: 0.25rem; }
 a { color: #0b4f9c; }
 """
 
-_PLAIN_FIELDS: Final = (
-    "title",
-    "message",
-    "block_ref",
-    "language",
-    "stylesheet",
-    "isp_name",
-    "hotline_name",
-    "policy",
-)
-_HTML_FIELDS: Final = ("who_html", "help_html", "appeal_html")
-
 
 @dataclass(frozen=True, slots=True)
 class BlockPageConfig:
@@ -245,6 +233,7 @@ _TEXT_KEYS: Final = (
     "message",
     "language",
 )
+_URL_UNSAFE_RE: Final = re.compile(r'[\x00-\x20"<>\\^`{|}\x7f-\U0010ffff]')
 _LANGUAGE_RE: Final = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 5646, loosely
 
 
@@ -252,6 +241,13 @@ def _check_url(name: str, value: str) -> str:
     # Only absolute http(s) links: a javascript: or data: URL on the page
     # would be script the CSP has to stop; a relative one would point at
     # the blocked origin itself.
+    if _URL_UNSAFE_RE.search(value):
+        # RFC 3986 leaves these out of URLs; in the Link header or an href
+        # they would end the value early (or, CR/LF, split the header).
+        raise ConfigError(
+            f"blockpage.{name}: characters a URL cannot hold (spaces, quotes, <, >, controls); "
+            "percent-encode them"
+        )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"blockpage.{name}: expected an absolute http(s) URL, got {value!r}")
@@ -407,10 +403,15 @@ class PageRenderer:
         self._template = string.Template(_read_text(config.template, DEFAULT_TEMPLATE, "template"))
         self.stylesheet = _read_text(config.stylesheet, DEFAULT_STYLESHEET, "stylesheet").encode()
         # Catch a typo in a custom template now rather than on a user's screen.
+        sample = block_ref(bytes(32))
         try:
-            self.render(block_ref(bytes(32)), PageContext("hotline", "policy"))
+            page = self.render(sample, PageContext("hotline", "policy"))
         except (KeyError, ValueError) as e:
             raise ConfigError(f"blockpage template: unknown or malformed placeholder {e}") from e
+        if sample.encode() not in page:
+            # The reference is what lets a visitor appeal: a page without it
+            # leaves only the "outcry" route of 2008 (DESIGN.md part 2).
+            raise ConfigError("blockpage template: it must show $block_ref")
 
     def render(self, ref: str, context: PageContext) -> bytes:
         """The page for one block reference, as UTF-8.

@@ -460,6 +460,9 @@ def test_config_file_is_shared_with_the_isp_client(state: State, tmp_path: Path)
         ("[blockpage]\ncolour = 'red'\n", "unknown key"),
         ("[blockpage]\nappeal_url = 'javascript:alert(1)'\n", "absolute http"),
         ("[blockpage]\nblocked_by = '/relative'\n", "absolute http"),
+        ("[blockpage]\nblocked_by = 'https://isp.example/a>; rel=x'\n", "cannot hold"),
+        # a TOML basic string: \r\n are a real CR LF in the value
+        ('[blockpage]\nappeal_url = "https://h.example/\\r\\nSet-Cookie: a=b"\n', "cannot hold"),
         ("[blockpage]\nallow_clients = ['10.0.0.1/8']\n", "allow_clients"),
         ("[blockpage]\nlanguage = 'en GB'\n", "language"),
         ("[blockpage]\nmax_connections = 0\n", "positive"),
@@ -490,6 +493,13 @@ def test_template_with_unknown_placeholder_is_refused(state: State, tmp_path: Pa
     template = tmp_path / "page.html"
     template.write_text("<p>$no_such_thing</p>", encoding="utf-8")
     with pytest.raises(ConfigError, match="no_such_thing"):
+        blockpage.PageRenderer(page_config(state, template=template))
+
+
+def test_template_without_block_ref_is_refused(state: State, tmp_path: Path) -> None:
+    template = tmp_path / "page.html"
+    template.write_text("<p>$title</p>", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"must show \$block_ref"):
         blockpage.PageRenderer(page_config(state, template=template))
 
 

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -588,3 +589,37 @@ def test_connections_beyond_the_cap_are_closed(state: State) -> None:
         assert first.recv(12) == b"HTTP/1.1 451"  # open, kept alive
         out = _exchange(r, b"GET / HTTP/1.1\r\nHost: abuse-only.example.net\r\n\r\n")
         assert out == b""
+
+
+class _TextOnly(HTMLParser):
+    """What a text browser shows: the text, without tags, styles or attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skip += tag in ("head", "style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("head", "style", "script")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def test_page_says_everything_in_its_text_alone(served: Running) -> None:
+    # A text browser shows no link targets and no styles: the reference, the
+    # appeal form's address and the help line must be in the text itself.
+    parser = _TextOnly()
+    parser.feed(get(served, LISTED_HOST).text)
+    text = " ".join(" ".join(parser.parts).split())
+    ref = expected_ref(HOST_ENTRY)
+    assert f"Block reference: {ref}" in text
+    assert f"https://hotline.example/appeal?lang=en&block_ref={ref}" in text
+    assert "https://help.example/" in text
+    assert "0800 000 000" in text
+    assert "Example Hotline asked for this address to be blocked" in text
+    assert text.index("Access to this address has been blocked") < text.index(ref)

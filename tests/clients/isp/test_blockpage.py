@@ -623,3 +623,60 @@ def test_page_says_everything_in_its_text_alone(served: Running) -> None:
     assert "0800 000 000" in text
     assert "Example Hotline asked for this address to be blocked" in text
     assert text.index("Access to this address has been blocked") < text.index(ref)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from clients.isp.cli import isp_group
+
+    return CliRunner().invoke(isp_group, ["blockpage", *args])
+
+
+def test_cli_without_listen_exits_2(state: State) -> None:
+    result = _cli("--state-dir", str(state.dir))
+    assert result.exit_code == 2
+    assert "--listen HOST:PORT" in result.output
+
+
+def test_cli_before_the_first_sync_exits_2(tmp_path: Path) -> None:
+    result = _cli("--state-dir", str(tmp_path / "empty"), "--listen", "127.0.0.1:0")
+    assert result.exit_code == 2
+    assert "not_initialised" in result.output
+
+
+def test_cli_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "isp.toml"
+    config.write_text("[blockpage]\nappeal_url = 'ftp://x.example/'\n", encoding="utf-8")
+    result = _cli("--config", str(config), "--listen", "127.0.0.1:0")
+    assert result.exit_code == 2
+    assert "absolute http(s) URL" in result.output
+
+
+def test_cli_prints_the_default_template() -> None:
+    result = _cli("--print-template")
+    assert result.exit_code == 0
+    assert result.output == blockpage.DEFAULT_TEMPLATE
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_loopback_is_answered_by_default(state: State) -> None:
+    with (
+        running(BlockPageConfig(state_dir=state.dir), host="::1") as r,
+        httpx.Client(timeout=10) as client,
+    ):
+        response = client.get(f"http://[::1]:{r.server.port}/", headers={"Host": LISTED_HOST})
+    assert response.status_code == 451
+    assert expected_ref(HOST_ENTRY) in response.text

@@ -150,6 +150,33 @@ def write_metrics_file(path: Path, state_dir: Path, *, last_ok: bool | None) -> 
     write_atomic(path, text.encode("utf-8"), mode=0o644)
 
 
+def log_outcome(outcome: SyncOutcome) -> None:
+    """Log one sync's outcome once: a line, its post-commit problems, its exports.
+
+    A verified sync without problems logs at INFO (``run -v``), anything
+    else at WARNING. An export that cannot enforce every entry (a DNS or
+    hosts export and page or prefix entries) is a WARNING when this sync
+    rewrote it, so the journal says it without ``-v`` once per list change,
+    not every poll; ``cleanfeed isp status`` shows it at any time.
+    """
+    ok = outcome.ok and not outcome.problems
+    log.log(
+        logging.INFO if ok else logging.WARNING,
+        "sync %s: %s: %s (version %d -> %d)",
+        outcome.status,
+        outcome.reason,
+        outcome.message,
+        outcome.version_before,
+        outcome.version_after,
+    )
+    for reason, message in outcome.problems:
+        log.warning("after the commit: %s: %s", reason, message)
+    for report in outcome.exports:
+        if report.not_enforceable or report.partial:
+            rewritten = report.output in outcome.exports_changed
+            log.log(logging.WARNING if rewritten else logging.INFO, "export %s", report.summary())
+
+
 class Daemon:
     """Runs :class:`~clients.isp.sync.Syncer` syncs on a schedule.
 
@@ -194,6 +221,8 @@ class Daemon:
             outcome = self._sync()
         except Exception:  # a bug must not kill the daemon; it retries with back-off
             log.exception("sync crashed")
+        else:
+            log_outcome(outcome)
         self.runs += 1
         ok = outcome is not None and outcome.ok
         self._failures = 0 if ok else self._failures + 1

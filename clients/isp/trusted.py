@@ -259,8 +259,11 @@ _NEW_STATE_HINT: Final = (
 
 
 def _key_label(vkey: str) -> str:
-    """``name+keyid`` of a vkey: enough to tell keys apart in a message."""
-    return vkey.rsplit("+", 1)[0]
+    """``name+keyid`` of a vkey: enough to tell keys apart in a message.
+
+    A key name never holds ``+`` (C2SP signed-note), the base64 key may.
+    """
+    return "+".join(vkey.split("+", 2)[:2])
 
 
 def check_pins(

@@ -341,7 +341,7 @@ class LoopbackServer:
         memory = server
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+            def do_GET(self) -> None:
                 request = httpx.Request(
                     "GET", f"http://127.0.0.1{self.path}", headers=dict(self.headers.items())
                 )
@@ -355,7 +355,7 @@ class LoopbackServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the tests assert on the client's output
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

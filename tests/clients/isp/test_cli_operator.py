@@ -171,7 +171,8 @@ def test_configuration_file_errors_exit_2(hotline: Hotline) -> None:
         done = cleanfeed("sync", "--once", "--config", str(config), *hotline.common())
         assert done.returncode == 2, (text, done.stderr)
         line = one_line(done.stderr)
-        assert line.startswith("failed: config_error: ") and message in line, line
+        assert line.startswith("failed: config_error: "), line
+        assert message in line, line
     assert not (hotline.tmp / "state").exists()  # refused before touching anything
 
 
@@ -214,7 +215,8 @@ def test_a_root_key_the_state_never_trusted_is_refused(hotline: Hotline) -> None
     done = cleanfeed("sync", "--once", *hotline.common(state, root_key=f"@{stranger}"))
     assert done.returncode == 2, done.stderr
     line = one_line(done.stderr)
-    assert line.startswith("failed: root_key_mismatch: root key hotline.example/cleanfeed/other/root+")
+    stranger_label = "hotline.example/cleanfeed/other/root+"
+    assert line.startswith(f"failed: root_key_mismatch: root key {stranger_label}")
     assert f"pinned to {label(hotline.log.root_vkey)} (keyring serial 1)" in line
     assert "sync into a new, empty --state-dir" in line
     after = json.loads(cleanfeed("status", "--state-dir", str(state), "--json").stdout)
@@ -266,7 +268,7 @@ def test_every_sync_reports_what_each_export_cannot_enforce(hotline: Hotline) ->
         "cannot enforce 2 (1 page, 1 prefix); 1 host entries blocked on the exact host only",
         "rpz": f"export rpz {rpz}: version 1, 1 of 3 entries enforced; "
         "cannot enforce 2 (1 page, 1 prefix)",
-        "hashes": f"export hashes {exports / 'cleanfeed.hashes'}: version 1, 3 of 3 entries enforced",
+        "hashes": f"export hashes {exports}/cleanfeed.hashes: version 1, 3 of 3 entries enforced",
     }
     # The first sync writes the exports, the second finds the list current
     # and writes nothing: both report, without -v.

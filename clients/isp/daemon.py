@@ -38,7 +38,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from clients.isp.atomic import write_atomic
 from clients.isp.config import IspConfig
-from clients.isp.store import StateStore, Status
+from clients.isp.store import REPORT_SCOPES, StateStore, Status
 from clients.isp.sync import SyncOutcome
 
 log = logging.getLogger("cleanfeed.isp")
@@ -135,7 +135,26 @@ def render_metrics(status: Status, *, last_ok: bool | None) -> str:
             continue
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
         out.append(_metric_line(name, value))
+    if status.exports:
+        name = "cleanfeed_isp_export_not_enforceable_entries"
+        out.append(
+            f"# HELP {name} Entries an export cannot enforce, by entry scope.\n"
+            f"# TYPE {name} gauge\n"
+        )
+        for report in status.exports:
+            for scope in REPORT_SCOPES:
+                labels = (
+                    f'{{format="{_label_value(report.format)}",'
+                    f'output="{_label_value(report.output)}",scope="{scope}"}}'
+                )
+                out.append(_metric_line(name, report.left_out.get(scope, 0), labels))
     return "".join(out)
+
+
+def _label_value(text: str) -> str:
+    """Escape a label value (Prometheus text exposition format: backslash,
+    double quote and line feed)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def write_metrics_file(path: Path, state_dir: Path, *, last_ok: bool | None) -> None:

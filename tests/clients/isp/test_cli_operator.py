@@ -303,6 +303,10 @@ def test_every_sync_reports_what_each_export_cannot_enforce(hotline: Hotline) ->
         ("hashes", 0),
     ]
     assert doc["exports"][0]["output"] == str(hosts)
+    metrics = cleanfeed("status", "--prometheus", *state).stdout
+    gauge = "cleanfeed_isp_export_not_enforceable_entries"
+    assert f'{gauge}{{format="rpz",output="{rpz}",scope="prefix"}} 1\n' in metrics
+    assert f'{gauge}{{format="hosts",output="{hosts}",scope="host"}} 0\n' in metrics
 
 
 def test_the_daemon_warns_when_an_export_it_rewrote_cannot_enforce_everything(

@@ -264,8 +264,8 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
             click.echo(f"{outcome.status}: {outcome.message}")
             _echo_exports(outcome.exports)
         if outcome.problems:
-            reason, message = outcome.problems[0]
-            click.echo(f"warning: {reason}: {message}", err=True)
+            for reason, message in outcome.problems:
+                click.echo(f"warning: {reason}: {message}", err=True)
             sys.exit(EXIT_POST_COMMIT)
         return
     click.echo(f"{outcome.status}: {outcome.reason}: {outcome.message}", err=True)

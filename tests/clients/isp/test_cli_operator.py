@@ -349,6 +349,18 @@ def test_post_commit_problem_is_printed_once(hotline: Hotline) -> None:
     done = cleanfeed("sync", "--once", "--config", str(config), *hotline.common())
     assert done.returncode == 3, done.stderr
     assert one_line(done.stderr).startswith("warning: export_write: export hosts ")
+    # Two failing exports: each problem once, none lost.
+    config.write_text(
+        'plaintext = true\n[[exports]]\nformat = "hosts"\noutput = "gone/hosts"\n'
+        '[[exports]]\nformat = "rpz"\noutput = "gone/rpz"\n'
+    )
+    done = cleanfeed("sync", "--once", "--config", str(config), *hotline.common())
+    assert done.returncode == 3, done.stderr
+    assert [line.split(":")[:2] for line in done.stderr.splitlines()] == [
+        ["warning", " export_write"],
+        ["warning", " export_write"],
+    ], done.stderr
+    assert "export rpz " in done.stderr.splitlines()[1]
     # -v logs the requests, but the outcome is still printed once.
     done = cleanfeed("sync", "--once", "-v", *hotline.common(list="mian"))
     assert done.returncode == 2

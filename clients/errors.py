@@ -267,6 +267,18 @@ class ConfigError(ClientError):
     reason: ClassVar[str] = "config_error"
 
 
+class RootKeyMismatch(ConfigError):
+    """A configured root key that the existing state never trusted.
+
+    The pinned roots are part of the state: the state follows the keyring's
+    root rotation from the roots it was created with, so a root key that is
+    neither among those nor among the roots rotated to since is a mistake
+    (another list, another hotline, a typo), never silently ignored.
+    """
+
+    reason: ClassVar[str] = "root_key_mismatch"
+
+
 #: Every reason string above: the complete label set of the outcome counters
 #: besides ``success`` and ``up_to_date``.
 def all_reasons() -> frozenset[str]:

@@ -6,7 +6,8 @@ Commands (DESIGN.md, "Interfaces other programs rely on"):
   already current; otherwise one line ``<status>: <reason>: <message>`` on
   stderr and exit 1 (bad data rejected), 2 (transport, access, local or
   configuration problem) or 3 (the list was committed, but plaintext, an
-  export or a reload hook failed).
+  export or a reload hook failed). After a verified sync, one line per
+  configured export says what it enforces and what it cannot.
 - ``run``: the daemon (:mod:`clients.isp.daemon`).
 - ``export --state-dir DIR --format F --output PATH``: write one export now
   and report how many entries the format cannot enforce.
@@ -21,6 +22,13 @@ Commands (DESIGN.md, "Interfaces other programs rely on"):
 Common options: ``--server URL --token T | --token-file F`` (or env
 ``CLEANFEED_TOKEN``) ``--list L --root-key VKEY|@file --state-dir DIR
 [--config FILE]``. Every command that prints a report accepts ``--json``.
+
+Exit status 1 means only "the hotline's data was rejected" (``sync``) or
+"not listed" (``check``): monitoring pages on it. Every command exits 2 on a
+configuration error (a missing token file, a malformed ``--root-key``, a
+server URL without a scheme, a root key the state never trusted, ...) or a
+local-state error, with one line ``failed: <reason>: <message>`` (``sync``,
+``run``) or ``error: <reason>: <message>`` (the others) on stderr.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from blocklist.errors import InvalidURL
 from clients.errors import ClientError
 from clients.isp.config import IspConfig, load_config
 from clients.isp.lookup import BatchMatches, Matcher, MatchResult, SortedHashes, match_batch
-from clients.isp.store import StateStore
+from clients.isp.store import ExportReport, StateStore
 
 #: Exit statuses of ``sync --once``.
 EXIT_OK: Final = 0
@@ -59,6 +67,48 @@ CHECK_ERROR: Final = 2
 
 #: Most URLs read from stdin by ``check -`` in one run (bounded memory).
 MAX_CHECK_URLS: Final = 1_000_000
+
+#: Commands whose error line starts ``failed:`` like a sync outcome's.
+_SYNC_COMMANDS: Final = frozenset({"sync", "run"})
+
+
+class CommandError(click.ClickException):
+    """A configuration or local-state problem: one line on stderr, exit 2.
+
+    Never exit 1 for these: 1 means the hotline's data was rejected
+    (``sync``) or that no URL is listed (``check``), and monitoring treats
+    it so.
+    """
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        # Decided now: by the time click prints the error, the command's
+        # context is gone.
+        ctx = click.get_current_context(silent=True)
+        names = set() if ctx is None else {ctx.info_name, ctx.invoked_subcommand}
+        self.word = "failed" if names & _SYNC_COMMANDS else "error"
+
+    @classmethod
+    def of(cls, e: ClientError) -> CommandError:
+        """The command error for a client error (its reason and message)."""
+        return cls(e.reason, str(e))
+
+    def show(self, file: Any = None) -> None:
+        """Print ``failed|error: <reason>: <message>`` on stderr, once."""
+        click.echo(f"{self.word}: {self.reason}: {self.message}", err=True)
+
+
+class _IspGroup(click.Group):
+    """The ``isp`` group: a client error no command handled exits 2, not 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as e:
+            raise CommandError.of(e) from e
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +170,7 @@ def _config(
     try:
         return load_config(config_file, overrides=overrides)
     except ClientError as e:
-        raise click.ClickException(f"{e.reason}: {e}") from e
+        raise CommandError.of(e) from e
 
 
 def _state_dir(config: IspConfig) -> Path:
@@ -133,7 +183,15 @@ def _open_store(config: IspConfig) -> StateStore:
     try:
         return StateStore(_state_dir(config), create=False)
     except ClientError as e:
-        raise click.ClickException(f"{e.reason}: {e}") from e
+        raise CommandError.of(e) from e
+
+
+def _echo_exports(reports: Iterable[ExportReport]) -> None:
+    """One line per export (what it enforces and cannot), then its notes."""
+    for report in reports:
+        click.echo(f"export {report.summary()}")
+        for note in report.notes:
+            click.echo(f"  {note}")
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -152,7 +210,7 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-@click.group("isp", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("isp", cls=_IspGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def isp_group() -> None:
     """ISP client: sync the signed list, verify it, export it, check URLs."""
 
@@ -170,7 +228,11 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 
     Exit status: 0 updated or already current; 1 rejected (bad data, the
     last good list stays); 2 failed (network, access, local state or
-    configuration); 3 committed, but plaintext, an export or a hook failed.
+    configuration, such as a missing token file, a malformed or unpinned
+    --root-key or a server URL without a scheme); 3 committed, but
+    plaintext, an export or a hook failed. After a verified sync, one line
+    per configured export says how many entries it enforces and how many
+    page, prefix or host entries it cannot.
     """
     from clients.isp.fetcher import build_http_client
     from clients.isp.sync import Syncer
@@ -194,14 +256,16 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
                 "version_after": outcome.version_after,
                 "problems": [{"reason": r, "message": m} for r, m in outcome.problems],
                 "exports_changed": list(outcome.exports_changed),
+                "exports": [r.to_json() for r in outcome.exports],
             }
         )
     if outcome.ok:
         if not as_json:
             click.echo(f"{outcome.status}: {outcome.message}")
+            _echo_exports(outcome.exports)
         if outcome.problems:
-            reason, message = outcome.problems[0]
-            click.echo(f"warning: {reason}: {message}", err=True)
+            for reason, message in outcome.problems:
+                click.echo(f"warning: {reason}: {message}", err=True)
             sys.exit(EXIT_POST_COMMIT)
         return
     click.echo(f"{outcome.status}: {outcome.reason}: {outcome.message}", err=True)
@@ -218,7 +282,11 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every sync (default: warnings only).")
 def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
-    """Sync on a schedule until SIGTERM or SIGINT."""
+    """Sync on a schedule until SIGTERM or SIGINT.
+
+    Exits 2 at once on a configuration error, including a --root-key the
+    existing state never trusted.
+    """
     from clients.isp.daemon import Daemon
     from clients.isp.fetcher import build_http_client
     from clients.isp.sync import Syncer
@@ -229,6 +297,7 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
         config.require_sync()
         with build_http_client(config) as client:
             syncer = Syncer(config, client)
+            syncer.check_state()
             sys.exit(Daemon(config, syncer.sync_once).run())
     except ClientError as e:
         click.echo(f"failed: {e.reason}: {e}", err=True)
@@ -253,10 +322,13 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
 def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None:
     """Write one export of the verified list, atomically.
 
-    Reports how many entries the format cannot enforce (DNS formats carry
-    only whole-host entries; hosts files cannot match subdomains).
+    Reports how many entries the format enforces and how many page, prefix
+    or host entries it cannot (DNS formats carry only whole-host entries;
+    hosts files cannot match subdomains).
     """
+    from clients.isp.config import ExportSpec
     from clients.isp.exports import ExportInput, write_export
+    from clients.isp.sync import export_report
 
     config = _config(**common)
     store = _open_store(config)
@@ -265,7 +337,7 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
             with store.reading():
                 status = store.status()
                 if status.version is None:
-                    raise click.ClickException("not_initialised: no verified list yet: run a sync")
+                    raise CommandError("not_initialised", "no verified list yet: run a sync")
                 data = ExportInput(
                     version=status.version,
                     hashes=list(store.iter_hashes()),
@@ -276,27 +348,13 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
                 )
             result = write_export(fmt, data, output)
     except ClientError as e:
-        click.echo(f"error: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+        raise CommandError.of(e) from e
+    report = export_report(ExportSpec(fmt, output), data.version, result)
     if as_json:
-        _emit(
-            {
-                "format": fmt,
-                "output": str(output),
-                "version": data.version,
-                "enforced": result.enforced,
-                "not_enforceable": result.not_enforceable,
-                "notes": result.notes,
-                "changed": result.changed,
-            }
-        )
+        _emit({**report.to_json(), "changed": result.changed})
         return
-    click.echo(
-        f"{fmt}: version {data.version}, {result.enforced} entries enforced, "
-        f"{result.not_enforceable} cannot be enforced by this format"
-        f"{'' if result.changed else ' (files unchanged)'}"
-    )
-    for note in result.notes:
+    click.echo(f"{report.summary()}{'' if result.changed else ' (files unchanged)'}")
+    for note in report.notes:
         click.echo(f"  {note}")
 
 
@@ -328,7 +386,8 @@ def _urls(args: Sequence[str]) -> Iterable[str]:
         if arg == "-":
             for n, line in enumerate(sys.stdin):
                 if n >= MAX_CHECK_URLS:
-                    raise click.ClickException(f"more than {MAX_CHECK_URLS} URLs on stdin")
+                    # Exit 2, never 1 ("not listed").
+                    raise CommandError("too_many_urls", f"more than {MAX_CHECK_URLS} URLs on stdin")
                 url = line.strip()
                 if url:
                     yield url
@@ -414,19 +473,14 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
 
     Exit status: 0 if any URL is listed, 1 if none, 2 on error.
     """
-    try:
-        config = _config(**common)
-        store = _open_store(config)
-    except click.ClickException as e:
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(CHECK_ERROR)
+    config = _config(**common)
+    store = _open_store(config)
     results: list[dict[str, Any]] = []
     listed = errors = 0
     with store:
         status = store.status()
         if status.version is None:
-            click.echo("error: not_initialised: no verified list yet: run a sync", err=True)
-            sys.exit(CHECK_ERROR)
+            raise CommandError("not_initialised", "no verified list yet: run a sync")
         pending = list(_urls(urls))
         chunks: Iterable[tuple[int, int, BatchMatches]]
         blob = store.hash_blob() if "-" in urls and len(pending) > INDEX_PROBE_MAX_URLS else None
@@ -516,6 +570,7 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
         "plaintext_error": status.plaintext_error,
         "equivocation_evidence": evidence,
         "counters": status.counters,
+        "exports": [r.to_json() for r in status.exports],
     }
     if as_json:
         _emit(doc)
@@ -524,6 +579,10 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
         if key == "counters":
             counters = ", ".join(f"{k}={v}" for k, v in sorted(status.counters.items()))
             click.echo(f"counters: {counters or '-'}")
+        elif key == "exports":
+            click.echo(f"exports: {len(status.exports) or '-'}")
+            for report in status.exports:
+                click.echo(f"  {report.summary()}")
         else:
             click.echo(f"{key.replace('_', ' ')}: {'-' if value is None else value}")
 

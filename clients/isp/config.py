@@ -406,8 +406,46 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
                     on_change=None if on_change is None else _as_str("on_change", on_change),
                 )
             )
+        _check_exports(parsed)
         out["exports"] = tuple(parsed)
     return out
+
+
+def _check_exports(specs: list[ExportSpec]) -> None:
+    """Refuse at load time what every sync would otherwise fail on after its commit.
+
+    Raises:
+        ConfigError: an unknown format, or two exports writing one path.
+    """
+    from clients.isp.exports import FORMATS  # the renderers: loaded only with exports
+
+    seen: dict[Path, int] = {}
+    for i, spec in enumerate(specs):
+        if spec.format not in FORMATS:
+            raise ConfigError(
+                f"exports[{i}].format: unknown export format {spec.format!r:.40}; "
+                f"expected one of {', '.join(FORMATS)}"
+            )
+        if spec.output in seen:
+            first = seen[spec.output]
+            raise ConfigError(
+                f"exports[{i}].output: {spec.output} is already the output of exports[{first}]"
+            )
+        seen[spec.output] = i
+
+
+#: Proxy URL schemes httpx speaks (SOCKS needs the optional socksio package).
+PROXY_SCHEMES: Final = ("http", "https", "socks5", "socks5h")
+
+
+def _check_proxy(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in PROXY_SCHEMES or not parts.netloc:
+        raise ConfigError(
+            f"proxy must be a URL with a scheme ({', '.join(PROXY_SCHEMES)}) and a host, "
+            f"e.g. http://proxy.example.net:3128: {url!r}"
+        )
+    return url
 
 
 def load_config(
@@ -489,4 +527,6 @@ def _validate(config: IspConfig) -> IspConfig:
         raise ConfigError("token must be non-empty and contain no whitespace")
     if config.state_dir is not None:
         updates["state_dir"] = Path(config.state_dir).expanduser()
+    if config.proxy is not None:
+        updates["proxy"] = _check_proxy(config.proxy)
     return replace(config, **updates) if updates else config

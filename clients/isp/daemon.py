@@ -38,7 +38,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from clients.isp.atomic import write_atomic
 from clients.isp.config import IspConfig
-from clients.isp.store import StateStore, Status
+from clients.isp.store import REPORT_SCOPES, StateStore, Status
 from clients.isp.sync import SyncOutcome
 
 log = logging.getLogger("cleanfeed.isp")
@@ -135,7 +135,26 @@ def render_metrics(status: Status, *, last_ok: bool | None) -> str:
             continue
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
         out.append(_metric_line(name, value))
+    if status.exports:
+        name = "cleanfeed_isp_export_not_enforceable_entries"
+        out.append(
+            f"# HELP {name} Entries an export cannot enforce, by entry scope.\n"
+            f"# TYPE {name} gauge\n"
+        )
+        for report in status.exports:
+            for scope in REPORT_SCOPES:
+                labels = (
+                    f'{{format="{_label_value(report.format)}",'
+                    f'output="{_label_value(report.output)}",scope="{scope}"}}'
+                )
+                out.append(_metric_line(name, report.left_out.get(scope, 0), labels))
     return "".join(out)
+
+
+def _label_value(text: str) -> str:
+    """Escape a label value (Prometheus text exposition format: backslash,
+    double quote and line feed)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def write_metrics_file(path: Path, state_dir: Path, *, last_ok: bool | None) -> None:
@@ -148,6 +167,33 @@ def write_metrics_file(path: Path, state_dir: Path, *, last_ok: bool | None) -> 
     with StateStore(state_dir, create=False) as store:
         text = render_metrics(store.status(), last_ok=last_ok)
     write_atomic(path, text.encode("utf-8"), mode=0o644)
+
+
+def log_outcome(outcome: SyncOutcome) -> None:
+    """Log one sync's outcome once: a line, its post-commit problems, its exports.
+
+    A verified sync without problems logs at INFO (``run -v``), anything
+    else at WARNING. An export that cannot enforce every entry (a DNS or
+    hosts export and page or prefix entries) is a WARNING when this sync
+    rewrote it, so the journal says it without ``-v`` once per list change,
+    not every poll; ``cleanfeed isp status`` shows it at any time.
+    """
+    ok = outcome.ok and not outcome.problems
+    log.log(
+        logging.INFO if ok else logging.WARNING,
+        "sync %s: %s: %s (version %d -> %d)",
+        outcome.status,
+        outcome.reason,
+        outcome.message,
+        outcome.version_before,
+        outcome.version_after,
+    )
+    for reason, message in outcome.problems:
+        log.warning("after the commit: %s: %s", reason, message)
+    for report in outcome.exports:
+        if report.not_enforceable or report.partial:
+            rewritten = report.output in outcome.exports_changed
+            log.log(logging.WARNING if rewritten else logging.INFO, "export %s", report.summary())
 
 
 class Daemon:
@@ -194,6 +240,8 @@ class Daemon:
             outcome = self._sync()
         except Exception:  # a bug must not kill the daemon; it retries with back-off
             log.exception("sync crashed")
+        else:
+            log_outcome(outcome)
         self.runs += 1
         ok = outcome is not None and outcome.ok
         self._failures = 0 if ok else self._failures + 1

@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Final, Literal, get_args
@@ -109,6 +109,11 @@ ExportFormat = Literal["hashes", "urls", "squid", "rpz", "unbound", "dnsmasq", "
 FORMATS: Final[tuple[ExportFormat, ...]] = get_args(ExportFormat)
 
 _FORMAT_BY_NAME: Final[Mapping[str, ExportFormat]] = {f: f for f in FORMATS}
+
+#: Scopes of :attr:`ExportResult.left_out`: the entry scopes of DESIGN.md
+#: ("Entries"), plus entries that are not canonical expressions at all.
+SCOPE_OTHER: Final = "other"
+SCOPES: Final = ("page", "prefix", "host", SCOPE_OTHER)
 
 #: Default RPZ zone name: ``.invalid`` (RFC 6761) can never clash with a
 #: real zone. The resolver's ``response-policy`` statement names the zone.
@@ -268,6 +273,12 @@ class ExportResult:
         notes: human-readable explanations of what was left out and why.
         written: after :func:`write_export`: each path -> whether it was
             rewritten (False: the content was already in place).
+        left_out: ``not_enforceable`` split by the entries' scope
+            (:data:`SCOPES`): what an operator must enforce elsewhere, for
+            instance page and prefix entries a DNS filter never sees.
+        partial: entries written but enforced only in part: host entries of
+            a ``hosts`` file, which blocks the exact host and none of the
+            subdomains the lookups would match.
     """
 
     files: dict[str, bytes]
@@ -275,6 +286,8 @@ class ExportResult:
     not_enforceable: int
     notes: list[str]
     written: dict[Path, bool] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
+    partial: int = 0
 
     @property
     def changed(self) -> bool:
@@ -293,14 +306,29 @@ class _Entry:
 
 
 class _Counter:
-    """Counts entries left out, by reason, and turns them into notes."""
+    """Counts entries left out, by reason and by scope, and turns them into notes."""
 
     def __init__(self) -> None:
         self.enforced = 0
         self.skipped: dict[str, int] = {}
+        self.by_scope: dict[str, int] = {}
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, scope: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.by_scope[scope] = self.by_scope.get(scope, 0) + 1
+
+    def result(
+        self, files: dict[str, bytes], notes: list[str] | None = None, *, partial: int = 0
+    ) -> ExportResult:
+        """The export result with this counter's counts."""
+        return ExportResult(
+            files,
+            self.enforced,
+            self.not_enforceable,
+            self.notes() if notes is None else notes,
+            left_out={scope: n for scope, n in self.by_scope.items() if n},
+            partial=partial,
+        )
 
     @property
     def not_enforceable(self) -> int:
@@ -375,7 +403,7 @@ def _parse_entries(
     for expr in _expressions_for(fmt, data, hashes):
         entry = _parse_entry(expr)
         if entry is None:
-            counter.skip("entries are not canonical expressions and were left out")
+            counter.skip("entries are not canonical expressions and were left out", SCOPE_OTHER)
         else:
             entries.append(entry)
     return entries
@@ -420,14 +448,15 @@ def _dns_hosts(
         if e.scope != "host":
             counter.skip(
                 "page/prefix entries cannot be enforced by DNS "
-                "(use the squid export or the external ACL helper)"
+                "(use the squid export or the external ACL helper)",
+                e.scope,
             )
         elif e.ip:
-            counter.skip("IP-address hosts cannot be enforced by DNS (no name is resolved)")
+            counter.skip("IP-address hosts cannot be enforced by DNS (no name is resolved)", "host")
         elif e.labels < 2:
-            counter.skip("single-label hosts were left out (they would block a whole TLD)")
+            counter.skip("single-label hosts were left out (they would block a whole TLD)", "host")
         elif len(e.host) > max_text or not _valid_dns_name(e.host):
-            counter.skip("hosts are not valid DNS names (or too long) and were left out")
+            counter.skip("hosts are not valid DNS names (or too long) and were left out", "host")
         else:
             out.append(e)
     return out
@@ -459,9 +488,11 @@ def _render_urls(data: ExportInput) -> ExportResult:
             counter.enforced += 1
         else:
             # A line break inside an expression would split it in two.
-            counter.skip("expressions contain whitespace or non-ASCII and were left out")
+            counter.skip(
+                "expressions contain whitespace or non-ASCII and were left out", SCOPE_OTHER
+            )
     body = "".join(f"{line}\n" for line in sorted(lines)).encode("ascii")
-    return ExportResult({"": body}, counter.enforced, counter.not_enforceable, counter.notes())
+    return counter.result({"": body})
 
 
 def _ere_path(path: str) -> bytes | None:
@@ -546,7 +577,7 @@ def _render_squid(data: ExportInput) -> ExportResult:
     pages: list[_Entry] = []
     for e in entries:
         if not _squid_host_ok(e):
-            counter.skip("entries have a host Squid cannot match and were left out")
+            counter.skip("entries have a host Squid cannot match and were left out", e.scope)
         elif e.scope == "host":
             hosts.append(e)
         else:
@@ -565,19 +596,14 @@ def _render_squid(data: ExportInput) -> ExportResult:
             continue
         regex = _regex_for(e)
         if regex is None:
-            counter.skip("page/prefix entries hold a NUL byte Squid cannot match")
+            counter.skip("page/prefix entries hold a NUL byte Squid cannot match", e.scope)
             continue
         regexes.add(regex)
         counter.enforced += 1
     header = _header(data, "#").encode("ascii")
     dstdomain = header + "".join(f"{d}\n" for d in sorted(domains)).encode("ascii")
     url_regex = header + b"".join(r + b"\n" for r in sorted(regexes))
-    return ExportResult(
-        {".dstdomain": dstdomain, ".url_regex": url_regex},
-        counter.enforced,
-        counter.not_enforceable,
-        counter.notes(),
-    )
+    return counter.result({".dstdomain": dstdomain, ".url_regex": url_regex})
 
 
 def _normalise_zone(zone: str) -> str:
@@ -617,9 +643,7 @@ def _render_rpz(data: ExportInput, *, rpz_zone: str) -> ExportResult:
         lines.append(f"{e.host} CNAME .\n")
         if _covers_subdomains(e):
             lines.append(f"*.{e.host} CNAME .\n")
-    return ExportResult(
-        {"": "".join(lines).encode("ascii")}, counter.enforced, counter.not_enforceable, notes
-    )
+    return counter.result({"": "".join(lines).encode("ascii")}, notes)
 
 
 def _render_dns_list(
@@ -630,6 +654,7 @@ def _render_dns_list(
     entries = _parse_entries(fmt, data, hashes, counter)
     hosts = _dns_hosts(entries, counter)
     notes: list[str] = []
+    partial = 0
     if fmt == "hosts":
         # No subdomain semantics: every host is written as itself.
         counter.enforced += len(hosts)
@@ -650,12 +675,7 @@ def _render_dns_list(
             )
     names = sorted(e.host for e in hosts)
     body = _header(data, comment) + preamble + "".join(line(name) for name in names)
-    return ExportResult(
-        {"": body.encode("ascii")},
-        counter.enforced,
-        counter.not_enforceable,
-        counter.notes() + notes,
-    )
+    return counter.result({"": body.encode("ascii")}, counter.notes() + notes, partial=partial)
 
 
 def render(fmt: str, data: ExportInput, *, rpz_zone: str = DEFAULT_RPZ_ZONE) -> ExportResult:
@@ -762,6 +782,4 @@ def write_export(
             written[path] = write_if_changed(path, content, mode=file_mode)
         except OSError as e:
             raise ExportWriteError(f"cannot write export {path}: {e}") from e
-    return ExportResult(
-        result.files, result.enforced, result.not_enforceable, result.notes, written
-    )
+    return replace(result, written=written)

@@ -34,15 +34,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from blocklist.statedigest import StateDigest
 from clients.errors import LocalCorruption, LocalStateError, NotInitialised, StateLocked
@@ -74,6 +75,11 @@ MAX_CHECKPOINT_HISTORY: Final = 10_000
 #: Environment variable of the crash-consistency tests: naming a kill point
 #: makes the process SIGKILL itself there (tests/faults/test_isp_kill.py).
 KILL_ENV: Final = "CLEANFEED_TEST_KILL_AT"
+#: Meta key of the export reports (:class:`ExportReport`, JSON).
+EXPORT_REPORTS_KEY: Final = "export_reports"
+#: Scopes of :attr:`ExportReport.left_out`, in report order (the same as
+#: :data:`clients.isp.exports.SCOPES`; "other": not a canonical expression).
+REPORT_SCOPES: Final = ("page", "prefix", "host", "other")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -115,6 +121,83 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportReport:
+    """What one export enforces, as its last write by a sync found.
+
+    Kept in the state so that ``cleanfeed isp status`` can say, at any
+    time, which entries a DNS-only or hosts filter cannot enforce (they must
+    be enforced elsewhere, for instance by Squid).
+
+    Attributes:
+        format: the export format.
+        output: the export's output path.
+        version: the list version the files hold.
+        enforced: entries the files enforce.
+        not_enforceable: entries the format cannot express.
+        left_out: ``not_enforceable`` by entry scope (:data:`REPORT_SCOPES`).
+        partial: entries enforced only in part (hosts: no subdomains).
+        notes: why entries were left out, one line per reason.
+    """
+
+    format: str
+    output: str
+    version: int
+    enforced: int
+    not_enforceable: int
+    left_out: Mapping[str, int] = field(default_factory=dict)
+    partial: int = 0
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON object (``status --json``, ``sync --json``)."""
+        return {
+            "format": self.format,
+            "output": self.output,
+            "version": self.version,
+            "enforced": self.enforced,
+            "not_enforceable": self.not_enforceable,
+            "not_enforceable_by_scope": {s: int(self.left_out.get(s, 0)) for s in REPORT_SCOPES},
+            "partial": self.partial,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> ExportReport | None:
+        """Parse :meth:`to_json` output; None when it is not one (old or damaged)."""
+        if not isinstance(doc, dict):
+            return None
+        try:
+            scopes = doc["not_enforceable_by_scope"]
+            report = cls(
+                format=str(doc["format"]),
+                output=str(doc["output"]),
+                version=int(doc["version"]),
+                enforced=int(doc["enforced"]),
+                not_enforceable=int(doc["not_enforceable"]),
+                left_out={str(k): int(v) for k, v in scopes.items() if int(v)},
+                partial=int(doc["partial"]),
+                notes=tuple(str(n) for n in doc["notes"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return report
+
+    def summary(self) -> str:
+        """One line: the export, its version, what it enforces and what it cannot."""
+        total = self.enforced + self.not_enforceable
+        text = (
+            f"{self.format} {self.output}: version {self.version}, "
+            f"{self.enforced} of {total} entries enforced"
+        )
+        if self.not_enforceable:
+            parts = [f"{self.left_out[s]} {s}" for s in REPORT_SCOPES if self.left_out.get(s)]
+            text += f"; cannot enforce {self.not_enforceable} ({', '.join(parts)})"
+        if self.partial:
+            text += f"; {self.partial} host entries blocked on the exact host only"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     """What ``cleanfeed isp status`` shows."""
 
@@ -130,6 +213,8 @@ class Status:
     plaintext_complete: bool | None
     plaintext_error: str | None
     counters: dict[str, int]
+    #: What each export written by a sync enforces (by output path).
+    exports: tuple[ExportReport, ...] = ()
 
 
 class StateLock:
@@ -686,7 +771,29 @@ class StateStore:
             plaintext_complete=None if complete is None else bool(complete),
             plaintext_error=opt_str("plaintext_error"),
             counters=self.counters(),
+            exports=self.export_reports(),
         )
+
+    def export_reports(self) -> tuple[ExportReport, ...]:
+        """The reports of the exports last written by a sync, in configuration order."""
+        raw = self._get(EXPORT_REPORTS_KEY)
+        try:
+            docs = json.loads(str(raw)) if raw is not None else []
+        except ValueError:
+            return ()
+        if not isinstance(docs, list):
+            return ()
+        reports = (ExportReport.from_json(doc) for doc in docs)
+        return tuple(r for r in reports if r is not None)
+
+    def set_export_reports(self, reports: Sequence[ExportReport]) -> None:
+        """Replace the export reports (one transaction).
+
+        Raises:
+            LocalStateError: SQLite failed.
+        """
+        text = json.dumps([r.to_json() for r in reports], sort_keys=True)
+        self.set_meta({EXPORT_REPORTS_KEY: text})
 
     # --- exports --------------------------------------------------------------
 

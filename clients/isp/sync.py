@@ -45,14 +45,15 @@ from clients.errors import (
     Equivocation,
     LocalCorruption,
     MalformedData,
+    NotFound,
     PlaintextMismatch,
     StateMismatch,
     TransportError,
 )
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import ExportError, ExportInput, write_export
+from clients.isp.exports import ExportInput, ExportResult, write_export
 from clients.isp.fetcher import Fetcher
-from clients.isp.store import StateStore, kill_point
+from clients.isp.store import DB_NAME, ExportReport, StateStore, kill_point
 from clients.isp.trusted import CheckpointResult, TrustedState
 
 log = logging.getLogger("cleanfeed.isp")
@@ -88,6 +89,9 @@ class SyncOutcome:
         problems: post-commit problems (plaintext, exports, hooks) as
             (reason, message); the list itself was committed.
         exports_changed: export outputs rewritten by this sync.
+        exports: after a verified sync, what each configured export
+            enforces and cannot enforce (its last write; an unchanged list
+            rewrites nothing, the report still holds).
     """
 
     status: Status
@@ -99,6 +103,7 @@ class SyncOutcome:
     min_wait: float | None = None
     problems: tuple[tuple[str, str], ...] = ()
     exports_changed: tuple[str, ...] = field(default_factory=tuple)
+    exports: tuple[ExportReport, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -177,13 +182,38 @@ class Syncer:
             trusted.mark_corrupt()
             return trusted, True
 
+    def check_state(self) -> None:
+        """Refuse, before any request, a configuration the existing state contradicts.
+
+        The pinned roots and origin are part of the state
+        (:func:`clients.isp.trusted.check_pins`); ``run`` calls this first so
+        that a wrong ``--root-key`` stops the daemon at once (exit 2) instead
+        of failing every sync. A missing or damaged state is left to the
+        sync (first sync, or resynchronisation from a snapshot).
+
+        Raises:
+            RootKeyMismatch: a root key the state never trusted.
+            ConfigError: an origin other than the state's.
+            LocalStateError: the state directory cannot be opened.
+        """
+        if not (self.config.state_path / DB_NAME).exists():
+            return
+        c = self.config
+        with StateStore(c.state_path, create=False) as store:
+            try:
+                TrustedState(c.root_keys, origin=c.origin, record=store.load_record())
+            except LocalCorruption:
+                return
+
     # --- the sync -----------------------------------------------------------------
 
     def sync_once(self) -> SyncOutcome:
         """Run one sync under the state directory's lock.
 
         Never raises a :class:`ClientError`: every failure becomes an outcome
-        (and is counted); the last good list stays in force.
+        (and is counted); the last good list stays in force. Nothing is
+        logged here: the caller reports the outcome once (``sync --once``
+        prints it, ``run`` logs it).
         """
         fetcher = self._fetcher()
         before = 0
@@ -213,26 +243,22 @@ class Syncer:
             )
             for reason, message in outcome.problems:
                 store.record_outcome(reason, success=False, message=message, now=now, min_wait=None)
-        log_fn = log.info if outcome.ok and not outcome.problems else log.warning
-        log_fn(
-            "sync %s: %s (version %d -> %d)%s",
-            outcome.status,
-            outcome.message,
-            outcome.version_before,
-            outcome.version_after,
-            "".join(f"; {r}: {m}" for r, m in outcome.problems),
-        )
         return outcome
 
     def _failure(self, e: ClientError, before: int, fetcher: Fetcher) -> SyncOutcome:
         status: Status = "rejected" if isinstance(e, BadData) else "failed"
         retry_after = e.retry_after if isinstance(e, TransportError) else None
+        message = str(e).splitlines()[0] if str(e) else e.reason
+        if isinstance(e, NotFound):
+            # The server's 404 cannot say which name it did not find (it
+            # answers alike for "no such list" and "not yours"): name it.
+            message = f"list {self.config.list_name!r} on {self.config.server}: {message}"
         return SyncOutcome(
             status,
             before,
             before,
             e.reason,
-            str(e).splitlines()[0] if str(e) else e.reason,
+            message,
             retry_after=retry_after,
             min_wait=fetcher.min_wait,
         )
@@ -305,6 +331,8 @@ class Syncer:
         after = trusted.version
         updated = after != before or repaired or first_sync
         problems = self._after_commit(store, fetcher, trusted, force=updated)
+        configured = {str(spec.output) for spec in self.config.exports}
+        reports = tuple(r for r in store.export_reports() if r.output in configured)
         if updated:
             message = f"updated to version {after} ({trusted.count} entries)"
             if repaired and after == before and not first_sync:
@@ -318,6 +346,7 @@ class Syncer:
                 min_wait=fetcher.min_wait,
                 problems=problems[0],
                 exports_changed=problems[1],
+                exports=reports,
             )
         return SyncOutcome(
             "current",
@@ -328,6 +357,7 @@ class Syncer:
             min_wait=fetcher.min_wait,
             problems=problems[0],
             exports_changed=problems[1],
+            exports=reports,
         )
 
     def _full_check_due(self, store: StateStore, now: float) -> bool:
@@ -402,9 +432,12 @@ class Syncer:
             missing_output = any(not spec.output.exists() for spec in self.config.exports)
             if force or missing_output or store.get_meta("exports_done") != export_key:
                 ok = True
+                # A failed export keeps its previous files, so its previous
+                # report still tells what is enforced.
+                reports = {r.output: r for r in store.export_reports()}
                 for spec in self.config.exports:
                     try:
-                        if self._write_export(store, trusted, spec):
+                        if self._write_export(store, trusted, spec, reports):
                             changed.append(str(spec.output))
                     except ClientError as e:
                         ok = False
@@ -412,6 +445,17 @@ class Syncer:
                     except HookFailed as e:
                         ok = False
                         problems.append(("hook_failed", str(e)))
+                try:
+                    store.set_export_reports(
+                        [
+                            reports[str(spec.output)]
+                            for spec in self.config.exports
+                            if str(spec.output) in reports
+                        ]
+                    )
+                except ClientError as e:
+                    ok = False
+                    problems.append((e.reason, f"export report: {e}"))
                 if ok:
                     store.set_meta({"exports_done": export_key})
         return tuple(problems), tuple(changed)
@@ -472,7 +516,13 @@ class Syncer:
             cursor = page.next
         raise MalformedData(f"plaintext: more than {MAX_PLAINTEXT_PAGES} pages")
 
-    def _write_export(self, store: StateStore, trusted: TrustedState, spec: ExportSpec) -> bool:
+    def _write_export(
+        self,
+        store: StateStore,
+        trusted: TrustedState,
+        spec: ExportSpec,
+        reports: dict[str, ExportReport],
+    ) -> bool:
         expressions = None
         if spec.format != "hashes":
             expressions = dict(store.expressions())
@@ -485,18 +535,8 @@ class Syncer:
             generated=datetime.fromtimestamp(self._clock(), tz=UTC),
         )
         kill_point("sync:export")
-        try:
-            result = write_export(spec.format, data, spec.output)
-        except ExportError:
-            raise
-        if result.not_enforceable:
-            log.info(
-                "export %s %s: %d entries cannot be enforced by this format (%s)",
-                spec.format,
-                spec.output,
-                result.not_enforceable,
-                "; ".join(result.notes),
-            )
+        result = write_export(spec.format, data, spec.output)
+        reports[str(spec.output)] = export_report(spec, trusted.version, result)
         # A hook that failed once is retried on every sync until it succeeds:
         # the export file is already new, so "changed" alone would never fire
         # again and the filter would keep enforcing the old list.
@@ -514,6 +554,20 @@ class Syncer:
             if pending:
                 store.set_meta({pending_key: 0})
         return result.changed
+
+
+def export_report(spec: ExportSpec, version: int, result: ExportResult) -> ExportReport:
+    """The report of one written export (kept in the state for ``status``)."""
+    return ExportReport(
+        format=spec.format,
+        output=str(spec.output),
+        version=version,
+        enforced=result.enforced,
+        not_enforceable=result.not_enforceable,
+        left_out=dict(result.left_out),
+        partial=result.partial,
+        notes=tuple(result.notes),
+    )
 
 
 class HookFailed(Exception):

@@ -50,6 +50,7 @@ from blocklist.statement import Statement
 from clients.errors import (
     BadSignature,
     ChainBroken,
+    ConfigError,
     DeltaInvalid,
     Equivocation,
     KeyringRejected,
@@ -58,6 +59,7 @@ from clients.errors import (
     NotInitialised,
     ProofMismatch,
     Rollback,
+    RootKeyMismatch,
     Stale,
     StateMismatch,
     UnknownKey,
@@ -247,6 +249,76 @@ def _keyring_error(
     raise KeyringRejected(f"keyring: {e}", detail=reason) from e
 
 
+#: How to start over on purpose, named in every refusal of a configuration that
+#: contradicts the state (never "delete the state": that would also accept a
+#: rollback or another list silently).
+_NEW_STATE_HINT: Final = (
+    "to start a new state for another list or root deliberately, "
+    "sync into a new, empty --state-dir (the old one is left as it is)"
+)
+
+
+def _key_label(vkey: str) -> str:
+    """``name+keyid`` of a vkey: enough to tell keys apart in a message.
+
+    A key name never holds ``+`` (C2SP signed-note), the base64 key may.
+    """
+    return "+".join(vkey.split("+", 2)[:2])
+
+
+def check_pins(
+    root_keys: Sequence[str],
+    origin: str | None,
+    keyrings: Sequence[Keyring],
+    held_origin: str,
+) -> None:
+    """Refuse a configuration that contradicts what an existing state trusts.
+
+    The pinned roots and origin are part of the state. Keyring serial 1 was
+    accepted only with exactly the roots pinned then
+    (:func:`signer.keyring.verify_keyring_update`, step 5), and every later
+    serial names the roots it rotated to, approved by the previous roots and
+    by themselves (TUF specification 5.3.4, root rotation). So a configured
+    root key found among the roots of any held serial is the pinned root or
+    a legitimate rotation of it (an ISP updates its pinned file when the
+    hotline rotates); any other key would be ignored by the keyring walk,
+    which trusts the held keyring's roots, and so is refused here.
+
+    Args:
+        root_keys: the configured root vkeys.
+        origin: the configured origin, or None.
+        keyrings: the held keyrings, by serial (from serial 1).
+        held_origin: the origin the state follows.
+
+    Raises:
+        RootKeyMismatch: a configured root key is in no held keyring.
+        ConfigError: the configured origin is not the state's origin.
+    """
+    if origin is not None and origin != held_origin:
+        raise ConfigError(
+            f"the configured origin {origin!r} is not the origin {held_origin!r} "
+            f"this state follows; {_NEW_STATE_HINT}"
+        )
+    if not keyrings:
+        return
+    history = {vkey for keyring in keyrings for vkey in keyring.roots}
+    unknown = [vkey for vkey in root_keys if vkey not in history]
+    if not unknown:
+        return
+    first, latest = keyrings[0], keyrings[-1]
+    trusted = f"{', '.join(_key_label(v) for v in first.roots)} (keyring serial {first.serial})"
+    if latest.roots != first.roots:
+        trusted += (
+            f", rotated to {', '.join(_key_label(v) for v in latest.roots)} "
+            f"(keyring serial {latest.serial})"
+        )
+    raise RootKeyMismatch(
+        f"root key {', '.join(_key_label(v) for v in unknown)} is not a root of the list "
+        f"this state holds ({held_origin}): it was pinned to {trusted}. The pinned roots "
+        f"are part of the state: configure one of these roots, or, {_NEW_STATE_HINT}"
+    )
+
+
 def _witness_verifier(vkey: str) -> CosignatureVerifier:
     try:
         return CosignatureVerifier.from_vkey(vkey)
@@ -276,6 +348,9 @@ class TrustedState:
         LocalCorruption: ``record`` is inconsistent (its compact range does
             not give the checkpoint's root, or its vector does not give the
             statement's state digest).
+        RootKeyMismatch: a root key the state never trusted (see
+            :func:`check_pins`).
+        ConfigError: an origin other than the state's.
     """
 
     def __init__(
@@ -333,10 +408,9 @@ class TrustedState:
             raise LocalCorruption(f"persisted state does not parse: {e}") from e
         if not keyrings:
             raise LocalCorruption("persisted state holds no keyring")
-        if self._origin is not None and record.origin != self._origin:
-            raise LocalCorruption(
-                f"persisted origin {record.origin!r} differs from the configured {self._origin!r}"
-            )
+        # A wrong root key or origin is the configuration's fault, not the
+        # state's: refused (exit 2), never "repaired" from a snapshot.
+        check_pins(self._roots, self._origin, [k for k, _ in keyrings], record.origin)
         if cp.origin != record.origin or cp.size != record.version:
             raise LocalCorruption("persisted checkpoint does not match the persisted version")
         if rng.root() != cp.root:

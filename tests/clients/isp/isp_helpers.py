@@ -316,3 +316,63 @@ class TamperTransport(httpx.BaseTransport):
             return tampered
         headers = {k: v for k, v in tampered.headers.items() if k.lower() != "content-encoding"}
         return raw_response(tampered.status_code, tampered.content, headers)
+
+
+# --- a MemoryServer on a real loopback socket: the CLI as a subprocess ----------------
+
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from types import TracebackType  # noqa: E402
+
+#: Longest wait for the loopback server's thread to finish after shutdown.
+LOOPBACK_JOIN_SECONDS = 10.0
+
+
+class LoopbackServer:
+    """Serves a :class:`MemoryServer` over HTTP on 127.0.0.1 (a random free port).
+
+    For tests that run ``cleanfeed isp …`` exactly as the docs print it, in
+    a child process: the child can reach no in-process transport. Use as a
+    context manager; leaving it stops the server (bounded lifetime).
+    """
+
+    def __init__(self, server: MemoryServer) -> None:
+        self.server = server
+        memory = server
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                request = httpx.Request(
+                    "GET", f"http://127.0.0.1{self.path}", headers=dict(self.headers.items())
+                )
+                response = memory.handle(request)
+                body = response.read()
+                self.send_response(response.status_code)
+                for name, value in response.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: the tests assert on the client's output
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(LOOPBACK_JOIN_SECONDS)

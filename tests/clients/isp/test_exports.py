@@ -524,3 +524,37 @@ def test_write_errors_are_export_errors(tmp_path: Path) -> None:
     missing_dir = tmp_path / "nope" / "out"
     with pytest.raises(ExportError, match="cannot write"):
         write_export("hashes", make_input(["example.com/"]), missing_dir)
+
+
+# --- what each format cannot enforce, by scope (issue 13 item 5) -----------------------
+
+
+def test_left_out_entries_are_counted_by_scope() -> None:
+    exprs = [
+        "example.com/",  # host
+        "203.0.113.7/",  # host, IP literal: no DNS name
+        "example.org/a/page.html",  # page
+        "example.net/dir/",  # prefix
+        "example.net/dir/x.html?q=1",  # page with a query
+    ]
+    data = make_input(exprs)
+    for fmt in ("rpz", "unbound", "dnsmasq", "hosts"):
+        result = render(fmt, data)
+        assert result.left_out == {"page": 2, "prefix": 1, "host": 1}, fmt
+        assert sum(result.left_out.values()) == result.not_enforceable == 4
+    assert render("hosts", data).partial == 1  # example.com without its subdomains
+    assert render("rpz", data).partial == 0
+    for fmt in ("hashes", "urls", "squid"):
+        result = render(fmt, data)
+        assert (result.left_out, result.partial, result.not_enforceable) == ({}, 0, 0), fmt
+
+
+def test_left_out_by_scope_for_squid_and_written_exports(tmp_path: Path) -> None:
+    squid = render("squid", make_input(["example.com/a%00b", "%01%80.com/", "example.com/ok/"]))
+    assert squid.left_out == {"page": 1, "host": 1}
+    # write_export returns the written files with the same counts.
+    written = write_export(
+        "hosts", make_input(["example.com/", "example.org/p/"]), tmp_path / "hosts"
+    )
+    assert written.changed
+    assert (written.left_out, written.partial) == ({"prefix": 1}, 1)

@@ -187,3 +187,15 @@ def _invalid_url_message(url: str) -> str:
     except InvalidURL as e:
         return str(e)
     raise AssertionError(f"{url} is a valid URL")
+
+
+def test_check_with_too_many_urls_exits_2_not_1(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 would read as "not listed"; a refused batch is an error.
+    from clients.isp import cli
+
+    monkeypatch.setattr(cli, "MAX_CHECK_URLS", 2)
+    code, out = run("check", "--state-dir", str(state), "-", stdin="http://example.net/\n" * 3)
+    assert code == 2
+    assert "error: too_many_urls: more than 2 URLs on stdin" in out

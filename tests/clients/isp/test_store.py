@@ -212,3 +212,25 @@ def test_second_sync_waits_for_the_lock(tmp_path: Path) -> None:
         pass
     holder.wait(timeout=30)
     holder.stdout.close()
+
+
+def test_export_reports_round_trip_and_survive_damage(tmp_path: Path) -> None:
+    from clients.isp.store import EXPORT_REPORTS_KEY, ExportReport
+
+    report = ExportReport(
+        "hosts", "/x/hosts", 3, 1, 2, {"page": 1, "prefix": 1}, 1, ("2 page/prefix entries",)
+    )
+    with StateStore(tmp_path / "s") as store:
+        assert store.status().exports == ()
+        store.set_export_reports([report])
+        assert store.status().exports == (report,)
+        assert report.to_json()["not_enforceable_by_scope"] == {
+            "page": 1,
+            "prefix": 1,
+            "host": 0,
+            "other": 0,
+        }
+        # A damaged or foreign value shows no report rather than failing status.
+        for damaged in ("not json", '{"a": 1}', '[{"format": "hosts"}]'):
+            store.set_meta({EXPORT_REPORTS_KEY: damaged})
+            assert store.status().exports == ()

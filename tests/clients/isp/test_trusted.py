@@ -612,3 +612,23 @@ def test_parallel_snapshot_digest_equals_the_serial_one() -> None:
     parallel = snapshot_digest(arr, workers=2)
     assert parallel == snapshot_digest(arr, workers=1)
     assert parallel.digest() == StateDigest.from_hashes(members).digest()
+
+
+# --- the pinned roots and origin are part of the state (issue 13 item 4) ------------
+
+
+def test_a_configuration_contradicting_the_state_is_refused_not_repaired(log: MemoryLog) -> None:
+    from clients.errors import ConfigError, LocalCorruption, RootKeyMismatch
+
+    record = synced(log).record()
+    assert TrustedState([log.root_vkey], origin=ORIGIN, record=record).version == log.version
+    stranger = other_key(f"{ORIGIN}/root").vkey
+    with pytest.raises(RootKeyMismatch, match="new, empty --state-dir"):
+        TrustedState([stranger], record=record)
+    with pytest.raises(RootKeyMismatch):  # one unknown key among known ones is refused too
+        TrustedState([log.root_vkey, stranger], record=record)
+    # Another origin was LocalCorruption, which the syncer "repairs" by
+    # starting over from a snapshot: a configuration error must not be.
+    with pytest.raises(ConfigError, match="new, empty --state-dir") as e:
+        TrustedState([log.root_vkey], origin="cleanfeed.invalid/other", record=record)
+    assert not isinstance(e.value, LocalCorruption)

@@ -47,6 +47,7 @@ from typing import Any, Final
 
 import click
 
+from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
 from blocklist.errors import InvalidURL
 from clients.errors import ClientError
@@ -525,7 +526,9 @@ def _json_items(
     """Append the JSON results of ``urls[start:stop]``, in order."""
     items: list[dict[str, Any]] = [{"url": url, "listed": False} for url in urls[start:stop]]
     for i, expr, h in matches.listed:
-        items[i].update({"listed": True, "expression": expr, "hash": h.hex()})
+        items[i].update(
+            {"listed": True, "expression": expr, "hash": h.hex(), "block_ref": block_ref(h)}
+        )
     for i, message in matches.errors:
         items[i]["error"] = message
     results.extend(items)

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from isp_helpers import LIST, NOW, SERVER, MemoryServer, expression_hash_of, new_log
 
+from blocklist.blockref import block_ref, parse_block_ref
 from blocklist.canonical import canonicalize
 from blocklist.errors import InvalidURL
 from clients.isp.cli import isp_group
@@ -59,6 +60,18 @@ def test_check_batch_from_stdin_json(state: Path) -> None:
     assert [r["listed"] for r in doc["results"]] == [True, False, False]
     assert doc["results"][0]["expression"] == "example.org/a/"
     assert "error" in doc["results"][2]
+    assert "block_ref" not in doc["results"][1]
+
+
+def test_check_json_reports_the_block_ref_of_a_listed_url(state: Path) -> None:
+    # issue 17.1: the reference a block page shows, from the matched hash alone
+    code, out = run("check", "--state-dir", str(state), "--json", "http://example.org/a/b")
+    assert code == 0
+    (result,) = json.loads(out)["results"]
+    expected = expression_hash_of("example.org/a/")
+    assert result["block_ref"].startswith("CF1-")
+    assert parse_block_ref(result["block_ref"]) == expected[:10]
+    assert result["block_ref"] == block_ref(expected)
 
 
 def test_check_error_exit(state: Path, tmp_path: Path) -> None:

@@ -249,6 +249,8 @@ def _api(
         timeout=timeout,
         follow_redirects=False,
     )
+    # Closed when the command ends, whatever way it ends.
+    click.get_current_context().call_on_close(client.close)
     return Api(server=base, list_name=list_name, client=client, as_json=as_json)
 
 

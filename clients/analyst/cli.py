@@ -459,6 +459,33 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 RESULT_COLUMNS: Final = ("row", "line", "result", "id", "hash", "code", "message")
 
+#: Result of the rows an interrupted import did not send.
+NOT_SENT: Final = "not_sent"
+
+
+def _write_results(target: Path, outcome: Sequence[tuple[_Record, dict[str, Any]]]) -> None:
+    """Write the per-row result file (atomically).
+
+    Raises:
+        CliFailure: the file cannot be written (exit 2).
+    """
+    table = [list(RESULT_COLUMNS)] + [
+        [
+            str(record.row),
+            str(record.line),
+            result["result"],
+            "" if result.get("id") is None else str(result["id"]),
+            result.get("hash") or "",
+            result.get("code") or "",
+            result.get("message") or "",
+        ]
+        for record, result in outcome
+    ]
+    try:
+        _write_atomically(target, _csv_bytes(table))
+    except OSError as e:
+        raise CliFailure(f"cannot write {target}: {e.strerror}", EXIT_USAGE) from e
+
 
 @entries_group.command("import", epilog=_HELP_EPILOG)
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path, dir_okay=False))
@@ -497,59 +524,59 @@ def import_command(
     row naming columns among url, scope, reason (required), reference,
     category, hosting_country, expires_at. Progress goes to stderr; the
     result of every row (created, existing or refused, with the code and
-    reason) goes to the result file. Approve the whole import with
+    reason; not_sent for rows after a batch the server did not take) goes
+    to the result file. Approve the whole import with
     `cleanfeed entries approve --import ID`.
     """
     api = _api(**common)
     header, records = _read_csv(csv_file)
     target = results_file or csv_file.with_name(csv_file.name + ".results.csv")
+    if not target.parent.is_dir():
+        raise CliFailure(f"cannot write {target}: no directory {target.parent}", EXIT_USAGE)
     outcome: list[tuple[_Record, dict[str, Any]]] = []
     counts = {"created": 0, "existing": 0, "refused": 0}
     total = len(records)
     done = 0
-    for batch in _batches(header, records, batch_size):
-        params = {"import": str(import_id)} if import_id is not None else {}
-        answer = api.call(
-            "POST",
-            api.path("/entries/bulk.csv"),
-            content=_csv_bytes([header, *(r.cells for r in batch)]),
-            headers={"Content-Type": "text/csv"},
-            params=params,
-        )
-        results = answer.get("results", [])
-        if len(results) != len(batch):
-            raise CliFailure(
-                f"the server answered {len(results)} results for {len(batch)} rows",
-                EXIT_UNREACHABLE,
-            )
-        if import_id is None and answer.get("import") is not None:
-            import_id = int(answer["import"])
-        for record, result in zip(batch, results, strict=True):
-            word = RESULT_BY_STATUS.get(result.get("status"), "refused")
-            counts[word] += 1
-            outcome.append((record, {**result, "result": word}))
-        done += len(batch)
-        click.echo(
-            f"rows {done - len(batch) + 1}-{done} of {total}: {counts['created']} created, "
-            f"{counts['existing']} existing, {counts['refused']} refused",
-            err=True,
-        )
-    table = [list(RESULT_COLUMNS)] + [
-        [
-            str(record.row),
-            str(record.line),
-            result["result"],
-            "" if result.get("id") is None else str(result["id"]),
-            result.get("hash") or "",
-            result.get("code") or "",
-            result.get("message") or "",
-        ]
-        for record, result in outcome
-    ]
     try:
-        _write_atomically(target, _csv_bytes(table))
-    except OSError as e:
-        raise CliFailure(f"cannot write {target}: {e.strerror}", EXIT_USAGE) from e
+        for batch in _batches(header, records, batch_size):
+            params = {"import": str(import_id)} if import_id is not None else {}
+            answer = api.call(
+                "POST",
+                api.path("/entries/bulk.csv"),
+                content=_csv_bytes([header, *(r.cells for r in batch)]),
+                headers={"Content-Type": "text/csv"},
+                params=params,
+            )
+            results = answer.get("results", [])
+            if len(results) != len(batch):
+                raise CliFailure(
+                    f"the server answered {len(results)} results for {len(batch)} rows",
+                    EXIT_UNREACHABLE,
+                )
+            if import_id is None and answer.get("import") is not None:
+                import_id = int(answer["import"])
+            for record, result in zip(batch, results, strict=True):
+                word = RESULT_BY_STATUS.get(result.get("status"), "refused")
+                counts[word] += 1
+                outcome.append((record, {**result, "result": word}))
+            done += len(batch)
+            click.echo(
+                f"rows {done - len(batch) + 1}-{done} of {total}: {counts['created']} created, "
+                f"{counts['existing']} existing, {counts['refused']} refused",
+                err=True,
+            )
+    except CliFailure as failure:
+        # Batches already sent are committed: record them, and mark the rest
+        # as not sent, so the import can be resumed from the result file.
+        rest = [(r, {"result": NOT_SENT}) for r in records[done:]]
+        _write_results(target, [*outcome, *rest])
+        resume = f" --import {import_id}" if import_id is not None else ""
+        raise CliFailure(
+            f"{failure.message}\nrows {done + 1}-{total} were not sent (results in {target}); "
+            f"send them again with `cleanfeed entries import FILE.csv{resume}`",
+            failure.exit_code,
+        ) from failure
+    _write_results(target, outcome)
     summary = {**counts, "rows": total, "import": import_id, "results_file": str(target)}
     _emit(
         api,

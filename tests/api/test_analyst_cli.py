@@ -202,6 +202,23 @@ def test_errors_print_the_problem_code_and_exit_codes_are_documented(
     )  # fmt: skip
     assert code == 0
     assert json.loads(out)["entries"]
-    code, out, _ = run({}, "entries", "--help")
-    assert "--token" not in out or "--token-file" in out
+    # No --token option: a token on the command line lands in shell history.
+    code, _, err = run(envs["alice"], "publish", "--token", "cf_analyst_x")
+    assert code == 2
+    assert "No such option '--token'" in err
     assert "Exit codes: 0 done" in run({}, "entries", "import", "--help")[1]
+
+
+def test_an_interrupted_import_records_the_rows_not_sent(
+    envs: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports.csv"
+    _write_csv(reports, 3)
+    # An import id that does not exist: the first batch is refused.
+    code, _, err = run(envs["alice"], "entries", "import", str(reports), "--import", "4242")
+    assert code == 1
+    assert "not_found (404)" in err
+    assert "rows 1-3 were not sent" in err
+    with open(f"{reports}.results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["result"] for r in rows] == ["not_sent"] * 3

@@ -186,3 +186,30 @@ def test_get_entries_points_to_search(client: ApiClient, tokens: Tokens) -> None
     assert body["code"] == "method_not_allowed"
     assert body["search"] == f"{ENTRIES}/search"
     assert f"POST {ENTRIES}/search" in body["detail"]
+
+
+def test_a_bulk_approved_import_verifies_offline_as_backed_decisions(
+    client: ApiClient, tokens: Tokens, deployment: Deployment
+) -> None:
+    from clients.audit.bundle import loads
+    from clients.audit.verify import verify_bundle
+
+    added = client.post(
+        f"{ENTRIES}/bulk",
+        json=[{"url": u, "scope": "page", "reason": "r"} for u in urls(20)],
+        token=tokens.alice,
+    ).json()
+    # bob approves the import, including a repeat of an id in a second call.
+    assert (
+        client.post(APPROVE, json={"import": added["import"]}, token=tokens.bob).json()["approved"]
+        == 20
+    )
+    again = client.post(APPROVE, json={"ids": [added["results"][0]["id"]]}, token=tokens.bob)
+    assert again.json()["results"][0]["code"] == "invalid_state"
+    assert publish(client, tokens.alice)["count"] == 21
+    r = client.get(
+        f"/v1/lists/{MAIN}/audit/bundle", params={"full": "true"}, token=tokens.auditor_full
+    )
+    assert r.status_code == 200
+    report = verify_bundle(loads(r.content), [deployment.init.root_vkey], workers=1)
+    assert report.ok, report.failure

@@ -332,7 +332,10 @@ def add_command(
     entry needs a colleague's approval (`cleanfeed entries approve ID`).
     """
     api = _api(**common)
-    preview = api.call("POST", api.path("/entries/preview"), json={"url": url, "scope": scope})
+    asked: dict[str, Any] = {"url": url, "scope": scope}
+    if hosting_country is not None:
+        asked["hosting_country"] = hosting_country  # the domestic-hosting check previews too
+    preview = api.call("POST", api.path("/entries/preview"), json=asked)
     if not api.as_json:
         _print_reach(preview)
     if not preview.get("accepted"):

@@ -409,7 +409,11 @@ async def approve_entries(
             next_cursor = None
             if body.import_id is not None:
                 page = store_entries.import_entries(
-                    session, info.id, body.import_id, cursor=body.cursor
+                    session,
+                    info.id,
+                    body.import_id,
+                    cursor=body.cursor,
+                    limit=store_entries.MAX_APPROVE_ROWS,
                 )
                 ids = page.entry_ids
                 next_cursor = page.next_cursor

@@ -18,6 +18,7 @@ import pytest
 from api_testing import Deployment, close_deployment, make_deployment
 from click.testing import CliRunner
 
+from blocklist.store import entries as store_entries
 from cleanfeed.cli import main
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -87,7 +88,7 @@ def _write_csv(path: Path, n: int, bad: int = 0) -> None:
 
 
 def test_import_approve_publish_as_the_quickstart_prints_it(
-    envs: dict[str, dict[str, str]], tmp_path: Path
+    envs: dict[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports = tmp_path / "reports.csv"
     _write_csv(reports, 25, bad=2)
@@ -117,6 +118,8 @@ def test_import_approve_publish_as_the_quickstart_prints_it(
     assert code == 3
     assert {r["code"] for r in json.loads(out)["results"]} == {"self_approval"}
 
+    # Pages of 10 (not 10,000): the CLI follows "next" until the import is done.
+    monkeypatch.setattr(store_entries, "MAX_APPROVE_ROWS", 10)
     code, out, err = run(envs["bob"], "entries", "approve", "--import", str(import_id))
     assert code == 0, (out, err)
     assert "25 approved (25 now active), 0 refused" in out

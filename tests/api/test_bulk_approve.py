@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from api_testing import MAIN, OTHER, ApiClient, Deployment, Tokens, db_state, publish
 
 from api.middleware import MAX_JSON_BODY_BYTES
@@ -213,3 +214,26 @@ def test_a_bulk_approved_import_verifies_offline_as_backed_decisions(
     assert r.status_code == 200
     report = verify_bundle(loads(r.content), [deployment.init.root_vkey], workers=1)
     assert report.ok, report.failure
+
+
+def test_a_large_import_is_approved_page_by_page(
+    client: ApiClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocklist.store import entries as store_entries
+
+    added = client.post(
+        f"{ENTRIES}/bulk",
+        json=[{"url": u, "scope": "page", "reason": "r"} for u in urls(5)],
+        token=tokens.alice,
+    ).json()
+    monkeypatch.setattr(store_entries, "MAX_APPROVE_ROWS", 2)  # pages of 2, not 10,000
+    seen: list[int] = []
+    body: dict[str, int] = {"import": added["import"]}
+    for _ in range(5):
+        answer = client.post(APPROVE, json=body, token=tokens.bob).json()
+        seen += [r["id"] for r in answer["results"]]
+        if answer["next"] is None:
+            break
+        assert len(answer["results"]) == 2
+        body = {"import": added["import"], "cursor": answer["next"]}
+    assert seen == [r["id"] for r in added["results"]]

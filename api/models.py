@@ -351,8 +351,9 @@ class ProblemOut(BaseModel):
     """An RFC 9457 problem (the shape of every error response).
 
     RFC 9457 3.2 allows extension members; the API uses ``errors``
-    (``validation_error``), ``results`` (``bulk_rejected``) and ``reason``
-    (``keyring_error``).
+    (``validation_error``), ``results`` (``bulk_rejected``), ``reason``
+    (``keyring_error``), ``role`` (``rate_limited``: whose limit) and
+    ``search`` (``method_not_allowed`` on ``GET …/entries``: the search route).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -366,6 +367,8 @@ class ProblemOut(BaseModel):
     errors: list[ValidationIssueOut] | None = None
     results: list[BulkResultOut] | None = None
     reason: str | None = None
+    role: str | None = None
+    search: str | None = None
 
 
 BulkIn = Annotated[list[EntryIn], Field(min_length=1, max_length=MAX_BULK_ROWS)]

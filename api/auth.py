@@ -18,7 +18,8 @@ list; analyst tokens reach every list unless created with ``--list``, then
 only those; ISP and auditor tokens only the lists they were created for.
 
 Each authenticated request takes a token from the token's rate-limit bucket
-(429 with ``Retry-After`` when empty) and marks the token as used; the use
+in its role's limiter (429 with ``Retry-After`` and a message worded for the
+role when empty) and marks the token as used; the use
 is written later, in a batch (:class:`api.context.UsageRecorder`).
 """
 
@@ -32,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
-from api.ratelimit import retry_after_header
+from api.ratelimit import limited_detail, retry_after_header
 from blocklist.store.tokens import MAX_TOKEN_CHARS, Principal
 
 #: Role names (DESIGN.md, "API shape").
@@ -83,20 +84,34 @@ async def optional_principal(request: Request, ctx: ContextDep) -> Principal | N
     if principal is None:
         raise ApiProblem("unauthenticated", "missing, invalid, expired or revoked token")
     request.state.principal = principal
-    _rate_limit(ctx, f"t:{principal.token_id}")
+    _rate_limit(ctx, f"t:{principal.token_id}", principal.role)
     ctx.usage.token_used(principal.token_id)
     return principal
 
 
-def _rate_limit(ctx: AppContext, key: str) -> None:
-    wait = ctx.limiter.acquire(key)
+def rate_limited_problem(ctx: AppContext, role: str | None, wait: float) -> ApiProblem:
+    """The 429 for a caller of ``role`` (None: anonymous), worded for that caller."""
+    limiter = ctx.limiter_for(role)
+    detail = limited_detail(
+        role,
+        wait,
+        rate=limiter.rate,
+        burst=limiter.burst,
+        min_wait=ctx.settings.min_wait_seconds,
+    )
+    return ApiProblem(
+        "rate_limited",
+        detail,
+        headers={"Retry-After": retry_after_header(wait)},
+        extensions={"role": role or "anonymous"},
+    )
+
+
+def _rate_limit(ctx: AppContext, key: str, role: str | None) -> None:
+    wait = ctx.rate_limit(key, role)
     if wait > 0:
         ctx.metrics.rate_limited.inc()
-        raise ApiProblem(
-            "rate_limited",
-            f"this client polls faster than allowed; wait {retry_after_header(wait)} s",
-            headers={"Retry-After": retry_after_header(wait)},
-        )
+        raise rate_limited_problem(ctx, role, wait)
 
 
 def rate_limit_anonymous(request: Request, ctx: AppContext) -> None:
@@ -106,7 +121,7 @@ def rate_limit_anonymous(request: Request, ctx: AppContext) -> None:
         ApiProblem: 429 with ``Retry-After``.
     """
     client = request.client.host if request.client else "unknown"
-    _rate_limit(ctx, f"a:{client}")
+    _rate_limit(ctx, f"a:{client}", None)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]

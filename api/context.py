@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.concurrency import run_in_threadpool
 
+from api.ratelimit import RateLimiter
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
@@ -50,7 +51,6 @@ from blocklist.store.tokens import Principal
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
-    from api.ratelimit import RateLimiter
     from api.settings import Settings
     from api.signer_service import SignerService
     from api.witness import WitnessStore
@@ -392,7 +392,13 @@ class AppContext:
         """Assemble the context (the app factory does this)."""
         self.settings = settings
         self.db = db
+        # ``limiter``: ISP tokens and anonymous reads; ``role_limiters``: the
+        # other roles' own buckets (api.ratelimit, per-role defaults).
         self.limiter = limiter
+        self.role_limiters: dict[str, RateLimiter] = {
+            role: RateLimiter(*settings.rate_limit_for(role))
+            for role in ("analyst", "auditor", "admin")
+        }
         self.metrics = metrics
         self.signer = signer
         self.witnesses = witnesses
@@ -403,6 +409,20 @@ class AppContext:
         self._checkpoint_locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.usage = UsageRecorder()
+
+    def limiter_for(self, role: str | None) -> RateLimiter:
+        """The rate limiter of a role (ISPs' for ISP tokens and anonymous reads)."""
+        if role is None:
+            return self.limiter
+        return self.role_limiters.get(role, self.limiter)
+
+    def rate_limit(self, key: str, role: str | None) -> float:
+        """Take one request from ``key``'s bucket in its role's limiter.
+
+        Returns:
+            0.0 when the request may proceed, otherwise the seconds to wait.
+        """
+        return self.limiter_for(role).acquire(key)
 
     def load_checkpoint(self, list_id: int) -> CachedCheckpoint | None:
         """Read a list's checkpoint (plus matching witness lines) and cache it.

@@ -5,7 +5,8 @@ poll and must stay cheap. In order, it:
 
 1. refuses credentials in the query string (DESIGN.md, "API shape": tokens
    are never accepted there; query strings end up in proxy and access logs);
-2. caps request bodies (413) and, for JSON bodies, refuses nesting deeper
+2. caps request bodies (413; routes with their own cap, such as the JSON
+   bulk add, are in :mod:`api.route_caps`) and, for JSON bodies, refuses nesting deeper
    than :data:`MAX_JSON_DEPTH`, integers longer than
    :data:`MAX_JSON_INT_DIGITS` digits, NaN and non-UTF-8 bytes (422) before
    the request models see them;
@@ -32,6 +33,7 @@ from api.errors import API_PROBLEMS, problem_response
 from api.logging import API_LOGGER, ISP_LOGGER
 from api.metrics import Metrics
 from api.ratelimit import MIN_WAIT_HEADER
+from api.route_caps import route_body_cap
 
 #: Largest JSON request body: a bulk page of 1,000 rows of URL, reason and
 #: reference fits in well under 1 MiB; anything larger is refused before it
@@ -209,7 +211,9 @@ class CleanfeedMiddleware:
 
     async def _guard_body(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
         path: str = scope["path"]
-        cap = MAX_CSV_BODY_BYTES if path.endswith(CSV_UPLOAD_SUFFIX) else MAX_JSON_BODY_BYTES
+        cap = route_body_cap(path) or (
+            MAX_CSV_BODY_BYTES if path.endswith(CSV_UPLOAD_SUFFIX) else MAX_JSON_BODY_BYTES
+        )
         content_type = ""
         for name, value in scope.get("headers", ()):
             if name == b"content-length":

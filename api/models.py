@@ -13,13 +13,22 @@ import builtins
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64encode
 from blocklist.entries import Reach
 from blocklist.store.entries import (
     DEFAULT_PAGE_SIZE,
+    MAX_APPROVE_ROWS,
     MAX_BULK_ROWS,
     MAX_CATEGORY_CHARS,
     MAX_HOST_CHARS,
@@ -27,6 +36,7 @@ from blocklist.store.entries import (
     MAX_REASON_CHARS,
     MAX_REFERENCE_CHARS,
     MAX_URL_CHARS,
+    ApproveResult,
     BulkResult,
 )
 from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow
@@ -254,13 +264,79 @@ class BulkResultOut(Out):
 
 
 class BulkOut(Out):
-    """Per-row results of a bulk add, with counts."""
+    """Per-row results of a bulk add, with counts and the import id."""
 
     results: list[BulkResultOut]
     added: int
     existing: int
     failed: int
     skipped: int
+    import_id: int | None = Field(
+        default=None,
+        serialization_alias="import",
+        description="the import the added entries belong to: pass it as ?import= to add "
+        'further batches to it, and approve them together with {"import": id}; null when '
+        "nothing was added",
+    )
+
+
+class ApproveManyIn(Forbid):
+    """Approve many entries: ``{"ids": [...]}`` or ``{"import": id}`` (one of the two)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    ids: (
+        Annotated[
+            list[Annotated[int, Field(ge=1, le=MAX_INT)]],
+            Field(min_length=1, max_length=MAX_APPROVE_ROWS),
+        ]
+        | None
+    ) = Field(default=None, description=f"entry ids, at most {MAX_APPROVE_ROWS}, no repeats")
+    import_id: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, alias="import", description="approve the entries this import added"
+    )
+    cursor: Annotated[int, Field(ge=0, le=MAX_INT)] | None = Field(
+        default=None,
+        description="with import: the previous answer's next (imports over "
+        f"{MAX_APPROVE_ROWS} entries take several calls)",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ApproveManyIn:
+        if (self.ids is None) == (self.import_id is None):
+            raise ValueError('send exactly one of "ids" and "import"')
+        if self.ids is not None and len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids must not repeat")
+        if self.cursor is not None and self.import_id is None:
+            raise ValueError('"cursor" goes with "import"')
+        return self
+
+
+class ApproveResultOut(Out):
+    """Outcome of one entry of a bulk approval."""
+
+    id: int
+    status: Literal["approved", "refused"]
+    entry_status: Status | None = Field(
+        default=None, description="the entry's status after the call (null: no such entry)"
+    )
+    approvals: int | None = Field(default=None, description="approvals of this round so far")
+    required: int | None = None
+    code: str | None = Field(default=None, description="why it was refused (a problem code)")
+    message: str | None = None
+
+
+class ApproveManyOut(Out):
+    """Per-entry results of a bulk approval, with counts."""
+
+    results: list[ApproveResultOut]
+    approved: int = Field(description="approvals recorded")
+    activated: int = Field(description="entries that became active (published at the next version)")
+    refused: int = Field(description="entries refused, each with its code")
+    import_id: int | None = Field(default=None, serialization_alias="import")
+    next: int | None = Field(
+        default=None, description="with import: pass as cursor for the rest; null when done"
+    )
 
 
 class ValidationIssueOut(BaseModel):
@@ -275,8 +351,9 @@ class ProblemOut(BaseModel):
     """An RFC 9457 problem (the shape of every error response).
 
     RFC 9457 3.2 allows extension members; the API uses ``errors``
-    (``validation_error``), ``results`` (``bulk_rejected``) and ``reason``
-    (``keyring_error``).
+    (``validation_error``), ``results`` (``bulk_rejected``), ``reason``
+    (``keyring_error``), ``role`` (``rate_limited``: whose limit) and
+    ``search`` (``method_not_allowed`` on ``GET …/entries``: the search route).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -290,6 +367,8 @@ class ProblemOut(BaseModel):
     errors: list[ValidationIssueOut] | None = None
     results: list[BulkResultOut] | None = None
     reason: str | None = None
+    role: str | None = None
+    search: str | None = None
 
 
 BulkIn = Annotated[list[EntryIn], Field(min_length=1, max_length=MAX_BULK_ROWS)]
@@ -536,13 +615,40 @@ def bulk_result_out(result: BulkResult) -> BulkResultOut:
     )
 
 
-def bulk_out(results: list[BulkResult]) -> BulkOut:
+def bulk_out(results: list[BulkResult], import_id: int | None = None) -> BulkOut:
     """Serialise a bulk add's results with per-status counts."""
     rows = [bulk_result_out(r) for r in results]
     counts = {"added": 0, "existing": 0, "failed": 0, "skipped": 0}
     for row in rows:
         counts[row.status] += 1
-    return BulkOut(results=rows, **counts)
+    return BulkOut(results=rows, import_id=import_id, **counts)
+
+
+def approve_many_out(
+    results: list[ApproveResult], *, import_id: int | None = None, next_cursor: int | None = None
+) -> ApproveManyOut:
+    """Serialise a bulk approval's results with counts."""
+    rows = [
+        ApproveResultOut(
+            id=r.entry_id,
+            status=r.status,  # type: ignore[arg-type]
+            entry_status=r.entry_status,  # type: ignore[arg-type]
+            approvals=r.approvals,
+            required=r.required,
+            code=r.code,
+            message=r.message,
+        )
+        for r in results
+    ]
+    approved = sum(1 for r in rows if r.status == "approved")
+    return ApproveManyOut(
+        results=rows,
+        approved=approved,
+        activated=sum(1 for r in rows if r.status == "approved" and r.entry_status == "active"),
+        refused=len(rows) - approved,
+        import_id=import_id,
+        next=next_cursor,
+    )
 
 
 def token_out(row: TokenRow) -> TokenOut:

@@ -1,10 +1,17 @@
-"""Per-token request rate limiting (token bucket) and the poll-interval hint.
+"""Per-token request rate limiting (token bucket) per role, and the poll-interval hint.
 
 DESIGN.md, "ISP sync" step 7 and docs/architecture.md, "Wire details": every
 ``/v1`` response carries ``Cleanfeed-Min-Wait: <seconds>``, and a token that
 polls faster than its limit gets 429 with ``Retry-After``. Safe Browsing's
 ``minimumWaitDuration`` plays the same role: it keeps thousands of ISPs from
 hammering the service in lock-step.
+
+Each role has its own limiter and defaults that fit its work (issue 13,
+item 7): ISPs poll (a low rate; the 429 tells them about their poll
+interval), analysts script bulk work (a higher rate and a large burst; the
+429 tells them when to retry and how to batch), auditors walk statement
+pages and proofs, administrators manage tokens. Anonymous reads of a public
+list share the ISP limiter, keyed by client address.
 
 The limiter is in memory, per process: with several workers each enforces
 the limit on its own share of the traffic, which bounds abuse to (workers x
@@ -110,3 +117,44 @@ class RateLimiter:
 def retry_after_header(seconds: float) -> str:
     """``Retry-After`` in whole seconds (RFC 9110 10.2.3), at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+#: Roles with their own limiter; anything else (and anonymous reads of a
+#: public list) uses the ISP limiter.
+LIMITED_ROLES: Final = ("isp", "analyst", "auditor", "admin")
+
+
+def limited_detail(
+    role: str | None, wait: float, *, rate: float, burst: float, min_wait: int
+) -> str:
+    """The ``detail`` of a 429, worded for the caller's role.
+
+    Args:
+        role: the token's role, or None for an anonymous read of a public list.
+        wait: seconds until the next request may pass.
+        rate: the role's refill rate (requests per second).
+        burst: the role's bucket size.
+        min_wait: the advertised ``Cleanfeed-Min-Wait`` seconds.
+    """
+    retry = retry_after_header(wait)
+    limit = f"{rate:g} requests/s after a burst of {burst:g}"
+    if role == "analyst":
+        return (
+            f"this analyst token sent more than {limit}; retry after {retry} s. "
+            "Batch instead of looping: POST .../entries/bulk (JSON) or .../entries/bulk.csv "
+            "takes up to 10,000 rows per call, POST .../entries/approve takes up to 10,000 "
+            'ids or an {"import": id}; `cleanfeed entries import FILE.csv` does both'
+        )
+    if role == "auditor":
+        return (
+            f"this auditor token sent more than {limit}; retry after {retry} s "
+            "(`cleanfeed audit fetch` downloads a whole bundle and paces itself)"
+        )
+    if role == "admin":
+        return f"this admin token sent more than {limit}; retry after {retry} s"
+    who = "this ISP token polls" if role == "isp" else "this client address reads"
+    return (
+        f"{who} faster than allowed ({limit}); retry after {retry} s and poll no more "
+        f"often than every {min_wait} s (Cleanfeed-Min-Wait); `cleanfeed isp run` "
+        "keeps to it on its own"
+    )

@@ -33,6 +33,19 @@ from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
 #: a revoked token must stop working within a few seconds.
 MAX_AUTH_CACHE_TTL_SECONDS = 5.0
 
+#: Per-role rate limits (issue 13, item 7). ISPs keep 2/s with a burst of 120
+#: (``rate_limit_*``): they poll every minute or so. Analysts script their
+#: work: 20/s after a burst of 1,000 lets a loop of single adds run without
+#: waiting for its first thousand calls and keeps a runaway script from
+#: starving ISPs; bulk routes take 10,000 rows per call. Auditors walk
+#: statement pages and proofs of a whole log; admins issue tokens.
+DEFAULT_ANALYST_RATE = 20.0
+DEFAULT_ANALYST_BURST = 1_000
+DEFAULT_AUDITOR_RATE = 10.0
+DEFAULT_AUDITOR_BURST = 300
+DEFAULT_ADMIN_RATE = 10.0
+DEFAULT_ADMIN_BURST = 120
+
 #: Name of the optional settings file inside the data directory.
 SETTINGS_FILE = "settings.toml"
 
@@ -127,9 +140,42 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(
         default=2.0,
         ge=0,
-        description="Per-token refill rate of the request bucket; 0 disables rate limiting.",
+        description="ISP tokens (and anonymous reads of a public list, per client address): "
+        "refill rate of the request bucket; 0 disables this limit.",
     )
-    rate_limit_burst: int = Field(default=120, ge=1, le=1_000_000)
+    rate_limit_burst: int = Field(
+        default=120, ge=1, le=1_000_000, description="ISP tokens: bucket size."
+    )
+    analyst_rate_limit_per_second: float = Field(
+        default=DEFAULT_ANALYST_RATE,
+        ge=0,
+        description="Analyst tokens: refill rate (requests/s); 0 disables this limit.",
+    )
+    analyst_rate_limit_burst: int = Field(
+        default=DEFAULT_ANALYST_BURST,
+        ge=1,
+        le=1_000_000,
+        description="Analyst tokens: bucket size.",
+    )
+    auditor_rate_limit_per_second: float = Field(
+        default=DEFAULT_AUDITOR_RATE,
+        ge=0,
+        description="Auditor tokens: refill rate (requests/s); 0 disables this limit.",
+    )
+    auditor_rate_limit_burst: int = Field(
+        default=DEFAULT_AUDITOR_BURST,
+        ge=1,
+        le=1_000_000,
+        description="Auditor tokens: bucket size.",
+    )
+    admin_rate_limit_per_second: float = Field(
+        default=DEFAULT_ADMIN_RATE,
+        ge=0,
+        description="Admin tokens: refill rate (requests/s); 0 disables this limit.",
+    )
+    admin_rate_limit_burst: int = Field(
+        default=DEFAULT_ADMIN_BURST, ge=1, le=1_000_000, description="Admin tokens: bucket size."
+    )
     auth_cache_ttl: float = Field(
         default=MAX_AUTH_CACHE_TTL_SECONDS,
         ge=0,
@@ -217,6 +263,16 @@ class Settings(BaseSettings):
             snapshot_days=self.snapshot_retention_days,
             plaintext_days=self.plaintext_retention_days,
         )
+
+    def rate_limit_for(self, role: str) -> tuple[float, int]:
+        """``(requests per second, burst)`` of a role; ISP's for anything else."""
+        if role == "analyst":
+            return self.analyst_rate_limit_per_second, self.analyst_rate_limit_burst
+        if role == "auditor":
+            return self.auditor_rate_limit_per_second, self.auditor_rate_limit_burst
+        if role == "admin":
+            return self.admin_rate_limit_per_second, self.admin_rate_limit_burst
+        return self.rate_limit_per_second, self.rate_limit_burst
 
     @property
     def keys_dir(self) -> Path:

@@ -340,8 +340,10 @@ def cleanfeed_server(
         argv.append("--no-signer")
     env = bench_env(**(extra_env or {}))
     if unlimited:
-        env["CLEANFEED_RATE_LIMIT_PER_SECOND"] = "1000000"
-        env["CLEANFEED_RATE_LIMIT_BURST"] = "1000000"
+        # Every role's limiter (ISP/anonymous, analyst, auditor, admin).
+        for prefix in ("", "ANALYST_", "AUDITOR_", "ADMIN_"):
+            env[f"CLEANFEED_{prefix}RATE_LIMIT_PER_SECOND"] = "1000000"
+            env[f"CLEANFEED_{prefix}RATE_LIMIT_BURST"] = "1000000"
     return ServerProcess(argv, port, log_path, env)
 
 

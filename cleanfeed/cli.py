@@ -10,6 +10,7 @@ a base install that has neither FastAPI nor SQLAlchemy.
 | keys, signer           | signer.cli                 | server for ``signer run`` |
 | isp                    | clients.isp.cli            | none        |
 | audit                  | clients.audit.cli          | none        |
+| entries, publish       | clients.analyst.cli        | none        |
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "signer": ("signer.signer_cli:signer_group", "Run the publisher that cuts and signs versions."),
     "isp": ("clients.isp.cli:isp_group", "ISP client: sync, verify, export, check URLs."),
     "audit": ("clients.audit.cli:audit_group", "Offline audit: fetch bundles, verify, prove."),
+    "entries": (
+        "clients.analyst.cli:entries_group",
+        "Analyst: add, import, approve, expire, search, show entries over the API.",
+    ),
+    "publish": ("clients.analyst.cli:publish_command", "Analyst: cut a version now over the API."),
 }
 
 

@@ -32,6 +32,7 @@ def _imported_after(statement: str) -> set[str]:
         "import clients",
         "import clients.isp",
         "import clients.audit",
+        "import clients.analyst.cli",
         "import blocklist.canonical",
         "import cleanfeed.cli",
         "from cleanfeed.cli import main",

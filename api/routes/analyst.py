@@ -28,6 +28,8 @@ from api.errors import ApiProblem
 from api.models import (
     MAX_INT,
     ApproveIn,
+    ApproveManyIn,
+    ApproveManyOut,
     BulkIn,
     BulkOut,
     EntryHistoryOut,
@@ -43,6 +45,7 @@ from api.models import (
     ReinstateIn,
     SearchIn,
     approval_out,
+    approve_many_out,
     audit_record_out,
     bulk_out,
     entry_out,
@@ -56,7 +59,7 @@ from blocklist.entries import plan_entry, reach
 from blocklist.errors import BlocklistError, FormatError
 from blocklist.store import entries as store_entries
 from blocklist.store import versions as store_versions
-from blocklist.store.entries import BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
+from blocklist.store.entries import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
 from blocklist.store.errors import BulkRejected, LimitExceeded
 from blocklist.store.models import EntryRow
 from blocklist.store.tokens import Principal
@@ -171,8 +174,13 @@ def _bulk(
     actor: str,
     rows: list[BulkRow | BulkResult],
     all_or_nothing: bool,
+    import_id: int | None = None,
 ) -> BulkOut:
-    """Run a bulk add where some rows already failed to parse (BulkResult)."""
+    """Run a bulk add where some rows already failed to parse (BulkResult).
+
+    The batch joins import ``import_id`` or, without one, opens a new import
+    when it adds anything; the answer names the import either way.
+    """
     parsed: list[tuple[int, BulkRow]] = [
         (i, r) for i, r in enumerate(rows) if isinstance(r, BulkRow)
     ]
@@ -184,16 +192,25 @@ def _bulk(
         raise BulkRejected("bulk add rejected: some rows failed, nothing was added", results)
     try:
         with ctx.db.transaction() as session:
+            new_import = None
+            if import_id is None:
+                new_import = store_entries.create_import(session, info.id, actor=actor)
+                import_id = new_import.id
             store_results = store_entries.bulk_add(
                 session,
                 info.id,
                 [r for _, r in parsed],
                 actor=actor,
                 all_or_nothing=all_or_nothing,
+                import_id=import_id,
             )
+            if new_import is not None and not any(r.status == BULK_ADDED for r in store_results):
+                # Nothing added: no empty import is left behind.
+                session.delete(new_import)
+                import_id = None
     except BulkRejected as e:
         raise BulkRejected(str(e), _merge(len(rows), parsed, e.results, failed)) from e
-    return bulk_out(_merge(len(rows), parsed, store_results, failed))
+    return bulk_out(_merge(len(rows), parsed, store_results, failed), import_id)
 
 
 def _merge(
@@ -226,6 +243,16 @@ def _bulk_row(item: EntryIn) -> BulkRow:
 AllOrNothing = Annotated[
     bool, Query(description="refuse the whole batch (nothing stored) if any row fails")
 ]
+ImportQuery = Annotated[
+    int | None,
+    Query(
+        alias="import",
+        ge=1,
+        le=MAX_INT,
+        description="add this batch to an import you started (the import of an earlier "
+        "batch's answer); without it, a batch that adds entries starts a new import",
+    ),
+]
 
 
 @router.post(
@@ -240,15 +267,17 @@ async def bulk_add(
     list_name: ListPath,
     body: Annotated[BulkIn, Body()],
     all_or_nothing: AllOrNothing = False,
+    import_id: ImportQuery = None,
 ) -> BulkOut:
     """Add each row as :func:`add_entry` would: ``added``, ``existing`` or ``failed``.
 
     With ``all_or_nothing=true`` a failing row rejects the batch with 422
     ``bulk_rejected`` (per-row results in ``results``) and nothing is stored.
+    The answer's ``import`` groups the added entries for bulk approval.
     """
     info = await _list_for(ctx, p, list_name)
     rows: list[BulkRow | BulkResult] = [_bulk_row(item) for item in body]
-    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing)
+    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing, import_id)
 
 
 def parse_csv(data: bytes) -> list[BulkRow | BulkResult]:
@@ -343,14 +372,82 @@ async def bulk_add_csv(
     p: AnalystDep,
     list_name: ListPath,
     all_or_nothing: AllOrNothing = False,
+    import_id: ImportQuery = None,
 ) -> BulkOut:
-    """Add the CSV's rows; same results and all-or-nothing rule as the JSON bulk add."""
+    """Add the CSV's rows; same results, all-or-nothing rule and import as the JSON bulk add."""
     info = await _list_for(ctx, p, list_name)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "text/csv":
         raise ApiProblem("unsupported_media_type", "send the CSV with Content-Type: text/csv")
     rows = parse_csv(await request.body())
-    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing)
+    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing, import_id)
+
+
+@router.post(
+    "/lists/{list}/entries/approve",
+    response_model=ApproveManyOut,
+    responses=problems(403, 404),
+    summary='Approve many entries: {"ids": [...]} or {"import": id}, a result per entry',
+)
+async def approve_entries(
+    ctx: ContextDep, p: AnalystOrAdminDep, list_name: ListPath, body: ApproveManyIn
+) -> ApproveManyOut:
+    """Approve up to 10,000 entries in one transaction, each judged on its own.
+
+    Four-eyes applies per entry: an entry the caller added or reinstated is
+    refused (``self_approval``) and the others are approved; each refused
+    entry carries the problem code the single approval would have answered.
+    ``{"import": id}`` approves the entries that import added, 10,000 per
+    call: repeat with ``cursor`` set to the answer's ``next`` until it is
+    null. Administrators are told (403 ``admin_cannot_approve``) that
+    four-eyes counts analysts.
+    """
+    info = await _list_for(ctx, p, list_name)
+
+    def work() -> ApproveManyOut:
+        with ctx.db.transaction() as session:
+            next_cursor = None
+            if body.import_id is not None:
+                page = store_entries.import_entries(
+                    session,
+                    info.id,
+                    body.import_id,
+                    cursor=body.cursor,
+                    limit=store_entries.MAX_APPROVE_ROWS,
+                )
+                ids = page.entry_ids
+                next_cursor = page.next_cursor
+            else:
+                assert body.ids is not None  # the model requires one of the two
+                ids = body.ids
+            results = store_entries.approve_many(
+                session, info.id, ids, actor=p.name, actor_role=p.role
+            )
+            return approve_many_out(results, import_id=body.import_id, next_cursor=next_cursor)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/lists/{list}/entries", include_in_schema=False)
+async def list_entries_hint(list_name: ListPath) -> Response:
+    """Point a ``GET …/entries`` at search instead of answering a bare 405.
+
+    Listing is a search with filters in a POST body, so URLs never land in
+    access logs (DESIGN.md, "API shape").
+
+    Raises:
+        ApiProblem: always, 405 ``method_not_allowed`` naming the search route.
+    """
+    search = f"/v1/lists/{list_name}/entries/search"
+    raise ApiProblem(
+        "method_not_allowed",
+        f"entries are listed by searching: POST {search} with filters in a JSON body "
+        '(e.g. {"status": "pending"}; {} lists every entry, 50 per page, "next" is the '
+        "cursor of the next page); GET /v1/lists/" + list_name + "/entries/{id} shows one "
+        "entry; `cleanfeed entries search` does the same from a shell",
+        headers={"Allow": "POST"},
+        extensions={"search": search},
+    )
 
 
 def _parse_hash(text: str) -> bytes:

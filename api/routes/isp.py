@@ -33,13 +33,13 @@ from api.auth import (
     authorised_list,
     may_read,
     rate_limit_anonymous,
+    rate_limited_problem,
     resolve_list,
 )
 from api.context import AppContext, CachedCheckpoint, CachedPage, ListInfo
 from api.errors import ApiProblem, api_problem_response
 from api.models import MAX_INT, ExpressionOut, PlaintextOut, ProofOut, StatementsOut
 from api.queries import plaintext_page
-from api.ratelimit import retry_after_header
 from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cache_control, problems
 from blocklist import merkle
 from blocklist.encoding import b64encode
@@ -316,15 +316,11 @@ def fast_isp(ctx: AppContext, scope: Scope) -> Response | None:
     state["route_template"] = CHECKPOINT_TEMPLATE if page is None else STATEMENTS_TEMPLATE
     if principal is not None:
         state["principal"] = principal
-    wait = ctx.limiter.acquire(bucket)
+    role = principal.role if principal is not None else None
+    wait = ctx.rate_limit(bucket, role)
     if wait > 0:
         ctx.metrics.rate_limited.inc()
-        problem = ApiProblem(
-            "rate_limited",
-            f"this client polls faster than allowed; wait {retry_after_header(wait)} s",
-            headers={"Retry-After": retry_after_header(wait)},
-        )
-        return api_problem_response(problem, scope["path"])
+        return api_problem_response(rate_limited_problem(ctx, role, wait), scope["path"])
     if principal is not None:
         ctx.usage.token_used(principal.token_id)
     if page is not None:

@@ -61,6 +61,7 @@ from blocklist.store.models import (
     STATUS_REMOVED,
     ApprovalRow,
     EntryRow,
+    ImportRow,
     ListRow,
 )
 
@@ -81,6 +82,10 @@ MAX_HOST_CHARS = 253
 
 #: Rows per bulk call: bounds one transaction and one response.
 MAX_BULK_ROWS = 10_000
+
+#: Entries per bulk approval call (ids, or one page of an import): the same
+#: bound as a bulk add, so one import batch is approved in one call.
+MAX_APPROVE_ROWS = MAX_BULK_ROWS
 
 #: Search page sizes.
 DEFAULT_PAGE_SIZE = 50
@@ -108,6 +113,10 @@ BULK_EXISTING = "existing"
 BULK_FAILED = "failed"
 #: Valid row not applied because an all-or-nothing batch was rejected.
 BULK_SKIPPED = "skipped"
+
+#: Outcomes of one entry of a bulk approval.
+APPROVE_APPROVED = "approved"
+APPROVE_REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,32 @@ class BulkResult:
     hash: bytes | None = None
     code: str | None = None
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class ApproveResult:
+    """Outcome of one entry of :func:`approve_many`.
+
+    ``status`` is ``approved`` (the approval was recorded; ``entry_status``
+    says whether the entry became active) or ``refused`` with the ``code``
+    and ``message`` the single-entry :func:`approve` would have raised.
+    """
+
+    entry_id: int
+    status: str
+    entry_status: str | None = None
+    approvals: int | None = None
+    required: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportPage:
+    """Ids of one page of an import's entries, ordered; ``next_cursor`` None at the end."""
+
+    entry_ids: list[int]
+    next_cursor: int | None
 
 
 def _check_text(
@@ -217,7 +252,9 @@ def _validate(row: BulkRow, home_country: str | None, now: datetime) -> _Validat
     )
 
 
-def _new_entry_values(list_id: int, v: _Validated, actor: str, now: datetime) -> dict[str, object]:
+def _new_entry_values(
+    list_id: int, v: _Validated, actor: str, now: datetime, import_id: int | None = None
+) -> dict[str, object]:
     return {
         "list_id": list_id,
         "expression": v.plan.expression,
@@ -239,15 +276,22 @@ def _new_entry_values(list_id: int, v: _Validated, actor: str, now: datetime) ->
         "removed_version": None,
         "approval_round": 1,
         "submitted_by": actor,
+        "import_id": import_id,
     }
 
 
-def _add_event(entry_id: int, v: _Validated, actor: str) -> audit.AuditEvent:
+def _add_event(
+    entry_id: int, v: _Validated, actor: str, import_id: int | None = None
+) -> audit.AuditEvent:
+    # The import id is recorded only when there is one, so entries added one
+    # at a time keep exactly the details they always had.
+    extra: dict[str, object] = {} if import_id is None else {"import": import_id}
     return audit.AuditEvent(
         actor=actor,
         action="entry.add",
         entry_id=entry_id,
         details={
+            **extra,
             "hash": b64encode(v.plan.hash),
             "scope": v.plan.scope,
             "reason": v.reason,
@@ -701,9 +745,14 @@ def bulk_add(
     *,
     actor: str,
     all_or_nothing: bool = False,
+    import_id: int | None = None,
     now: datetime | None = None,
 ) -> list[BulkResult]:
     """Add many URLs at once; return one result per row, in order.
+
+    With ``import_id`` (from :func:`create_import` or an earlier batch) the
+    new entries belong to that import, so :func:`import_entries` finds them
+    and they can be approved as a group; existing entries keep their import.
 
     Each row is validated as :func:`add_entry` would. A row whose expression
     is already on the list (or earlier in the same batch) is ``existing``
@@ -716,7 +765,8 @@ def bulk_add(
         LimitExceeded: more than :data:`MAX_BULK_ROWS` rows.
         BulkRejected: ``all_or_nothing`` and at least one row failed
             (``.results`` says which and why); nothing was written.
-        NotFound: no such list.
+        NotFound: no such list, or no import ``import_id`` on it.
+        PermissionDenied: the import was started by another analyst.
         InvalidField: a bad actor name.
     """
     if len(rows) > MAX_BULK_ROWS:
@@ -724,6 +774,8 @@ def bulk_add(
     now = audit.resolve_now(now)
     audit.check_actor(actor)
     lst: ListRow = get_list_by_id(session, list_id)
+    if import_id is not None:
+        check_import(session, list_id, import_id, actor=actor)
 
     results: list[BulkResult | None] = [None] * len(rows)
     valid: list[tuple[int, _Validated]] = []
@@ -781,13 +833,13 @@ def bulk_add(
     if to_insert:
         inserted = session.execute(
             insert(EntryRow).returning(EntryRow.id, EntryRow.hash, sort_by_parameter_order=True),
-            [_new_entry_values(list_id, v, actor, now) for _, v in to_insert],
+            [_new_entry_values(list_id, v, actor, now, import_id) for _, v in to_insert],
         ).all()
         events = []
         for (i, v), (entry_id, digest) in zip(to_insert, inserted, strict=True):
             results[i] = BulkResult(index=i, status=BULK_ADDED, entry_id=entry_id, hash=digest)
             known[digest] = entry_id
-            events.append(_add_event(entry_id, v, actor))
+            events.append(_add_event(entry_id, v, actor, import_id))
         audit.append_many(session, list_id, events, now=now)
 
     for i, v in valid:
@@ -797,3 +849,204 @@ def bulk_add(
                 index=i, status=BULK_EXISTING, entry_id=known[digest], hash=digest
             )
     return [r for r in results if r is not None]
+
+
+# --- bulk imports and bulk approval ------------------------------------------
+
+
+def create_import(
+    session: Session, list_id: int, *, actor: str, now: datetime | None = None
+) -> ImportRow:
+    """Open a new bulk import on a list; its id groups the batches of one import.
+
+    Raises:
+        NotFound: no such list.
+        InvalidField: a bad actor name.
+    """
+    now = audit.resolve_now(now)
+    audit.check_actor(actor)
+    get_list_by_id(session, list_id)
+    row = ImportRow(list_id=list_id, created_by=actor, created_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def check_import(session: Session, list_id: int, import_id: int, *, actor: str) -> ImportRow:
+    """Return an import of the list that ``actor`` may add batches to.
+
+    Raises:
+        NotFound: no import ``import_id`` on this list.
+        PermissionDenied: another analyst started it (an import is one
+            analyst's submission; four-eyes names its creator).
+    """
+    row = get_import(session, list_id, import_id)
+    if row.created_by != actor:
+        raise PermissionDenied(
+            f"import {import_id} was started by another analyst; start your own import"
+        )
+    return row
+
+
+def get_import(session: Session, list_id: int, import_id: int) -> ImportRow:
+    """Return an import of a list.
+
+    Raises:
+        NotFound: no import ``import_id`` on this list (one of another list
+            is not found either).
+    """
+    row = session.scalar(
+        select(ImportRow).where(ImportRow.id == import_id, ImportRow.list_id == list_id)
+    )
+    if row is None:
+        raise NotFound(f"no import {import_id} on this list")
+    return row
+
+
+def import_entries(
+    session: Session,
+    list_id: int,
+    import_id: int,
+    *,
+    cursor: int | None = None,
+    limit: int = MAX_APPROVE_ROWS,
+) -> ImportPage:
+    """Ids of the entries an import added, in id order, one page at a time.
+
+    ``cursor`` is the previous page's ``next_cursor``.
+
+    Raises:
+        NotFound: no import ``import_id`` on this list.
+        LimitExceeded: ``limit`` outside 1..MAX_APPROVE_ROWS.
+    """
+    if not 1 <= limit <= MAX_APPROVE_ROWS:
+        raise LimitExceeded(f"limit must be 1..{MAX_APPROVE_ROWS}")
+    get_import(session, list_id, import_id)
+    query = select(EntryRow.id).where(EntryRow.import_id == import_id, EntryRow.list_id == list_id)
+    if cursor is not None:
+        query = query.where(EntryRow.id > cursor)
+    ids = list(session.scalars(query.order_by(EntryRow.id).limit(limit + 1)).all())
+    more = len(ids) > limit
+    ids = ids[:limit]
+    return ImportPage(entry_ids=ids, next_cursor=ids[-1] if more else None)
+
+
+def approve_many(
+    session: Session,
+    list_id: int,
+    entry_ids: Sequence[int],
+    *,
+    actor: str,
+    actor_role: str,
+    now: datetime | None = None,
+) -> list[ApproveResult]:
+    """Approve many entries in one transaction; one result per id, in order.
+
+    Each entry is judged exactly as :func:`approve` judges one (four-eyes per
+    entry: an analyst's own entries in the batch are refused with
+    ``self_approval``, and so on); a refused entry does not stop the others.
+    Approvals and their audit records are written with one insert each.
+
+    Raises:
+        AdminCannotApprove: ``actor_role`` is admin.
+        PermissionDenied: any other role that is not analyst.
+        LimitExceeded: more than :data:`MAX_APPROVE_ROWS` ids.
+        NotFound: no such list.
+        InvalidField: a bad actor name.
+    """
+    if len(entry_ids) > MAX_APPROVE_ROWS:
+        raise LimitExceeded(f"at most {MAX_APPROVE_ROWS} entries per bulk approval")
+    now = audit.resolve_now(now)
+    audit.check_actor(actor)
+    if actor_role == "admin":
+        raise AdminCannotApprove("administrators cannot approve (four-eyes counts analysts)")
+    if actor_role != "analyst":
+        raise PermissionDenied("only analysts approve entries")
+    audit.lock_list(session, list_id)
+    lst = get_list_by_id(session, list_id)
+    wanted = list(dict.fromkeys(entry_ids))
+    entries: dict[int, EntryRow] = {}
+    approvers: dict[int, set[str]] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        for entry in session.scalars(
+            select(EntryRow)
+            .where(EntryRow.list_id == list_id, EntryRow.id.in_(chunk))
+            .with_for_update()
+        ):
+            entries[entry.id] = entry
+            approvers[entry.id] = set()
+        for entry_id, round_, who in session.execute(
+            select(ApprovalRow.entry_id, ApprovalRow.round, ApprovalRow.actor).where(
+                ApprovalRow.entry_id.in_(chunk)
+            )
+        ):
+            owner = entries.get(entry_id)
+            if owner is not None and round_ == owner.approval_round:
+                approvers[entry_id].add(who)
+
+    results: list[ApproveResult] = []
+    new_approvals: list[dict[str, object]] = []
+    events: list[audit.AuditEvent] = []
+    for entry_id in entry_ids:
+        found = entries.get(entry_id)
+        refusal: BlocklistError | None = None
+        if found is None:
+            refusal = NotFound(f"no entry {entry_id} on this list")
+        elif found.status != STATUS_PENDING:
+            refusal = InvalidState(f"entry {entry_id} is {found.status}, not pending approval")
+        elif found.expires_at is not None and found.expires_at <= now:
+            refusal = InvalidState(
+                f"entry {entry_id} passed its expiry time before it was approved"
+            )
+        elif actor == found.submitted_by:
+            refusal = SelfApproval("an analyst cannot approve an entry they added or reinstated")
+        elif actor in approvers[entry_id]:
+            refusal = DuplicateApproval(f"{actor} already approved entry {entry_id}")
+        if refusal is not None or found is None:
+            results.append(
+                ApproveResult(
+                    entry_id=entry_id,
+                    status=APPROVE_REFUSED,
+                    entry_status=found.status if found is not None else None,
+                    code=getattr(refusal, "code", "store_error"),
+                    message=str(refusal),
+                )
+            )
+            continue
+        seen = approvers[entry_id]
+        seen.add(actor)
+        new_approvals.append(
+            {"entry_id": entry_id, "round": found.approval_round, "actor": actor, "at": now}
+        )
+        if len(seen) >= lst.approvals_required:
+            found.status = STATUS_ACTIVE
+            _sync_publish_flag(found)
+        events.append(
+            audit.AuditEvent(
+                actor=actor,
+                action="entry.approve",
+                entry_id=entry_id,
+                details={
+                    "hash": b64encode(found.hash),
+                    "round": found.approval_round,
+                    "approvals": len(seen),
+                    "required": lst.approvals_required,
+                    "status": found.status,
+                },
+            )
+        )
+        results.append(
+            ApproveResult(
+                entry_id=entry_id,
+                status=APPROVE_APPROVED,
+                entry_status=found.status,
+                approvals=len(seen),
+                required=lst.approvals_required,
+            )
+        )
+    if new_approvals:
+        session.execute(insert(ApprovalRow), new_approvals)
+        session.flush()
+        audit.append_many(session, list_id, events, now=now)
+    return results

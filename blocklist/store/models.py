@@ -162,6 +162,7 @@ class EntryRow(Base):
         Index("ix_entries_host", "list_id", "host"),
         Index("ix_entries_reference", "list_id", "reference"),
         Index("ix_entries_added", "list_id", "added_version"),
+        Index("ix_entries_import", "import_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -191,6 +192,25 @@ class EntryRow(Base):
     # Set when retention erased ``expression``, ``url`` and ``host`` (to "")
     # of an entry long off the list; the hash and the decisions stay.
     plaintext_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The bulk import that added the entry (None: added one at a time), so
+    # an import can be approved as a group (``entries.approve_many``).
+    import_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("imports.id"))
+
+
+class ImportRow(Base):
+    """One bulk import: the batches of bulk adds an analyst grouped under one id.
+
+    Only its creator may add batches to it; anyone may approve its entries
+    (four-eyes still applies per entry).
+    """
+
+    __tablename__ = "imports"
+    __table_args__ = (Index("ix_imports_list_id", "list_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ApprovalRow(Base):

@@ -163,7 +163,7 @@ def _token_specs() -> list[tuple[str, str, str, list[str], dict[str, bool]]]:
 def make_deployment(root: Path, **settings: Any) -> Deployment:
     """Initialise ``root/data`` with lists MAIN and OTHER and a token per role.
 
-    ``settings`` override the test defaults (no scheduler, no rate limit,
+    ``settings`` override the test defaults (no scheduler, no rate limits,
     plain-text logs, no checkpoint cache).
     """
     data_dir = root / "data"
@@ -171,6 +171,9 @@ def make_deployment(root: Path, **settings: Any) -> Deployment:
     options: dict[str, Any] = {
         "schedule": False,
         "rate_limit_per_second": 0,
+        "analyst_rate_limit_per_second": 0,
+        "auditor_rate_limit_per_second": 0,
+        "admin_rate_limit_per_second": 0,
         "json_logs": False,
         "checkpoint_cache_ttl": 0,
         "publish_wait_timeout": 0,

@@ -203,6 +203,16 @@ ENDPOINTS = [
         lambda env, ln: ("POST", f"/v1/lists/{ln}/entries/{env.fresh_entry(ln)}/approve", {}),
     ),
     _e(
+        "approve-many",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/approve",
+            {"json": {"ids": [env.fresh_entry(ln)]}},
+        ),
+    ),
+    _e(
         "expire",
         "analyst",
         200,
@@ -364,6 +374,7 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("POST", "/v1/lists/{list}/entries/search"),
         ("GET", "/v1/lists/{list}/entries/{entry_id}"),
         ("POST", "/v1/lists/{list}/entries/{entry_id}/approve"),
+        ("POST", "/v1/lists/{list}/entries/approve"),
         ("POST", "/v1/lists/{list}/entries/{entry_id}/expire"),
         ("POST", "/v1/lists/{list}/entries/{entry_id}/reinstate"),
         ("POST", "/v1/lists/{list}/publish"),

@@ -49,6 +49,12 @@ def _calls(w: World, entry_id: int, expired_id: int) -> dict[str, Call]:
         ),
         "search": ("alice", "POST", f"{lists}/entries/search", lambda x: {**x}),
         "approve": ("carol", "POST", f"{lists}/entries/{entry_id}/approve", lambda x: {**x}),
+        "approve many": (
+            "carol",
+            "POST",
+            f"{lists}/entries/approve",
+            lambda x: {"ids": [entry_id], **x},
+        ),
         "expire": ("alice", "POST", f"{lists}/entries/{entry_id}/expire", lambda x: {**x}),
         "reinstate": (
             "alice",
@@ -93,6 +99,7 @@ ENDPOINTS = [
     "preview",
     "search",
     "approve",
+    "approve many",
     "expire",
     "reinstate",
     "publish",

@@ -453,6 +453,9 @@ def serve_env(dep: PgDeployment) -> dict[str, str]:
     return child_env(
         CLEANFEED_DATABASE_URL=dep.url,
         CLEANFEED_RATE_LIMIT_PER_SECOND="0",
+        CLEANFEED_ANALYST_RATE_LIMIT_PER_SECOND="0",
+        CLEANFEED_AUDITOR_RATE_LIMIT_PER_SECOND="0",
+        CLEANFEED_ADMIN_RATE_LIMIT_PER_SECOND="0",
         CLEANFEED_JSON_LOGS="true",
         CLEANFEED_PUBLISH_WAIT_TIMEOUT="5",
         CLEANFEED_LOG_LEVEL="WARNING",

@@ -9,3 +9,19 @@ from pathlib import Path
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def installed_client() -> Iterator[object]:
+    """The client released and installed offline as docs/isp.md says (release_helpers)."""
+    from release_helpers import make_installed_client
+
+    installed = make_installed_client()
+    yield installed
+    shutil.rmtree(installed.release_dir.parent.parent, ignore_errors=True)

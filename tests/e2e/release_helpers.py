@@ -37,6 +37,12 @@ STEP_TIMEOUT_SECONDS = 600
 #: The user Debian's Squid runs helpers as when started by root.
 SQUID_USER = "proxy"
 
+#: What a release is not built from (local environments, caches, outputs).
+_NOT_SOURCES = shutil.ignore_patterns(
+    ".git", ".venv", "*.egg-info", "build", "dist", "release", "__pycache__", ".*_cache",
+    ".hypothesis", "cleanfeed-data", "isp-state", "*.token", "*.key",
+)  # fmt: skip
+
 _FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.M | re.S)
 
 
@@ -166,9 +172,13 @@ def make_release(workdir: Path, wheelhouse: Path) -> tuple[Path, Path]:
     proc = run_sh(keygen, workdir, offline_env())
     assert proc.returncode == 0, proc.stderr
     command = doc_block(RELEASE_DOC, "scripts/release.py --key").strip()
-    # Only the paths change: the repository's script, the offline wheelhouse.
+    # A copy of the sources: setuptools writes egg-info into the tree it
+    # builds, and pytest-xdist workers may build at the same time.
+    source = workdir / "src"
+    shutil.copytree(REPO, source, ignore=_NOT_SOURCES)
+    # Only the paths change: the copied script, the offline wheelhouse.
     assert command.startswith(".venv/bin/python scripts/release.py "), command
-    argv = [sys.executable, str(RELEASE_SCRIPT), *command.split()[2:]]
+    argv = [sys.executable, str(source / "scripts" / "release.py"), *command.split()[2:]]
     argv += ["--wheelhouse", str(wheelhouse)]
     proc = subprocess.run(
         argv,

@@ -14,9 +14,9 @@ Shown: a listed page is denied and an unlisted page on the same host is
 served; other spellings of the listed page are denied by the helper but get
 through the ACL files; an HTTPS page entry reaches Squid only as ``CONNECT
 host:443`` (host entries are enforced there, page entries are not); a
-helper that cannot load its list stops Squid with a FATAL error instead of
-denying everything; the old ``python -m`` line denies every request; and
-the helper's documented ``--check`` command.
+helper that cannot load its list stops Squid with a FATAL error, at start
+and at reconfigure, instead of denying everything; the old ``python -m``
+line denies every request; and the helper's documented ``--check`` command.
 """
 
 from __future__ import annotations
@@ -393,6 +393,40 @@ def test_a_helper_that_cannot_load_its_list_stops_squid(
     log = squid.cache_log
     assert "FATAL: The external_acl_type helpers are crashing too rapidly" in log, log
     assert "cannot load state" in log, log
+
+
+def test_a_reconfigure_whose_helper_cannot_load_its_list_stops_squid(
+    isp_files: IspFiles, origin: int, squid_dir: Path
+) -> None:
+    exports = squid_dir / "exports"
+    exports.mkdir()
+    shutil.copy2(isp_files.exports / "cleanfeed.hashes", exports / "cleanfeed.hashes")
+    _chown_to_squid(exports)
+    paths = {**isp_files.paths(), "/var/lib/cleanfeed/exports": exports}
+    squid = start_squid(
+        squid_dir / "squid", substitute(squid_conf_blocks()["hashes-file"], paths), origin
+    )
+    try:
+        assert request(squid, f"http://www.example.com:{origin}/other.html")[0] == 200
+        (exports / "cleanfeed.hashes").unlink()
+        subprocess.run(
+            [
+                squid_or_skip(),
+                "-k",
+                "reconfigure",
+                "-n",
+                squid.name,
+                "-f",
+                str(squid.directory / "squid.conf"),
+            ],
+            check=True,
+            timeout=60,
+        )
+        squid.process.wait(timeout=SQUID_DEADLINE_SECONDS)
+    finally:
+        squid.stop()
+    assert squid.process.returncode != 0
+    assert "FATAL: The external_acl_type helpers are crashing too rapidly" in squid.cache_log
 
 
 def test_the_old_module_line_denied_every_request(

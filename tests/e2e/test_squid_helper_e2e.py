@@ -356,7 +356,7 @@ def test_documented_acl_files_miss_other_spellings(
 
 
 def test_squid_warns_past_100_regular_expressions(tmp_path: Path) -> None:
-    # docs/isp.md: "past 100 regular expressions it warns in cache.log".
+    # docs/isp.md: "past 100 regular expressions `squid -k parse` warns".
     squid = squid_or_skip()
 
     def parse(count: int) -> str:

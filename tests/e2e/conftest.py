@@ -1,20 +1,18 @@
-"""The end-to-end tests share e2e_helpers.py (``--import-mode=importlib`` puts no
-test directory on ``sys.path``)."""
+"""The end-to-end tests share e2e_helpers.py and release_helpers.py
+(``--import-mode=importlib`` puts no test directory on ``sys.path``)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-
-
-import shutil  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ through the ACL files; an HTTPS page entry reaches Squid only as ``CONNECT
 host:443`` (host entries are enforced there, page entries are not); a
 helper that cannot load its list stops Squid with a FATAL error, at start
 and at reconfigure, instead of denying everything; the old ``python -m``
-line denies every request; and the helper's documented ``--check`` command.
+line denies every request; the helper's documented ``--check`` command; and
+the canary check script of docs/isp.md through that Squid.
 """
 
 from __future__ import annotations
@@ -450,6 +451,46 @@ def test_the_old_module_line_denied_every_request(
     assert "No module named" in squid.cache_log
     # Documented lines never name the module entry point.
     assert "-m clients.isp.squid_helper" not in "".join(squid_conf_blocks().values())
+
+
+def _canary_script(isp_files: IspFiles, squid: Squid) -> str:
+    """docs/isp.md's canary check for cron, with this proxy and these paths."""
+    text = ISP_DOC.read_text(encoding="utf-8")
+    section = text[text.index("## The canary check\n") : text.index("## Status and monitoring")]
+    script = next(
+        b for b in re.findall(r"^```sh\n(.*?)^```", section, re.M | re.S) if "#!/bin/sh" in b
+    )
+    assert "-x http://127.0.0.1:3128" in script
+    script = script.replace("http://127.0.0.1:3128", f"http://127.0.0.1:{squid.port}")
+    return substitute(script, isp_files.paths())
+
+
+def test_documented_canary_check_through_squid(
+    isp_files: IspFiles, origin: int, squid_dir: Path
+) -> None:
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed (.ci/run installs it)")
+    lines = substitute(squid_conf_blocks()["state-dir"], isp_files.paths())
+    squid = start_squid(squid_dir / "squid", lines, origin)
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", _canary_script(isp_files, squid)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    finally:
+        squid.stop()
+    # Negative control: a Squid without the cleanfeed lines lets the canary through.
+    unfiltered = start_squid(squid_dir / "unfiltered", "", origin)
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", _canary_script(isp_files, unfiltered)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 1
+        assert "canary not blocked by Squid" in proc.stderr
+    finally:
+        unfiltered.stop()
 
 
 def test_documented_helper_check_command(isp_files: IspFiles) -> None:

@@ -630,7 +630,7 @@ class StateDirSource:
     "--check",
     "check_only",
     is_flag=True,
-    help="Load the list, print what was loaded and exit (0) or why not (2); run it as Squid's user.",
+    help="Load the list, say what was loaded (exit 0) or why not (exit 2); run as Squid's user.",
 )
 @click.pass_context
 def squid_helper_command(
@@ -685,8 +685,7 @@ def squid_helper_command(
             sys.exit(2)
         source = state_source
         loaded = (
-            f"{len(state_source.current())} hashes, version {state_source.version}"
-            f" from {state_dir}"
+            f"{len(state_source.current())} hashes, version {state_source.version} from {state_dir}"
         )
     if check_only:
         click.echo(f"cleanfeed squid-helper: ok: {loaded}")

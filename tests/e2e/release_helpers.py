@@ -213,8 +213,12 @@ def make_installed_client() -> Installed:
     wheelhouse = wheelhouse_or_skip()
     python = isp_python()
     workdir = world_readable_dir("cleanfeed-release-")
-    release_dir, public_key = make_release(workdir, wheelhouse)
-    venv = workdir / "opt-cleanfeed"
-    proc = run_sh(install_script(public_key, venv, python), release_dir.parent, offline_env())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        release_dir, public_key = make_release(workdir, wheelhouse)
+        venv = workdir / "opt-cleanfeed"
+        proc = run_sh(install_script(public_key, venv, python), release_dir.parent, offline_env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     return Installed(release_dir, public_key, venv, proc.stdout + proc.stderr)

@@ -18,6 +18,11 @@ RUN groupadd --system --gid 999 cleanfeed && useradd --system --uid 999 --gid cl
     && mkdir -p /var/lib/cleanfeed && chown cleanfeed:cleanfeed /var/lib/cleanfeed && chmod 0700 /var/lib/cleanfeed
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels 'cleanfeed[server,postgres]' && rm -rf /wheels
+# The image holds the ISP client and the auditor too (same package, base
+# install): fail the build if they cannot run, e.g.
+# `docker run --rm IMAGE isp sync --once ...` (docs/isp.md).
+RUN cleanfeed --version && cleanfeed isp --help >/dev/null && cleanfeed isp squid-helper --help >/dev/null \
+    && cleanfeed audit --help >/dev/null
 USER cleanfeed
 WORKDIR /var/lib/cleanfeed
 ENV CLEANFEED_DATA_DIR=/var/lib/cleanfeed/data

@@ -49,7 +49,7 @@ import click
 
 from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
-from blocklist.errors import InvalidURL
+from blocklist.errors import FormatError, InvalidURL
 from clients.errors import ClientError
 from clients.isp.config import IspConfig, load_config
 from clients.isp.lookup import BatchMatches, Matcher, MatchResult, SortedHashes, match_batch
@@ -659,6 +659,11 @@ class StateDirSource:
                 self._version = version
         self._checked = time.monotonic()
 
+    @property
+    def version(self) -> int | None:
+        """The committed version the matcher holds (None: never synced)."""
+        return self._version
+
     def current(self) -> Matcher:
         """The matcher for the latest committed version."""
         if time.monotonic() - self._checked >= self._interval:
@@ -675,19 +680,78 @@ class StateDirSource:
 )
 @_common
 @click.option(
+    "--hashes-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read a 'hashes' export instead of the state directory (world-readable).",
+)
+@click.option(
     "--reload-interval", type=float, default=10.0, help="Seconds between checks for a new version."
 )
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Load the list, say what was loaded (exit 0) or why not (exit 2); run as Squid's user.",
+)
 @click.pass_context
-def squid_helper_command(ctx: click.Context, /, reload_interval: float, **common: Any) -> None:
-    """Squid external_acl_type helper answering OK for listed URLs (%URI)."""
+def squid_helper_command(
+    ctx: click.Context,
+    /,
+    hashes_file: Path | None,
+    reload_interval: float,
+    check_only: bool,
+    **common: Any,
+) -> None:
+    """Squid external_acl_type helper answering OK for listed URLs (%URI).
+
+    Reads the verified set from --state-dir (or state_dir in --config) or
+    from a 'hashes' export (--hashes-file). Squid starts helpers with
+    argv[0] set to "(cleanfeed)", so squid.conf must name this installed
+    script, never "python -m": the interpreter finds its virtual
+    environment only from its own path. The list is loaded before the
+    first request is read: a helper that cannot load it exits 2 at once,
+    which Squid (children-startup=1 or more) turns into a FATAL at start or
+    reconfigure rather than denying every request. Any other arguments
+    (--channels, --no-unescape) go to the helper protocol loop.
+    """
     from clients.isp import squid_helper
 
     config = _config(**common)
-    try:
-        source = StateDirSource(_state_dir(config), interval=reload_interval)
-    except ClientError as e:
-        click.echo(f"cannot load state: {e.reason}: {e}", err=True)
-        sys.exit(2)
+    source: squid_helper.MatcherSource
+    if hashes_file is not None:
+        if config.state_dir is not None:
+            raise click.UsageError("give --state-dir or --hashes-file, not both")
+        try:
+            source = squid_helper.HashesFileSource(hashes_file, interval=reload_interval)
+        except (OSError, FormatError) as e:
+            click.echo(f"cleanfeed squid-helper: cannot load {hashes_file}: {e}", err=True)
+            sys.exit(2)
+        loaded = f"{len(source.current())} hashes from {hashes_file}"
+    else:
+        state_dir = _state_dir(config)
+        try:
+            state_source = StateDirSource(state_dir, interval=reload_interval)
+        except (ClientError, OSError) as e:
+            reason = e.reason if isinstance(e, ClientError) else "state_unreadable"
+            click.echo(f"cleanfeed squid-helper: cannot load state: {reason}: {e}", err=True)
+            sys.exit(2)
+        if state_source.version is None:
+            # An empty set would let every URL through while looking healthy:
+            # fail closed and loudly until the first verified sync.
+            click.echo(
+                f"cleanfeed squid-helper: {state_dir} holds no verified version yet;"
+                " run `cleanfeed isp sync` first",
+                err=True,
+            )
+            sys.exit(2)
+        source = state_source
+        loaded = (
+            f"{len(state_source.current())} hashes, version {state_source.version} from {state_dir}"
+        )
+    if check_only:
+        click.echo(f"cleanfeed squid-helper: ok: {loaded}")
+        sys.exit(0)
     sys.exit(squid_helper.main(list(ctx.args), source=source))
 
 

@@ -6,13 +6,22 @@ helper applies them exactly: each URL is canonicalised and its Safe Browsing
 lookup expressions are hashed and looked up in the verified set, by the same
 :class:`clients.isp.lookup.Matcher` as ``cleanfeed isp check``.
 
-Configuration (squid.conf)::
+Configuration (squid.conf; docs/isp.md has the lines a test runs)::
 
-    external_acl_type cleanfeed ttl=300 negative_ttl=300 children-max=4 \\
-        concurrency=100 %URI /usr/bin/python3 -m clients.isp.squid_helper \\
-        --hashes-file /var/lib/cleanfeed/hashes.txt
+    external_acl_type cleanfeed ttl=300 negative_ttl=60 children-max=4 children-startup=1 \\
+        concurrency=100 %URI /opt/cleanfeed/bin/cleanfeed isp squid-helper \\
+        --hashes-file /var/lib/cleanfeed/exports/cleanfeed.hashes
     acl cleanfeed_listed external cleanfeed
     http_access deny cleanfeed_listed
+
+Name the installed ``cleanfeed`` script, never ``python -m
+clients.isp.squid_helper``: Squid starts a helper with ``argv[0]`` set to
+``(python)``, from which the interpreter cannot find its virtual
+environment (``No module named 'clients'``). A script's ``#!`` line gives
+the interpreter its real path. ``children-startup=1`` makes Squid start a
+helper at start and reconfigure, and a helper that exits before answering
+(it loads its list before reading a request) is then a FATAL error
+("helpers are crashing too rapidly"), not a silent deny of every request.
 
 The hashes file is a ``hashes`` export; the helper notices when the file is
 replaced (atomically, by ``cleanfeed isp export``) and reloads it, at most

@@ -209,8 +209,10 @@ def test_squid_parses_the_external_acl_helper_line(tmp_path: Path) -> None:
     proc = squid_parse(
         squid,
         tmp_path,
-        "external_acl_type cleanfeed ttl=300 negative_ttl=300 children-max=4 concurrency=100 "
-        f"%URI {sys.executable} -m clients.isp.squid_helper --hashes-file {hashes}\n"
+        # docs/isp.md's form (tests/e2e/test_squid_helper_e2e.py runs it under Squid).
+        "external_acl_type cleanfeed ttl=300 negative_ttl=60 children-max=4 children-startup=1 "
+        f"concurrency=100 %URI {Path(sys.executable).with_name('cleanfeed')} isp squid-helper "
+        f"--hashes-file {hashes}\n"
         "acl cleanfeed_listed external cleanfeed\n"
         "http_access deny cleanfeed_listed\n",
     )

@@ -239,12 +239,18 @@ def test_main_with_a_given_source(source: StaticSource) -> None:
 # --- as a process, through pipes -------------------------------------------------
 
 
+#: The module entry point, and the installed script docs/isp.md names in
+#: squid.conf (tests/e2e/test_squid_helper_e2e.py runs that under Squid).
+MODULE = (sys.executable, "-m", "clients.isp.squid_helper")
+SCRIPT = (str(Path(sys.executable).with_name("cleanfeed")), "isp", "squid-helper")
+
+
 class Helper:
     """A helper process spoken to one line at a time, as Squid does."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, command: tuple[str, ...] = MODULE) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clients.isp.squid_helper", *args],
+            [*command, *args],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -283,9 +289,9 @@ def hashes_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def helper(hashes_file: Path) -> Iterator[Helper]:
-    h = Helper("--hashes-file", str(hashes_file), "--reload-interval", "0")
+@pytest.fixture(params=[MODULE, SCRIPT], ids=["module", "script"])
+def helper(hashes_file: Path, request: pytest.FixtureRequest) -> Iterator[Helper]:
+    h = Helper("--hashes-file", str(hashes_file), "--reload-interval", "0", command=request.param)
     yield h
     if h.proc.poll() is None:
         h.proc.kill()
@@ -318,8 +324,47 @@ def test_process_picks_up_a_new_export(helper: Helper, hashes_file: Path) -> Non
     assert b"reloaded" in err
 
 
-def test_process_refuses_to_start_without_its_list(tmp_path: Path) -> None:
-    h = Helper("--hashes-file", str(tmp_path / "missing"))
+@pytest.mark.parametrize("command", [MODULE, SCRIPT], ids=["module", "script"])
+def test_process_refuses_to_start_without_its_list(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # Before reading any request: Squid then sees a helper that died before
+    # its first answer, which is fatal with children-startup >= 1.
+    h = Helper("--hashes-file", str(tmp_path / "missing"), command=command)
     code, err = h.close()
     assert code == 2
     assert b"cannot load" in err
+
+
+def _script(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*SCRIPT, *args], capture_output=True, timeout=ANSWER_TIMEOUT, check=False, cwd=REPO
+    )
+
+
+def test_script_check_reports_what_it_loaded(hashes_file: Path) -> None:
+    proc = _script("--hashes-file", str(hashes_file), "--check")
+    assert proc.returncode == 0, proc.stderr
+    count = len(hashes_file.read_text().split())
+    assert (
+        proc.stdout == f"cleanfeed squid-helper: ok: {count} hashes from {hashes_file}\n".encode()
+    )
+
+
+def test_script_refuses_a_state_that_was_never_synced(tmp_path: Path) -> None:
+    from clients.isp.store import StateStore
+
+    with StateStore(tmp_path / "state"):
+        pass
+    proc = _script("--state-dir", str(tmp_path / "state"), "--check")
+    assert proc.returncode == 2
+    assert b"holds no verified version yet" in proc.stderr
+    missing = _script("--state-dir", str(tmp_path / "nothing"))
+    assert missing.returncode == 2
+    assert b"cannot load state" in missing.stderr
+
+
+def test_script_takes_one_source(tmp_path: Path, hashes_file: Path) -> None:
+    proc = _script("--state-dir", str(tmp_path), "--hashes-file", str(hashes_file))
+    assert proc.returncode == 2
+    assert b"not both" in proc.stderr

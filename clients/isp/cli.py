@@ -319,8 +319,29 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
     type=click.Path(path_type=Path),
     help="File to write (squid: base path of two files).",
 )
+@click.option(
+    "--blockpage",
+    "blockpage",
+    multiple=True,
+    metavar="ADDR",
+    help="DNS formats: answer blocked hosts with this address of `cleanfeed isp "
+    "blockpage` instead of NXDOMAIN (repeat for IPv4 and IPv6).",
+)
+@click.option(
+    "--ede",
+    metavar="CODE",
+    help="rpz: RFC 8914 Extended DNS Error, 15 (blocked) or 16 (censored), "
+    "written as a BIND 9.20+ response-policy statement to OUTPUT.named.conf.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None:
+def export_command(
+    fmt: str,
+    output: Path,
+    blockpage: tuple[str, ...],
+    ede: str | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
     """Write one export of the verified list, atomically.
 
     Reports how many entries the format enforces and how many page, prefix
@@ -328,9 +349,17 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
     hosts files cannot match subdomains).
     """
     from clients.isp.config import ExportSpec
-    from clients.isp.exports import ExportInput, write_export
+    from clients.isp.exports import ExportInput, check_blockpage, check_ede, write_export
     from clients.isp.sync import export_report
 
+    code: int | None = None
+    try:
+        # Checked before the store is opened: a bad option changes nothing.
+        addresses = check_blockpage(fmt, blockpage) if blockpage else ()
+        if ede is not None:
+            code = check_ede(fmt, int(ede) if ede.isdigit() else ede)
+    except ClientError as e:
+        raise CommandError.of(e) from e
     config = _config(**common)
     store = _open_store(config)
     try:
@@ -347,7 +376,7 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
                     origin=status.origin or "",
                     generated=datetime.now(UTC),
                 )
-            result = write_export(fmt, data, output)
+            result = write_export(fmt, data, output, blockpage=addresses, ede=code)
     except ClientError as e:
         raise CommandError.of(e) from e
     report = export_report(ExportSpec(fmt, output), data.version, result)

@@ -118,3 +118,21 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the connection."""
 
     code = "store_unavailable"
+
+
+class BelowThreshold(InvalidField):
+    """Hit counts: a count below the server's threshold k (privacy floor)."""
+
+    code = "hits_below_threshold"
+
+
+class UnknownBlockRef(InvalidField):
+    """Hit counts: a block reference that names no published entry of the list."""
+
+    code = "unknown_block_ref"
+
+
+class WeekNotOver(InvalidField):
+    """Hit counts: the ISO week has not ended yet (only completed weeks are posted)."""
+
+    code = "week_not_over"

@@ -18,6 +18,7 @@ DESIGN.md part 2, "Enforcement at the ISP", hit counts (issue 18 item 5):
 
 from __future__ import annotations
 
+import builtins
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query
@@ -83,7 +84,7 @@ class HitsOut(BaseModel):
     list: str
     week: str
     isps: int = Field(description="how many ISPs posted counts for this week")
-    entries: list[EntryHitsOut]
+    entries: builtins.list[EntryHitsOut]
 
 
 @router.post(
@@ -146,5 +147,8 @@ async def get_hits(
         list=info.name,
         week=view.week,
         isps=view.isps,
-        entries=[EntryHitsOut(entry=e.entry_id, block_ref=e.block_ref, count=e.count) for e in view.entries],
+        entries=[
+            EntryHitsOut(entry=e.entry_id, block_ref=e.block_ref, count=e.count)
+            for e in view.entries
+        ],
     )

@@ -35,9 +35,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Final
+from typing import Any, Final, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from blocklist.blockref import BLOCK_REF_BYTES, block_ref, parse_block_ref
@@ -214,7 +214,8 @@ def record_hits(
         HitCountRow.week == week,
         HitCountRow.token_id == token_id,
     )
-    replaced = session.execute(delete(HitCountRow).where(*key)).rowcount > 0
+    result = session.execute(delete(HitCountRow).where(*key))
+    replaced = int(cast("CursorResult[Any]", result).rowcount) > 0
     if rows:
         session.execute(
             insert(HitCountRow),

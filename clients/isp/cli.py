@@ -290,6 +290,7 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
     """
     from clients.isp.daemon import Daemon
     from clients.isp.fetcher import build_http_client
+    from clients.isp.hits import hits_poster
     from clients.isp.sync import Syncer
 
     _setup_logging(verbose)
@@ -299,7 +300,8 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
         with build_http_client(config) as client:
             syncer = Syncer(config, client)
             syncer.check_state()
-            sys.exit(Daemon(config, syncer.sync_once).run())
+            post_hits = hits_poster(config, client)
+            sys.exit(Daemon(config, syncer.sync_once, post_hits=post_hits).run())
     except ClientError as e:
         click.echo(f"failed: {e.reason}: {e}", err=True)
         sys.exit(EXIT_FAILED)

@@ -84,9 +84,11 @@ def test_a_repost_of_the_same_week_replaces_it(db: Database, list_id: int) -> No
     (_, r1), (_, r2) = published_refs(db, list_id, 2)
     a = isp(db, "isp-a", ["main"])
     first = post(db, list_id, a, [(r1, 12), (r2, 30)])
-    assert not first.replaced and first.total == 42
+    assert not first.replaced
+    assert first.total == 42
     again = post(db, list_id, a, [(r1, 11)])
-    assert again.replaced and again.entries == 1
+    assert again.replaced
+    assert again.entries == 1
     assert [(x.block_ref, x.count) for x in totals(db, list_id).entries] == [(r1, 11)]
 
 
@@ -130,7 +132,8 @@ def test_the_canary_is_dropped_never_stored(db: Database, list_id: int) -> None:
         canary_ref = block_ref(canary.hash)  # type: ignore[union-attr]
     a = isp(db, "isp-a", ["main"])
     result = post(db, list_id, a, [(canary_ref, 500), (r1, 12)])
-    assert result.dropped_canary == 1 and result.entries == 1
+    assert result.dropped_canary == 1
+    assert result.entries == 1
     with db.read() as s:
         stored = s.scalars(select(HitCountRow.entry_id)).all()
     assert canary.id not in stored  # type: ignore[union-attr]
@@ -143,6 +146,7 @@ def test_a_later_week_and_the_week_helpers(db: Database, list_id: int) -> None:
     assert totals(db, list_id, "2026-W09").entries[0].count == 40
     assert totals(db, list_id, DONE).entries == ()
     assert store_hits.week_of(NOW) == "2026-W09"
-    assert store_hits.week_over(DONE, NOW) and not store_hits.week_over("2026-W09", NOW)
+    assert store_hits.week_over(DONE, NOW)
+    assert not store_hits.week_over("2026-W09", NOW)
     with db.read() as s, pytest.raises(LimitExceeded):
         store_hits.week_totals(s, list_id, DONE, limit=0)

@@ -39,7 +39,7 @@ WEEK_PATTERN: Final = r"^[0-9]{4}-W[0-9]{2}$"
 class HitCountIn(BaseModel):
     """One reference's hits in the week."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     block_ref: str = Field(
         min_length=1,
@@ -53,7 +53,7 @@ class HitCountIn(BaseModel):
 class HitsIn(BaseModel):
     """One ISP's counts of one completed ISO week."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     week: str = Field(pattern=WEEK_PATTERN, description="ISO week", examples=["2026-W49"])
     counts: list[HitCountIn] = Field(max_length=store_hits.MAX_HITS_PER_POST)

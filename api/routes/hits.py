@@ -45,7 +45,7 @@ class HitCountIn(BaseModel):
         min_length=1,
         max_length=BLOCK_REF_LENGTH + 8,
         description="the block reference the block page showed",
-        examples=["CF1-RGLJ-GU5K-VFNP-WF2Y-Q"],
+        examples=["CF1-OPMY-NYAJ-AZPR-QLAQ-3"],
     )
     count: int = Field(ge=1, le=store_hits.MAX_HIT_COUNT, description="hits in the week")
 

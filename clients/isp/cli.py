@@ -285,6 +285,10 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
     """Sync on a schedule until SIGTERM or SIGINT.
 
+    With ``[hits] enabled = true`` in the configuration file (off by
+    default), also posts the block page's hit counts of each completed
+    week (counts of at least ``k`` only) after a sync, then forgets them.
+
     Exits 2 at once on a configuration error, including a --root-key the
     existing state never trusted.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import sqlite3
 import threading
@@ -244,3 +245,13 @@ def test_the_hits_table_is_validated(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="hits"):
             load_config(toml)
     assert canary_hash("http://canary.cleanfeed.invalid/") == sha(CANARY)
+
+
+def test_the_squid_helper_never_counts() -> None:
+    """Counted in one place only: the helper has no counter and no way to enable one."""
+    from clients.isp import squid_helper
+
+    source = inspect.getsource(squid_helper)
+    for name in ("HitCounter", "HitStore", "HITS_DB", "clients.isp.hits"):
+        assert name not in source
+    assert "hits" not in squid_helper._parser().format_help().lower()

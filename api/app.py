@@ -33,7 +33,7 @@ from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.queries import checkpoint_age_seconds, list_states
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, isp, ops
+from api.routes import admin, analyst, auditor, hits, isp, ops
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService
@@ -195,7 +195,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     )
     app.state.cf = ctx
     install_error_handlers(app)
-    for module in (analyst, isp, auditor, admin, ops):
+    for module in (analyst, isp, auditor, admin, ops, hits):
         app.include_router(module.router)
     app.add_middleware(GZipMiddleware, **_gzip_options())
     app.add_middleware(

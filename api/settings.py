@@ -193,6 +193,13 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds between batched writes of token last use and ISP versions.",
     )
+    hits_min_count: int = Field(
+        default=10,
+        ge=1,
+        le=1_000_000,
+        description="Threshold k of posted hit counts: a count below it is refused "
+        "(privacy floor, DESIGN.md part 2 'Hit counts').",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     docs: bool = Field(default=True, description="Serve OpenAPI at /docs and /openapi.json.")

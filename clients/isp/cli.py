@@ -285,11 +285,16 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
     """Sync on a schedule until SIGTERM or SIGINT.
 
+    With ``[hits] enabled = true`` in the configuration file (off by
+    default), also posts the block page's hit counts of each completed
+    week (counts of at least ``k`` only) after a sync, then forgets them.
+
     Exits 2 at once on a configuration error, including a --root-key the
     existing state never trusted.
     """
     from clients.isp.daemon import Daemon
     from clients.isp.fetcher import build_http_client
+    from clients.isp.hits import hits_poster
     from clients.isp.sync import Syncer
 
     _setup_logging(verbose)
@@ -299,7 +304,8 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
         with build_http_client(config) as client:
             syncer = Syncer(config, client)
             syncer.check_state()
-            sys.exit(Daemon(config, syncer.sync_once).run())
+            post_hits = hits_poster(config, client)
+            sys.exit(Daemon(config, syncer.sync_once, post_hits=post_hits).run())
     except ClientError as e:
         click.echo(f"failed: {e.reason}: {e}", err=True)
         sys.exit(EXIT_FAILED)

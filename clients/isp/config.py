@@ -60,6 +60,7 @@ from blocklist.checkpoint import validate_origin
 from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519, parse_vkey
 from clients.errors import ConfigError
+from clients.isp.hits import HitsConfig, parse_hits_table
 
 #: Environment variable holding the bearer token (DESIGN.md: CLI commands take
 #: tokens from a file or the environment as well as a flag).
@@ -168,6 +169,8 @@ class IspConfig:
     #: Recompute the state digest from the stored hashes at most this often
     #: (seconds): catches silent local corruption without an O(N) cost per sync.
     full_check_interval: float = 24 * 3600.0
+    #: Opt-in hit counts (``[hits]``): the block page counts, ``run`` posts.
+    hits: HitsConfig = field(default_factory=HitsConfig)
 
     def require_sync(self) -> None:
         """Check that the fields a sync needs are present.
@@ -344,6 +347,8 @@ _FILE_KEYS: Final = frozenset(
         "full_check_interval",
         # Read by clients/isp/blockpage.py (``cleanfeed isp blockpage``).
         "blockpage",
+        # Opt-in hit counts (clients/isp/hits.py).
+        "hits",
     }
 )
 
@@ -390,6 +395,8 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(data["plaintext"], bool):
             raise ConfigError("plaintext: expected true or false")
         out["plaintext"] = data["plaintext"]
+    if "hits" in data:
+        out["hits"] = parse_hits_table(data["hits"])
     if "timeouts" in data:
         out["timeouts"] = _number_table("timeouts", data["timeouts"], Timeouts, integer=False)
     if "limits" in data:

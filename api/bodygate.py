@@ -132,7 +132,8 @@ class BodyGate:
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
             token = token.strip()
             if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_CHARS:
                 return None

@@ -28,6 +28,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api.bodygate import BodyGate
 from api.context import AppContext
+from api.docs_ui import install_docs
 from api.errors import install_error_handlers
 from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
@@ -190,12 +191,15 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
+        # /docs is ours (api.docs_ui): assets from a package, not a CDN.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.cf = ctx
     install_error_handlers(app)
+    if settings.docs_enabled:
+        install_docs(app, "/openapi.json")
     modules = (analyst, isp, auditor, admin, ops)
     for module in modules:
         app.include_router(module.router)

@@ -463,7 +463,10 @@ def serve_command(
     _refuse_insecure_data(settings.data_dir, settings.database_url)
     _print_pins(settings.data_dir)
     signer_where = "off (--no-signer)" if not settings.signer else "embedded"
-    click.echo(f"cleanfeed API on http://{host}:{port} (docs: /docs; signer: {signer_where})")
+    docs_where = "/docs" if settings.docs_enabled else "off"
+    click.echo(
+        f"cleanfeed API on http://{host}:{port} (docs: {docs_where}; signer: {signer_where})"
+    )
     sys.stdout.flush()
 
     log_config = None  # our JSON logging; uvicorn's access log is replaced by ours

@@ -12,11 +12,18 @@ for it.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from api_testing import ApiClient, close_deployment, make_deployment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
+
+from e2e_helpers import serve
 
 BASE = "http://cleanfeed.test"
 
@@ -70,3 +77,41 @@ def test_production_serves_no_docs_by_default(
     finally:
         client.close()
         close_deployment(d)
+
+
+#: Chromium's budget of virtual time to fetch the assets and render the page.
+BROWSER_BUDGET_MS = 10_000
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_docs_renders_in_a_real_browser_under_its_csp(tmp_path: Path) -> None:
+    # The CSP forbids every other origin (and eval): Swagger UI must still
+    # render the API from this origin's assets alone.
+    server = serve(tmp_path / "cleanfeed-data", tmp_path / "serve.log")
+    try:
+        done = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                # Never the internet: every name but loopback fails to resolve.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                f"--virtual-time-budget={BROWSER_BUDGET_MS}",
+                "--dump-dom",
+                f"{server.base}/docs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert 'data-path="/v1/lists/{list}/entries"' in dom, dom[-2000:]
+    assert 'data-path="/v1/lists/{list}/checkpoint"' in dom

@@ -127,9 +127,11 @@ class BodyTimer:
 
     A body must average ``min_rate`` bytes per second once ``grace`` seconds
     have passed: after ``received`` bytes, the next chunk is due by
-    ``start + grace + received / min_rate`` (the "minimum data rate" rule of
-    Kestrel and of nginx's ``client_body_timeout``, applied to the average so
-    a client cannot hold a connection by trickling a byte per timeout).
+    ``start + grace + received / min_rate``: a minimum data rate after a
+    grace period, as ASP.NET Kestrel's ``MinRequestBodyDataRate``. It bounds
+    the average, unlike a timeout between reads (nginx's
+    ``client_body_timeout``), which a client defeats by trickling one byte
+    per timeout.
     """
 
     def __init__(self, min_rate: int, grace: float, clock: Callable[[], float]) -> None:

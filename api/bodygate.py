@@ -12,15 +12,19 @@ the body grow to the route's own cap (``MAX_JSON_BODY_BYTES``,
 (no role: health, later a login form and appeal intake) never get more than
 :data:`PUBLIC_BODY_BYTES`.
 
+A route may declare its own cap with :func:`body_cap` (a public form that
+needs only a few KiB, or a bulk route that needs more than the JSON
+default); a public route's cap never exceeds :data:`PUBLIC_BODY_BYTES`.
+
 Most bodies are far below the pre-authentication cap and take no extra
 step: the gate runs only when a body (declared or received) would exceed it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -55,6 +59,33 @@ DEFAULT_BODY_MIN_RATE: Final = 8 * 1024
 DEFAULT_BODY_GRACE_SECONDS: Final = 10.0
 
 
+#: Attribute :func:`body_cap` sets on a route's endpoint function.
+BODY_CAP_ATTR: Final = "cleanfeed_body_cap"
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., object])
+
+
+def body_cap(limit: int) -> Callable[[_Endpoint], _Endpoint]:
+    """Give a route its own body cap (bytes), instead of the middleware's default.
+
+    Apply it below the ``@router.post(...)`` decorator. The cap applies once
+    the caller is authorised; before that :data:`PREAUTH_BODY_BYTES` still
+    holds, and a route that needs no token never gets more than
+    :data:`PUBLIC_BODY_BYTES`.
+
+    Raises:
+        ValueError: ``limit`` is not positive.
+    """
+    if limit <= 0:
+        raise ValueError("a body cap must be a positive number of bytes")
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, BODY_CAP_ATTR, limit)
+        return endpoint
+
+    return mark
+
+
 @dataclass(frozen=True)
 class BodyRoute:
     """What the gate found out about the route a request with a body goes to."""
@@ -64,6 +95,9 @@ class BodyRoute:
 
     preauth_cap: int
     """Bytes readable before :meth:`BodyGate.authorise` has passed."""
+
+    own_cap: int | None = None
+    """The route's own cap from :func:`body_cap` (None: the middleware's default)."""
 
 
 class BodyGate:
@@ -90,9 +124,11 @@ class BodyGate:
     def route(self, scope: Scope) -> BodyRoute:
         """Classify the request's route: public by design, or behind a role."""
         route, _ = self._match(scope)
+        own = getattr(getattr(route, "endpoint", None), BODY_CAP_ATTR, None)
         if route is None or required_roles(route) is None:
-            return BodyRoute(public=True, preauth_cap=PUBLIC_BODY_BYTES)
-        return BodyRoute(public=False, preauth_cap=PREAUTH_BODY_BYTES)
+            cap = PUBLIC_BODY_BYTES if own is None else min(own, PUBLIC_BODY_BYTES)
+            return BodyRoute(public=True, preauth_cap=cap, own_cap=cap)
+        return BodyRoute(public=False, preauth_cap=PREAUTH_BODY_BYTES, own_cap=own)
 
     async def authorise(self, scope: Scope) -> Response | None:
         """Run the route's 401, 403 and 404 checks without reading the body.

@@ -267,9 +267,15 @@ class CleanfeedMiddleware:
         path: str = scope["path"]
         full_cap = MAX_CSV_BODY_BYTES if path.endswith(CSV_UPLOAD_SUFFIX) else MAX_JSON_BODY_BYTES
         gate = self._body_gate
-        # Issue 12, item 8: until the caller is authorised for this route,
-        # read no more than the gate's small cap (public routes: never more).
-        cap = full_cap if gate is None else min(full_cap, gate.route(scope).preauth_cap)
+        cap = full_cap
+        if gate is not None:
+            rule = gate.route(scope)
+            if rule.own_cap is not None:
+                full_cap = rule.own_cap  # the route's @body_cap
+            # Issue 12, item 8: until the caller is authorised for this
+            # route, read no more than the gate's small cap (public routes:
+            # never more).
+            cap = min(full_cap, rule.preauth_cap)
         authorised = gate is None
 
         async def widen(needed: int) -> Response | None:
@@ -280,8 +286,8 @@ class CleanfeedMiddleware:
                 refusal = await gate.authorise(scope)
                 if refusal is not None:
                     return refusal
-                if not gate.route(scope).public:
-                    cap = full_cap
+                # Public routes: full_cap is already their small cap.
+                cap = full_cap
             return self._too_large(path, cap) if needed > cap else None
 
         declared = -1

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from api_testing import MAIN, ApiClient, Deployment, Tokens, db_state
+from fastapi import APIRouter
 
-from api.bodygate import PREAUTH_BODY_BYTES, PUBLIC_BODY_BYTES
+from api.auth import AnalystDep
+from api.bodygate import PREAUTH_BODY_BYTES, PUBLIC_BODY_BYTES, BodyGate, body_cap
 from api.middleware import (
     MAX_JSON_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -214,3 +216,41 @@ def test_authorised_caller_may_send_more_than_the_preauth_cap(
 
 def test_body_gate_caps() -> None:
     assert PUBLIC_BODY_BYTES < PREAUTH_BODY_BYTES < MAX_JSON_BODY_BYTES
+
+
+def test_body_cap_decorator_sets_a_routes_cap_within_the_public_bound() -> None:
+    router = APIRouter()
+
+    @router.post("/form")
+    @body_cap(2048)
+    async def form() -> None:
+        return None
+
+    @router.post("/greedy-form")
+    @body_cap(10 * 1024 * 1024)
+    async def greedy_form() -> None:
+        return None
+
+    @router.post("/big/{list}")
+    @body_cap(4 * 1024 * 1024)
+    async def big(p: AnalystDep) -> None:
+        return None
+
+    @router.post("/default/{list}")
+    async def default(p: AnalystDep) -> None:
+        return None
+
+    gate = BodyGate(None, router.routes)  # type: ignore[arg-type]  # route() needs no context
+
+    def rule(path: str) -> tuple[bool, int, int | None]:
+        scope = {"type": "http", "method": "POST", "path": path, "root_path": "", "headers": []}
+        r = gate.route(scope)
+        return r.public, r.preauth_cap, r.own_cap
+
+    assert rule("/form") == (True, 2048, 2048)
+    assert rule("/greedy-form") == (True, PUBLIC_BODY_BYTES, PUBLIC_BODY_BYTES)
+    assert rule("/big/main") == (False, PREAUTH_BODY_BYTES, 4 * 1024 * 1024)
+    assert rule("/default/main") == (False, PREAUTH_BODY_BYTES, None)
+    assert rule("/nowhere") == (True, PUBLIC_BODY_BYTES, PUBLIC_BODY_BYTES)
+    with pytest.raises(ValueError, match="positive"):
+        body_cap(0)

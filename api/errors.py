@@ -104,6 +104,7 @@ API_PROBLEMS: Final[Mapping[str, tuple[int, str]]] = {
     "not_entitled": (403, "This token is not entitled to this document"),
     "not_found": (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
+    "body_too_slow": (408, "Request body arrived too slowly"),
     "body_too_large": (413, "Request body too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "validation_error": (422, "Request validation failed"),

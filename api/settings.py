@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE
 from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
 
 #: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
@@ -202,7 +203,24 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
-    docs: bool = Field(default=True, description="Serve OpenAPI at /docs and /openapi.json.")
+    docs: bool | None = Field(
+        default=None,
+        description="Serve OpenAPI at /docs and /openapi.json (unset: on in dev, off when "
+        "environment is 'production', where admins would paste tokens into it).",
+    )
+    body_min_rate: int = Field(
+        default=DEFAULT_BODY_MIN_RATE,
+        ge=0,
+        le=1 << 30,
+        description="Minimum average bytes/second of a request body after "
+        "body_grace_seconds; slower bodies are cut off with 408 (0 disables).",
+    )
+    body_grace_seconds: float = Field(
+        default=DEFAULT_BODY_GRACE_SECONDS,
+        gt=0,
+        le=600,
+        description="Seconds a request body may take before body_min_rate applies.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -255,6 +273,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("environment=production: " + "; ".join(problems))
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether ``/docs`` and ``/openapi.json`` are served (issue 12, item 12)."""
+        if self.docs is not None:
+            return self.docs
+        return self.environment != "production"
 
     @property
     def resolved_database_url(self) -> str:

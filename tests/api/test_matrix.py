@@ -348,6 +348,8 @@ def expected(endpoint: Endpoint, role: str, list_name: str) -> int:
         return 404
     if endpoint.name == "plaintext" and role != "isp":
         return 403  # only the "isp" token holds the plaintext entitlement
+    if endpoint.name == "audit-log" and role == "auditor":
+        return 403  # the log holds free text: a full-audit entitlement (this one is hash-only)
     return endpoint.success
 
 

@@ -354,9 +354,7 @@ def witness_add_command(
     try:
         with db.transaction() as session:
             lst = store_lists.get_list(session, list_name)
-            out = _witness_dict(
-                register_witness(session, lst.id, lst.origin, vkey, actor=_actor())
-            )
+            out = _witness_dict(register_witness(session, lst.id, lst.origin, vkey, actor=_actor()))
     except BlocklistError as e:
         raise _fail(e) from e
     finally:
@@ -377,7 +375,7 @@ def witness_add_command(
 def witness_remove_command(
     data_dir: Path, database_url: str | None, list_name: str, witness: str, as_json: bool
 ) -> None:
-    """Unregister WITNESS (its id from `witness list`, or its vkey); its line is no longer served."""
+    """Unregister WITNESS (its id from `witness list`, or its vkey); its line goes too."""
     from api.witness import canonical_witness_vkey, parse_witness_vkey
     from blocklist.errors import BlocklistError
     from blocklist.store import lists as store_lists
@@ -393,7 +391,9 @@ def witness_remove_command(
             else:
                 wanted = canonical_witness_vkey(parse_witness_vkey(witness.strip()))
                 match = [
-                    r.id for r in store_witnesses.list_witnesses(session, lst.id) if r.vkey == wanted
+                    r.id
+                    for r in store_witnesses.list_witnesses(session, lst.id)
+                    if r.vkey == wanted
                 ]
                 if not match:
                     raise NotFound(f"no witness with this vkey is registered for {list_name!r}")

@@ -384,7 +384,7 @@ class WitnessListOut(Out):
     """The witnesses registered for a list."""
 
     list: str
-    witnesses: list[WitnessOut]
+    witnesses: builtins.list[WitnessOut]
 
 
 # --- administration --------------------------------------------------------

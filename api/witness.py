@@ -144,9 +144,7 @@ class WitnessStore:
             )
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         with self.db.transaction() as session:
-            witness = store_witnesses.find_witness(
-                session, list_id, cosigner.name, cosigner.key_id
-            )
+            witness = store_witnesses.find_witness(session, list_id, cosigner.name, cosigner.key_id)
             # Lockout attack (issue 12 item 1): only registered keys post;
             # the public key must be the registered one, not merely a key
             # whose 4-byte ID collides with it.

@@ -17,7 +17,6 @@ from api.auth import AdminDep, ContextDep, authorised_list
 from api.context import AppContext
 from api.errors import ApiProblem
 from api.lists_admin import create_list_with_keys
-from api.witness import register_witness
 from api.models import (
     MAX_INT,
     IspListOut,
@@ -37,6 +36,7 @@ from api.models import (
     witness_out,
 )
 from api.routes.common import ListPath, problems
+from api.witness import register_witness
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions

@@ -12,7 +12,7 @@ stable ``code`` that the API maps to problem+json:
 | TokenNameTaken | token_name_taken | a token not revoked has this name for this role and list |
 | PermissionDenied | permission_denied | the actor may not do this |
 | SelfApproval | self_approval | approving one's own entry or reinstatement |
-| WitnessNotRegistered | witness_not_registered | a cosignature by a key not registered for the list |
+| WitnessNotRegistered | witness_not_registered | a cosignature by an unregistered key |
 | AdminCannotApprove | admin_cannot_approve | four-eyes counts analysts only |
 | InvalidState | invalid_state | not allowed in the entry's/list's current state |
 | InvalidField | invalid_field | a field is malformed, empty or over its cap |

@@ -34,11 +34,11 @@ from api_testing import (
     publish,
 )
 
+from api.witness import register_witness
 from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
-from api.witness import register_witness
 from signer.note import parse_note
 
 LISTS = (MAIN, OTHER)

@@ -27,9 +27,9 @@ from click.testing import CliRunner
 
 from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
 from blocklist.encoding import b64encode
+from cleanfeed.cli import main
 from clients.audit.bundle import Bundle, loads
 from clients.audit.verify import AuditReport, verify_bundle
-from cleanfeed.cli import main
 
 
 def _full_bundle(w: World) -> Bundle:
@@ -72,7 +72,8 @@ def _published_with_a_new_token(w: World) -> Bundle:
 def test_the_list_chain_commits_to_the_global_head(world: World) -> None:
     w = world
     bundle = _published_with_a_new_token(w)
-    assert bundle.global_log is not None and bundle.audit_log is not None
+    assert bundle.global_log is not None
+    assert bundle.audit_log is not None
     minted = [r for r in bundle.global_log if r.action == "token.create"]
     assert ("admin", "mallory") in {(r.actor, r.details["name"]) for r in minted}
     heads = [r for r in bundle.audit_log if r.action == "global.head"]
@@ -94,9 +95,7 @@ def test_the_list_chain_commits_to_the_global_head(world: World) -> None:
     w.publish()
     again = _full_bundle(w)
     assert again.audit_log is not None
-    assert [r.seq for r in again.audit_log if r.action == "global.head"] == [
-        r.seq for r in heads
-    ]
+    assert [r.seq for r in again.audit_log if r.action == "global.head"] == [r.seq for r in heads]
 
 
 def test_a_broken_global_record_fails_global_chain(world: World) -> None:
@@ -109,7 +108,8 @@ def test_a_broken_global_record_fails_global_chain(world: World) -> None:
     )
     report = _verify(w, replace(bundle, global_log=forged))
     assert not report.ok
-    assert report.failure is not None and report.failure.check == "global.chain"
+    assert report.failure is not None
+    assert report.failure.check == "global.chain"
 
 
 def test_a_rewritten_global_chain_fails_global_head(world: World) -> None:
@@ -120,10 +120,12 @@ def test_a_rewritten_global_chain_fails_global_head(world: World) -> None:
     # but no longer the chain the list's statements committed to.
     hidden = _rechain(tuple(r for r in bundle.global_log if r.details.get("name") != "mallory"))
     report = _verify(w, replace(bundle, global_log=hidden))
-    assert report.failure is not None and report.failure.check == "global.head", report.failure
+    assert report.failure is not None
+    assert report.failure.check == "global.head", report.failure
     # Leaving the global records out altogether fails the same check.
     report = _verify(w, replace(bundle, global_log=None))
-    assert report.failure is not None and report.failure.check == "global.head", report.failure
+    assert report.failure is not None
+    assert report.failure.check == "global.head", report.failure
 
 
 def test_a_broken_recorded_head_fails_global_head(world: World) -> None:
@@ -138,7 +140,8 @@ def test_a_broken_recorded_head_fails_global_head(world: World) -> None:
         )
     )
     report = _verify(w, replace(bundle, audit_log=forged))
-    assert report.failure is not None and report.failure.check == "global.head", report.failure
+    assert report.failure is not None
+    assert report.failure.check == "global.head", report.failure
 
 
 def test_token_names_are_unique_per_role_and_list(world: World) -> None:

@@ -22,8 +22,8 @@ from attack_helpers import BASE, World
 from click.testing import CliRunner
 
 from api.witness import MAX_WITNESSES_PER_LIST
-from clients.audit.witness import Witness, cosign, cosigner_vkey
 from cleanfeed.cli import main
+from clients.audit.witness import Witness, cosign, cosigner_vkey
 from signer.keys import SecretKey
 from signer.note import parse_note
 
@@ -87,7 +87,8 @@ def test_an_auditor_token_cannot_fill_the_witness_slots(synced: World) -> None:
     assert not w.sync(config=quorum).ok  # new text, not yet cosigned: fail closed
     _witness(w, real, "real").run_once(post=True)
     outcome = w.sync(config=quorum)
-    assert outcome.ok and outcome.version_after == 3, outcome
+    assert outcome.ok, outcome
+    assert outcome.version_after == 3, outcome
 
 
 def test_one_line_per_registered_witness_for_its_own_text_only(synced: World) -> None:
@@ -112,13 +113,16 @@ def test_the_cap_counts_registered_witnesses_and_removal_is_audited(synced: Worl
     ids = [_register(w, k)["id"] for k in keys]
     extra = SecretKey.generate("one-too-many.example.org")
     r = w.call("POST", WITNESSES, w.tokens.admin, json={"vkey": cosigner_vkey(extra)})
-    assert r.status_code == 422 and r.json()["code"] == "limit_exceeded", r.text
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "limit_exceeded"
     again = w.call("POST", WITNESSES, w.tokens.admin, json={"vkey": cosigner_vkey(keys[0])})
-    assert again.status_code == 409 and again.json()["code"] == "conflict"
+    assert again.status_code == 409
+    assert again.json()["code"] == "conflict"
     own = w.call(
         "POST", WITNESSES, w.tokens.admin, json={"vkey": w.online_key().vkey}
     )  # the log's own key is never a witness
-    assert own.status_code == 422 and own.json()["code"] == "invalid_field", own.text
+    assert own.status_code == 422, own.text
+    assert own.json()["code"] == "invalid_field"
 
     _witness(w, keys[0], "w0").run_once(post=True)
     assert len(_witness_lines(w.checkpoint_note())) == 1
@@ -126,7 +130,8 @@ def test_the_cap_counts_registered_witnesses_and_removal_is_audited(synced: Worl
     assert gone.status_code == 200, gone.text
     assert _witness_lines(w.checkpoint_note()) == []  # its line left with it
     r = _post_own_key(w, keys[0])
-    assert r.status_code == 403 and r.json()["code"] == "witness_not_registered"
+    assert r.status_code == 403
+    assert r.json()["code"] == "witness_not_registered"
     # A freed slot can be given to another witness.
     assert _register(w, extra)["name"] == "one-too-many.example.org"
     listed = w.call("GET", WITNESSES, w.tokens.admin).json()["witnesses"]
@@ -157,7 +162,8 @@ def test_witnesses_are_registered_from_the_cli(world: World, tmp_path: Path) -> 
     dup = CliRunner().invoke(
         main, ["witness", "add", "--data-dir", data, "--list", MAIN, cosigner_vkey(key)]
     )
-    assert dup.exit_code != 0 and "[conflict]" in dup.output
+    assert dup.exit_code != 0
+    assert "[conflict]" in dup.output
     removed = run("remove", "--data-dir", data, "--list", MAIN, cosigner_vkey(key))
     assert removed["id"] == added["id"]
     log = w.call("GET", f"/v1/lists/{MAIN}/audit/log", w.tokens.admin).json()["records"]

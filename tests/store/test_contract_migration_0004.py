@@ -54,10 +54,18 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
     migrate.upgrade(db, "0003")
     with db.transaction() as s:
         main = store_lists.create_list(
-            s, name="main", origin="example.org/m", canary_url="http://canary.example.org/m", now=NOW
+            s,
+            name="main",
+            origin="example.org/m",
+            canary_url="http://canary.example.org/m",
+            now=NOW,
         ).id
         other = store_lists.create_list(
-            s, name="other", origin="example.org/o", canary_url="http://canary.example.org/o", now=NOW
+            s,
+            name="other",
+            origin="example.org/o",
+            canary_url="http://canary.example.org/o",
+            now=NOW,
         ).id
         store_audit.append(s, list_id=None, actor="test", action="token.create", now=NOW)
     with db.engine.begin() as conn:
@@ -99,7 +107,9 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
             f"alice#{ids[5]}",
             "alice",
         ]
-        claims = {(c.role, c.list_id, c.name, c.token_id) for c in s.scalars(sa.select(TokenNameRow))}
+        claims = {
+            (c.role, c.list_id, c.name, c.token_id) for c in s.scalars(sa.select(TokenNameRow))
+        }
         assert ("isp", main, "isp-a", ids[0]) in claims
         assert ("isp", other, "isp-a", ids[2]) in claims
         assert ("isp", main, f"isp-a#{ids[1]}", ids[1]) in claims
@@ -128,7 +138,8 @@ def test_downgrade_to_0003_restores_the_old_witness_table(empty_db: Database) ->
         inspector = sa.inspect(conn)
         tables = set(inspector.get_table_names())
         columns = {c["name"] for c in inspector.get_columns("witness_cosignatures")}
-    assert "witness_keys" not in tables and "token_names" not in tables
+    assert "witness_keys" not in tables
+    assert "token_names" not in tables
     assert {"key_name", "key_id"} <= columns
     migrate.upgrade(empty_db)
     assert migrate.current_revision(empty_db) == "0004"

@@ -48,7 +48,9 @@ def _add(db: Database, list_id: int, name: str) -> int:
 def _post(db: Database, witness_id: int, line: str, text_hash: bytes = TEXT_HASH) -> None:
     with db.transaction() as s:
         witness = next(
-            w for w in store_witnesses.list_witnesses(s, _list_of(db, witness_id)) if w.id == witness_id
+            w
+            for w in store_witnesses.list_witnesses(s, _list_of(db, witness_id))
+            if w.id == witness_id
         )
         store_witnesses.put_cosignature(
             s, witness, text_hash=text_hash, size=1, timestamp=1, line=line, now=NOW
@@ -98,7 +100,9 @@ def test_register_post_serve_and_remove(db: Database, list_id: int, list2_id: in
     ]
 
 
-def test_refusals_change_nothing(db: Database, list_id: int, list2_id: int, unchanged: Unchanged) -> None:
+def test_refusals_change_nothing(
+    db: Database, list_id: int, list2_id: int, unchanged: Unchanged
+) -> None:
     key = _key("w.example")
 
     def add(lid: int, k: dict[str, object]) -> None:
@@ -119,8 +123,12 @@ def test_refusals_change_nothing(db: Database, list_id: int, list2_id: int, unch
     add(list2_id, key)  # the same key may witness another list
 
 
-def test_the_cap_counts_registered_witnesses(db: Database, list_id: int, unchanged: Unchanged) -> None:
-    ids = [_add(db, list_id, f"w{i}.example") for i in range(store_witnesses.MAX_WITNESSES_PER_LIST)]
+def test_the_cap_counts_registered_witnesses(
+    db: Database, list_id: int, unchanged: Unchanged
+) -> None:
+    ids = [
+        _add(db, list_id, f"w{i}.example") for i in range(store_witnesses.MAX_WITNESSES_PER_LIST)
+    ]
     unchanged(lambda: _add(db, list_id, "extra.example"), LimitExceeded)
     with db.transaction() as s:
         store_witnesses.remove_witness(s, list_id, ids[0], actor="admin", now=NOW)
@@ -158,14 +166,18 @@ def test_token_names_are_unique_per_role_and_list(
     assert ("isp", list_id, "isp-a") in claims
 
 
-def test_the_global_head_is_recorded_once_per_change(db: Database, list_id: int, list2_id: int) -> None:
+def test_the_global_head_is_recorded_once_per_change(
+    db: Database, list_id: int, list2_id: int
+) -> None:
     with db.transaction() as s:
         assert store_audit.record_global_head(s, list_id, now=NOW) is None  # empty chain
     _token(db, "isp-a", "isp", ["main"])
     with db.transaction() as s:
         record = store_audit.record_global_head(s, list_id, now=NOW)
-        assert record is not None and record.action == "global.head"
-        assert record.actor == "system:publisher" and record.list_name == "main"
+        assert record is not None
+        assert record.action == "global.head"
+        assert record.actor == "system:publisher"
+        assert record.list_name == "main"
         global_head = store_audit.head(s, None)
         assert record.details == {
             "chain": "global",
@@ -178,7 +190,8 @@ def test_the_global_head_is_recorded_once_per_change(db: Database, list_id: int,
     _token(db, "isp-b", "isp", ["main"])
     with db.transaction() as s:
         again = store_audit.record_global_head(s, list_id, now=later(seconds=1))
-        assert again is not None and again.details["seq"] == store_audit.head(s, None).seq
+        assert again is not None
+        assert again.details["seq"] == store_audit.head(s, None).seq
         # Both chains still verify.
         assert store_audit.verify(s, list_id).hash == store_audit.head(s, list_id).hash
         records = store_audit.records(s, None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from api_testing import MAIN, OTHER
@@ -28,7 +29,7 @@ from click.testing import CliRunner
 from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
 from blocklist.encoding import b64encode
 from cleanfeed.cli import main
-from clients.audit.bundle import Bundle, loads
+from clients.audit.bundle import Bundle, loads, save
 from clients.audit.verify import AuditReport, verify_bundle
 
 
@@ -128,7 +129,7 @@ def test_a_rewritten_global_chain_fails_global_head(world: World) -> None:
     assert report.failure.check == "global.head", report.failure
 
 
-def test_a_broken_recorded_head_fails_global_head(world: World) -> None:
+def test_a_broken_recorded_head_fails_global_head(world: World, tmp_path: Path) -> None:
     w = world
     bundle = _published_with_a_new_token(w)
     assert bundle.audit_log is not None
@@ -142,6 +143,21 @@ def test_a_broken_recorded_head_fails_global_head(world: World) -> None:
     report = _verify(w, replace(bundle, audit_log=forged))
     assert report.failure is not None
     assert report.failure.check == "global.head", report.failure
+    # The command line says the same, and prints the global rows.
+    save(replace(bundle, audit_log=forged), tmp_path / "forged.json")
+    save(bundle, tmp_path / "good.json")
+    for name, code in (("good.json", 0), ("forged.json", 1)):
+        result = CliRunner().invoke(
+            main,
+            ["audit", "verify", str(tmp_path / name), "--root-key", w.root_vkey, "--json"],
+        )
+        assert result.exit_code == code, result.output
+        failure = json.loads(result.output)["failure"]
+        assert (failure and failure["check"]) == (None if code == 0 else "global.head")
+    human = CliRunner().invoke(
+        main, ["audit", "verify", str(tmp_path / "good.json"), "--root-key", w.root_vkey]
+    )
+    assert "Global records" in human.output
 
 
 def test_token_names_are_unique_per_role_and_list(world: World) -> None:

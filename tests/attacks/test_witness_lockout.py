@@ -22,10 +22,12 @@ from attack_helpers import BASE, World
 from click.testing import CliRunner
 
 from api.witness import MAX_WITNESSES_PER_LIST
+from blocklist.store import lists as store_lists
+from blocklist.store import witnesses as store_witnesses
 from cleanfeed.cli import main
 from clients.audit.witness import Witness, cosign, cosigner_vkey
 from signer.keys import SecretKey
-from signer.note import parse_note
+from signer.note import CosignatureVerifier, parse_note
 
 COSIGNATURES = f"/v1/lists/{MAIN}/checkpoint/cosignatures"
 WITNESSES = f"/v1/lists/{MAIN}/witnesses"
@@ -172,3 +174,31 @@ def test_witnesses_are_registered_from_the_cli(world: World, tmp_path: Path) -> 
         "witness.remove",
     ]
     assert all(r["actor"].startswith("cli:") for r in log if r["action"].startswith("witness."))
+
+
+def test_a_colliding_key_id_is_not_enough(synced: World) -> None:
+    """A key whose name and 4-byte ID match a registered witness's is still refused.
+
+    Finding such a key costs about 2^32 tries; the test stands in for it by
+    registering the real witness under the attacker key's ID (the store
+    keeps whatever it is given), so only the public-key check can refuse.
+    """
+    w = synced
+    attacker = SecretKey.generate("witness.example.org")
+    real = SecretKey.generate("witness.example.org")
+    forged_id = CosignatureVerifier.from_vkey(cosigner_vkey(attacker)).key_id
+    with w.d.db.transaction() as session:
+        lst = store_lists.get_list(session, MAIN)
+        store_witnesses.add_witness(
+            session,
+            lst.id,
+            name="witness.example.org",
+            key_id=forged_id,
+            public_key=bytes(CosignatureVerifier.from_vkey(cosigner_vkey(real)).public_key),
+            vkey=cosigner_vkey(real),
+            actor="admin",
+        )
+    r = _post_own_key(w, attacker)
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "witness_not_registered"
+    assert _witness_lines(w.checkpoint_note()) == []

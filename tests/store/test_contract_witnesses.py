@@ -66,6 +66,15 @@ def _list_of(db: Database, witness_id: int) -> int:
         return row.list_id
 
 
+def _key_id_of(db: Database, witness_id: int) -> bytes:
+    from blocklist.store.models import WitnessKeyRow
+
+    with db.read() as s:
+        row = s.get(WitnessKeyRow, witness_id)
+        assert row is not None
+        return row.key_id
+
+
 def _lines(db: Database, list_id: int, text_hash: bytes = TEXT_HASH) -> list[str]:
     with db.read() as s:
         return store_witnesses.cosignature_lines(s, list_id, text_hash)
@@ -80,6 +89,12 @@ def test_register_post_serve_and_remove(db: Database, list_id: int, list2_id: in
             "b.example",
         ]
         assert store_witnesses.list_witnesses(s, list2_id) == []
+    with db.read() as s:
+        found = store_witnesses.find_witness(s, list_id, "a.example", _key_id_of(db, a))
+        assert found is not None
+        assert found.id == a
+        assert store_witnesses.find_witness(s, list2_id, "a.example", found.key_id) is None
+        assert store_witnesses.find_witness(s, list_id, "a.example", b"\x00" * 4) is None
     _post(db, b, "\u2014 b.example one")
     _post(db, a, "\u2014 a.example one")
     _post(db, b, "\u2014 b.example two")  # replaces b's line
@@ -119,6 +134,8 @@ def test_refusals_change_nothing(
             store_witnesses.remove_witness(s, lid, wid, actor="admin", now=NOW)
 
     unchanged(lambda: remove(list2_id, 1), NotFound)  # another list's witness
+    unchanged(lambda: _post(db, 1, "two\nlines"), InvalidField)
+    unchanged(lambda: _post(db, 1, "\u2014 w.example x", text_hash=b"short"), InvalidField)
     unchanged(lambda: remove(list_id, 999), NotFound)
     add(list2_id, key)  # the same key may witness another list
 

@@ -1,4 +1,4 @@
-"""``cleanfeed init``, ``cleanfeed serve`` and ``cleanfeed token …``.
+"""``cleanfeed init``, ``cleanfeed serve``, ``cleanfeed token …`` and ``cleanfeed witness …``.
 
 Output that scripts rely on (DESIGN.md, "Interfaces other programs rely
 on"): with ``--json`` each command prints exactly one JSON object:
@@ -305,6 +305,140 @@ def token_revoke_command(
         _echo_json(out)
     else:
         click.echo(f"Revoked token {token_id} ({out['name']}, {out['prefix']}...).")
+
+
+# --- witnesses -----------------------------------------------------------------
+
+
+@click.group(name="witness")
+def witness_group() -> None:
+    """Register the witness keys whose cosignatures a list accepts.
+
+    Only registered witnesses may post cosignatures of a list's checkpoint
+    (`cleanfeed audit witness --post`); ISPs that require a witness quorum
+    count their lines. Adding and removing are records of the list's audit
+    chain.
+    """
+
+
+def _witness_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "vkey": row.vkey,
+        "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
+        "created_by": row.created_by,
+    }
+
+
+_witness_list_option = click.option(
+    "--list", "list_name", required=True, help="The list whose checkpoint the witness cosigns."
+)
+
+
+@witness_group.command("add")
+@_data_dir_option
+@_database_option
+@_witness_list_option
+@click.argument("vkey")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def witness_add_command(
+    data_dir: Path, database_url: str | None, list_name: str, vkey: str, as_json: bool
+) -> None:
+    """Register witness key VKEY (type 0x04 or 0x01; `cleanfeed audit witness-key` prints it)."""
+    from api.witness import register_witness
+    from blocklist.errors import BlocklistError
+    from blocklist.store import lists as store_lists
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            lst = store_lists.get_list(session, list_name)
+            out = _witness_dict(register_witness(session, lst.id, lst.origin, vkey, actor=_actor()))
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"list": list_name, **out})
+    else:
+        click.echo(f"Registered witness {out['id']} ({out['name']}) for list {list_name!r}:")
+        click.echo(f"  {out['vkey']}")
+
+
+@witness_group.command("remove")
+@_data_dir_option
+@_database_option
+@_witness_list_option
+@click.argument("witness")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def witness_remove_command(
+    data_dir: Path, database_url: str | None, list_name: str, witness: str, as_json: bool
+) -> None:
+    """Unregister WITNESS (its id from `witness list`, or its vkey); its line goes too."""
+    from api.witness import canonical_witness_vkey, parse_witness_vkey
+    from blocklist.errors import BlocklistError
+    from blocklist.store import lists as store_lists
+    from blocklist.store import witnesses as store_witnesses
+    from blocklist.store.errors import NotFound
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            lst = store_lists.get_list(session, list_name)
+            if witness.isdigit():
+                witness_id = int(witness)
+            else:
+                wanted = canonical_witness_vkey(parse_witness_vkey(witness.strip()))
+                match = [
+                    r.id
+                    for r in store_witnesses.list_witnesses(session, lst.id)
+                    if r.vkey == wanted
+                ]
+                if not match:
+                    raise NotFound(f"no witness with this vkey is registered for {list_name!r}")
+                witness_id = match[0]
+            row = store_witnesses.remove_witness(session, lst.id, witness_id, actor=_actor())
+            out = _witness_dict(row)
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"list": list_name, **out})
+    else:
+        click.echo(f"Removed witness {out['id']} ({out['name']}) from list {list_name!r}.")
+
+
+@witness_group.command("list")
+@_data_dir_option
+@_database_option
+@_witness_list_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def witness_list_command(
+    data_dir: Path, database_url: str | None, list_name: str, as_json: bool
+) -> None:
+    """List the witnesses registered for a list."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store import lists as store_lists
+    from blocklist.store import witnesses as store_witnesses
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.read() as session:
+            lst = store_lists.get_list(session, list_name)
+            rows = [_witness_dict(r) for r in store_witnesses.list_witnesses(session, lst.id)]
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"list": list_name, "witnesses": rows})
+        return
+    if not rows:
+        click.echo(f"No witness is registered for list {list_name!r}.")
+    for w in rows:
+        click.echo(f"{w['id']:>5}  {w['name']:<32} {w['vkey']}")
 
 
 # --- serve -------------------------------------------------------------------

@@ -39,7 +39,7 @@ from blocklist.store.entries import (
     ApproveResult,
     BulkResult,
 )
-from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow
+from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow, WitnessKeyRow
 
 #: Largest integer accepted anywhere in a request: a signed 64-bit column.
 MAX_INT = 2**63 - 1
@@ -440,6 +440,32 @@ class CosignatureOut(Out):
     line: str
 
 
+class WitnessIn(Forbid):
+    """A witness key to register for a list (admin)."""
+
+    vkey: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VKEY_CHARS)] = Field(
+        description="the witness's vkey (type 0x04, or 0x01 of the same key); "
+        "`cleanfeed audit witness-key` prints it"
+    )
+
+
+class WitnessOut(Out):
+    """A witness registered for a list."""
+
+    id: int
+    name: str
+    vkey: str = Field(description="type 0x04 vkey, as ISPs configure it")
+    created_at: datetime
+    created_by: str
+
+
+class WitnessListOut(Out):
+    """The witnesses registered for a list."""
+
+    list: str
+    witnesses: builtins.list[WitnessOut]
+
+
 # --- administration --------------------------------------------------------
 
 
@@ -648,6 +674,17 @@ def approve_many_out(
         refused=len(rows) - approved,
         import_id=import_id,
         next=next_cursor,
+    )
+
+
+def witness_out(row: WitnessKeyRow) -> WitnessOut:
+    """The API view of a registered witness."""
+    return WitnessOut(
+        id=row.id,
+        name=row.name,
+        vkey=row.vkey,
+        created_at=row.created_at,
+        created_by=row.created_by,
     )
 
 

@@ -3,13 +3,17 @@
 A witness checks that the log only grows (consistency proofs between the
 checkpoints it saw) and cosigns the checkpoint with a timestamped
 c2sp.org/tlog-cosignature line (type 0x04). ``POST …/checkpoint/cosignatures``
-hands such a line to the service; it is verified against the submitted
-witness vkey over the *current* checkpoint text and stored; ``GET
-…/checkpoint`` appends every stored line whose checkpoint text is still
-current (docs/architecture.md, "Wire details").
+hands such a line to the service; it is accepted only from a witness key an
+administrator registered for the list (:mod:`blocklist.store.witnesses`,
+issue 12 item 1: otherwise any auditor token could fill the list's witness
+slots with keys of its own and lock the real witnesses out), verified
+against the *registered* public key over the *current* checkpoint text and
+stored, replacing that witness's previous line; ``GET …/checkpoint``
+appends, per registered witness, its line if it cosigns the served text
+(docs/architecture.md, "Wire details").
 
 The lines live in the store's ``witness_cosignatures`` table (migration
-0002); they are not part of the signed history.
+0004); they are not part of the signed history.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiProblem
 from blocklist.errors import FormatError
+from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, format_vkey
+from blocklist.store import witnesses as store_witnesses
 from blocklist.store.db import Database
-from blocklist.store.models import WitnessCosignatureRow
+from blocklist.store.errors import InvalidField, WitnessNotRegistered
+from blocklist.store.models import WitnessKeyRow
 from signer.note import (
     SIGNATURE_PREFIX,
     CosignatureVerifier,
@@ -36,9 +41,8 @@ from signer.note import (
 
 log = logging.getLogger("cleanfeed.api")
 
-#: Most witnesses whose lines are kept per list: bounds the checkpoint size
-#: (each line is about 120 bytes).
-MAX_WITNESSES_PER_LIST = 32
+#: Most witnesses registered per list (the store's cap).
+MAX_WITNESSES_PER_LIST = store_witnesses.MAX_WITNESSES_PER_LIST
 
 
 @dataclass(frozen=True)
@@ -62,34 +66,59 @@ def parse_witness_vkey(vkey: str) -> CosignatureVerifier:
         return Verifier.from_vkey(vkey).cosigner
 
 
+def canonical_witness_vkey(cosigner: CosignatureVerifier) -> str:
+    """The type-0x04 vkey of a witness key (what ISPs configure)."""
+    return format_vkey(cosigner.name, SIG_TYPE_COSIGNATURE_V1, cosigner.public_key)
+
+
+def register_witness(
+    session: Session, list_id: int, origin: str, vkey: str, *, actor: str
+) -> WitnessKeyRow:
+    """Parse a witness vkey and register it for a list (audited).
+
+    Raises:
+        FormatError: a malformed vkey (neither type 0x04 nor 0x01).
+        InvalidField: the key is the log's own (its name is the origin).
+        Conflict: registered already.
+        LimitExceeded: the list has its maximum of witnesses.
+    """
+    cosigner = parse_witness_vkey(vkey.strip())
+    if cosigner.name == origin:
+        # A witness is never the log itself (see WitnessStore.submit).
+        raise InvalidField("a witness key may not carry the list's origin as its name")
+    return store_witnesses.add_witness(
+        session,
+        list_id,
+        name=cosigner.name,
+        key_id=cosigner.key_id,
+        public_key=cosigner.public_key,
+        vkey=canonical_witness_vkey(cosigner),
+        actor=actor,
+    )
+
+
 class WitnessStore:
-    """Stores and serves verified witness cosignature lines."""
+    """Stores and serves verified lines of registered witnesses."""
 
     def __init__(self, db: Database) -> None:
-        """Use ``db`` (its ``witness_cosignatures`` table comes from the migrations)."""
+        """Use ``db`` (its witness tables come from the migrations)."""
         self.db = db
 
     def lines_for(self, session: Session, list_id: int, checkpoint_note: str) -> list[str]:
-        """Stored lines that cosign this checkpoint's text, by witness name."""
+        """Registered witnesses' lines that cosign this checkpoint's text, by witness name."""
         text = parse_note(checkpoint_note).text
         digest = hashlib.sha256(text.encode("utf-8")).digest()
-        rows = session.scalars(
-            select(WitnessCosignatureRow.line)
-            .where(
-                WitnessCosignatureRow.list_id == list_id,
-                WitnessCosignatureRow.text_hash == digest,
-            )
-            .order_by(WitnessCosignatureRow.key_name, WitnessCosignatureRow.id)
-        ).all()
-        return list(rows)
+        return store_witnesses.cosignature_lines(session, list_id, digest)
 
     def submit(
         self, list_id: int, checkpoint_note: str, vkey: str, line: str, size: int
     ) -> AcceptedCosignature:
-        """Verify ``line`` against ``vkey`` over the current checkpoint text; store it.
+        """Verify ``line`` by a registered witness over the current checkpoint text; store it.
 
         Raises:
             ApiProblem: 422 ``witness_refused`` for a line by the log's own key.
+            WitnessNotRegistered: ``vkey`` is not a witness registered for
+                this list (403 ``witness_not_registered``).
             FormatError: a malformed vkey or line.
             NoteError: the line is not a valid cosignature by that key over
                 the current checkpoint (``BadSignature``, ``UnknownKey``,
@@ -113,36 +142,23 @@ class WitnessStore:
                 "witness_refused",
                 "a witness cosignature must come from a witness key, not from the log's own key",
             )
-        # c2sp.org/tlog-cosignature: the 0x04 line signs
-        # "cosignature/v1\ntime <t>\n" + checkpoint text; verify_cosignature
-        # checks exactly that for this key.
-        timestamp = verify_cosignature(text + "\n" + line + "\n", cosigner)
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         with self.db.transaction() as session:
-            session.execute(
-                delete(WitnessCosignatureRow).where(
-                    WitnessCosignatureRow.list_id == list_id,
-                    WitnessCosignatureRow.key_name == cosigner.name,
-                    WitnessCosignatureRow.key_id == cosigner.key_id,
+            witness = store_witnesses.find_witness(session, list_id, cosigner.name, cosigner.key_id)
+            # Lockout attack (issue 12 item 1): only registered keys post;
+            # the public key must be the registered one, not merely a key
+            # whose 4-byte ID collides with it.
+            if witness is None or witness.public_key != cosigner.public_key:
+                raise WitnessNotRegistered(
+                    f"witness key {cosigner.name[:64]!r} is not registered for this list; "
+                    "an administrator registers witnesses with `cleanfeed witness add`"
                 )
-            )
-            count = len(
-                session.scalars(
-                    select(WitnessCosignatureRow.id).where(WitnessCosignatureRow.list_id == list_id)
-                ).all()
-            )
-            if count >= MAX_WITNESSES_PER_LIST:
-                raise FormatError(f"at most {MAX_WITNESSES_PER_LIST} witnesses per list")
-            session.add(
-                WitnessCosignatureRow(
-                    list_id=list_id,
-                    key_name=cosigner.name,
-                    key_id=cosigner.key_id,
-                    text_hash=digest,
-                    size=size,
-                    timestamp=timestamp,
-                    line=line,
-                    created_at=datetime.now(UTC),
-                )
+            # c2sp.org/tlog-cosignature: the 0x04 line signs
+            # "cosignature/v1\ntime <t>\n" + checkpoint text; verified with
+            # the registered key.
+            registered = CosignatureVerifier(witness.name, witness.key_id, witness.public_key)
+            timestamp = verify_cosignature(text + "\n" + line + "\n", registered)
+            store_witnesses.put_cosignature(
+                session, witness, text_hash=digest, size=size, timestamp=timestamp, line=line
             )
         return AcceptedCosignature(size=size, timestamp=timestamp, line=line)

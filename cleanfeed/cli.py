@@ -6,7 +6,8 @@ a base install that has neither FastAPI nor SQLAlchemy.
 
 | group / command        | module                     | needs extra |
 |------------------------|----------------------------|-------------|
-| init, serve, token     | api.cli                    | server      |
+| init, serve, token,    | api.cli                    | server      |
+| witness                |                            |             |
 | keys, signer           | signer.cli                 | server for ``signer run`` |
 | isp                    | clients.isp.cli            | none        |
 | audit                  | clients.audit.cli          | none        |
@@ -28,6 +29,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, token."),
     "serve": ("api.cli:serve_command", "Run the API (and, by default, the embedded signer)."),
     "token": ("api.cli:token_group", "Create, list and revoke API tokens."),
+    "witness": (
+        "api.cli:witness_group",
+        "Register the witness keys whose cosignatures a list accepts.",
+    ),
     "keys": ("signer.cli:keys_group", "Key ceremony: generate, show, rotate keys; sign keyrings."),
     "signer": ("signer.signer_cli:signer_group", "Run the publisher that cuts and signs versions."),
     "isp": ("clients.isp.cli:isp_group", "ISP client: sync, verify, export, check URLs."),
@@ -47,6 +52,7 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
     "init": ("fastapi", "sqlalchemy", "alembic"),
     "serve": ("fastapi", "sqlalchemy", "uvicorn", "alembic"),
     "token": ("sqlalchemy", "alembic"),
+    "witness": ("sqlalchemy", "alembic"),
     "signer": ("sqlalchemy", "alembic"),
 }
 

@@ -12,7 +12,9 @@ DESIGN.md, "Processes" and "Versions, the log and what is signed". One
 3. repeatedly takes up to 10,000 pending changes (due expiries first become
    expiries, removals before additions) and cuts one signed version from
    them (:func:`signer.log.cut_versions`), storing the statement, its tree
-   hashes, memberships, state vector and audit head;
+   hashes, memberships, state vector and audit head (the global audit
+   chain's head is first recorded in the list's chain, so each statement
+   commits to the token records too);
 4. signs the new checkpoint (0x01 and 0x04 lines of the online key in force)
    and stores it;
 
@@ -341,6 +343,10 @@ class Publisher:
                     f"keyring serial {keyring.serial} does not let {key.vkey} sign version "
                     f"{tip.version + 1}"
                 )
+            # Global records (token management) reach the list's chain: the
+            # global head goes in as a record first (issue 12 item 13), so
+            # this statement commits to it with no change to its format.
+            store_audit.record_global_head(session, lst.id, now=now)
             # The audit line commits to every record so far, including the
             # scheduled expiries pending_changes just recorded (DESIGN.md item 8).
             tip = replace(tip, audit_head=store_audit.head(session, lst.id).hash)

@@ -28,24 +28,31 @@ from api.models import (
     TokenCreatedOut,
     TokenCreateIn,
     TokenOut,
+    WitnessIn,
+    WitnessListOut,
+    WitnessOut,
     list_out,
     token_out,
+    witness_out,
 )
 from api.routes.common import ListPath, problems
+from api.witness import register_witness
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
+from blocklist.store import witnesses as store_witnesses
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 TokenIdPath = Annotated[int, Path_(ge=1, le=MAX_INT, description="token id")]
+WitnessIdPath = Annotated[int, Path_(ge=1, le=MAX_INT, description="witness id")]
 
 
 @router.post(
     "/tokens",
     response_model=TokenCreatedOut,
     status_code=201,
-    responses=problems(403, 404),
+    responses=problems(403, 404, 409),
     summary="Issue a token (shown once)",
 )
 async def create_token(ctx: ContextDep, p: AdminDep, body: TokenCreateIn) -> TokenCreatedOut:
@@ -201,3 +208,70 @@ async def list_isps(ctx: ContextDep, p: AdminDep, list_name: ListPath) -> IspLis
         return IspListOut(list=info.name, version=current, isps=isps)
 
     return await run_in_threadpool(work)
+
+
+# --- witnesses (issue 12, item 1) ---------------------------------------------
+
+
+@router.get(
+    "/lists/{list}/witnesses",
+    response_model=WitnessListOut,
+    responses=problems(403, 404),
+    summary="The witness keys registered for a list",
+)
+async def list_witnesses(ctx: ContextDep, p: AdminDep, list_name: ListPath) -> WitnessListOut:
+    """Only these keys may post cosignatures of the list's checkpoint."""
+    info = await authorised_list(ctx, p, list_name)
+
+    def work() -> WitnessListOut:
+        with ctx.db.read() as session:
+            rows = store_witnesses.list_witnesses(session, info.id)
+            return WitnessListOut(list=info.name, witnesses=[witness_out(r) for r in rows])
+
+    return await run_in_threadpool(work)
+
+
+@router.post(
+    "/lists/{list}/witnesses",
+    response_model=WitnessOut,
+    status_code=201,
+    responses=problems(400, 403, 404, 409, 422),
+    summary="Register a witness key for a list (audited)",
+)
+async def add_witness(
+    ctx: ContextDep, p: AdminDep, list_name: ListPath, body: WitnessIn
+) -> WitnessOut:
+    """Register a witness; its cosignatures are accepted from now on.
+
+    Appends a ``witness.add`` record to the list's audit chain.
+    """
+    info = await authorised_list(ctx, p, list_name)
+
+    def work() -> WitnessOut:
+        with ctx.db.transaction() as session:
+            row = register_witness(session, info.id, info.origin, body.vkey, actor=p.name)
+            return witness_out(row)
+
+    return await run_in_threadpool(work)
+
+
+@router.delete(
+    "/lists/{list}/witnesses/{witness_id}",
+    response_model=WitnessOut,
+    responses=problems(403, 404),
+    summary="Unregister a witness (audited); its cosignature is no longer served",
+)
+async def remove_witness(
+    ctx: ContextDep, p: AdminDep, list_name: ListPath, witness_id: WitnessIdPath
+) -> WitnessOut:
+    """Unregister a witness and drop its stored line (``witness.remove`` record)."""
+    info = await authorised_list(ctx, p, list_name)
+
+    def work() -> WitnessOut:
+        with ctx.db.transaction() as session:
+            row = store_witnesses.remove_witness(session, info.id, witness_id, actor=p.name)
+            return witness_out(row)
+
+    out = await run_in_threadpool(work)
+    ctx.checkpoints.invalidate(info.id)
+    return out

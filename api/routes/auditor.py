@@ -3,9 +3,9 @@
 The bundle is the one JSON document of docs/architecture.md ("Bundle"),
 streamed from one read transaction so it is internally consistent: the
 statements are exactly those of the latest checkpoint's tree. A hash-only
-bundle holds no expression; ``?full=true`` adds the audit log and the
-entries (with their expressions) and is served only to auditor tokens
-created with ``--full-audit``.
+bundle holds no expression; ``?full=true`` adds the audit log, the global
+(token) audit chain and the entries (with their expressions) and is served
+only to auditor tokens created with ``--full-audit``.
 """
 
 from __future__ import annotations
@@ -132,8 +132,23 @@ def _bundle_parts(ctx: AppContext, info: ListInfo, full: bool) -> Iterator[str]:
                         "status": e.status,
                     }
 
+            def global_records() -> Iterator[dict[str, Any]]:
+                # The global chain (token management, later accounts): the
+                # list's global.head records commit to it (issue 12 item 13),
+                # so an offline auditor sees who minted which identity.
+                since = 0
+                while True:
+                    page = store_audit.records(session, None, since=since)
+                    if not page:
+                        return
+                    for record in page:
+                        yield audit_record_out(record).model_dump(mode="json")
+                    since = page[-1].seq
+
             yield ',"audit_log":'
             yield from _json_array(records())
+            yield ',"global_log":'
+            yield from _json_array(global_records())
             yield ',"entries":'
             yield from _json_array(entries())
         yield "}"

@@ -1,9 +1,13 @@
 """Appending to and reading the hash-chained audit log.
 
-One chain per list (``chain`` = list id) plus a deployment chain (``chain``
-0) for token management. Per-list chains keep an auditor's bundle for one
-list free of other lists' activity, and each version statement's ``audit``
-line commits to its own list's head.
+One chain per list (``chain`` = list id) plus a deployment ("global")
+chain (``chain`` 0) for token management, and later persons' accounts.
+Per-list chains keep an auditor's bundle for one list free of other lists'
+activity, and each version statement's ``audit`` line commits to its own
+list's head. At each publish the global chain's head is recorded in the
+list's chain (:func:`record_global_head`, a ``global.head`` record), so the
+statements commit to the global records too without any change to the
+statement format (issue 12, item 13).
 
 Appenders of one chain are serialised so concurrent writers never fork it:
 on PostgreSQL by the transaction-scoped advisory lock of :func:`lock_list`
@@ -26,12 +30,20 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from blocklist.auditlog import AUDIT_ZERO, AuditChainError, AuditRecord, chain_hash, verify_chain
+from blocklist.encoding import b64decode, b64encode
+from blocklist.errors import FormatError
 from blocklist.store.db import advisory_lock
 from blocklist.store.errors import InvalidField, LimitExceeded, NotFound
 from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRow
 
 #: Chain of deployment-wide records (tokens); list chains use the list id.
 DEPLOYMENT_CHAIN = 0
+
+#: Action of the list-chain record that carries the global chain's head.
+GLOBAL_HEAD_ACTION = "global.head"
+
+#: Actor of :func:`record_global_head` records.
+PUBLISHER_ACTOR = "system:publisher"
 
 #: Largest page of records returned by one call (bounded responses).
 MAX_AUDIT_PAGE = 1000
@@ -283,3 +295,70 @@ def verify(session: Session, list_id: int | None) -> AuditHead:
                 raise AuditChainError(f"audit record {row.seq}: stored prev_hash breaks the chain")
             prev = verify_chain([_to_record(row, list_name)], prev=prev, first_seq=seq + 1)
             seq = row.seq
+
+
+def last_global_head(session: Session, list_id: int) -> AuditHead | None:
+    """The global head last recorded in a list's chain (``None``: never recorded).
+
+    Raises:
+        AuditChainError: the stored record does not carry a valid head.
+    """
+    details = session.scalar(
+        select(AuditRow.details)
+        .where(AuditRow.chain == list_id, AuditRow.action == GLOBAL_HEAD_ACTION)
+        .order_by(AuditRow.seq.desc())
+        .limit(1)
+    )
+    if details is None:
+        return None
+    return parse_global_head(details)
+
+
+def parse_global_head(details: Mapping[str, object]) -> AuditHead:
+    """The ``(seq, hash)`` a ``global.head`` record's details carry.
+
+    Raises:
+        AuditChainError: ``seq`` is not a positive integer or ``hash`` not
+            base64 of 32 bytes.
+    """
+    seq, digest = details.get("seq"), details.get("hash")
+    try:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise FormatError("seq is not a positive integer")
+        if not isinstance(digest, str):
+            raise FormatError("hash is not a string")
+        return AuditHead(seq, b64decode(digest, length=32, what="hash"))
+    except FormatError as e:
+        raise AuditChainError(f"malformed {GLOBAL_HEAD_ACTION} record: {e}") from e
+
+
+def record_global_head(
+    session: Session, list_id: int, *, now: datetime | None = None
+) -> AuditRecord | None:
+    """Record the global chain's head in a list's chain, if it moved since last time.
+
+    The publisher calls this before it reads the list's head for a new
+    statement, so the statement's ``audit`` line commits to the global
+    records (token, later account management) up to that head. Nothing is
+    appended when the global chain is empty or its head is the one last
+    recorded: the latest ``global.head`` record of a list always names the
+    global head as of the list's latest publish. Details: ``{"chain":
+    "global", "seq": n, "hash": base64}``.
+
+    Raises:
+        NotFound: no list with ``list_id``.
+    """
+    current = head(session, None)
+    if current.seq == 0:
+        return None
+    last = last_global_head(session, list_id)
+    if last is not None and last == current:
+        return None
+    return append(
+        session,
+        list_id=list_id,
+        actor=PUBLISHER_ACTOR,
+        action=GLOBAL_HEAD_ACTION,
+        details={"chain": "global", "seq": current.seq, "hash": b64encode(current.hash)},
+        now=now,
+    )

@@ -9,8 +9,10 @@ stable ``code`` that the API maps to problem+json:
 | NotFound | not_found | no such list, entry, token, version |
 | Conflict | conflict | clashes with existing data (name taken, version) |
 | DuplicateApproval | duplicate_approval | the analyst already approved this round |
+| TokenNameTaken | token_name_taken | a token not revoked has this name for this role and list |
 | PermissionDenied | permission_denied | the actor may not do this |
 | SelfApproval | self_approval | approving one's own entry or reinstatement |
+| WitnessNotRegistered | witness_not_registered | a cosignature by an unregistered key |
 | AdminCannotApprove | admin_cannot_approve | four-eyes counts analysts only |
 | InvalidState | invalid_state | not allowed in the entry's/list's current state |
 | InvalidField | invalid_field | a field is malformed, empty or over its cap |
@@ -66,6 +68,12 @@ class DuplicateApproval(Conflict):
     code = "duplicate_approval"
 
 
+class TokenNameTaken(Conflict):
+    """A token not revoked already has this name for this role and list."""
+
+    code = "token_name_taken"
+
+
 class PermissionDenied(StoreError):
     """The actor may not perform this action."""
 
@@ -76,6 +84,12 @@ class SelfApproval(PermissionDenied):
     """Four-eyes: nobody approves an entry they created or reinstated."""
 
     code = "self_approval"
+
+
+class WitnessNotRegistered(PermissionDenied):
+    """A cosignature by a witness key no administrator registered for the list."""
+
+    code = "witness_not_registered"
 
 
 class AdminCannotApprove(PermissionDenied):

@@ -74,6 +74,9 @@ REFERENCE_LENGTH = 128
 CATEGORY_LENGTH = 64
 TOKEN_NAME_LENGTH = 128
 TOKEN_PREFIX_LENGTH = 32
+#: Signed-note key names are at most this long in practice; the column of
+#: migration 0002 had the same size.
+WITNESS_NAME_LENGTH = 255
 
 HASH_BYTES = 32
 STATE_VECTOR_BYTES = 2048
@@ -321,10 +324,15 @@ class AuditRow(Base):
     ``chain`` is the list id for list records, 0 for the deployment chain
     (token management). ``seq`` counts from 1 within a chain; the primary
     key makes a fork (two records with one seq) impossible to commit.
+    ``ix_audit_log_action`` finds a chain's latest record of one action
+    (the publisher's last ``global.head``) without walking the chain.
     """
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_entry", "entry_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_entry", "entry_id"),
+        Index("ix_audit_log_action", "chain", "action", "seq"),
+    )
 
     chain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -373,6 +381,27 @@ class TokenRow(Base):
     )
 
 
+class TokenNameRow(Base):
+    """A token's claim on its name for one role and list (migration 0004).
+
+    Token names are unique per role and list among tokens not revoked, so
+    an actor name in the audit chains and an ISP in the uptake view mean
+    one token. ``list_id`` 0 is the claim of a token valid for every list
+    (admin tokens, analyst tokens without lists): there is no such list
+    row, hence no foreign key on it. The primary key is the constraint;
+    the store also refuses a name an every-list token of the same role
+    holds (checked under the deployment chain's lock). A revoked token's
+    claims are deleted, so its name may be issued again.
+    """
+
+    __tablename__ = "token_names"
+
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(TOKEN_NAME_LENGTH), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), index=True)
+
+
 class PublishRequestRow(Base):
     """A publish-now request left for a separate signer process (``--no-signer``)."""
 
@@ -398,17 +427,43 @@ class IspSeenRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class WitnessCosignatureRow(Base):
-    """A witness's timestamped cosignature line (c2sp.org/tlog-cosignature) for
-    one checkpoint text; served appended to that checkpoint."""
+class WitnessKeyRow(Base):
+    """A witness key an administrator registered for a list (migration 0004).
 
-    __tablename__ = "witness_cosignatures"
-    __table_args__ = (UniqueConstraint("list_id", "key_name", "key_id"),)
+    Only registered witnesses may post cosignatures, and a served
+    checkpoint carries at most one line per registered witness. ``name``
+    and ``key_id`` identify the key in signed-note lines (the 0x04 key
+    ID); ``public_key`` is what lines are verified with, so a key whose
+    4-byte ID collides with a registered one is still refused.
+    """
+
+    __tablename__ = "witness_keys"
+    __table_args__ = (UniqueConstraint("list_id", "name", "key_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
-    key_name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(WITNESS_NAME_LENGTH))
     key_id: Mapped[bytes] = mapped_column(LargeBinary(4))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    vkey: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class WitnessCosignatureRow(Base):
+    """A registered witness's timestamped cosignature line (c2sp.org/tlog-cosignature)
+    for one checkpoint text; served appended to that checkpoint.
+
+    One row per witness (unique ``witness_id``): a new line replaces the
+    witness's previous one. Removing the witness deletes its row.
+    """
+
+    __tablename__ = "witness_cosignatures"
+    __table_args__ = (Index("ix_witness_cosignatures_text", "list_id", "text_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    witness_id: Mapped[int] = mapped_column(Integer, ForeignKey("witness_keys.id"), unique=True)
     text_hash: Mapped[bytes] = mapped_column(_hash_column())
     size: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)

@@ -12,7 +12,17 @@ timing reveals a usable token. A 256-bit random secret needs no slow hash:
 there is nothing to brute-force. ``prefix`` keeps the role prefix and the
 first four secret characters so an administrator can tell tokens apart.
 
-Token management is recorded in the deployment audit chain (chain 0).
+Token management is recorded in the deployment audit chain (chain 0, the
+"global" chain): ``token.create``, ``token.revoke`` (and ``token.rename``,
+written by migration 0004 for duplicate names). At each publish the
+publisher records that chain's head in the list's own chain
+(:func:`blocklist.store.audit.record_global_head`), so the statements
+commit to who minted which identity (issue 12, item 13).
+
+Names are unique per role and list among tokens not revoked
+(:class:`~blocklist.store.models.TokenNameRow`): an actor name in the audit
+chains, or an ISP in the uptake view, means one token. A token for every
+list (admin, or an analyst without lists) claims the name on all lists.
 """
 
 from __future__ import annotations
@@ -25,13 +35,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, literal, or_, select, update
+from sqlalchemy import and_, case, delete, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from blocklist.encoding import format_time
 from blocklist.store import audit
-from blocklist.store.errors import InvalidField, InvalidState, NotFound
-from blocklist.store.models import ROLES, TOKEN_NAME_LENGTH, ListRow, TokenRow, UTCDateTime
+from blocklist.store.errors import InvalidField, InvalidState, NotFound, TokenNameTaken
+from blocklist.store.models import (
+    ROLES,
+    TOKEN_NAME_LENGTH,
+    ListRow,
+    TokenNameRow,
+    TokenRow,
+    UTCDateTime,
+)
 
 #: Random bytes per token: 256 bits, beyond any guessing.
 TOKEN_SECRET_BYTES = 32
@@ -52,6 +69,42 @@ _NAME_RE = re.compile(rf"\A[^\x00-\x1f\x7f]{{1,{TOKEN_NAME_LENGTH}}}\Z")
 
 #: Roles that read lists and must name at least one.
 LIST_ROLES = ("isp", "auditor")
+
+#: ``token_names.list_id`` of a token valid for every list (no list has id 0).
+EVERY_LIST = 0
+
+
+def claim_scopes(role: str, list_ids: Sequence[int]) -> list[int]:
+    """The ``token_names`` scopes a token claims: its lists, or :data:`EVERY_LIST`.
+
+    Admin tokens act on every list whatever lists they name; an analyst
+    token without lists does too.
+    """
+    if role == "admin" or not list_ids:
+        return [EVERY_LIST]
+    return sorted(set(list_ids))
+
+
+def _check_name_free(session: Session, name: str, role: str, scopes: Sequence[int]) -> None:
+    """Refuse a name a token not revoked holds for this role on an overlapping scope.
+
+    Called under the deployment chain's lock, so two creations cannot both
+    pass; the ``token_names`` primary key is the last line of defence.
+
+    Raises:
+        TokenNameTaken: the name is taken for this role on one of ``scopes``.
+    """
+    wanted = set(scopes)
+    query = select(TokenNameRow.list_id).where(TokenNameRow.role == role, TokenNameRow.name == name)
+    if EVERY_LIST not in wanted:
+        query = query.where(TokenNameRow.list_id.in_(sorted(wanted | {EVERY_LIST})))
+    clash = session.scalar(query.limit(1))
+    if clash is not None:
+        where = "every list" if clash == EVERY_LIST or EVERY_LIST in wanted else "one of its lists"
+        raise TokenNameTaken(
+            f"a {role} token named {name!r} exists already for {where}: "
+            "choose another name, or revoke that token first"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +150,8 @@ def create_token(
             for a non-auditor, an ISP/auditor token without lists, an
             ``expires_at`` not in the future.
         NotFound: a named list does not exist.
+        TokenNameTaken: a token not revoked has this name for this role on
+            one of these lists (or on every list).
     """
     now = audit.resolve_now(now)
     audit.check_actor(actor)
@@ -121,6 +176,8 @@ def create_token(
     secret = base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_SECRET_BYTES)).rstrip(b"=")
     token = role_prefix(role) + secret.decode("ascii")
     audit.lock_list(session, None)
+    scopes = claim_scopes(role, [r.id for r in rows])
+    _check_name_free(session, name, role, scopes)
     row = TokenRow(
         name=name,
         role=role,
@@ -136,6 +193,10 @@ def create_token(
     )
     row.lists = sorted(rows, key=lambda r: r.name)
     session.add(row)
+    session.flush()
+    session.add_all(
+        TokenNameRow(role=role, list_id=scope, name=name, token_id=row.id) for scope in scopes
+    )
     session.flush()
     audit.append(
         session,
@@ -213,6 +274,8 @@ def revoke_token(
     if row.revoked_at is not None:
         raise InvalidState(f"token {token_id} is already revoked")
     row.revoked_at = now
+    # The name is free again: the global chain says which token held it when.
+    session.execute(delete(TokenNameRow).where(TokenNameRow.token_id == row.id))
     session.flush()
     audit.append(
         session,

@@ -8,6 +8,7 @@ fetch``)::
      "list", "origin", "approvals_required",
      "keyrings": [note…], "statements": [note…], "checkpoints": [note…],
      "audit_log": [record…],   (full only)
+     "global_log": [record…],  (full only; absent from bundles of older servers)
      "entries": [entry…]}      (full only)
 
 with audit records ``{"seq", "time", "actor", "action", "list", "entry",
@@ -15,7 +16,11 @@ with audit records ``{"seq", "time", "actor", "action", "list", "entry",
 "scope", "reason", "reference", "category", "created_by", "created_at",
 "status"}``, hashes in base64. ``expression`` and ``url`` are both null for
 an entry whose plaintext the server's retention pruned (its
-``entry.prune_plaintext`` audit record says when).
+``entry.prune_plaintext`` audit record says when). ``global_log`` is the
+deployment's global audit chain (token management; ``list`` null in every
+record), whose heads the list's ``global.head`` records commit to (issue
+12, item 13); a full bundle saved from a server before that change has no
+such key, and verifies only if its audit log records no global head.
 
 This module only reads and writes that document; it checks its *shape*
 strictly (every key present, no unknown or duplicate key, exact types,
@@ -90,6 +95,8 @@ _TOP_KEYS: Final = frozenset(
     }
 )
 _FULL_KEYS: Final = frozenset({"audit_log", "entries"})
+#: Full-bundle keys a bundle of an older server may lack.
+_OPTIONAL_FULL_KEYS: Final = frozenset({"global_log"})
 _RECORD_KEYS: Final = frozenset(
     {"seq", "time", "actor", "action", "list", "entry", "details", "hash"}
 )
@@ -152,7 +159,9 @@ class BundleEntry:
 class Bundle:
     """A loaded bundle (shape checked, content not yet verified).
 
-    ``audit_log`` and ``entries`` are ``None`` exactly for hash-only bundles.
+    ``audit_log`` and ``entries`` are ``None`` exactly for hash-only bundles;
+    ``global_log`` is ``None`` for those and for full bundles of servers that
+    did not export the global chain yet.
     """
 
     kind: str
@@ -164,6 +173,7 @@ class Bundle:
     checkpoints: tuple[str, ...]
     audit_log: tuple[AuditRecord, ...] | None = None
     entries: tuple[BundleEntry, ...] | None = None
+    global_log: tuple[AuditRecord, ...] | None = None
 
     def __post_init__(self) -> None:
         """Check the invariants a loaded bundle always satisfies.
@@ -177,9 +187,11 @@ class Bundle:
         full_parts = (self.audit_log is not None, self.entries is not None)
         if self.kind == KIND_FULL and full_parts != (True, True):
             raise BundleError("a full bundle needs 'audit_log' and 'entries'")
-        if self.kind == KIND_HASH_ONLY and any(full_parts):
+        if self.kind == KIND_HASH_ONLY and (any(full_parts) or self.global_log is not None):
             # DESIGN.md item 7: hash-only bundles never contain plaintext.
-            raise BundleError("a hash-only bundle must not carry 'audit_log' or 'entries'")
+            raise BundleError(
+                "a hash-only bundle must not carry 'audit_log', 'global_log' or 'entries'"
+            )
 
     @property
     def is_full(self) -> bool:
@@ -200,6 +212,8 @@ class Bundle:
         }
         if self.audit_log is not None:
             doc["audit_log"] = [record_to_json(r) for r in self.audit_log]
+        if self.global_log is not None:
+            doc["global_log"] = [record_to_json(r) for r in self.global_log]
         if self.entries is not None:
             doc["entries"] = [e.to_json() for e in self.entries]
         return doc
@@ -227,11 +241,16 @@ def _no_constants(text: str) -> Any:
     raise BundleError(f"bundle holds {text}, which is not JSON")
 
 
-def _keys(obj: Mapping[str, Any], required: frozenset[str], where: str) -> None:
+def _keys(
+    obj: Mapping[str, Any],
+    required: frozenset[str],
+    where: str,
+    optional: frozenset[str] = frozenset(),
+) -> None:
     missing = required - obj.keys()
     if missing:
         raise BundleError(f"{where}: missing {', '.join(sorted(missing))}")
-    unknown = obj.keys() - required
+    unknown = obj.keys() - required - optional
     if unknown:
         raise BundleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))[:80]}")
 
@@ -355,15 +374,22 @@ def from_json(doc: Any) -> Bundle:
     kind = _str(doc.get("kind"), "kind")
     if kind not in (KIND_HASH_ONLY, KIND_FULL):
         raise BundleError(f"unknown bundle kind {kind[:40]!r}")
-    required = _TOP_KEYS | _FULL_KEYS if kind == KIND_FULL else _TOP_KEYS
-    _keys(doc, required, "bundle")
+    full = kind == KIND_FULL
+    required = _TOP_KEYS | _FULL_KEYS if full else _TOP_KEYS
+    _keys(doc, required, "bundle", _OPTIONAL_FULL_KEYS if full else frozenset())
     records: tuple[AuditRecord, ...] | None = None
     entries: tuple[BundleEntry, ...] | None = None
-    if kind == KIND_FULL:
+    global_records: tuple[AuditRecord, ...] | None = None
+    if full:
         records = tuple(
             record_from_json(obj, f"audit_log[{i}]")
             for i, obj in enumerate(_objects(doc["audit_log"], "audit_log"))
         )
+        if "global_log" in doc:
+            global_records = tuple(
+                record_from_json(obj, f"global_log[{i}]")
+                for i, obj in enumerate(_objects(doc["global_log"], "global_log"))
+            )
         entries = tuple(
             _entry_from_json(obj, f"entries[{i}]")
             for i, obj in enumerate(_objects(doc["entries"], "entries"))
@@ -378,6 +404,7 @@ def from_json(doc: Any) -> Bundle:
         checkpoints=_notes(doc["checkpoints"], "checkpoints"),
         audit_log=records,
         entries=entries,
+        global_log=global_records,
     )
 
 

@@ -235,6 +235,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     row_checks = {
         "keyrings": {v.CHECK_KEYRING},
         "audit": {v.CHECK_AUDIT_CHAIN, v.CHECK_AUDIT_RECORDS},
+        "global": {v.CHECK_GLOBAL_CHAIN, v.CHECK_GLOBAL_HEAD},
         "statements": {
             v.CHECK_FORMAT,
             v.CHECK_KEYRING_USE,
@@ -253,6 +254,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     stage_of = {
         "keyrings": 1,
         "audit": 2,
+        "global": 2,
         "statements": 3,
         "replay": 3,
         "decisions": 3,
@@ -299,6 +301,14 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
                 "Audit log",
                 "audit",
                 f"{counts.audit_records} record(s), hash chain intact",
+            )
+        )
+        rows.append(
+            (
+                "Global records",
+                "global",
+                f"{counts.global_records} token record(s), hash chain intact; "
+                f"{counts.global_committed} committed by the list's statements",
             )
         )
     rows.append(
@@ -362,6 +372,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     partial = {
         "keyrings": f"{counts.keyrings} serial(s) verified",
         "audit": f"{counts.audit_records} record(s) verified",
+        "global": f"{counts.global_records} global record(s) verified",
         "statements": f"{counts.statements} version(s) verified before the failure",
         "replay": f"{counts.additions} addition(s), {counts.removals} removal(s) replayed "
         "before the failure",

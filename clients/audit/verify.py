@@ -17,6 +17,14 @@ Checks, in the order they run (each a stable ``check`` identifier):
    chain (docs/architecture.md, "Audit log hash chain") is recomputed record
    by record; every record belongs to the bundle's list; the ``list.create``
    record fixes ``approvals_required``.
+   ``global.chain`` / ``global.head`` (full bundles): the deployment's
+   global audit chain (``global_log``: token management, later persons'
+   accounts; who minted which identity) is recomputed record by record,
+   every record names no list; each ``global.head`` record of the list's
+   chain (written by the publisher, so the statements commit to it) must
+   name a record of that chain and its exact chain hash, never moving
+   back. A bundle without ``global_log`` passes only if the list's chain
+   records no global head (a bundle of an older server: warned).
 3. For each statement N = 1, 2, ... in one pass:
    ``statement.format`` (the strict parser of :mod:`blocklist.statement`),
    ``statement.keyring`` (the keyring serial it names exists, never goes
@@ -138,6 +146,8 @@ CHECK_EXTRA: Final = "extra_checkpoint"
 CHECK_AUDIT_CHAIN: Final = "audit.chain"
 CHECK_AUDIT_RECORDS: Final = "audit.records"
 CHECK_AUDIT_HEAD: Final = "audit.head"
+CHECK_GLOBAL_CHAIN: Final = "global.chain"
+CHECK_GLOBAL_HEAD: Final = "global.head"
 CHECK_ADDITION: Final = "audit.addition"
 CHECK_REMOVAL: Final = "audit.removal"
 CHECK_ENTRIES: Final = "entries"
@@ -148,6 +158,8 @@ CHECKS: Final = (
     CHECK_KEYRING,
     CHECK_AUDIT_CHAIN,
     CHECK_AUDIT_RECORDS,
+    CHECK_GLOBAL_CHAIN,
+    CHECK_GLOBAL_HEAD,
     CHECK_FORMAT,
     CHECK_KEYRING_USE,
     CHECK_SIGNATURE,
@@ -194,6 +206,9 @@ MAX_WARNINGS: Final = 50
 SYSTEM_ACTOR_PREFIX: Final = "system:"
 #: The actor of the canary entry created with the list (blocklist.store.lists).
 CANARY_ACTOR: Final = "system:canary"
+#: Action of the list-chain record carrying the global chain's head
+#: (blocklist.store.audit.GLOBAL_HEAD_ACTION).
+GLOBAL_HEAD_ACTION: Final = "global.head"
 
 _LANE: Final = np.dtype("<u2")
 
@@ -212,6 +227,7 @@ class Failure:
     audit_seq: int | None = None
     checkpoint: str | None = None
     entry_id: int | None = None
+    global_seq: int | None = None
 
     @property
     def location(self) -> str:
@@ -223,6 +239,8 @@ class Failure:
             parts.append(f"keyring serial {self.keyring_serial}")
         if self.audit_seq is not None:
             parts.append(f"audit record {self.audit_seq}")
+        if self.global_seq is not None:
+            parts.append(f"global audit record {self.global_seq}")
         if self.checkpoint is not None:
             parts.append(f"checkpoint {self.checkpoint}")
         if self.entry_id is not None:
@@ -242,6 +260,7 @@ class Failure:
             "audit_seq": self.audit_seq,
             "checkpoint": self.checkpoint,
             "entry_id": self.entry_id,
+            "global_seq": self.global_seq,
             "message": str(self),
         }
 
@@ -349,6 +368,8 @@ class Counts:
     checkpoints: int = 0
     extra_checkpoints: int = 0
     audit_records: int = 0
+    global_records: int = 0
+    global_committed: int = 0
     entries: int = 0
     entries_pruned: int = 0
     backed_additions: int = 0
@@ -1114,6 +1135,78 @@ class _Run:
                 "no list.create record: approvals_required comes from the bundle, unauthenticated"
             )
         self.decisions = _Decisions(records, required, create_seq)
+        self._global_log(records)
+
+    def _global_log(self, records: Sequence[AuditRecord]) -> None:
+        """Check the global chain and every global head the list's chain recorded."""
+        heads = [r for r in records if r.action == GLOBAL_HEAD_ACTION]
+        global_log = self.bundle.global_log
+        if global_log is None:
+            if heads:
+                _fail(
+                    CHECK_GLOBAL_HEAD,
+                    "the list's audit log records global heads, but the bundle carries no "
+                    "global_log",
+                    audit_seq=heads[0].seq,
+                )
+            self.report.warn(
+                "the bundle carries no global audit records (a server before issue 12): "
+                "who minted which token is not verified"
+            )
+            return
+        chain = AUDIT_ZERO
+        after: dict[int, bytes] = {}
+        counts = self.report.counts
+        for i, record in enumerate(global_log):
+            try:
+                chain = verify_chain([record], prev=chain, first_seq=i + 1)
+            except AuditChainError as e:
+                _fail(CHECK_GLOBAL_CHAIN, str(e), global_seq=record.seq)
+            if record.list_name is not None:
+                _fail(
+                    CHECK_GLOBAL_CHAIN,
+                    f"a global record names list {record.list_name!r}",
+                    global_seq=record.seq,
+                )
+            after[record.seq] = chain
+            counts.global_records += 1
+        last = 0
+        for r in heads:
+            seq, digest = r.details.get("seq"), r.details.get("hash")
+            if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(digest, str):
+                _fail(CHECK_GLOBAL_HEAD, "malformed global.head record", audit_seq=r.seq)
+            try:
+                claimed = b64decode(digest, length=32, what="hash")
+            except FormatError as e:
+                _fail(CHECK_GLOBAL_HEAD, f"global.head record: {e}", audit_seq=r.seq)
+            if seq < last:
+                _fail(
+                    CHECK_GLOBAL_HEAD,
+                    f"records global head {seq} after {last}: the global chain moved back",
+                    audit_seq=r.seq,
+                )
+            if seq not in after:
+                _fail(
+                    CHECK_GLOBAL_HEAD,
+                    f"records global head {seq}, the bundle's global log has "
+                    f"{len(global_log)} record(s)",
+                    audit_seq=r.seq,
+                )
+            if after[seq] != claimed:
+                _fail(
+                    CHECK_GLOBAL_HEAD,
+                    f"records global head {_b64(claimed)} after global record {seq}, the global "
+                    f"log gives {_b64(after[seq])}: the global records were rewritten",
+                    audit_seq=r.seq,
+                    global_seq=seq,
+                )
+            last = seq
+        counts.global_committed = last
+        if len(global_log) > last:
+            self.report.warn(
+                f"{len(global_log) - last} global audit record(s) after the last recorded head "
+                "are not committed by a statement yet (they will be at the next publish)"
+            )
 
     # -- 3. statements --
 

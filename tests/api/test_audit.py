@@ -177,6 +177,13 @@ def test_witness_cosignature_is_verified_stored_and_served(
     # A line over another text, or checked against another key, is refused.
     _, wrong_text = _witness_line(text.replace("\n0\n", "\n1\n"))
     other_vkey, _ = _witness_line(text)
+    # Only a registered witness may post (issue 12, item 1).
+    unregistered = client.post(path, json={"vkey": vkey, "signature": line}, token=tokens.auditor)
+    assert unregistered.status_code == 403
+    assert unregistered.json()["code"] == "witness_not_registered"
+    for key in (vkey, other_vkey):
+        added = client.post(f"/v1/lists/{MAIN}/witnesses", json={"vkey": key}, token=tokens.admin)
+        assert added.status_code == 201, added.text
     assert (
         client.post(
             path, json={"vkey": vkey, "signature": wrong_text}, token=tokens.auditor

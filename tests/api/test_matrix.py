@@ -35,6 +35,7 @@ from api_testing import (
     publish,
 )
 
+from api.witness import register_witness
 from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
@@ -125,7 +126,23 @@ class Env:
             + base64.b64encode(key_id + timestamp.to_bytes(8, "big") + signature).decode()
         )
         vkey = f"{name}+{key_id.hex()}+" + base64.b64encode(b"\x04" + public).decode()
+        # Only registered witnesses may post (issue 12, item 1).
+        self.register_witness(list_name, vkey)
         return {"vkey": vkey, "signature": line}
+
+    def register_witness(self, list_name: str, vkey: str) -> int:
+        with self.d.db.transaction() as session:
+            lst = store_lists.get_list(session, list_name)
+            return register_witness(session, lst.id, lst.origin, vkey, actor="admin").id
+
+    def witness_vkey(self) -> str:
+        public = bytes(nacl.signing.SigningKey.generate().verify_key)
+        name = f"witness{next(_counter)}.example"
+        key_id = hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
+        return f"{name}+{key_id.hex()}+" + base64.b64encode(b"\x04" + public).decode()
+
+    def fresh_witness(self, list_name: str) -> int:
+        return self.register_witness(list_name, self.witness_vkey())
 
 
 Request = tuple[str, str, dict[str, Any]]
@@ -303,6 +320,23 @@ ENDPOINTS = [
         200,
         lambda env, ln: ("GET", f"/v1/lists/{ln}/hits", {"params": {"week": _LAST_WEEK}}),
     ),
+    _e("witness-list", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/witnesses", {})),
+    _e(
+        "witness-add",
+        "admin",
+        201,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/witnesses",
+            {"json": {"vkey": env.witness_vkey()}},
+        ),
+    ),
+    _e(
+        "witness-remove",
+        "admin",
+        200,
+        lambda env, ln: ("DELETE", f"/v1/lists/{ln}/witnesses/{env.fresh_witness(ln)}", {}),
+    ),
     _e("list-get", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}", {})),
     _e("isps", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/isps", {})),
     _e(
@@ -413,6 +447,9 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("GET", "/v1/lists/{list}/audit/bundle"),
         ("GET", "/v1/lists/{list}/audit/log"),
         ("POST", "/v1/lists/{list}/checkpoint/cosignatures"),
+        ("GET", "/v1/lists/{list}/witnesses"),
+        ("POST", "/v1/lists/{list}/witnesses"),
+        ("DELETE", "/v1/lists/{list}/witnesses/{witness_id}"),
         ("GET", "/v1/lists/{list}"),
         ("POST", "/v1/lists/{list}/hits"),
         ("GET", "/v1/lists/{list}/hits"),

@@ -149,6 +149,7 @@ def _fill(path: str, w: World) -> str:
         "n": "1",
         "request_id": "1",
         "token_id": str(w.tokens.ids["isp"]),
+        "witness_id": "1",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

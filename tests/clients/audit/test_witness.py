@@ -232,6 +232,13 @@ def test_cosignature_accepted_by_the_real_service(key: SecretKey, tmp_path: Path
     from audit_service import BASE, service
 
     with service(tmp_path) as s:
+        # Only a witness the administrator registered may post (issue 12 item 1).
+        added = s.http.post(
+            f"/v1/lists/{LIST}/witnesses",
+            json={"vkey": cosigner_vkey(key)},
+            headers={"Authorization": f"Bearer {s.deployment.tokens.admin}"},
+        )
+        assert added.status_code == 201, added.text
         w = Witness(
             s.http,
             server=BASE,

@@ -51,6 +51,7 @@ def default_canary_url(name: str) -> str:
     label, dot, rest = host.removeprefix("http://").partition(".")
     return f"http://{label.rstrip('-')}{dot}{rest}"
 
+
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 

@@ -241,7 +241,11 @@ def test_page_url_with_scope_host_is_refused_not_widened(world: World) -> None:
     assert preview["accepted"] is False
     assert preview["reach"]["expression"] == "abuse-host.example.test/"
     assert preview["reach"]["scope"] == "host"
-    for page_url in (url, "http://abuse-host.example.test/?q=1", "http://abuse-host.example.test/d/"):
+    for page_url in (
+        url,
+        "http://abuse-host.example.test/?q=1",
+        "http://abuse-host.example.test/d/",
+    ):
         with pytest.raises(InvalidEntry, match="would become the host entry"):
             plan_entry(page_url, "host")
     # The host's own root URL is still a host entry.

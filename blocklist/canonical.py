@@ -255,7 +255,7 @@ _NUMERIC_LABEL_RE: Final = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 MIN_ENTRY_HOST_LABELS: Final = 2
 
 
-def check_entry_url(url: str) -> None:
+def check_entry_url(url: str | bytes) -> None:
     """Refuse an entry URL that is not absolute or whose host is ambiguous.
 
     Entry time only (issue 12, items 15 and 17): the URL must be an absolute
@@ -270,10 +270,20 @@ def check_entry_url(url: str) -> None:
             which names it).
         AmbiguousHost: the authority holds userinfo, a backslash, or a
             percent-escape of a delimiter.
+        TypeError: ``url`` is neither ``str`` nor ``bytes``.
     """
+    if isinstance(url, bytes | bytearray):
+        # The API and CLI give text; raw bytes are read as UTF-8 (WHATWG
+        # works on code points), anything else is no URL an analyst typed.
+        try:
+            url = bytes(url).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidURL("not an absolute http(s) URL: the bytes are not UTF-8 text") from e
+    elif not isinstance(url, str):
+        raise TypeError(f"a URL is str or bytes, not {type(url).__name__}")
     # WHATWG "basic URL parser", steps 1-3: strip leading and trailing C0
     # controls and spaces, remove every ASCII tab and newline (SB v4 does too).
-    text = url.strip("".join(map(chr, range(0x21)))).translate(_TAB_NEWLINE)
+    text = url.strip(_C0_AND_SPACE_TEXT).translate(_TAB_NEWLINE)
     match = _ENTRY_SCHEME_RE.match(text)
     if match is None:
         raise InvalidURL(
@@ -377,6 +387,7 @@ def check_entry_host(host: str) -> None:
 
 
 _TAB_NEWLINE: Final = str.maketrans("", "", "\t\n\r")
+_C0_AND_SPACE_TEXT: Final = _C0_AND_SPACE.decode("ascii")
 
 
 # --- parsing ---------------------------------------------------------------

@@ -291,9 +291,16 @@ def check_entry_url(url: str | bytes) -> None:
             "such as https://example.com/page.html"
         )
     scheme = match.group(1).lower()
-    if scheme not in ALLOWED_SCHEMES:
-        return  # canonicalize() refuses it, naming the scheme
     rest = text[match.end() :]
+    if scheme not in ALLOWED_SCHEMES:
+        # "example.com:8080/page" is a host and port without a scheme to SB
+        # (the reference client's rule), so it is no absolute URL either.
+        if scheme not in _NON_WEB_SCHEMES and rest[:1].isdigit():
+            raise InvalidURL(
+                "not an absolute http(s) URL: give the whole URL with its scheme, "
+                "such as https://example.com/page.html"
+            )
+        return  # canonicalize() refuses it, naming the scheme
     # WHATWG "special authority ignore slashes state" skips any run of '/'
     # and '\' after "http:", so "http:/\host" and "http:host" are the host
     # to a browser; SB v4 needs exactly "//". Entries take only "//" + host.

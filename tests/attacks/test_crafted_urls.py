@@ -221,7 +221,13 @@ def test_lookups_on_single_label_hosts_stay_lenient() -> None:
 
 
 def test_not_a_url_is_called_not_an_absolute_url(world: World) -> None:
-    for text in ("not a url", "example.com/page.html", "http:example.com/page.html"):
+    for text in (
+        "not a url",
+        "example.com/page.html",
+        "example.com:8080/page.html",
+        "http:example.com/page.html",
+        "http:///example.com/page.html",
+    ):
         details = _refused_everywhere(world, text, "page", "invalid_url")
         for detail in details:
             assert "not an absolute http(s) URL" in detail, (text, detail)

@@ -13,7 +13,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from blocklist.canonical import canonicalize, expression, expression_hash, expressions
+from blocklist.canonical import (
+    canonicalize,
+    check_entry_host,
+    check_entry_url,
+    expression,
+    expression_hash,
+    expressions,
+)
 from blocklist.entries import (
     MAX_EXPRESSION_BYTES,
     SCOPES,
@@ -22,7 +29,7 @@ from blocklist.entries import (
     plan_entry,
     reach,
 )
-from blocklist.errors import DomesticHosting, InvalidEntry, InvalidHost, InvalidURL
+from blocklist.errors import AmbiguousHost, DomesticHosting, InvalidEntry, InvalidHost, InvalidURL
 
 
 def lookup_hashes(url: str) -> set[bytes]:
@@ -385,3 +392,64 @@ def test_reach_examples_are_true(url: str, scope: str) -> None:
         assert h in lookup_hashes(example), example
     for example in r.does_not_match:
         assert h not in lookup_hashes(example), example
+
+
+# --- entry-time URL and host checks (issue 12, items 15-16) ----------------------------
+
+# Path and query characters that would be delimiters in an authority.
+AUTHORITY_LOOKALIKES = st.text(alphabet="ab/\\@?#:%2F5C40", max_size=12)
+
+
+@settings(max_examples=300)
+@given(ENTRY_HOSTS, st.sampled_from(["", ":8080"]), AUTHORITY_LOOKALIKES)
+def test_entry_checks_only_look_at_the_authority(host: str, port: str, tail: str) -> None:
+    # '\', '@' and escapes after the first '/' are path, query or fragment
+    # to a browser and to Safe Browsing alike: never refused.
+    url = f"https://{host}{port}/{tail}"
+    check_entry_url(url)
+    check_entry_host(expression(url, "host").split("/")[0])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user@example.com/",
+        "http://user:password@example.com/",
+        "http://@example.com/",
+        "http://example.com\\/",
+        "http://\\example.com/",
+        "http://example.com%2f.example.org/",
+        "http://example.com%3a80/",
+        "http://example.com%2540.example.org/",
+    ],
+)
+def test_check_entry_url_refuses_ambiguous_authorities(url: str) -> None:
+    with pytest.raises(AmbiguousHost):
+        check_entry_url(url)
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("example.com", True),
+        ("a_b.example.com", True),
+        ("xn--bcher-kva.example", True),
+        ("192.0.2.1", True),
+        ("[2001:db8::1]", True),
+        ("1.example", True),
+        ("example", False),
+        ("example.123", False),
+        ("example.0x1f", False),
+        ("a-.example.com", False),
+        ("-a.example.com", False),
+        ("a*.example.com", False),
+        ("a%20b.example.com", False),
+        ("xn--.example.com", False),
+    ],
+)
+def test_check_entry_host(host: str, valid: bool) -> None:
+    if valid:
+        check_entry_host(host)
+    else:
+        with pytest.raises(InvalidHost):
+            check_entry_host(host)

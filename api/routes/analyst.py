@@ -134,7 +134,10 @@ async def preview_entry(
     """Return the reach of the URL's expression at the requested scope and the verdict.
 
     Nothing is stored. A refused entry still shows the reach of the
-    expression its URL really has, with the reason it would be refused.
+    expression its URL really has, with the reason it would be refused
+    (for a page URL with scope ``host``, the host entry it would become);
+    a URL that is not absolute, whose host is ambiguous or no valid host
+    shows no reach (``reach: null``).
     """
     info = await _list_for(ctx, p, list_name)
     try:

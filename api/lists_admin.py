@@ -39,6 +39,19 @@ from signer.publisher import list_key_dir, online_key_path, root_key_path
 #: the canary can never block a real site.
 DEFAULT_CANARY_TEMPLATE = "http://canary-{name}.cleanfeed.invalid/"
 
+
+def default_canary_url(name: str) -> str:
+    """The default canary URL of list ``name`` (:data:`DEFAULT_CANARY_TEMPLATE`).
+
+    A list name may end in '-' (``LIST_NAME_RE``) but a host label may not
+    (entry hosts are checked, issue 12 item 16), so trailing hyphens of the
+    label are dropped: list ``a-`` gets ``canary-a``, list ``-`` ``canary``.
+    """
+    host = DEFAULT_CANARY_TEMPLATE.format(name=name)
+    label, dot, rest = host.removeprefix("http://").partition(".")
+    return f"http://{label.rstrip('-')}{dot}{rest}"
+
+
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 
@@ -78,7 +91,7 @@ def create_list_with_keys(
         validate_origin(origin)
     except FormatError as e:
         raise InvalidField(str(e)) from e
-    canary = canary_url or DEFAULT_CANARY_TEMPLATE.format(name=name)
+    canary = canary_url or default_canary_url(name)
     scope = canary_scope(canary)
     key_dir = list_key_dir(keys_dir, name)
     if key_dir.exists():

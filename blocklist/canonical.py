@@ -28,7 +28,7 @@ from typing import Final
 
 import idna
 
-from blocklist.errors import InvalidEntry, InvalidURL
+from blocklist.errors import AmbiguousHost, InvalidEntry, InvalidHost, InvalidURL
 
 #: Largest URL accepted, in bytes, both as input and as canonical output.
 #: 8 KiB is what common servers and proxies accept in a request line (Squid's
@@ -205,6 +205,196 @@ def is_ip_host(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- entry-time checks -----------------------------------------------------
+#
+# Safe Browsing canonicalisation is deliberately lenient: it must produce
+# *some* expression for whatever URL a proxy sees. An entry is the other way
+# round: its expression must name the host a browser would really visit, or
+# a crafted report ("http://abuse.test\@example.com/") gets an innocent host
+# listed (issue 12, items 15-17). Browsers parse URLs by the WHATWG URL
+# Standard (https://url.spec.whatwg.org/, cited as *WHATWG* below), so the
+# checks here compare its reading of the authority with SB v4's and refuse
+# a URL wherever the two could disagree. Lookups never run these checks.
+
+#: An absolute URL with a scheme (WHATWG "scheme state": an ASCII letter,
+#: then letters, digits, '+', '-' and '.', ended by ':').
+_ENTRY_SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+
+#: WHATWG "authority state": in a special URL (http, https and ftp all are)
+#: the authority ends at the first '/', '?', '#' or '\' ("url is special and
+#: c is U+005C (\)"); SB v4 and the reference client know no '\' rule.
+_WHATWG_AUTHORITY_END_RE: Final = re.compile(r"[/?#\\]")
+#: SB v4 splits the authority off at '/', '?' (and drops '#' first).
+_SB_AUTHORITY_END_RE: Final = re.compile(r"[/?#]")
+
+#: Bytes that must never come out of a percent-escape in a host. WHATWG
+#: "host parser" percent-decodes the host once and then fails on a
+#: "forbidden domain code point" ('/', '\', '@', '?', '#', ':', '%', ...),
+#: while SB v4 unescapes the whole URL repeatedly before splitting it, so
+#: "example.com%2F.abuse.test" is no host to a browser but "example.com"
+#: with path "/.abuse.test" to Safe Browsing. '%' covers double escapes
+#: ("%252F"), which a browser decodes only once.
+_AMBIGUOUS_ESCAPED_BYTES: Final = frozenset(b"/\\@?#:%[]")
+_HOST_ESCAPE_RE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+
+#: One label of an entry's host after IDNA: letters, digits, '-' and '_'
+#: (browsers resolve '_' though RFC 952 forbids it in host names), never a
+#: '-' at either end (RFC 952, RFC 1123 2.1). Canonical hosts are lower case.
+_ENTRY_LABEL_RE: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_\-]*[a-z0-9_])?")
+#: WHATWG "ends in a number checker": a host whose last label is decimal
+#: digits or "0x" hex is parsed as an IPv4 address (and refused by browsers
+#: when that fails, as canonicalisation already turned every valid one into
+#: dotted decimal).
+_NUMERIC_LABEL_RE: Final = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+
+#: Fewest labels an entry's host name needs: a bare top-level label or an
+#: intranet name such as "localhost" is no public web host, and lookups
+#: never try a single label as a suffix (SB v4).
+MIN_ENTRY_HOST_LABELS: Final = 2
+
+
+def check_entry_url(url: str | bytes) -> None:
+    """Refuse an entry URL that is not absolute or whose host is ambiguous.
+
+    Entry time only (issue 12, items 15 and 17): the URL must be an absolute
+    URL with a scheme (``https://example.com/page.html``), and its authority
+    must hold no userinfo, no backslash and no percent-escape of a
+    delimiter, so that the host Safe Browsing canonicalisation reads is the
+    host a browser visits (WHATWG "authority state" and "host parser").
+
+    Raises:
+        InvalidURL: the URL has no scheme or no ``//`` after it (a scheme
+            other than http, https or ftp is left to :func:`canonicalize`,
+            which names it).
+        AmbiguousHost: the authority holds userinfo, a backslash, or a
+            percent-escape of a delimiter.
+        TypeError: ``url`` is neither ``str`` nor ``bytes``.
+    """
+    if isinstance(url, bytes | bytearray):
+        # The API and CLI give text; raw bytes are read as UTF-8 (WHATWG
+        # works on code points), anything else is no URL an analyst typed.
+        try:
+            url = bytes(url).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidURL("not an absolute http(s) URL: the bytes are not UTF-8 text") from e
+    elif not isinstance(url, str):
+        raise TypeError(f"a URL is str or bytes, not {type(url).__name__}")
+    # WHATWG "basic URL parser", steps 1-3: strip leading and trailing C0
+    # controls and spaces, remove every ASCII tab and newline (SB v4 does too).
+    text = url.strip(_C0_AND_SPACE_TEXT).translate(_TAB_NEWLINE)
+    match = _ENTRY_SCHEME_RE.match(text)
+    if match is None:
+        raise InvalidURL(
+            "not an absolute http(s) URL: give the whole URL with its scheme, "
+            "such as https://example.com/page.html"
+        )
+    scheme = match.group(1).lower()
+    rest = text[match.end() :]
+    if scheme not in ALLOWED_SCHEMES:
+        # "example.com:8080/page" is a host and port without a scheme to SB
+        # (the reference client's rule), so it is no absolute URL either.
+        if scheme not in _NON_WEB_SCHEMES and rest[:1].isdigit():
+            raise InvalidURL(
+                "not an absolute http(s) URL: give the whole URL with its scheme, "
+                "such as https://example.com/page.html"
+            )
+        return  # canonicalize() refuses it, naming the scheme
+    # WHATWG "special authority ignore slashes state" skips any run of '/'
+    # and '\' after "http:", so "http:/\host" and "http:host" are the host
+    # to a browser; SB v4 needs exactly "//". Entries take only "//" + host.
+    if not rest.startswith("//") or rest[2:3] == "/":
+        raise InvalidURL(
+            f"not an absolute http(s) URL: '{scheme}:' must be followed by '//' and the host, "
+            "such as https://example.com/page.html"
+        )
+    rest = rest[2:]
+    whatwg_end = _WHATWG_AUTHORITY_END_RE.search(rest)
+    whatwg_authority = rest if whatwg_end is None else rest[: whatwg_end.start()]
+    sb_end = _SB_AUTHORITY_END_RE.search(rest)
+    sb_authority = rest if sb_end is None else rest[: sb_end.start()]
+    if "\\" in sb_authority:
+        raise AmbiguousHost(
+            "the host part holds a backslash: a browser reads '\\' as '/' and visits the host "
+            "before it, while the list would name what follows; submit the URL as the "
+            "browser's address bar shows it"
+        )
+    if "@" in whatwg_authority:
+        # WHATWG "authority state": everything up to the last '@' is userinfo.
+        raise AmbiguousHost(
+            "the URL holds userinfo ('name@' before the host): it is a classic disguise "
+            "(the host is what follows the last '@'); submit the URL without it"
+        )
+    for escape in _HOST_ESCAPE_RE.finditer(whatwg_authority):
+        if int(escape.group(1), 16) in _AMBIGUOUS_ESCAPED_BYTES:
+            raise AmbiguousHost(
+                f"the host part holds the percent-escape %{escape.group(1).upper()} of a "
+                "delimiter ('/', '\\', '@', '?', '#', ':', '%', '[' or ']'): a browser "
+                "refuses such a host while Safe Browsing would read another one; submit "
+                "the URL as the browser's address bar shows it"
+            )
+
+
+def check_entry_host(host: str) -> None:
+    """Refuse an entry host that is neither a valid host name nor an IP address.
+
+    ``host`` is a canonical host (lower case, punycode). Entry time only
+    (issue 12, item 16): at least :data:`MIN_ENTRY_HOST_LABELS` labels of
+    letters, digits, '-' and '_' without a '-' at either end, a last label
+    that is not a number, ``xn--`` labels that are valid IDNA; or an IPv4
+    address or bracketed IPv6 address.
+
+    Raises:
+        InvalidHost: the host breaks one of these rules. The message names
+            the rule (and at most one offending character), not the host.
+    """
+    if is_ip_host(host):
+        return
+    labels = host.split(".")
+    for label in labels:
+        if _ENTRY_LABEL_RE.fullmatch(label) is not None:
+            continue
+        if not label:
+            raise InvalidHost("the host has an empty label (two dots in a row)")
+        bad = next((c for c in label if not (c.isascii() and (c.isalnum() or c in "-_"))), None)
+        if bad == "%":
+            raise InvalidHost(
+                "the host holds a space, control character or other byte that canonicalisation "
+                "escapes as %XX: a host name has only letters, digits, '-' and '_' between dots"
+            )
+        if bad is not None:
+            raise InvalidHost(
+                f"the host holds {bad!r}: a host name has only letters, digits, '-' and '_' "
+                "between dots (no wildcards: a host entry already covers its subdomains)"
+            )
+        raise InvalidHost(
+            "a label of the host starts or ends with '-', which a host name may not "
+            "(RFC 952, RFC 1123 section 2.1)"
+        )
+    if len(labels) < MIN_ENTRY_HOST_LABELS:
+        raise InvalidHost(
+            "the host has a single label: an entry needs a domain name of at least two labels "
+            "(such as example.com) or an IP address"
+        )
+    if _NUMERIC_LABEL_RE.fullmatch(labels[-1]):
+        raise InvalidHost(
+            "the host's last label is a number, so browsers parse it as an IPv4 address "
+            "(WHATWG URL, 'ends in a number'), and it is not a valid one"
+        )
+    for label in labels:
+        if label.startswith("xn--"):
+            try:
+                idna.ulabel(label)
+            except (idna.IDNAError, UnicodeError, ValueError) as e:
+                raise InvalidHost(
+                    f"a label of the host starts with 'xn--' but is not valid punycode "
+                    f"(IDNA 2008 refuses it: {type(e).__name__})"
+                ) from e
+
+
+_TAB_NEWLINE: Final = str.maketrans("", "", "\t\n\r")
+_C0_AND_SPACE_TEXT: Final = _C0_AND_SPACE.decode("ascii")
 
 
 # --- parsing ---------------------------------------------------------------

@@ -22,7 +22,15 @@ truthfully, and :func:`plan_entry` refuses an entry whose scope would
 promise more (or other) than its expression delivers.
 
 Error messages never repeat the URL or expression: they may end up in logs,
-which must not hold plaintext (DESIGN.md, "Plaintext").
+which must not hold plaintext (DESIGN.md, "Plaintext"). The one exception
+is a page URL submitted with scope ``host``: its refusal names the host
+entry it would become (issue 12, item 17), never the page itself.
+
+Entries are held to stricter rules than lookups (issue 12, items 15-17):
+the URL must be absolute, its host must be the one a browser visits
+(:func:`blocklist.canonical.check_entry_url`) and a valid host name or IP
+address (:func:`blocklist.canonical.check_entry_host`). Lookups of visited
+URLs stay as lenient as Safe Browsing.
 """
 
 from __future__ import annotations
@@ -162,14 +170,21 @@ def plan_entry(
         home_country: the list's home country (ISO 3166-1 alpha-2), if set.
 
     Raises:
-        InvalidURL: the URL cannot be canonicalised.
+        InvalidURL: the URL is not an absolute http, https or ftp URL, or
+            it cannot be canonicalised.
+        AmbiguousHost: the URL's authority holds userinfo, a backslash or a
+            percent-escaped delimiter, so a browser could visit another host
+            than the one the expression would name.
+        InvalidHost: the host is neither a host name of at least two valid
+            labels nor an IP address.
         DomesticHosting: the material is hosted in the list's home country;
             domestic material goes to takedown, not to the blocklist.
         InvalidEntry: the scope is unknown; a country is not two letters;
             the expression is too long; the URL's expression has another
             scope than the one requested (a ``page`` URL ending in ``/``
-            needs ``prefix``, one that is just ``host/`` needs ``host``); a
-            prefix is deeper than three directories; a host entry has one
+            needs ``prefix``, one that is just ``host/`` needs ``host``, a
+            page or directory URL with scope ``host`` is refused rather than
+            widened to its host); a prefix is deeper than three directories; a host entry has one
             label or more than five, so it could not block its subdomains.
     """
     if scope not in SCOPES:
@@ -182,7 +197,16 @@ def plan_entry(
             "domestic material goes to takedown (notice to the host and the police), "
             "not to the blocklist"
         )
+    # Entry-time strictness (issue 12, items 15-17); lookups stay lenient.
+    canonical.check_entry_url(url)
     expr = canonical.expression(url, scope)
+    host, _ = canonical.split_expression(expr)
+    canonical.check_entry_host(host)
+    if scope == "host":
+        page = canonical.expression(url, "page")
+        if page != expr:
+            # Never widen a page or directory to its whole host silently.
+            raise InvalidEntry(_host_widening(expr))
     if len(expr.encode("utf-8")) > MAX_EXPRESSION_BYTES:
         raise InvalidEntry(
             f"the canonical expression is longer than {MAX_EXPRESSION_BYTES} bytes; "
@@ -227,6 +251,18 @@ def _scope_mismatch(requested: str, actual: Scope) -> str:
             "dedicated to abuse material), or give the URL of a page or directory"
         )
     return f"the URL's expression has scope {actual!r}, not {requested!r}"
+
+
+def _host_widening(host_expression: str) -> str:
+    # The one message that names an expression: the analyst must see what the
+    # entry would have become. It is the host only (never the page), and
+    # the API answers it to the analyst who typed the URL without logging it.
+    return (
+        "the URL names a page or directory, not a whole host: with scope 'host' it would "
+        f"become the host entry {host_expression}, which blocks every page on that host and "
+        "its subdomains; use scope 'page' or 'prefix', or submit the host's root URL "
+        "(ending in '/') if the whole site is dedicated to abuse material"
+    )
 
 
 def _host_reach_phrase(host: str, *, is_ip: bool, labels: int, covers: bool) -> str:

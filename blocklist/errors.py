@@ -22,10 +22,31 @@ class InvalidURL(BlocklistError, ValueError):
     code = "invalid_url"
 
 
+class AmbiguousHost(InvalidURL):
+    """An entry URL whose host a browser and Safe Browsing would read differently.
+
+    Userinfo, a backslash, or a percent-encoded delimiter in the authority
+    (issue 12, item 15): a crafted report could otherwise get an innocent
+    host listed while the browser visits another one.
+    """
+
+    code = "ambiguous_host"
+
+
 class InvalidEntry(BlocklistError, ValueError):
     """An entry whose fields break the entry rules (scope, reach, country...)."""
 
     code = "invalid_entry"
+
+
+class InvalidHost(InvalidEntry):
+    """An entry's host is neither a valid host name after IDNA nor an IP address.
+
+    Only entries are held to this (issue 12, item 16); lookups of visited
+    URLs stay as lenient as Safe Browsing.
+    """
+
+    code = "invalid_host"
 
 
 class DomesticHosting(InvalidEntry):

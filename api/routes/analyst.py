@@ -56,7 +56,7 @@ from api.routes.common import EntryIdPath, ListPath, problems
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
 from blocklist.entries import plan_entry, reach
-from blocklist.errors import BlocklistError, FormatError
+from blocklist.errors import BlocklistError, FormatError, InvalidHost, InvalidURL
 from blocklist.store import entries as store_entries
 from blocklist.store import versions as store_versions
 from blocklist.store.entries import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
@@ -137,7 +137,10 @@ async def preview_entry(
     """Return the reach of the URL's expression at the requested scope and the verdict.
 
     Nothing is stored. A refused entry still shows the reach of the
-    expression its URL really has, with the reason it would be refused.
+    expression its URL really has, with the reason it would be refused
+    (for a page URL with scope ``host``, the host entry it would become);
+    a URL that is not absolute, whose host is ambiguous or no valid host
+    shows no reach (``reach: null``).
     """
     info = await _list_for(ctx, p, list_name)
     try:
@@ -155,11 +158,17 @@ async def preview_entry(
         )
     except BlocklistError as refusal:
         shown = None
-        try:
-            expr = canonical.expression(body.url, body.scope)
-            shown = reach_out(reach(expr), canonical.expression_hash(expr))
-        except BlocklistError:
-            shown = None
+        # A URL refused as such (not absolute, an ambiguous host) or a host
+        # that is no host name has no reach worth showing: its expression
+        # would name a host the browser does not visit (issue 12, items 15
+        # and 16). Scope refusals show the reach the expression really has
+        # (for a page URL with scope host, the host entry it would become).
+        if not isinstance(refusal, InvalidURL | InvalidHost):
+            try:
+                expr = canonical.expression(body.url, body.scope)
+                shown = reach_out(reach(expr), canonical.expression_hash(expr))
+            except BlocklistError:
+                shown = None
         return PreviewOut(
             accepted=False,
             requested_scope=body.scope,

@@ -13,7 +13,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from blocklist.canonical import canonicalize, expression, expression_hash, expressions
+from blocklist.canonical import (
+    canonicalize,
+    check_entry_host,
+    check_entry_url,
+    expression,
+    expression_hash,
+    expressions,
+)
 from blocklist.entries import (
     MAX_EXPRESSION_BYTES,
     SCOPES,
@@ -22,7 +29,7 @@ from blocklist.entries import (
     plan_entry,
     reach,
 )
-from blocklist.errors import DomesticHosting, InvalidEntry, InvalidURL
+from blocklist.errors import AmbiguousHost, DomesticHosting, InvalidEntry, InvalidHost, InvalidURL
 
 
 def lookup_hashes(url: str) -> set[bytes]:
@@ -121,7 +128,9 @@ def test_reach_refuses_what_is_not_a_canonical_expression(expr: str, message: st
 
 
 def test_plan_entry_returns_expression_hash_scope_and_reach() -> None:
-    planned = plan_entry("HTTP://User@WWW.Example.COM:8080/Dir/Page.html?x=1#frag", "page")
+    # Userinfo is refused at entry time (issue 12, item 15); the port and
+    # fragment are still dropped.
+    planned = plan_entry("HTTP://WWW.Example.COM:8080/Dir/Page.html?x=1#frag", "page")
     assert isinstance(planned, PlannedEntry)
     assert planned.expression == "www.example.com/Dir/Page.html?x=1"
     assert planned.hash == hashlib.sha256(b"www.example.com/Dir/Page.html?x=1").digest()
@@ -137,10 +146,10 @@ def test_plan_entry_returns_expression_hash_scope_and_reach() -> None:
         ("http://example.com/a/b/page.html?q=1", "prefix", "example.com/a/b/"),
         ("http://example.com/a/b/c/", "prefix", "example.com/a/b/c/"),
         ("http://example.com/a/b/c/d/deep/page.html", "page", "example.com/a/b/c/d/deep/page.html"),
-        ("https://www.example.org/any/page", "host", "www.example.org/"),
+        ("https://www.example.org/", "host", "www.example.org/"),
         ("http://b.c.d.example.com/", "host", "b.c.d.example.com/"),
-        ("http://192.0.2.1/x", "host", "192.0.2.1/"),
-        ("http://[2001:db8::1]/x", "host", "[2001:db8::1]/"),
+        ("http://192.0.2.1", "host", "192.0.2.1/"),
+        ("http://[2001:db8::1]/", "host", "[2001:db8::1]/"),
         ("http://a.b.c.d.example.com/p.html", "page", "a.b.c.d.example.com/p.html"),
     ],
 )
@@ -172,7 +181,7 @@ SECRET = "marker-7f3a"  # must never be echoed in an error message (logs)
         (f"http://{SECRET}.example.com/index.html", "prefix", "use scope 'host'"),
         (f"http://example.com/a/b/c/{SECRET}/page.html", "prefix", "4 directories deep"),
         (f"http://a.b.c.{SECRET}.example.com/", "host", "this host has 6"),
-        ("http://test/", "host", "single-label host"),
+        ("http://test/", "host", "single label"),
         (f"http://example.com/{SECRET}", "domain", "use one of page, prefix, host"),
         (f"http://example.com/{SECRET}" + "a" * MAX_EXPRESSION_BYTES, "page", "4096 bytes"),
     ],
@@ -214,6 +223,25 @@ HOSTS = st.one_of(
     st.integers(0, 255).map(lambda i: f"192.0.2.{i}"),
     st.integers(0, 0xFFFF).map(lambda i: f"[2001:db8::{i:x}]"),
 )
+# Hosts an entry may have (issue 12, item 16): no label starts or ends with
+# '-', and every name has at least two labels.
+ENTRY_HOSTS = st.one_of(
+    st.tuples(
+        st.lists(LABELS.map(lambda label: label.strip("-") or "a"), max_size=5),
+        st.sampled_from(["example.com", "example.org", "example.test"]),
+    ).map(lambda t: ".".join([*t[0], t[1]])),
+    st.integers(0, 255).map(lambda i: f"192.0.2.{i}"),
+)
+
+
+def _is_entry_host(host: str) -> bool:
+    """An oracle for item 16 on the hosts HOSTS draws: IPs, or 2+ labels without edge '-'."""
+    if host.startswith("[") or host.startswith("192.0.2."):
+        return True
+    labels = host.split(".")
+    return len(labels) >= 2 and not any(x.startswith("-") or x.endswith("-") for x in labels)
+
+
 # Entry URLs may hold anything a path can; suffixes are plain names.
 ENTRY_SEGMENTS = st.text(alphabet="abcXYZ019-._~!$&'()*+,;=:@%é ", min_size=1, max_size=6)
 SAFE_SEGMENTS = st.text(alphabet="abcdefxyz0123456789-_", min_size=1, max_size=6)
@@ -252,10 +280,17 @@ def test_reach_of_an_expression_agrees_with_its_scope(url: str, scope: str) -> N
     assert r.scope == _expected_scope(url, scope)
     try:
         planned = plan_entry(url, scope)
-    except InvalidEntry:
-        # Refused only for a scope mismatch or a reach problem, never otherwise.
-        assert r.scope != scope or r.problem is not None
+    except InvalidHost:
+        # Refused for its host only when that host is no entry host.
+        assert not _is_entry_host(r.host)
         return
+    except InvalidEntry:
+        # Refused only for a scope mismatch, a page widened to its host or a
+        # reach problem, never otherwise.
+        widened = scope == "host" and expression(url, "page") != expression(url, "host")
+        assert r.scope != scope or r.problem is not None or widened
+        return
+    assert _is_entry_host(r.host)
     assert planned.reach == r
     assert planned.scope == r.scope == scope
     assert r.problem is None
@@ -306,7 +341,8 @@ def page_urls(draw: st.DrawFn) -> str:
     directories = "".join(d + "/" for d in draw(st.lists(ENTRY_SEGMENTS, max_size=5)))
     query = draw(st.none() | QUERIES)
     name = draw(SAFE_SEGMENTS)
-    return f"http://{draw(HOSTS)}/{directories}{name}" + ("" if query is None else "?" + query)
+    host = draw(ENTRY_HOSTS)
+    return f"http://{host}/{directories}{name}" + ("" if query is None else "?" + query)
 
 
 @settings(max_examples=400)
@@ -356,3 +392,64 @@ def test_reach_examples_are_true(url: str, scope: str) -> None:
         assert h in lookup_hashes(example), example
     for example in r.does_not_match:
         assert h not in lookup_hashes(example), example
+
+
+# --- entry-time URL and host checks (issue 12, items 15-16) ----------------------------
+
+# Path and query characters that would be delimiters in an authority.
+AUTHORITY_LOOKALIKES = st.text(alphabet="ab/\\@?#:%2F5C40", max_size=12)
+
+
+@settings(max_examples=300)
+@given(ENTRY_HOSTS, st.sampled_from(["", ":8080"]), AUTHORITY_LOOKALIKES)
+def test_entry_checks_only_look_at_the_authority(host: str, port: str, tail: str) -> None:
+    # '\', '@' and escapes after the first '/' are path, query or fragment
+    # to a browser and to Safe Browsing alike: never refused.
+    url = f"https://{host}{port}/{tail}"
+    check_entry_url(url)
+    check_entry_host(expression(url, "host").split("/")[0])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user@example.com/",
+        "http://user:password@example.com/",
+        "http://@example.com/",
+        "http://example.com\\/",
+        "http://\\example.com/",
+        "http://example.com%2f.example.org/",
+        "http://example.com%3a80/",
+        "http://example.com%2540.example.org/",
+    ],
+)
+def test_check_entry_url_refuses_ambiguous_authorities(url: str) -> None:
+    with pytest.raises(AmbiguousHost):
+        check_entry_url(url)
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("example.com", True),
+        ("a_b.example.com", True),
+        ("xn--bcher-kva.example", True),
+        ("192.0.2.1", True),
+        ("[2001:db8::1]", True),
+        ("1.example", True),
+        ("example", False),
+        ("example.123", False),
+        ("example.0x1f", False),
+        ("a-.example.com", False),
+        ("-a.example.com", False),
+        ("a*.example.com", False),
+        ("a%20b.example.com", False),
+        ("xn--.example.com", False),
+    ],
+)
+def test_check_entry_host(host: str, valid: bool) -> None:
+    if valid:
+        check_entry_host(host)
+    else:
+        with pytest.raises(InvalidHost):
+            check_entry_host(host)

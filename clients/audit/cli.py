@@ -36,8 +36,9 @@ import click
 
 from blocklist.encoding import b64encode, format_time
 from blocklist.errors import BlocklistError, FormatError
-from clients.errors import BadData, ClientError
-from clients.isp.config import TOKEN_ENV, read_token_file, read_vkey
+from clients.common.credentials import TOKEN_ENV, read_token_file, read_vkey
+from clients.common.http import check_server_url
+from clients.errors import BadData, ClientError, ConfigError
 
 if TYPE_CHECKING:
     from clients.audit.verify import AuditReport
@@ -82,10 +83,17 @@ def _root_keys(values: Sequence[str]) -> list[str]:
         raise click.UsageError(str(e)) from e
 
 
-def _server(url: str) -> str:
-    if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
-        raise click.UsageError("--server must be an http(s) base URL without query or fragment")
-    return url.rstrip("/")
+def _server(url: str, *, allow_insecure_http: bool = False) -> str:
+    """The checked ``--server`` (the shared URL policy of both clients).
+
+    Raises:
+        click.UsageError: not an http(s) base URL, credentials inside it, or
+            clear-text ``http://`` off loopback without ``--allow-insecure-http``.
+    """
+    try:
+        return check_server_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigError as e:
+        raise click.UsageError(f"--server: {e}") from e
 
 
 _token_options = [

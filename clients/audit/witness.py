@@ -49,11 +49,11 @@ from blocklist.errors import FormatError, ProofError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, Keyring, format_vkey
 from blocklist.merkle import verify_consistency
 from clients.audit.errors import CosignRefused, WitnessStateError
-from clients.audit.fetch import raise_for_status
+from clients.common.fetcher import Fetcher
+from clients.common.files import write_atomic
+from clients.common.http import raise_for_status
+from clients.common.limits import Limits
 from clients.errors import MalformedData, NetworkError, Timeout
-from clients.isp.atomic import write_atomic
-from clients.isp.config import Limits
-from clients.isp.fetcher import Fetcher
 from signer.errors import KeyringError, NoteError
 from signer.keyring import (
     check_not_expired,

@@ -51,8 +51,8 @@ from blocklist.merkle import verify_consistency
 from clients.audit.errors import CosignRefused, WitnessStateError
 from clients.common.fetcher import Fetcher
 from clients.common.files import write_atomic
-from clients.common.http import raise_for_status
-from clients.common.limits import Limits
+from clients.common.http import deadline, raise_for_status
+from clients.common.limits import Limits, Timeouts
 from clients.errors import MalformedData, NetworkError, Timeout
 from signer.errors import KeyringError, NoteError
 from signer.keyring import (
@@ -478,7 +478,9 @@ class Witness:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         vkey = cosigner_vkey(self._key)
         try:
-            r = self._client.post(url, json={"vkey": vkey, "signature": line}, headers=headers)
+            # The same overall deadline as every read (clients.common.http).
+            with deadline(Timeouts().deadline):
+                r = self._client.post(url, json={"vkey": vkey, "signature": line}, headers=headers)
         except httpx.TimeoutException as e:
             raise Timeout(f"timed out posting the cosignature: {type(e).__name__}") from e
         except httpx.RequestError as e:

@@ -6,9 +6,11 @@ over a real socket: the attacks here (a header line a second, ``100
 Continue`` forever, undecodable bytes, broken framing) live below what an
 in-memory transport can express.
 
-Each connection's request head is read, then :attr:`HostileServer.script`
-is called with a :class:`Conn` to answer it; the connection is closed when
-the script returns. Every wait of a script is bounded (:data:`MAX_SCRIPT_SECONDS`)
+Each request head is read, then :attr:`HostileServer.script` is called
+with a :class:`Conn` to answer it; the connection is closed when the
+script returns, unless the script says its answer was complete
+(:attr:`Conn.keep_open`), in which case the next request on the same
+connection is served (as a keep-alive server would). Every wait of a script is bounded (:data:`MAX_SCRIPT_SECONDS`)
 and ends when the client hangs up or the server is closed, so a test that
 fails can never hang the suite.
 """
@@ -37,6 +39,9 @@ class Conn:
     head: bytes
     stop: threading.Event
     started: float
+    #: Set by a script whose answer is complete and framed (Content-Length or
+    #: chunked): the connection then serves the client's next request.
+    keep_open: bool = False
 
     @property
     def target(self) -> str:
@@ -113,22 +118,29 @@ class HostileServer:
 
     def _serve(self, sock: socket.socket) -> None:
         with sock:
-            sock.settimeout(5.0)
-            head = b""
-            try:
-                while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
-                    data = sock.recv(4096)
-                    if not data:
-                        return
-                    head += data
-            except OSError:
-                return
-            conn = Conn(sock, head, self._stop, time.monotonic())
-            self.targets.append(conn.target)
-            with contextlib.suppress(OSError):
-                self.script(conn)
-                # Half-close, then let the client read what was sent.
-                sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(2.0)
+            buffered = b""
+            while not self._stop.is_set():
+                try:
+                    while b"\r\n\r\n" not in buffered and len(buffered) < MAX_HEAD:
+                        data = sock.recv(4096)
+                        if not data:
+                            return
+                        buffered += data
+                except OSError:
+                    return
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                conn = Conn(sock, head + b"\r\n\r\n", self._stop, time.monotonic())
+                self.targets.append(conn.target)
+                try:
+                    self.script(conn)
+                except OSError:
+                    return
+                if not conn.keep_open:
+                    # Half-close, then let the client read what was sent.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    return
 
     def close(self) -> None:
         """Stop every script and the listener; wait (bounded) for the threads."""

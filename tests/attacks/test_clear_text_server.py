@@ -34,7 +34,12 @@ WITH_CREDENTIALS = [
     "https://:s3cr3t-pw@hotline.example",
     "http://s3cr3t-pw@127.0.0.1:8080",
 ]
-LOOPBACK = ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:8080", "http://localhost:8080"]
+LOOPBACK = [
+    "http://127.0.0.1:8080",
+    "http://127.9.9.9",
+    "http://[::1]:8080",
+    "http://localhost:8080",
+]
 
 
 def test_clear_text_server_is_refused_by_the_configuration(tmp_path: Path) -> None:

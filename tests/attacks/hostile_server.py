@@ -10,9 +10,10 @@ Each request head is read, then :attr:`HostileServer.script` is called
 with a :class:`Conn` to answer it; the connection is closed when the
 script returns, unless the script says its answer was complete
 (:attr:`Conn.keep_open`), in which case the next request on the same
-connection is served (as a keep-alive server would). Every wait of a script is bounded (:data:`MAX_SCRIPT_SECONDS`)
-and ends when the client hangs up or the server is closed, so a test that
-fails can never hang the suite.
+connection is served (as a keep-alive server would). Every wait of a
+script is bounded (:data:`MAX_SCRIPT_SECONDS`) and ends when the client
+hangs up or the server is closed, so a test that fails can never hang the
+suite.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
-from clients.errors import ClientError, PlaintextMismatch
 from clients.common.files import write_atomic, write_if_changed
+from clients.errors import ClientError, PlaintextMismatch
 from clients.isp.exports import (
     FORMATS,
     ExportError,

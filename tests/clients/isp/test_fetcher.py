@@ -9,6 +9,8 @@ import httpx
 import pytest
 from isp_helpers import raw_response
 
+from clients.common.fetcher import Fetcher
+from clients.common.http import MAX_SERVER_WAIT, parse_wait_header
 from clients.errors import (
     AccessDenied,
     MalformedData,
@@ -20,8 +22,6 @@ from clients.errors import (
     Timeout,
 )
 from clients.isp.config import Limits
-from clients.common.fetcher import Fetcher
-from clients.common.http import MAX_SERVER_WAIT, parse_wait_header
 
 
 def fetcher(handler: object, **kwargs: object) -> Fetcher:

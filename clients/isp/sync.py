@@ -1,7 +1,7 @@
 """One ISP sync: fetch, verify, commit, then plaintext and exports.
 
 DESIGN.md "ISP sync, fail closed", steps 1-8, with the roles split as in
-python-tuf's ``Updater``: :class:`~clients.isp.fetcher.Fetcher` fetches,
+python-tuf's ``Updater``: :class:`~clients.common.fetcher.Fetcher` fetches,
 :class:`~clients.isp.trusted.TrustedState` decides, and
 :class:`~clients.isp.store.StateStore` commits. The syncer only sequences
 them:

@@ -77,3 +77,17 @@ def test_require_sync_names_what_is_missing() -> None:
 def test_token_never_in_repr() -> None:
     config = load_config(None, environ={"CLEANFEED_TOKEN": "cf_secret_value"})
     assert "cf_secret_value" not in repr(config)
+
+
+def test_overall_deadline_and_allow_insecure_http_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "isp.toml"
+    path.write_text(
+        'server = "http://hotline.example"\nlist = "main"\nallow_insecure_http = true\n'
+        "[timeouts]\ndeadline = 42\n"
+    )
+    config = load_config(path)
+    assert config.timeouts.deadline == 42.0
+    assert config.allow_insecure_http is True
+    path.write_text('server = "https://hotline.example"\nallow_insecure_http = "yes"\n')
+    with pytest.raises(ConfigError, match="allow_insecure_http"):
+        load_config(path)

@@ -36,7 +36,7 @@ def temporary_path(target: Path) -> Path:
 
 def _pattern(target: Path) -> re.Pattern[str]:
     # Also matches tempfile.mkstemp's names (8 characters of [a-z0-9_]),
-    # which clients.isp.atomic used before this module existed.
+    # which clients.common.files used before this module existed.
     return re.compile(rf"\A\.{re.escape(target.name)}\.[a-z0-9_]{{8,{_RANDOM_HEX_DIGITS}}}\.tmp\Z")
 
 

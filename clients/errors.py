@@ -121,6 +121,13 @@ class MalformedData(BadData):
     reason: ClassVar[str] = "format_error"
 
 
+class Undecodable(MalformedData):
+    """A header or byte the client cannot decode (not ASCII where ASCII is
+    required): refused as a typed rejection, never a ``UnicodeError``."""
+
+    reason: ClassVar[str] = "undecodable"
+
+
 class BadSignature(BadData):
     """A signature by a trusted key does not verify."""
 
@@ -277,6 +284,13 @@ class RootKeyMismatch(ConfigError):
     """
 
     reason: ClassVar[str] = "root_key_mismatch"
+
+
+class ServerUrlRefused(ConfigError):
+    """The server URL would expose the token: clear-text ``http://`` off
+    loopback without ``allow_insecure_http``, or credentials inside it."""
+
+    reason: ClassVar[str] = "server_url_refused"
 
 
 #: Every reason string above: the complete label set of the outcome counters

@@ -56,3 +56,36 @@ def test_every_client_module_avoids_server_stack() -> None:
     leaked = sorted(m for m in modules if m.split(".")[0] in ("fastapi", "sqlalchemy", "api"))
     assert not leaked, f"client modules imported server-side modules: {leaked}"
     assert "blocklist.store" not in modules
+
+
+def _client_imports(package: str) -> set[str]:
+    """Every ``clients.*`` module named by an import statement in ``package``."""
+    import ast
+
+    found: set[str] = set()
+    for path in (ROOT / "clients" / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("clients.")}
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        # Issue 14, item 2: what both clients share lives in clients.common;
+        # the auditor never reaches into the ISP client (nor the reverse).
+        ("audit", "clients.isp"),
+        ("isp", "clients.audit"),
+        # The floor stands alone: it imports neither client.
+        ("common", "clients.isp"),
+        ("common", "clients.audit"),
+    ],
+)
+def test_client_packages_do_not_reach_into_each_other(package: str, forbidden: str) -> None:
+    imports = _client_imports(package)
+    assert imports, f"no client imports found in clients/{package}"
+    leaked = sorted(m for m in imports if m == forbidden or m.startswith(forbidden + "."))
+    assert not leaked, f"clients/{package} imports {leaked}"

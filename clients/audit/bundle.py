@@ -45,7 +45,7 @@ from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64decode, b64encode, format_time, parse_time
 from blocklist.errors import FormatError
 from clients.audit.errors import BundleError, BundleTooLarge
-from clients.isp.atomic import write_atomic
+from clients.common.files import write_atomic
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -36,8 +36,9 @@ import click
 
 from blocklist.encoding import b64encode, format_time
 from blocklist.errors import BlocklistError, FormatError
-from clients.errors import BadData, ClientError
-from clients.isp.config import TOKEN_ENV, read_token_file, read_vkey
+from clients.common.credentials import TOKEN_ENV, read_token_file, read_vkey
+from clients.common.http import check_server_url
+from clients.errors import BadData, ClientError, ConfigError
 
 if TYPE_CHECKING:
     from clients.audit.verify import AuditReport
@@ -82,10 +83,17 @@ def _root_keys(values: Sequence[str]) -> list[str]:
         raise click.UsageError(str(e)) from e
 
 
-def _server(url: str) -> str:
-    if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
-        raise click.UsageError("--server must be an http(s) base URL without query or fragment")
-    return url.rstrip("/")
+def _server(url: str, *, allow_insecure_http: bool = False) -> str:
+    """The checked ``--server`` (the shared URL policy of both clients).
+
+    Raises:
+        click.UsageError: not an http(s) base URL, credentials inside it, or
+            clear-text ``http://`` off loopback without ``--allow-insecure-http``.
+    """
+    try:
+        return check_server_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigError as e:
+        raise click.UsageError(f"--server: {e}") from e
 
 
 _token_options = [
@@ -129,6 +137,17 @@ def audit_group() -> None:
 @click.option(
     "--max-bytes", type=click.IntRange(min=1), default=None, help="Download cap in bytes."
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Overall seconds for the download (default 3600): connect, headers and body.",
+)
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Accept a clear-text http:// server off loopback (the token travels unencrypted).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def fetch_command(
     server: str,
@@ -138,24 +157,34 @@ def fetch_command(
     output: Path,
     full: bool,
     max_bytes: int | None,
+    deadline: float | None,
+    allow_insecure_http: bool,
     as_json: bool,
 ) -> None:
     """Download a list's audit bundle (written atomically, mode 0600)."""
     from clients.audit.bundle import MAX_BUNDLE_BYTES
-    from clients.audit.fetch import build_http_client, fetch_bundle, progress_reporter
+    from clients.audit.fetch import (
+        DEFAULT_TIMEOUTS,
+        build_http_client,
+        fetch_bundle,
+        progress_reporter,
+    )
 
+    base = _server(server, allow_insecure_http=allow_insecure_http)
     bearer = _token(token, token_file)
     try:
         with build_http_client() as client, progress_reporter() as progress:
             result = fetch_bundle(
                 client,
-                server=_server(server),
+                server=base,
                 list_name=list_name,
                 token=bearer,
                 output=output,
                 full=full,
                 max_bytes=max_bytes or MAX_BUNDLE_BYTES,
                 progress=progress,
+                deadline=deadline or DEFAULT_TIMEOUTS.deadline,
+                allow_insecure_http=allow_insecure_http,
             )
     except BadData as e:
         click.echo(f"rejected: {e.reason}: {e}", err=True)

@@ -6,6 +6,11 @@ injectable :class:`httpx.Client` (STYLE.md), so tests run this against the
 real app in-process. What this module guarantees:
 
 - the token travels in the ``Authorization`` header, never in the URL;
+- the server URL follows the shared policy (no clear-text ``http://`` off
+  loopback unless allowed, no credentials in it);
+- the download has one overall deadline (connect, headers, any 1xx
+  interim responses, body) besides per-read timeouts, and all of this is
+  the shared floor of both clients, :mod:`clients.common.http`;
 - the body is read with a byte cap (endless-data protection), refused
   before a byte is read when ``Content-Length`` already exceeds it; the
   request asks for ``identity`` encoding and a compressed answer is
@@ -25,10 +30,10 @@ offline.
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -39,44 +44,32 @@ import httpx
 from cleanfeed import __version__
 from clients.audit.bundle import KIND_FULL, KIND_HASH_ONLY, MAX_BUNDLE_BYTES, loads, save_bytes
 from clients.audit.errors import BundleError, BundleTooLarge
-from clients.errors import (
-    AccessDenied,
-    ClientError,
-    MalformedData,
-    NetworkError,
-    NotFound,
-    RateLimited,
-    RequestRejected,
-    ServerError,
-    Timeout,
-)
+from clients.common import http
+from clients.common.http import Progress, check_server_url, insecure_http_warning
+from clients.common.limits import Timeouts
+from clients.errors import ClientError
+
+log = logging.getLogger("cleanfeed.audit")
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
+    "DEFAULT_TIMEOUTS",
     "FetchResult",
     "Progress",
     "build_http_client",
     "bundle_url",
     "fetch_bundle",
     "progress_reporter",
-    "raise_for_status",
 ]
 
-#: Per-operation timeouts (slow-retrieval protection: a server that stops
-#: sending fails after ``read`` seconds). No overall deadline: a large full
-#: bundle legitimately takes minutes on a slow link.
-DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=10.0)
-
-#: Bytes of an error body read for its problem code (problem+json is small).
-MAX_ERROR_BODY: Final = 4096
+#: Per-operation timeouts and the overall deadline (slow-retrieval
+#: protection: a server that stops sending fails after ``read`` seconds, one
+#: that drips fails at the deadline). The deadline is generous: the largest
+#: bundle (2 GiB, MAX_BUNDLE_BYTES) takes about half an hour at 10 Mbit/s.
+DEFAULT_TIMEOUTS: Final = Timeouts(connect=10.0, read=60.0, write=30.0, pool=10.0, deadline=3600.0)
 
 #: Plain-text progress: one line per this many bytes at most (a log file
 #: must not receive a line per chunk).
 PLAIN_PROGRESS_STEP: Final = 16 * 1024 * 1024
-
-#: A progress callback: bytes received so far and the announced total (None
-#: when the server sent no ``Content-Length``).
-Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,113 +85,16 @@ class FetchResult:
     seconds: float
 
 
-def build_http_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.Client:
-    """The production HTTP client: TLS verified, proxies from the environment,
-    redirects not followed (a redirect could carry the token elsewhere)."""
-    return httpx.Client(verify=True, trust_env=True, follow_redirects=False, timeout=timeout)
+def build_http_client(timeouts: Timeouts = DEFAULT_TIMEOUTS) -> httpx.Client:
+    """The production HTTP client (:func:`clients.common.http.build_http_client`):
+    TLS verified, proxies from the environment, redirects not followed, every
+    socket wait bounded by the overall deadline."""
+    return http.build_http_client(timeouts)
 
 
 def bundle_url(server: str, list_name: str) -> str:
     """The bundle endpoint of a list (the list name is path-escaped)."""
     return f"{server.rstrip('/')}/v1/lists/{quote(list_name, safe='')}/audit/bundle"
-
-
-def _wait_hint(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit() or len(value.strip()) > 12:
-        return None
-    return float(int(value.strip()))
-
-
-def raise_for_status(response: httpx.Response) -> None:
-    """Map a non-2xx answer to the client error tree (the body must be read).
-
-    Raises:
-        RateLimited: 429 (``retry_after`` from ``Retry-After``).
-        ServerError: 5xx.
-        AccessDenied: 401 or 403.
-        NotFound: 404 (no such list, or the token may not read it).
-        RequestRejected: any other 4xx or unexpected status.
-    """
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    detail = ""
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        doc = json.loads(response.content[:MAX_ERROR_BODY])
-        if isinstance(doc, dict):
-            detail = str(doc.get("code") or doc.get("title") or "")[:80]
-    suffix = f" ({detail})" if detail else ""
-    retry_after = _wait_hint(response.headers.get("Retry-After"))
-    if status == 429:
-        raise RateLimited(f"rate limited (429){suffix}", retry_after=retry_after)
-    if status >= 500:
-        raise ServerError(f"server error {status}{suffix}", retry_after=retry_after)
-    if status in (401, 403):
-        raise AccessDenied(f"access denied ({status}){suffix}: check the token", status=status)
-    if status == 404:
-        raise NotFound(
-            f"not found (404){suffix}: no such list, or the token may not read it", status=status
-        )
-    raise RequestRejected(f"unexpected HTTP status {status}{suffix}", status=status)
-
-
-def _read_error(response: httpx.Response) -> httpx.Response:
-    """A copy of an error answer with at most MAX_ERROR_BODY bytes of body."""
-    body = b""
-    if response.is_stream_consumed:  # an in-memory transport read it already
-        body = response.content
-    else:
-        for chunk in response.iter_raw():
-            body += chunk
-            if len(body) >= MAX_ERROR_BODY:
-                break
-    return httpx.Response(
-        response.status_code, headers=response.headers, content=body[:MAX_ERROR_BODY]
-    )
-
-
-def _download(
-    client: httpx.Client,
-    url: str,
-    *,
-    params: dict[str, str],
-    headers: dict[str, str],
-    max_bytes: int,
-    progress: Progress | None,
-) -> bytes:
-    with client.stream("GET", url, params=params, headers=headers) as r:
-        if r.status_code != 200:
-            raise_for_status(_read_error(r))
-            raise RequestRejected(f"unexpected HTTP status {r.status_code}", status=r.status_code)
-        encoding = r.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            # We asked for identity: a compressed body could expand far
-            # beyond the cap before we could count it (gzip bomb).
-            raise MalformedData(f"bundle sent with Content-Encoding {encoding!r}; asked identity")
-        declared = r.headers.get("Content-Length")
-        total = int(declared) if declared is not None and declared.isdigit() else None
-        if total is not None and total > max_bytes:
-            raise BundleTooLarge(
-                f"bundle of {total} bytes announced, over the cap of {max_bytes} bytes"
-            )
-        if r.is_stream_consumed:
-            # A transport that hands back an already-read body (an in-memory
-            # test transport): only the cap can apply.
-            if len(r.content) > max_bytes:
-                raise BundleTooLarge(f"bundle exceeds the cap of {max_bytes} bytes")
-            if progress is not None:
-                progress(len(r.content), total)
-            return r.content
-        parts: list[bytes] = []
-        received = 0
-        for chunk in r.iter_raw():
-            received += len(chunk)
-            if received > max_bytes:
-                raise BundleTooLarge(f"bundle exceeds the cap of {max_bytes} bytes")
-            parts.append(chunk)
-            if progress is not None:
-                progress(received, total)
-        return b"".join(parts)
 
 
 def fetch_bundle(
@@ -211,6 +107,8 @@ def fetch_bundle(
     full: bool = False,
     max_bytes: int = MAX_BUNDLE_BYTES,
     progress: Progress | None = None,
+    deadline: float = DEFAULT_TIMEOUTS.deadline,
+    allow_insecure_http: bool = False,
 ) -> FetchResult:
     """Download a list's bundle, check its shape, and write it atomically.
 
@@ -223,19 +121,29 @@ def fetch_bundle(
         full: ask for the full bundle (audit log and entries).
         max_bytes: the download cap.
         progress: called with (bytes received, total or None) per chunk.
+        deadline: overall seconds for the download (connect, headers, any
+            1xx interim responses, body).
+        allow_insecure_http: accept clear-text ``http://`` off loopback.
 
     Returns:
         Where the bundle went and what it holds.
 
     Raises:
+        ServerUrlRefused: clear-text ``http://`` off loopback (without
+            ``allow_insecure_http``) or credentials in ``server``.
         TransportError: network failure, timeout, 5xx or 429 (retry later).
         RequestRejected: 401/403/404 or another 4xx.
         BundleTooLarge: over ``max_bytes``.
         BundleError: not a bundle, or not of the requested kind.
-        MalformedData: a compressed answer although identity was asked.
+        MalformedData: a compressed answer although identity was asked, or
+            an undecodable header (:class:`~clients.errors.Undecodable`).
         OSError: the output cannot be written.
     """
     started = time.monotonic()
+    base = check_server_url(server, allow_insecure_http=allow_insecure_http)
+    insecure = insecure_http_warning(base)
+    if insecure is not None:
+        log.warning("%s", insecure)
     headers = {
         "Accept": "application/json",
         "Accept-Encoding": "identity",
@@ -243,20 +151,21 @@ def fetch_bundle(
     }
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    params = {"full": "true"} if full else {}
-    try:
-        data = _download(
-            client,
-            bundle_url(server, list_name),
-            params=params,
-            headers=headers,
-            max_bytes=max_bytes,
-            progress=progress,
-        )
-    except httpx.TimeoutException as e:
-        raise Timeout(f"timed out fetching the bundle: {type(e).__name__}") from e
-    except httpx.RequestError as e:
-        raise NetworkError(f"network error fetching the bundle: {type(e).__name__}: {e}") from e
+    answer = http.fetch(
+        client,
+        bundle_url(base, list_name),
+        cap=max_bytes,
+        seconds=deadline,
+        what="the bundle",
+        params={"full": "true"} if full else {},
+        headers=headers,
+        # Identity only: a compressed body could expand far beyond the cap
+        # before it could be counted (gzip bomb).
+        decode=False,
+        oversize=BundleTooLarge,
+        progress=progress,
+    )
+    data = answer.body
     bundle = loads(data, max_bytes=max_bytes)
     wanted = KIND_FULL if full else KIND_HASH_ONLY
     if bundle.kind != wanted:

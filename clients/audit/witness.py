@@ -49,11 +49,11 @@ from blocklist.errors import FormatError, ProofError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, Keyring, format_vkey
 from blocklist.merkle import verify_consistency
 from clients.audit.errors import CosignRefused, WitnessStateError
-from clients.audit.fetch import raise_for_status
+from clients.common.fetcher import Fetcher
+from clients.common.files import write_atomic
+from clients.common.http import deadline, raise_for_status
+from clients.common.limits import Limits, Timeouts
 from clients.errors import MalformedData, NetworkError, Timeout
-from clients.isp.atomic import write_atomic
-from clients.isp.config import Limits
-from clients.isp.fetcher import Fetcher
 from signer.errors import KeyringError, NoteError
 from signer.keyring import (
     check_not_expired,
@@ -478,7 +478,9 @@ class Witness:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         vkey = cosigner_vkey(self._key)
         try:
-            r = self._client.post(url, json={"vkey": vkey, "signature": line}, headers=headers)
+            # The same overall deadline as every read (clients.common.http).
+            with deadline(Timeouts().deadline):
+                r = self._client.post(url, json={"vkey": vkey, "signature": line}, headers=headers)
         except httpx.TimeoutException as e:
             raise Timeout(f"timed out posting the cosignature: {type(e).__name__}") from e
         except httpx.RequestError as e:

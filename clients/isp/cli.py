@@ -663,7 +663,7 @@ def checkpoints_command(output: Path | None, **common: Any) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        from clients.isp.atomic import write_atomic
+        from clients.common.files import write_atomic
 
         write_atomic(output, text.encode("utf-8"), mode=0o644)
 

@@ -16,12 +16,14 @@ Example file (every key optional; flags win)::
     interval = 600
     max_age = 2700
     ca_bundle = "/etc/ssl/certs/hotline-ca.pem"
+    # allow_insecure_http = false  # clear-text http:// off loopback (warns every sync)
     plaintext = false
     prometheus_textfile = "/var/lib/node_exporter/cleanfeed.prom"
 
     [timeouts]
     connect = 10
     read = 30
+    deadline = 600   # overall seconds per response
 
     [limits]
     statements_page = 8388608
@@ -58,13 +60,25 @@ from urllib.parse import urlsplit
 
 from blocklist.checkpoint import validate_origin
 from blocklist.errors import FormatError
-from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519, parse_vkey
+from clients.common.credentials import TOKEN_ENV, read_token_file, read_vkey
+from clients.common.http import check_server_url
+from clients.common.limits import Limits, Timeouts
 from clients.errors import ConfigError
 from clients.isp.hits import HitsConfig, parse_hits_table
 
-#: Environment variable holding the bearer token (DESIGN.md: CLI commands take
-#: tokens from a file or the environment as well as a flag).
-TOKEN_ENV: Final = "CLEANFEED_TOKEN"  # noqa: S105 - a variable name, not a secret
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "MAX_FUTURE_SKEW",
+    "TOKEN_ENV",
+    "ExportSpec",
+    "IspConfig",
+    "Limits",
+    "Timeouts",
+    "load_config",
+    "read_token_file",
+    "read_vkey",
+]
+
 
 #: The signer's default checkpoint interval (DESIGN.md, checkpoint item 4).
 DEFAULT_CHECKPOINT_INTERVAL: Final = 600.0
@@ -80,47 +94,6 @@ MIN_INTERVAL: Final = 10.0
 #: Cap of the exponential back-off after errors: below the default max age, so
 #: a client recovers before its list goes stale.
 DEFAULT_MAX_BACKOFF: Final = 900.0
-#: Token files larger than this are a mistake (wrong file), not a token.
-MAX_TOKEN_FILE_BYTES: Final = 4096
-#: A vkey file (``@file``) larger than this is not a vkey.
-MAX_VKEY_FILE_BYTES: Final = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """httpx timeouts in seconds (slow-retrieval protection)."""
-
-    connect: float = 10.0
-    read: float = 30.0
-    write: float = 30.0
-    pool: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Response size caps in decoded bytes (endless-data protection).
-
-    The snapshot has no fixed cap: it is bounded by ``count x 32`` bytes from
-    the verified statement (docs/architecture.md).
-    """
-
-    #: one keyring note: the keyring text cap (256 KiB) plus signature lines.
-    keyring: int = 512 * 1024
-    #: one checkpoint note with its own and witness signature lines.
-    checkpoint: int = 64 * 1024
-    #: one statements page: the server caps pages at 4 MiB of notes; JSON
-    #: escaping of newlines and quotes adds a little.
-    statements_page: int = 8 * 1024 * 1024
-    #: one statement note: 10,000 changes of about 50 bytes, with headroom.
-    statement: int = 1024 * 1024
-    #: all statements of one sync, summed: beyond this the sync fails closed.
-    statements_total: int = 512 * 1024 * 1024
-    #: one plaintext page.
-    plaintext_page: int = 16 * 1024 * 1024
-    #: one proof or compact range document (at most 64 hashes of 44 chars).
-    proof: int = 64 * 1024
-    #: Most keyrings walked in one sync (a rotation a day for years).
-    keyring_walk: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +129,14 @@ class IspConfig:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     #: Seconds a second sync process waits for the state directory's lock.
     lock_timeout: float = 30.0
-    timeouts: Timeouts = Timeouts()
-    limits: Limits = Limits()
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     ca_bundle: Path | None = None
     proxy: str | None = None
+    #: Accept a clear-text ``http://`` server that is not on loopback: the
+    #: token and plaintext then travel unencrypted, so every sync logs a
+    #: warning (docs/isp.md). Off by default (issue 12, item 5).
+    allow_insecure_http: bool = False
     #: Fetch expressions (the token must be entitled to plaintext).
     plaintext: bool = False
     witnesses: tuple[str, ...] = ()
@@ -212,68 +189,6 @@ class IspConfig:
         if not self.list:
             raise ConfigError("missing required setting: --list")
         return self.list
-
-
-def read_vkey(value: str, *, witness: bool = False) -> str:
-    """Resolve a ``VKEY`` or ``@file`` argument to a checked vkey.
-
-    Args:
-        value: the vkey text, or ``@`` followed by a path to a file holding it.
-        witness: accept witness cosignature keys (type 0x04) instead of
-            plain Ed25519 signing keys (type 0x01).
-
-    Raises:
-        ConfigError: unreadable file or malformed vkey.
-    """
-    text = value
-    if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            with path.open("rb") as f:
-                raw = f.read(MAX_VKEY_FILE_BYTES + 1)
-        except OSError as e:
-            raise ConfigError(f"cannot read vkey file {path}: {e.strerror}") from e
-        if len(raw) > MAX_VKEY_FILE_BYTES:
-            raise ConfigError(f"vkey file {path} is too large to hold a vkey")
-        try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"vkey file {path} is not UTF-8") from e
-    types = (SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519) if witness else (SIG_TYPE_ED25519,)
-    try:
-        parse_vkey(text, sig_types=types)
-    except FormatError as e:
-        raise ConfigError(f"invalid {'witness' if witness else 'root'} key: {e}") from e
-    return text
-
-
-def read_token_file(path: Path) -> str:
-    """Read a bearer token from a file (first line, stripped).
-
-    Raises:
-        ConfigError: unreadable, empty or oversized file.
-    """
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read token file {path}: {e.strerror}") from e
-    if len(raw) > MAX_TOKEN_FILE_BYTES:
-        raise ConfigError(f"token file {path} is too large to hold a token")
-    lines = raw.decode("utf-8", errors="replace").strip().splitlines()
-    token = lines[0].strip() if lines else ""
-    if not token:
-        raise ConfigError(f"token file {path} is empty")
-    return token
-
-
-def _check_server(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"server must be an http(s) URL: {url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError("server URL must not carry a query or fragment (tokens never go there)")
-    return url.rstrip("/")
 
 
 def _as_float(name: str, value: Any, *, minimum: float = 0.0) -> float:
@@ -340,6 +255,7 @@ _FILE_KEYS: Final = frozenset(
         "limits",
         "ca_bundle",
         "proxy",
+        "allow_insecure_http",
         "plaintext",
         "witnesses",
         "exports",
@@ -391,10 +307,11 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     ):
         if key in data:
             out[key] = _as_float(key, data[key])
-    if "plaintext" in data:
-        if not isinstance(data["plaintext"], bool):
-            raise ConfigError("plaintext: expected true or false")
-        out["plaintext"] = data["plaintext"]
+    for key in ("plaintext", "allow_insecure_http"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise ConfigError(f"{key}: expected true or false")
+            out[key] = data[key]
     if "hits" in data:
         out["hits"] = parse_hits_table(data["hits"])
     if "timeouts" in data:
@@ -544,7 +461,9 @@ def load_config(
 def _validate(config: IspConfig) -> IspConfig:
     updates: dict[str, Any] = {}
     if config.server is not None:
-        updates["server"] = _check_server(config.server)
+        updates["server"] = check_server_url(
+            config.server, allow_insecure_http=config.allow_insecure_http
+        )
     if config.root_keys:
         roots = tuple(read_vkey(k) for k in config.root_keys)
         if len(set(roots)) != len(roots):

@@ -36,7 +36,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from clients.isp.atomic import write_atomic
+from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
 from clients.isp.store import REPORT_SCOPES, StateStore, Status
 from clients.isp.sync import SyncOutcome

@@ -125,8 +125,8 @@ from blocklist.canonical import (
     split_expression,
 )
 from blocklist.errors import BlocklistError
+from clients.common.files import EXPORT_MODE, PLAINTEXT_MODE, write_if_changed
 from clients.errors import ClientError, PlaintextMismatch
-from clients.isp.atomic import EXPORT_MODE, PLAINTEXT_MODE, write_if_changed
 
 ExportFormat = Literal["hashes", "urls", "squid", "rpz", "unbound", "dnsmasq", "hosts"]
 
@@ -954,7 +954,7 @@ def write_export(
     (``output`` is a base path, never a directory), so one config path
     prefix names both. Nothing is written when rendering fails, so the
     previous export stays in force. Each file is replaced atomically
-    (:func:`clients.isp.atomic.write_if_changed`); a file whose content is
+    (:func:`clients.common.files.write_if_changed`); a file whose content is
     already in place is not touched.
 
     Args:

@@ -1,7 +1,7 @@
 """One ISP sync: fetch, verify, commit, then plaintext and exports.
 
 DESIGN.md "ISP sync, fail closed", steps 1-8, with the roles split as in
-python-tuf's ``Updater``: :class:`~clients.isp.fetcher.Fetcher` fetches,
+python-tuf's ``Updater``: :class:`~clients.common.fetcher.Fetcher` fetches,
 :class:`~clients.isp.trusted.TrustedState` decides, and
 :class:`~clients.isp.store.StateStore` commits. The syncer only sequences
 them:
@@ -38,6 +38,7 @@ from typing import Final, Literal
 
 import httpx
 
+from clients.common.http import check_etag, check_server_url, insecure_http_warning
 from clients.errors import (
     BadData,
     ClientError,
@@ -47,12 +48,13 @@ from clients.errors import (
     MalformedData,
     NotFound,
     PlaintextMismatch,
+    RequestRejected,
     StateMismatch,
     TransportError,
 )
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import ExportInput, ExportResult, write_export
-from clients.isp.fetcher import Fetcher
+from clients.isp.fetcher import Fetcher, fetcher_for
 from clients.isp.store import DB_NAME, ExportReport, StateStore, kill_point
 from clients.isp.trusted import CheckpointResult, TrustedState
 
@@ -142,20 +144,17 @@ class Syncer:
         hook_runner: Callable[[str], int] = run_hook,
     ) -> None:
         config.require_sync()
+        assert config.server is not None  # require_sync checked it
+        # The URL policy holds however the configuration was built (issue 12,
+        # item 5): a refused URL is a configuration error, before any request.
+        check_server_url(config.server, allow_insecure_http=config.allow_insecure_http)
         self.config = config
         self._client = http_client
         self._clock = clock
         self._hook_runner = hook_runner
 
     def _fetcher(self) -> Fetcher:
-        assert self.config.server is not None  # require_sync checked it
-        return Fetcher(
-            self._client,
-            server=self.config.server,
-            list_name=self.config.list_name,
-            token=self.config.token,
-            limits=self.config.limits,
-        )
+        return fetcher_for(self.config, self._client)
 
     def _trusted(self, store: StateStore) -> tuple[TrustedState, bool]:
         """Load the trusted state; a damaged record restarts from the snapshot path."""
@@ -216,6 +215,12 @@ class Syncer:
         prints it, ``run`` logs it).
         """
         fetcher = self._fetcher()
+        assert self.config.server is not None  # require_sync checked it
+        insecure = insecure_http_warning(self.config.server)
+        if insecure is not None:
+            # allow_insecure_http was set on purpose; say so on every sync so
+            # it cannot be forgotten in production (docs/isp.md).
+            log.warning("%s", insecure)
         before = 0
         try:
             store = StateStore(self.config.state_path)
@@ -283,8 +288,18 @@ class Syncer:
         self._walk_keyrings(trusted, fetcher, now)
 
         # Step 2: checkpoint.
-        etag = store.etag() if trusted.initialised and not corrupt else None
-        response = fetcher.checkpoint(etag)
+        # A stored validator is checked again: one stored by an older client
+        # (before validators were checked) must not be sent back either.
+        etag = check_etag(store.etag()) if trusted.initialised and not corrupt else None
+        try:
+            response = fetcher.checkpoint(etag)
+        except RequestRejected:
+            if etag is not None:
+                # A validator that meets a 4xx may be what the server (or a
+                # proxy) refuses: drop it so the next poll is unconditional
+                # (issue 12, item 3), instead of repeating it forever.
+                store.set_etag(None)
+            raise
         note = response.note
         if note is None:
             trusted.check_fresh(now)

@@ -300,7 +300,7 @@ def test_real_isp_client_syncs_from_the_app(
 
     _publish_versions(client, tokens, 3)
     config = IspConfig(
-        server="http://cleanfeed.test",
+        server="https://cleanfeed.test",
         token=tokens.isp_plain,
         list=MAIN,
         root_keys=(deployment.init.root_vkey,),

@@ -55,7 +55,7 @@ from signer.note import (
 from signer.publisher import online_key_path, root_key_path
 
 #: Base URL of the in-process service (no socket is opened).
-BASE = "http://cleanfeed.test"
+BASE = "https://cleanfeed.test"
 
 #: A marker in every test URL's host and path: a leak of any spelling of a
 #: listed URL (plain, percent-escaped, punycode, JSON-escaped) contains it.

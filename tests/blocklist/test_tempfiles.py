@@ -12,7 +12,7 @@ from blocklist.tempfiles import (
     remove_stale_temporaries,
     temporary_path,
 )
-from clients.isp.atomic import write_atomic
+from clients.common.files import write_atomic
 from signer.highwater import HighWater, HighWaterMark
 from signer.keys import SecretKey, save_key
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
 from fault_helpers import ROOT, child_env, kill_after, wait_for_line
 from isp_helpers import LIST, SERVER, MemoryServer
 
-from clients.isp.atomic import write_atomic
+from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
 from clients.isp.sync import Syncer
 from signer.log import MemoryLog
@@ -41,7 +41,7 @@ from signer.log import MemoryLog
 #: Hashes on the list: a file of several MB, so writing it takes a moment.
 ENTRIES = 100_000
 
-#: Points of clients/isp/atomic.write_atomic where the child dies, and
+#: Points of clients/common/files.write_atomic where the child dies, and
 #: which file the target must then hold.
 OLD_POINTS = ("half-written", "tmp-synced", "before-rename")
 NEW_POINTS = ("after-rename",)

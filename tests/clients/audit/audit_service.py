@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
 
-BASE = "http://cleanfeed.test"
+BASE = "https://cleanfeed.test"
 
 
 class SyncBridge(httpx.BaseTransport):

@@ -12,12 +12,8 @@ from audit_helpers import hash_only, small_log
 
 from clients.audit.bundle import dumps, load
 from clients.audit.errors import BundleError, BundleTooLarge
-from clients.audit.fetch import (
-    PLAIN_PROGRESS_STEP,
-    fetch_bundle,
-    progress_reporter,
-    raise_for_status,
-)
+from clients.audit.fetch import PLAIN_PROGRESS_STEP, fetch_bundle, progress_reporter
+from clients.common.http import raise_for_status
 from clients.errors import (
     AccessDenied,
     MalformedData,
@@ -29,7 +25,7 @@ from clients.errors import (
     Timeout,
 )
 
-SERVER = "http://server.test"
+SERVER = "https://server.test"
 BUNDLE = dumps(hash_only(small_log()))
 
 

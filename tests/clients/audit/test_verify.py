@@ -816,7 +816,7 @@ def test_bundles_of_the_real_service(tmp_path: Path) -> None:
             out = tmp_path / f"bundle-{full}.json"
             fetch_bundle(
                 s.http,
-                server="http://cleanfeed.test",
+                server="https://cleanfeed.test",
                 list_name="main",
                 token=token,
                 output=out,

@@ -45,7 +45,7 @@ def grown_log(versions: int = 3) -> MemoryLog:
 def witness(server: LogServer, key: SecretKey, tmp_path: Path, now: float = NOW) -> Witness:
     return Witness(
         server.client(),
-        server="http://log.test",
+        server="https://log.test",
         list_name=LIST,
         token="cf_auditor_test",
         key=key,

@@ -134,7 +134,7 @@ import httpx  # noqa: E402
 from blocklist.encoding import b64encode  # noqa: E402
 
 LIST = "main"
-SERVER = "http://isp.test"
+SERVER = "https://isp.test"
 
 
 class ChunkStream(httpx.SyncByteStream):

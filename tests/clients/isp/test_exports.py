@@ -1,4 +1,4 @@
-"""Exports for ISPs' filters (clients.isp.exports, clients.isp.atomic).
+"""Exports for ISPs' filters (clients.isp.exports, clients.common.files).
 
 Content and accounting of every format, the plaintext rules (DESIGN.md,
 "Plaintext"), odd hosts that must never break a DNS file, and the atomic,
@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
+from clients.common.files import write_atomic, write_if_changed
 from clients.errors import ClientError, PlaintextMismatch
-from clients.isp.atomic import write_atomic, write_if_changed
 from clients.isp.exports import (
     FORMATS,
     ExportError,

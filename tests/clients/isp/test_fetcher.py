@@ -9,6 +9,8 @@ import httpx
 import pytest
 from isp_helpers import raw_response
 
+from clients.common.fetcher import Fetcher
+from clients.common.http import MAX_SERVER_WAIT, parse_wait_header
 from clients.errors import (
     AccessDenied,
     MalformedData,
@@ -20,12 +22,11 @@ from clients.errors import (
     Timeout,
 )
 from clients.isp.config import Limits
-from clients.isp.fetcher import MAX_SERVER_WAIT, Fetcher, parse_wait_header
 
 
 def fetcher(handler: object, **kwargs: object) -> Fetcher:
     client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
-    return Fetcher(client, server="http://isp.test", list_name="main", token="cf_t", **kwargs)  # type: ignore[arg-type]
+    return Fetcher(client, server="https://isp.test", list_name="main", token="cf_t", **kwargs)  # type: ignore[arg-type]
 
 
 def test_gzip_is_decoded_within_the_cap() -> None:

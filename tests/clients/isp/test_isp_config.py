@@ -132,3 +132,17 @@ def test_export_blockpage_and_ede_refused(tmp_path: Path, fmt: str, extra: str, 
 def test_export_ede_on_rpz(tmp_path: Path, value: str, code: int) -> None:
     (spec,) = load_config(_exports(tmp_path, f"ede = {value}\n", "rpz"), environ={}).exports
     assert spec.ede == code
+
+
+def test_overall_deadline_and_allow_insecure_http_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "isp.toml"
+    path.write_text(
+        'server = "http://hotline.example"\nlist = "main"\nallow_insecure_http = true\n'
+        "[timeouts]\ndeadline = 42\n"
+    )
+    config = load_config(path)
+    assert config.timeouts.deadline == 42.0
+    assert config.allow_insecure_http is True
+    path.write_text('server = "https://hotline.example"\nallow_insecure_http = "yes"\n')
+    with pytest.raises(ConfigError, match="allow_insecure_http"):
+        load_config(path)

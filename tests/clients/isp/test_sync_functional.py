@@ -37,7 +37,7 @@ from signer.bootstrap import init_data_dir, resolve_database_url, rotate_online_
 from signer.keys import load_key
 
 LIST = "main"
-BASE = "http://testserver"
+BASE = "https://cleanfeed.test"
 
 
 class Deployment:

@@ -1,4 +1,4 @@
-"""Atomic, durable file replacement for the ISP client's exports and state.
+"""Atomic, durable file replacement for both clients (exports, state, bundles).
 
 A filter daemon (Squid, BIND, Unbound, dnsmasq) may re-read an export at any
 moment, and the machine may lose power at any moment. Either way it must see

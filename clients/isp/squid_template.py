@@ -66,7 +66,7 @@ TEMPLATE_MODE: Final = 0o644
 #: Stands for the block reference while the page is rendered: it survives
 #: HTML escaping and URL query encoding unchanged (letters only), so after
 #: ``%`` is escaped it can be swapped for Squid's ``%o`` wherever it went.
-_REF_TOKEN: Final = "CLEANFEEDBLOCKREFERENCETOKEN"
+_REF_TOKEN: Final = "CLEANFEEDBLOCKREFERENCETOKEN"  # noqa: S105 (not a secret)
 
 #: Squid's code for "the message returned by the external ACL helper".
 SQUID_MESSAGE_CODE: Final = "%o"

@@ -414,6 +414,10 @@ def test_documented_helper_line_denies_the_listed_page_only(
         status, body = request(squid, f"http://{HOST_ENTRY}:{origin}/any/page")
         assert status == 451
         assert_block_page(body, expected_ref(f"{HOST_ENTRY}/"))
+        # The canary gets the page like any other entry (issue 18).
+        status, body = request(squid, "http://canary.cleanfeed.invalid/")
+        assert status == 451
+        assert_block_page(body, expected_ref("canary.cleanfeed.invalid/"))
         # HTTPS without interception: Squid sees CONNECT host:443 only. The
         # host entry is enforced (with the same 451, which browsers never
         # show for CONNECT); the https page entry cannot be (Squid then
@@ -583,6 +587,18 @@ def test_documented_canary_check_through_squid(
         assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     finally:
         squid.stop()
+    # A Squid that blocks but has no ERR_CLEANFEED (the template was never
+    # installed): the check says so instead of passing.
+    untemplated = start_squid(squid_dir / "untemplated", lines, origin)
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", _canary_script(isp_files, untemplated)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 1
+        assert "shows no block reference (ERR_CLEANFEED installed?)" in proc.stderr
+    finally:
+        untemplated.stop()
     # Negative control: a Squid without the cleanfeed lines lets the canary through.
     unfiltered = start_squid(squid_dir / "unfiltered", "", origin)
     try:

@@ -26,14 +26,16 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
+from api.bodygate import BodyGate
 from api.context import AppContext
+from api.docs_ui import install_docs
 from api.errors import install_error_handlers
 from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.queries import checkpoint_age_seconds, list_states
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, isp, ops
+from api.routes import admin, analyst, auditor, hits, isp, ops
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService
@@ -189,20 +191,30 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        # /docs is ours (api.docs_ui): assets from a package, not a CDN.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.cf = ctx
     install_error_handlers(app)
-    for module in (analyst, isp, auditor, admin, ops):
+    if settings.docs_enabled:
+        install_docs(app, "/openapi.json")
+    modules = (analyst, isp, auditor, admin, ops, hits)
+    for module in modules:
         app.include_router(module.router)
+    # The routers' own routes (their paths carry the prefix): what the body
+    # gate matches a request against before routing.
+    body_routes = tuple(route for module in modules for route in module.router.routes)
     app.add_middleware(GZipMiddleware, **_gzip_options())
     app.add_middleware(
         CleanfeedMiddleware,
         metrics=metrics,
         min_wait_seconds=settings.min_wait_seconds,
         fast_path=functools.partial(isp.fast_isp, ctx),
+        body_gate=BodyGate(ctx, body_routes),
+        body_min_rate=settings.body_min_rate,
+        body_grace_seconds=settings.body_grace_seconds,
     )
     return app
 

@@ -320,6 +320,77 @@ def _print_pins(data_dir: Path) -> None:
         click.echo(f"list {vkey_file.parent.name}: root key to pin: {vkey}")
 
 
+#: Permission bits that let group or others read, write or enter a path.
+_GROUP_OTHER_BITS: Final = 0o077
+
+#: Files SQLite keeps next to a database, with the same contents at risk.
+_SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+
+def insecure_data_paths(data_dir: Path, database_url: str | None) -> list[tuple[Path, str]]:
+    """The private paths of a deployment that group or others may reach.
+
+    Issue 12, item 11: the data directory, the SQLite database (entries,
+    reasons, analysts, token hashes) and the first admin token are as
+    private as the key files, which ``serve`` already refuses to use when
+    readable by others (:func:`signer.keys.check_key_files`).
+
+    The data directory itself is checked only when it holds one of these
+    (an API started with ``--no-signer`` and PostgreSQL may get an empty,
+    shared directory it never uses).
+
+    Returns:
+        ``(path, fix)`` for each path with group or other permission bits,
+        where ``fix`` is the ``chmod`` command that removes them.
+    """
+    from sqlalchemy.engine import make_url
+
+    from signer.bootstrap import ADMIN_TOKEN_FILE, resolve_database_url
+
+    files: list[Path] = [data_dir / ADMIN_TOKEN_FILE]
+    url = make_url(resolve_database_url(data_dir, database_url))
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        files.append(database)
+        files.extend(database.with_name(database.name + side) for side in _SQLITE_SIDE_FILES)
+    found: list[tuple[Path, str]] = []
+    holds_private = (data_dir / "keys").is_dir()
+    for path in files:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if path.parent.resolve() == data_dir.resolve():
+            holds_private = True
+        if mode & _GROUP_OTHER_BITS:
+            found.append((path, f"chmod 600 {path}"))
+    if holds_private:
+        try:
+            mode = data_dir.stat().st_mode
+        except FileNotFoundError:
+            mode = 0
+        if mode & _GROUP_OTHER_BITS:
+            found.insert(0, (data_dir, f"chmod 700 {data_dir}"))
+    return found
+
+
+def _refuse_insecure_data(data_dir: Path, database_url: str | None) -> None:
+    """Stop ``serve`` when a private path is open to group or others.
+
+    Raises:
+        click.ClickException: which paths, and the ``chmod`` that fixes each.
+    """
+    found = insecure_data_paths(data_dir, database_url)
+    if not found:
+        return
+    names = ", ".join(str(path) for path, _ in found)
+    fixes = " && ".join(fix for _, fix in found)
+    raise click.ClickException(
+        f"[insecure_data_dir] refusing to start: group or others may read {names} "
+        f"(the list's history, token hashes, the first admin token); fix with: {fixes}"
+    )
+
+
 @click.command("serve")
 @click.option(
     "--data-dir",
@@ -353,8 +424,11 @@ def serve_command(
     """Run the API (and, by default, the embedded signer).
 
     On first start of the embedded default the data directory is
-    initialised and the admin token is printed once (it is also written to
-    DATA_DIR/admin-token). With --workers N > 1 the signer runs in this
+    initialised and the first admin token is written to DATA_DIR/admin-token
+    (mode 0600; its path is printed, never the token). The service refuses
+    to start while the data directory, the SQLite database, the admin-token
+    file or a key file is open to group or others, and says which chmod
+    fixes it. With --workers N > 1 the signer runs in this
     parent process only and the N workers serve the API.
     """
     import uvicorn
@@ -386,9 +460,13 @@ def serve_command(
             check_key_files(settings.keys_dir)
         except KeyFileError as e:
             raise click.ClickException(str(e)) from e
+    _refuse_insecure_data(settings.data_dir, settings.database_url)
     _print_pins(settings.data_dir)
     signer_where = "off (--no-signer)" if not settings.signer else "embedded"
-    click.echo(f"cleanfeed API on http://{host}:{port} (docs: /docs; signer: {signer_where})")
+    docs_where = "/docs" if settings.docs_enabled else "off"
+    click.echo(
+        f"cleanfeed API on http://{host}:{port} (docs: {docs_where}; signer: {signer_where})"
+    )
     sys.stdout.flush()
 
     log_config = None  # our JSON logging; uvicorn's access log is replaced by ours
@@ -456,10 +534,13 @@ def _prepare_embedded(settings: Any, list_name: str, origin: str | None) -> None
         raise _fail(e) from e
     if result is not None:
         click.echo(f"Initialised {result.data_dir} with list {result.list!r}.")
+        # Issue 12, item 11: a service's terminal ends up in journald or a
+        # container log; the token itself stays in its 0600 file.
         click.echo(
-            f"Admin token (shown once; also in {result.data_dir / 'admin-token'}, mode 0600):"
+            f"First admin token written to {result.data_dir / 'admin-token'} (mode 0600); "
+            "read it from there, e.g. ADMIN=$(cat "
+            f"{result.data_dir / 'admin-token'})"
         )
-        click.echo(f"  {result.admin_token}")
         sys.stdout.flush()
         return
     db = Database(settings.resolved_database_url)

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from blocklist import blockref as domain_blockref
 from blocklist import errors as domain
 from blocklist.auditlog import AuditChainError
 from blocklist.store import errors as store
@@ -56,6 +57,8 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     domain.FormatError: 400,
     domain.ProofError: 400,
     domain.DeltaError: 409,
+    # A block reference someone typed or posted (hit counts): bad input.
+    domain_blockref.InvalidBlockRef: 400,
     AuditChainError: 500,
     # blocklist.store.errors
     store.StoreError: 500,
@@ -101,6 +104,7 @@ API_PROBLEMS: Final[Mapping[str, tuple[int, str]]] = {
     "not_entitled": (403, "This token is not entitled to this document"),
     "not_found": (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
+    "body_too_slow": (408, "Request body arrived too slowly"),
     "body_too_large": (413, "Request body too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
     "validation_error": (422, "Request validation failed"),

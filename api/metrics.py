@@ -1,9 +1,12 @@
 """Prometheus metrics (prometheus-client), one registry per app.
 
-Public metrics (``GET /metrics``, no token) carry no per-ISP label: which
-ISP polls when is operator knowledge, not something to publish. The per-ISP
-last-seen version is added only when ``/metrics`` is scraped with an admin
-token (DESIGN.md, "Operations": per-ISP labels only behind an admin token).
+Public metrics (``GET /metrics``, no admin token) carry no list name, no
+version, no count and no per-ISP label: which lists exist (an ISP must not
+learn of lists it is not given), how far each one is and how many changes
+wait are operator knowledge (issue 12, item 9), and so is which ISP polls
+when (DESIGN.md, "Operations": per-ISP labels only behind an admin token).
+The per-list gauges and the per-ISP last-seen versions are added only when
+``/metrics`` is scraped with an admin token.
 
 Labels are route *templates* (``/v1/lists/{list}/checkpoint``), never
 concrete paths, so cardinality stays bounded and no URL reaches the metrics.
@@ -90,7 +93,8 @@ class Metrics:
         """Create the metrics.
 
         Args:
-            list_status: returns per-list publish state at scrape time.
+            list_status: returns per-list publish state at scrape time (admin
+                scrape only).
             isp_seen: returns the per-ISP last-seen versions (admin scrape only).
         """
         self.public = CollectorRegistry(auto_describe=False)
@@ -127,9 +131,9 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._list_status = list_status
         self._isp_seen = isp_seen
-        self.public.register(_CallbackCollector(self._collect_lists))
         self.admin = CollectorRegistry(auto_describe=False)
         self.admin.register(_CallbackCollector(self._collect_public))
+        self.admin.register(_CallbackCollector(self._collect_lists))
         self.admin.register(_CallbackCollector(self._collect_isps))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -191,5 +195,5 @@ class Metrics:
         yield when
 
     def render(self, *, admin: bool) -> bytes:
-        """Render the text exposition; ``admin`` adds the per-ISP gauges."""
+        """Render the text exposition; ``admin`` adds the per-list and per-ISP gauges."""
         return generate_latest(self.admin if admin else self.public)

@@ -5,9 +5,13 @@ poll and must stay cheap. In order, it:
 
 1. refuses credentials in the query string (DESIGN.md, "API shape": tokens
    are never accepted there; query strings end up in proxy and access logs);
-2. caps request bodies (413; routes with their own cap, such as the JSON
-   bulk add, are in :mod:`api.route_caps`) and, for JSON bodies, refuses nesting deeper
-   than :data:`MAX_JSON_DEPTH`, integers longer than
+2. caps request bodies (413): at most :data:`api.bodygate.PREAUTH_BODY_BYTES`
+   are read before the caller is authorised for the route (issue 12, item
+   8; :mod:`api.bodygate`), then the route's own cap (larger ones, such as
+   the JSON bulk add's, are in :mod:`api.route_caps`); bodies slower than
+   the ``body_min_rate`` setting are cut off (408, :class:`BodyTimer`); for
+   JSON bodies, it refuses nesting deeper than :data:`MAX_JSON_DEPTH`,
+   integers longer than
    :data:`MAX_JSON_INT_DIGITS` digits, NaN and non-UTF-8 bytes (422) before
    the request models see them;
 3. answers a checkpoint poll that hits every cache without routing
@@ -19,6 +23,7 @@ poll and must stay cheap. In order, it:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +34,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE, BodyGate
 from api.errors import API_PROBLEMS, problem_response
 from api.logging import API_LOGGER, ISP_LOGGER
 from api.metrics import Metrics
@@ -114,6 +120,44 @@ def check_json_shape(body: bytes) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
+class BodyTooSlow(Exception):
+    """A request body fell below the minimum rate (slowloris on the body)."""
+
+
+class BodyTimer:
+    """The deadline of the next chunk of a request body.
+
+    A body must average ``min_rate`` bytes per second once ``grace`` seconds
+    have passed: after ``received`` bytes, the next chunk is due by
+    ``start + grace + received / min_rate``: a minimum data rate after a
+    grace period, as ASP.NET Kestrel's ``MinRequestBodyDataRate``. It bounds
+    the average, unlike a timeout between reads (nginx's
+    ``client_body_timeout``), which a client defeats by trickling one byte
+    per timeout.
+    """
+
+    def __init__(self, min_rate: int, grace: float, clock: Callable[[], float]) -> None:
+        """Start timing a body now; ``min_rate`` 0 disables the limit."""
+        self._min_rate = min_rate
+        self._grace = grace
+        self._clock = clock
+        self._start = clock()
+
+    async def receive(self, receive: Receive, received: int) -> Message:
+        """The next message of ``receive``, within the body's deadline.
+
+        Raises:
+            BodyTooSlow: the deadline passed first.
+        """
+        if self._min_rate <= 0:
+            return await receive()
+        due = self._start + self._grace + received / self._min_rate
+        try:
+            return await asyncio.wait_for(receive(), max(0.0, due - self._clock()))
+        except TimeoutError as e:
+            raise BodyTooSlow from e
+
+
 def _replay(message: Message) -> Receive:
     async def receive() -> Message:
         return message
@@ -139,6 +183,9 @@ class CleanfeedMiddleware:
         min_wait_seconds: int,
         fast_path: Callable[[Scope], Response | None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        body_gate: BodyGate | None = None,
+        body_min_rate: int = DEFAULT_BODY_MIN_RATE,
+        body_grace_seconds: float = DEFAULT_BODY_GRACE_SECONDS,
     ) -> None:
         """Wrap ``app``.
 
@@ -149,12 +196,21 @@ class CleanfeedMiddleware:
             fast_path: answers a request from memory, or returns None to
                 route it normally (cached checkpoint polls and full pages).
             clock: timer for latencies.
+            body_gate: authorises a caller before its body may exceed the
+                pre-authentication cap; None (unit tests only) applies each
+                route's full cap to everyone.
+            body_min_rate: minimum average bytes/second of a request body
+                after ``body_grace_seconds``; 0 disables the limit.
+            body_grace_seconds: seconds before the minimum rate applies.
         """
         self.app = app
         self.fast_path = fast_path
         self.metrics = metrics
         self.min_wait = str(min_wait_seconds).encode("ascii")
         self._clock = clock
+        self._body_gate = body_gate
+        self._body_min_rate = body_min_rate
+        self._body_grace = body_grace_seconds
         self._log = logging.getLogger(API_LOGGER)
         self._isp_log = logging.getLogger(ISP_LOGGER)
 
@@ -211,9 +267,34 @@ class CleanfeedMiddleware:
 
     async def _guard_body(self, scope: Scope, receive: Receive) -> tuple[Response | None, Receive]:
         path: str = scope["path"]
-        cap = route_body_cap(path) or (
+        full_cap = route_body_cap(path) or (
             MAX_CSV_BODY_BYTES if path.endswith(CSV_UPLOAD_SUFFIX) else MAX_JSON_BODY_BYTES
         )
+        gate = self._body_gate
+        cap = full_cap
+        if gate is not None:
+            rule = gate.route(scope)
+            if rule.own_cap is not None:
+                full_cap = rule.own_cap  # the route's @body_cap
+            # Issue 12, item 8: until the caller is authorised for this
+            # route, read no more than the gate's small cap (public routes:
+            # never more).
+            cap = min(full_cap, rule.preauth_cap)
+        authorised = gate is None
+
+        async def widen(needed: int) -> Response | None:
+            """Authorise once, then allow the route's full cap; refuse beyond it."""
+            nonlocal cap, authorised
+            if not authorised and gate is not None:
+                authorised = True
+                refusal = await gate.authorise(scope)
+                if refusal is not None:
+                    return refusal
+                # Public routes: full_cap is already their small cap.
+                cap = full_cap
+            return self._too_large(path, cap) if needed > cap else None
+
+        declared = -1
         content_type = ""
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -221,22 +302,31 @@ class CleanfeedMiddleware:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > cap:
-                    return self._too_large(path, cap), receive
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
+        if declared > cap:
+            # Refused before a byte is read (no "100 Continue" is sent either).
+            refusal = await widen(declared)
+            if refusal is not None:
+                return refusal, receive
+        timer = BodyTimer(self._body_min_rate, self._body_grace, time.monotonic)
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await timer.receive(receive, size)
+            except BodyTooSlow:
+                return self._too_slow(path), receive
             if message["type"] == "http.disconnect":
                 # The client went away; let the app see the disconnect.
                 return None, _replay(message)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > cap:
-                return self._too_large(path, cap), receive
+                refusal = await widen(size)
+                if refusal is not None:
+                    return refusal, receive
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -274,6 +364,20 @@ class CleanfeedMiddleware:
             detail=f"request bodies to this endpoint are limited to {cap} bytes; "
             "split the request (bulk imports accept several batches)",
             instance=path,
+            # The rest of the body is never read: the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
+
+    def _too_slow(self, path: str) -> Response:
+        return problem_response(
+            status=408,
+            code="body_too_slow",
+            title=API_PROBLEMS["body_too_slow"][1],
+            detail=f"the request body arrived slower than {self._body_min_rate} bytes per "
+            f"second after {self._body_grace:g} s; send it at network speed",
+            instance=path,
+            # RFC 9110 15.5.9: a server sending 408 closes the connection.
+            headers={"Connection": "close"},
         )
 
     def _record(self, scope: Scope, method: str, status: int, seconds: float) -> None:

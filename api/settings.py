@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE
 from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
 
 #: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
@@ -193,9 +194,33 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds between batched writes of token last use and ISP versions.",
     )
+    hits_min_count: int = Field(
+        default=10,
+        ge=1,
+        le=1_000_000,
+        description="Threshold k of posted hit counts: a count below it is refused "
+        "(privacy floor, DESIGN.md part 2 'Hit counts').",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
-    docs: bool = Field(default=True, description="Serve OpenAPI at /docs and /openapi.json.")
+    docs: bool | None = Field(
+        default=None,
+        description="Serve OpenAPI at /docs and /openapi.json (unset: on in dev, off when "
+        "environment is 'production', where admins would paste tokens into it).",
+    )
+    body_min_rate: int = Field(
+        default=DEFAULT_BODY_MIN_RATE,
+        ge=0,
+        le=1 << 30,
+        description="Minimum average bytes/second of a request body after "
+        "body_grace_seconds; slower bodies are cut off with 408 (0 disables).",
+    )
+    body_grace_seconds: float = Field(
+        default=DEFAULT_BODY_GRACE_SECONDS,
+        gt=0,
+        le=600,
+        description="Seconds a request body may take before body_min_rate applies.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -248,6 +273,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("environment=production: " + "; ".join(problems))
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether ``/docs`` and ``/openapi.json`` are served (issue 12, item 12)."""
+        if self.docs is not None:
+            return self.docs
+        return self.environment != "production"
 
     @property
     def resolved_database_url(self) -> str:

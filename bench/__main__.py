@@ -9,7 +9,8 @@ Usage::
     python -m bench --output FILE         # write the report elsewhere
 
 Benchmarks (issue 8's targets table, and issue 7's load test): http,
-publish, isp_sync, lookup, bulk, wire, load, audit. Each returns its figures
+publish, isp_sync, lookup, bulk, wire, load, audit, bodies (issue 12's
+upload flood). Each returns its figures
 (medians of repeated runs) and details; where a target is missed and
 profiling is on, it profiles the code under test (py-spy for servers and
 commands, pyinstrument in-process) and the top frames go into the report.
@@ -168,6 +169,7 @@ def _timing(value: float | tuple[float, float]) -> tuple[float, float | None]:
 def _runners() -> dict[str, Callable[[BenchContext], Section]]:
     from bench import (
         blockpage,
+        body_flood,
         bulk_import,
         http_ratio,
         isp_sync,
@@ -189,6 +191,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "load": load.run,
         "audit": _audit,
         "blockpage": blockpage.run,
+        "bodies": body_flood.run,
     }
 
 
@@ -225,6 +228,11 @@ TARGETS: list[tuple[str, str, list[str]]] = [
         "load (issue 7)",
         "500 ISPs polling one worker: errors other than 429 + Retry-After",
         ["load.errors"],
+    ),
+    (
+        "upload flood (issue 12)",
+        "RSS growth, 50 unauthenticated clients holding 16 MiB uploads",
+        ["bodies.rss_growth_length", "bodies.rss_growth_chunked"],
     ),
 ]
 

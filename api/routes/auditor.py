@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import AuditorDep, AuditReaderDep, ContextDep, authorised_list
+from api.auth import AUDITOR, AuditorDep, AuditReaderDep, ContextDep, authorised_list
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
 from api.models import (
@@ -181,7 +181,7 @@ async def get_bundle(
     "/lists/{list}/audit/log",
     response_model=AuditPageOut,
     responses=problems(403, 404),
-    summary="Audit records after seq since (paged)",
+    summary="Audit records after seq since (paged; auditors need --full-audit)",
 )
 async def get_audit_log(
     ctx: ContextDep,
@@ -190,8 +190,20 @@ async def get_audit_log(
     since: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 100,
 ) -> AuditPageOut:
-    """Return records ``since + 1 ...`` of the list's hash-chained audit log."""
+    """Return records ``since + 1 ...`` of the list's hash-chained audit log.
+
+    The records carry free text (reasons, references, categories, analyst
+    names, hosting countries): the same entitlement as a full bundle, which
+    holds the same log (issue 12, item 10). A hash-only auditor verifies the
+    log from statements and checkpoints instead.
+    """
     info = await authorised_list(ctx, p, list_name)
+    if p.role == AUDITOR and not p.full_audit:
+        raise ApiProblem(
+            "not_entitled",
+            "the audit log holds free text: it needs an auditor token created with "
+            "--full-audit (as full bundles do)",
+        )
 
     def work() -> AuditPageOut:
         with ctx.db.read() as session:

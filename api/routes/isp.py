@@ -162,9 +162,21 @@ async def get_keyring(
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
-    """RFC 9110 13.1.2: weak comparison of ``If-None-Match`` against ``etag``."""
-    if if_none_match.strip() == "*":
-        return True
+    """RFC 9110 13.1.2: whether ``If-None-Match`` is false for ``etag`` (answer 304).
+
+    ``*`` matches any current representation (RFC 9110 13.1.2); whether the
+    client actually holds this one is :func:`etag_presented`.
+    """
+    return if_none_match.strip() == "*" or etag_presented(if_none_match, etag)
+
+
+def etag_presented(if_none_match: str, etag: str) -> bool:
+    """Whether ``If-None-Match`` lists ``etag`` itself (weak comparison, RFC 9110 8.8.3.2).
+
+    Only this proves the ISP holds the checkpoint: ``*`` earns a 304 but
+    proves nothing, so it never counts as the ISP being current in the
+    uptake view (issue 12, item 14).
+    """
     for candidate in if_none_match.split(","):
         tag = candidate.strip()
         if tag.startswith("W/"):
@@ -208,8 +220,10 @@ async def get_checkpoint(request: Request, ctx: ContextDep, access: IspAccessDep
     headers = checkpoint_headers(cached, access.shared)
     inm = request.headers.get("if-none-match")
     if inm is not None and etag_matches(inm, cached.etag):
-        # The ISP already holds this checkpoint: it is on this version.
-        _note_fetch(request, ctx, access, cached.size, "checkpoint")
+        # Only the exact ETag shows the ISP holds this checkpoint (and so is
+        # on this version); "*" is a 304 that proves nothing.
+        held = cached.size if etag_presented(inm, cached.etag) else None
+        _note_fetch(request, ctx, access, held, "checkpoint")
         return Response(status_code=304, headers=headers)
     _note_fetch(request, ctx, access, None, "checkpoint")
     return Response(content=cached.body, media_type=TEXT_MEDIA_TYPE, headers=headers)
@@ -336,12 +350,14 @@ def fast_isp(ctx: AppContext, scope: Scope) -> Response | None:
         return Response(content=body, media_type="application/json", headers=headers)
     assert checkpoint is not None
     headers = checkpoint_headers(checkpoint, principal is None)
-    held = if_none_match is not None and etag_matches(if_none_match, checkpoint.etag)
-    version = checkpoint.size if held else None
+    not_modified = if_none_match is not None and etag_matches(if_none_match, checkpoint.etag)
+    # As in get_checkpoint: only the exact ETag counts as holding this version.
+    presented = if_none_match is not None and etag_presented(if_none_match, checkpoint.etag)
+    version = checkpoint.size if presented else None
     state["isp_fetch"] = {"list": info.name, "version": version, "resource": "checkpoint"}
     if principal is not None and version is not None:
         ctx.usage.isp_fetched(principal.token_id, info.id, version)
-    if held:
+    if not_modified:
         return Response(status_code=304, headers=headers)
     return Response(content=checkpoint.body, media_type=TEXT_MEDIA_TYPE, headers=headers)
 

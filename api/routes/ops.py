@@ -72,17 +72,24 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
 @router.get(
     "/readyz",
     response_model=HealthOut,
-    responses=problems(extra={503: {"model": HealthOut, "description": "Not ready"}}),
-    summary="Readiness: database reachable and checkpoints fresh",
+    responses=problems(401, extra={503: {"model": HealthOut, "description": "Not ready"}}),
+    summary="Readiness: database reachable and checkpoints fresh (checks only for admins)",
 )
-async def readyz(ctx: ContextDep) -> Response:
-    """200 when the database answers and every checkpoint is fresh, else 503."""
+async def readyz(ctx: ContextDep, p: OptionalPrincipalDep) -> Response:
+    """200 when the database answers and every checkpoint is fresh, else 503.
+
+    Without an admin token the answer says only ready or not: the checks
+    name every list (issue 12, item 9: an ISP must not learn which lists
+    exist) and the signer's failures.
+    """
     ready, checks = await run_in_threadpool(readiness, ctx)
-    body = HealthOut(status="ok" if ready else "unavailable", checks=checks)
+    admin = p is not None and p.role == ADMIN
+    body = HealthOut(status="ok" if ready else "unavailable", checks=checks if admin else {})
+    headers = {"Cache-Control": "no-store"}
+    if not ready:
+        headers["Retry-After"] = "5"
     return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=200 if ready else 503,
-        headers={} if ready else {"Retry-After": "5"},
+        body.model_dump(mode="json"), status_code=200 if ready else 503, headers=headers
     )
 
 
@@ -92,10 +99,10 @@ async def readyz(ctx: ContextDep) -> Response:
     responses=problems(
         extra={200: {"content": {METRICS_MEDIA_TYPE: {}}, "description": "Prometheus metrics"}}
     ),
-    summary="Prometheus metrics (per-ISP gauges only with an admin token)",
+    summary="Prometheus metrics (per-list and per-ISP gauges only with an admin token)",
 )
 async def metrics(ctx: ContextDep, p: OptionalPrincipalDep) -> Response:
-    """Render the metrics; an admin token adds the per-ISP last-seen versions."""
+    """Render the metrics; an admin token adds the per-list gauges and per-ISP versions."""
     admin = p is not None and p.role == ADMIN
     body = await run_in_threadpool(ctx.metrics.render, admin=admin)
     return Response(

@@ -16,6 +16,7 @@ and the auditor never do (tests/test_layering.py).
 |              | keyrings, snapshots, plaintext, publish requests, ISP versions        |
 | ``tokens``   | issue, look up, revoke tokens; batched last-use                       |
 | ``retention``| prune old snapshots and off-list plaintext by policy                  |
+| ``hits``     | ISPs' weekly hit counts (opt-in); totals across ISPs only             |
 
 Every service is a function taking a :class:`sqlalchemy.orm.Session` as its
 first argument and runs inside the caller's

@@ -17,6 +17,9 @@ stable ``code`` that the API maps to problem+json:
 | LimitExceeded | limit_exceeded | a page or batch larger than allowed |
 | BulkRejected | bulk_rejected | all-or-nothing bulk add with failing rows |
 | StoreUnavailable | store_unavailable | the database cannot be reached |
+| BelowThreshold | hits_below_threshold | a posted hit count below the server's k |
+| UnknownBlockRef | unknown_block_ref | a posted block_ref names no published entry |
+| WeekNotOver | week_not_over | hit counts of an ISO week not yet ended |
 
 Every refused operation changes nothing: services validate before they
 write, and the caller's transaction rolls back on any exception.
@@ -118,3 +121,21 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the connection."""
 
     code = "store_unavailable"
+
+
+class BelowThreshold(InvalidField):
+    """Hit counts: a count below the server's threshold k (privacy floor)."""
+
+    code = "hits_below_threshold"
+
+
+class UnknownBlockRef(InvalidField):
+    """Hit counts: a block reference that names no published entry of the list."""
+
+    code = "unknown_block_ref"
+
+
+class WeekNotOver(InvalidField):
+    """Hit counts: the ISO week has not ended yet (only completed weeks are posted)."""
+
+    code = "week_not_over"

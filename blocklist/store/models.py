@@ -414,3 +414,24 @@ class WitnessCosignatureRow(Base):
     timestamp: Mapped[int] = mapped_column(BigInteger)
     line: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HitCountRow(Base):
+    """One ISP's count of block-page hits of one entry in one ISO week.
+
+    DESIGN.md part 2, "Hit counts": opt-in, posted by ``cleanfeed isp run``
+    (:mod:`blocklist.store.hits`). The row holds what the ISP sent and
+    nothing finer: no address, no URL, no time but the week. ``token_id``
+    only makes a re-post of the same week replace the earlier one; the
+    hotline reads totals across ISPs, never a row.
+    """
+
+    __tablename__ = "hit_counts"
+    __table_args__ = (CheckConstraint("count > 0", name="count_positive"),)
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    #: ISO 8601 week, ``YYYY-Www``.
+    week: Mapped[str] = mapped_column(String(8), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(Integer, ForeignKey("entries.id"), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -23,8 +23,11 @@ path ``/``, which are exactly the expressions of host entries (DESIGN.md,
 "Entries": ``host/`` needs scope ``host``).
 
 Privacy (DESIGN.md part 2, "Privacy by default"): nothing about a request
-is logged, counted or kept: no client address, no ``Host``, no path; an
-unexpected error is logged by its type only. No cookie is set, every
+is logged or kept: no client address, no ``Host``, no path; an unexpected
+error is logged by its type only. The one exception is opt-in and holds
+none of those: with ``[hits] enabled = true`` each 451 answer to a GET adds
+one to a count per ``block_ref`` per ISO week (:mod:`clients.isp.hits`;
+the canary is never counted). No cookie is set, every
 answer is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``,
 the page loads nothing from a third party and runs no script (its
 Content-Security-Policy allows one stylesheet from the page's own origin).
@@ -70,6 +73,7 @@ from blocklist.blockref import block_ref
 from blocklist.canonical import expressions, split_expression
 from blocklist.errors import InvalidURL
 from clients.errors import ClientError, ConfigError, NotInitialised
+from clients.isp.hits import FLUSH_INTERVAL, HitCounter, HitsConfig, parse_hits_table
 from clients.isp.store import DB_NAME, StateStore
 
 log = logging.getLogger("cleanfeed.blockpage")
@@ -218,6 +222,8 @@ class BlockPageConfig:
     #: A custom stylesheet, served at STYLESHEET_PATH.
     stylesheet: Path | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Opt-in hit counts (the top-level ``[hits]`` table, not ``[blockpage]``).
+    hits: HitsConfig = field(default_factory=HitsConfig)
 
 
 _URL_KEYS: Final = ("blocked_by", "hotline_url", "policy_url", "appeal_url", "help_line_url")
@@ -304,10 +310,12 @@ def _from_mapping(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
 
     if "state_dir" in data:
         out["state_dir"] = path("state_dir", data["state_dir"])
+    if "hits" in data:
+        out["hits"] = parse_hits_table(data["hits"])
     table = data.get("blockpage", {})
     if not isinstance(table, dict):
         raise ConfigError("[blockpage] must be a table")
-    known = {f.name for f in fields(BlockPageConfig)} - {"state_dir"}
+    known = {f.name for f in fields(BlockPageConfig)} - {"state_dir", "hits"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"[blockpage]: unknown key(s) {', '.join(unknown)}")
@@ -627,6 +635,8 @@ class BlockPage:
 
     config: BlockPageConfig
     index: HostIndex
+    #: Opt-in hit counts (None: nothing is counted).
+    counter: HitCounter | None = None
     renderer: PageRenderer = field(init=False)
     _headers: tuple[tuple[str, str], ...] = field(init=False)
 
@@ -679,6 +689,10 @@ class BlockPage:
         if target.split(b"?", 1)[0] == STYLESHEET_PATH.encode():
             css = (("Content-Type", "text/css; charset=utf-8"), *_COMMON_HEADERS)
             return Answer(200, css, self.renderer.stylesheet)
+        if self.counter is not None and method == b"GET":
+            # One hit per page shown (HEAD shows no page); only the week and
+            # the block_ref are kept (clients/isp/hits.py).
+            self.counter.hit(h)
         # RFC 7725 section 3: 451 for a resource blocked by a legal demand.
         return Answer(451, self._headers, self.renderer.render(block_ref(h), self.context()))
 
@@ -730,10 +744,20 @@ class BlockPageServer:
                 writer.transport.abort()  # keep-alive connections end with the server
             await self._server.wait_closed()
         self.page.index.close()
+        if self.page.counter is not None:
+            self.page.counter.close()
 
     async def _watch(self) -> None:
+        since_flush = 0.0
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            since_flush += WATCH_INTERVAL
+            if self.page.counter is not None and since_flush >= FLUSH_INTERVAL:
+                since_flush = 0.0
+                try:
+                    self.page.counter.flush()
+                except ClientError as e:
+                    log.warning("cannot save hit counts: %s", type(e).__name__)
             try:
                 if self.page.index.watch():
                     log.info("serving version %s", self.page.index.version)
@@ -877,8 +901,9 @@ async def open_server(config: BlockPageConfig, host: str, port: int) -> BlockPag
     if config.state_dir is None:
         raise ConfigError("missing required setting: --state-dir")
     index = HostIndex(config.state_dir)
+    counter = HitCounter(config.state_dir, config.hits) if config.hits.enabled else None
     try:
-        server = BlockPageServer(BlockPage(config, index), host, port)
+        server = BlockPageServer(BlockPage(config, index, counter), host, port)
         await server.start()
     except BaseException:
         index.close()

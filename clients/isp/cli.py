@@ -287,11 +287,16 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
     """Sync on a schedule until SIGTERM or SIGINT.
 
+    With ``[hits] enabled = true`` in the configuration file (off by
+    default), also posts the block page's hit counts of each completed
+    week (counts of at least ``k`` only) after a sync, then forgets them.
+
     Exits 2 at once on a configuration error, including a --root-key the
     existing state never trusted.
     """
     from clients.isp.daemon import Daemon
     from clients.isp.fetcher import build_http_client
+    from clients.isp.hits import hits_poster
     from clients.isp.sync import Syncer
 
     _setup_logging(verbose)
@@ -301,7 +306,8 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
         with build_http_client(config) as client:
             syncer = Syncer(config, client)
             syncer.check_state()
-            sys.exit(Daemon(config, syncer.sync_once).run())
+            post_hits = hits_poster(config, client)
+            sys.exit(Daemon(config, syncer.sync_once, post_hits=post_hits).run())
     except ClientError as e:
         click.echo(f"failed: {e.reason}: {e}", err=True)
         sys.exit(EXIT_FAILED)
@@ -321,8 +327,29 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
     type=click.Path(path_type=Path),
     help="File to write (squid: base path of two files).",
 )
+@click.option(
+    "--blockpage",
+    "blockpage",
+    multiple=True,
+    metavar="ADDR",
+    help="DNS formats: answer blocked hosts with this address of `cleanfeed isp "
+    "blockpage` instead of NXDOMAIN (repeat for IPv4 and IPv6).",
+)
+@click.option(
+    "--ede",
+    metavar="CODE",
+    help="rpz: RFC 8914 Extended DNS Error, 15 (blocked) or 16 (censored), "
+    "written as a BIND 9.20+ response-policy statement to OUTPUT.named.conf.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None:
+def export_command(
+    fmt: str,
+    output: Path,
+    blockpage: tuple[str, ...],
+    ede: str | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
     """Write one export of the verified list, atomically.
 
     Reports how many entries the format enforces and how many page, prefix
@@ -330,9 +357,17 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
     hosts files cannot match subdomains).
     """
     from clients.isp.config import ExportSpec
-    from clients.isp.exports import ExportInput, write_export
+    from clients.isp.exports import ExportInput, check_blockpage, check_ede, write_export
     from clients.isp.sync import export_report
 
+    code: int | None = None
+    try:
+        # Checked before the store is opened: a bad option changes nothing.
+        addresses = check_blockpage(fmt, blockpage) if blockpage else ()
+        if ede is not None:
+            code = check_ede(fmt, int(ede) if ede.isdigit() else ede)
+    except ClientError as e:
+        raise CommandError.of(e) from e
     config = _config(**common)
     store = _open_store(config)
     try:
@@ -349,7 +384,7 @@ def export_command(fmt: str, output: Path, as_json: bool, **common: Any) -> None
                     origin=status.origin or "",
                     generated=datetime.now(UTC),
                 )
-            result = write_export(fmt, data, output)
+            result = write_export(fmt, data, output, blockpage=addresses, ede=code)
     except ClientError as e:
         raise CommandError.of(e) from e
     report = export_report(ExportSpec(fmt, output), data.version, result)

@@ -35,6 +35,13 @@ Example file (every key optional; flags win)::
     output = "/etc/squid/cleanfeed"
     on_change = "squid -k reconfigure"
 
+    [[exports]]
+    format = "unbound"
+    output = "/etc/unbound/cleanfeed.conf"
+    on_change = "unbound-control reload"
+    # answer blocked hosts with the block page's addresses, not NXDOMAIN
+    blockpage = ["192.0.2.10", "2001:db8::10"]
+
 HTTP(S) proxies come from the usual ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
 ``NO_PROXY`` variables (httpx ``trust_env``), or ``proxy`` in the file.
 """
@@ -53,6 +60,7 @@ from blocklist.checkpoint import validate_origin
 from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, SIG_TYPE_ED25519, parse_vkey
 from clients.errors import ConfigError
+from clients.isp.hits import HitsConfig, parse_hits_table
 
 #: Environment variable holding the bearer token (DESIGN.md: CLI commands take
 #: tokens from a file or the environment as well as a flag).
@@ -122,6 +130,11 @@ class ExportSpec:
     format: str
     output: Path
     on_change: str | None = None
+    #: DNS formats: the block page's addresses, answered instead of NXDOMAIN
+    #: (clients/isp/exports.py ``check_blockpage``).
+    blockpage: tuple[str, ...] = ()
+    #: RFC 8914 Extended DNS Error code, 15 or 16 (``check_ede``).
+    ede: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,8 @@ class IspConfig:
     #: Recompute the state digest from the stored hashes at most this often
     #: (seconds): catches silent local corruption without an O(N) cost per sync.
     full_check_interval: float = 24 * 3600.0
+    #: Opt-in hit counts (``[hits]``): the block page counts, ``run`` posts.
+    hits: HitsConfig = field(default_factory=HitsConfig)
 
     def require_sync(self) -> None:
         """Check that the fields a sync needs are present.
@@ -332,6 +347,8 @@ _FILE_KEYS: Final = frozenset(
         "full_check_interval",
         # Read by clients/isp/blockpage.py (``cleanfeed isp blockpage``).
         "blockpage",
+        # Opt-in hit counts (clients/isp/hits.py).
+        "hits",
     }
 )
 
@@ -378,6 +395,8 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(data["plaintext"], bool):
             raise ConfigError("plaintext: expected true or false")
         out["plaintext"] = data["plaintext"]
+    if "hits" in data:
+        out["hits"] = parse_hits_table(data["hits"])
     if "timeouts" in data:
         out["timeouts"] = _number_table("timeouts", data["timeouts"], Timeouts, integer=False)
     if "limits" in data:
@@ -396,14 +415,22 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
             raise ConfigError("exports must be an array of tables ([[exports]])")
         parsed: list[ExportSpec] = []
         for i, spec in enumerate(specs):
-            if not isinstance(spec, dict) or set(spec) - {"format", "output", "on_change"}:
-                raise ConfigError(f"exports[{i}]: keys are format, output, on_change")
+            if not isinstance(spec, dict) or set(spec) - _EXPORT_KEYS:
+                raise ConfigError(
+                    f"exports[{i}]: keys are format, output, on_change, blockpage, ede"
+                )
             on_change = spec.get("on_change")
+            ede = spec.get("ede")
             parsed.append(
                 ExportSpec(
                     format=_as_str(f"exports[{i}].format", spec.get("format")),
                     output=path(spec.get("output"), f"exports[{i}].output"),
                     on_change=None if on_change is None else _as_str("on_change", on_change),
+                    blockpage=tuple(
+                        _as_str_list(f"exports[{i}].blockpage", spec.get("blockpage", []))
+                    ),
+                    # checked (and a keyword turned into its code) by _check_exports
+                    ede=ede,
                 )
             )
         _check_exports(parsed)
@@ -411,13 +438,23 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     return out
 
 
+_EXPORT_KEYS: Final = frozenset({"format", "output", "on_change", "blockpage", "ede"})
+
+
 def _check_exports(specs: list[ExportSpec]) -> None:
     """Refuse at load time what every sync would otherwise fail on after its commit.
 
+    Normalises each export's ``blockpage`` addresses and ``ede`` code in place
+    of the values read.
+
     Raises:
-        ConfigError: an unknown format, or two exports writing one path.
+        ConfigError: an unknown format, two exports writing one path, a
+            ``blockpage`` address that is not a usable IP address or on a
+            format that cannot use it, an ``ede`` code other than 15 or 16
+            or on a format whose resolver cannot carry it.
     """
-    from clients.isp.exports import FORMATS  # the renderers: loaded only with exports
+    # the renderers: loaded only with exports
+    from clients.isp.exports import FORMATS, ExportError, check_blockpage, check_ede
 
     seen: dict[Path, int] = {}
     for i, spec in enumerate(specs):
@@ -432,6 +469,13 @@ def _check_exports(specs: list[ExportSpec]) -> None:
                 f"exports[{i}].output: {spec.output} is already the output of exports[{first}]"
             )
         seen[spec.output] = i
+        try:
+            if spec.blockpage:  # an empty list: NXDOMAIN, as without the key
+                specs[i] = replace(specs[i], blockpage=check_blockpage(spec.format, spec.blockpage))
+            if spec.ede is not None:
+                specs[i] = replace(specs[i], ede=check_ede(spec.format, spec.ede))
+        except ExportError as e:
+            raise ConfigError(f"exports[{i}].{e}") from e
 
 
 #: Proxy URL schemes httpx speaks (SOCKS needs the optional socksio package).

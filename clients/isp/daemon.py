@@ -203,6 +203,8 @@ class Daemon:
         config: the client configuration.
         sync: runs one sync (``Syncer(...).sync_once``).
         rng: random source for jitter.
+        post_hits: posts the completed weeks' hit counts after each sync
+            (``[hits]`` opted in; :func:`clients.isp.hits.post_completed_weeks`).
     """
 
     def __init__(
@@ -211,9 +213,11 @@ class Daemon:
         sync: Callable[[], SyncOutcome],
         *,
         rng: random.Random | None = None,
+        post_hits: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
         self._sync = sync
+        self._post_hits = post_hits
         self._rng = rng or random.SystemRandom()
         self._failures = 0
         self._min_wait: float | None = None
@@ -247,6 +251,11 @@ class Daemon:
         self._failures = 0 if ok else self._failures + 1
         if outcome is not None and outcome.min_wait is not None:
             self._min_wait = outcome.min_wait
+        if self._post_hits is not None:
+            try:
+                self._post_hits()
+            except Exception as e:  # statistics are best effort: never stop syncing
+                log.warning("cannot post hit counts: %s", type(e).__name__)
         if self.config.prometheus_textfile is not None:
             try:
                 write_metrics_file(

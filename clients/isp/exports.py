@@ -63,6 +63,30 @@ Formats (:data:`FORMATS`), what each enforces, and its limits:
     ``0.0.0.0 host`` per whole-host entry. A hosts file cannot name
     subdomains: only the exact host is blocked.
 
+Block page (issue 18 item 3): given ``blockpage`` addresses (the
+``cleanfeed isp blockpage`` server's IPv4 and/or IPv6 addresses), the four
+DNS formats answer a blocked host, and the names below it that they cover,
+with those addresses instead of NXDOMAIN, so a browser asks the block page
+and shows its HTTP 451 page: ``rpz`` writes RPZ local data (``host A addr``,
+draft-vixie-dnsop-dns-rpz section 3.6), ``unbound`` a ``redirect`` local
+zone with ``local-data``, ``dnsmasq`` ``address=/host/addr`` lines plus
+``local=/host/`` (so other query types, and AAAA without an IPv6 address,
+get NODATA instead of being forwarded upstream: dnsmasq 2.86 and later
+forward them otherwise) and ``hosts`` one line per address. Only host
+entries are sent there: the block page matches nothing else (an oracle,
+see docs/isp.md "Clayton's cautions").
+
+Extended DNS Errors (RFC 8914): the ``ede`` option (15 Blocked or 16
+Censored; 17 Filtered is refused, it means the user asked for the
+filtering, section 4.18) is a resolver setting, not zone data. Only BIND
+9.20 and later have it (``response-policy { zone "..." ede blocked; }``);
+for an ``rpz`` export with ``ede`` the client writes that statement to
+``<output>.named.conf`` for the operator to include in ``options``. BIND
+9.18 (Debian 12) refuses the ``ede`` keyword, Unbound (1.17 and later) and
+dnsmasq (2.90) attach no configurable EDE to local-zone or ``address=``
+answers, and a hosts file has no DNS answer at all: ``ede`` is refused for
+those formats by :func:`check_ede`.
+
 DNS formats can enforce whole-host entries only: page and prefix entries,
 IP-address hosts (an IP literal never reaches a resolver), single-label hosts
 (which would black-hole a top-level domain) and names that are not valid DNS
@@ -84,8 +108,9 @@ timestamp, so an export of an unchanged list is byte-identical and
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -172,6 +197,36 @@ DEFAULT_MODES: Final[Mapping[ExportFormat, int]] = {
     "hosts": EXPORT_MODE,
 }
 
+#: Formats that can send blocked hosts to the block page (the DNS formats).
+BLOCKPAGE_FORMATS: Final[tuple[ExportFormat, ...]] = ("rpz", "unbound", "dnsmasq", "hosts")
+#: Most block page addresses one export may name: every blocked host gets one
+#: record per address, so the list multiplies the file's size; one address
+#: per family, with room for a second server each, is all a page needs.
+MAX_BLOCKPAGE_ADDRESSES: Final = 4
+
+#: RFC 8914 section 4.16 and 4.17: the codes an ISP's policy answer may carry.
+EDE_BLOCKED: Final = 15
+EDE_CENSORED: Final = 16
+#: RFC 8914 section 4.18: "Filtered" means the client asked for the filter.
+EDE_FILTERED: Final = 17
+#: Each code allowed in ``ede``, by BIND's keyword for it.
+EDE_KEYWORDS: Final[Mapping[int, str]] = {EDE_BLOCKED: "blocked", EDE_CENSORED: "censored"}
+#: Suffix of the BIND ``response-policy`` statement an ``rpz`` export with
+#: ``ede`` writes next to the zone.
+RPZ_POLICY_SUFFIX: Final = ".named.conf"
+#: Why each format cannot carry an Extended DNS Error code: refused there.
+EDE_UNSUPPORTED: Final[Mapping[ExportFormat, str]] = {
+    "hashes": "not a DNS format",
+    "urls": "not a DNS format",
+    "squid": "not a DNS format (Squid answers HTTP 451 itself)",
+    "unbound": (
+        "Unbound (1.17 in Debian 12, and later releases) attaches no "
+        "configurable Extended DNS Error to local-zone answers, even with ede: yes"
+    ),
+    "dnsmasq": "dnsmasq (2.90 in Debian 12) attaches no Extended DNS Error to address= answers",
+    "hosts": "a hosts file carries no DNS answer, so no Extended DNS Error",
+}
+
 _DNS_LABEL_RE = re.compile(rf"[a-z0-9_-]{{1,{MAX_LABEL_OCTETS}}}")
 # Characters of a comment header; anything else in an origin is replaced.
 _HEADER_SAFE_RE = re.compile(r"[^\x21-\x7e ]")
@@ -230,6 +285,92 @@ class ExportWriteError(ExportError):
     """Writing an export file failed (disk full, permissions...)."""
 
     reason: ClassVar[str] = "export_write"
+
+
+# --- options -------------------------------------------------------------------
+
+
+def check_blockpage(fmt: str, addresses: Sequence[str]) -> tuple[str, ...]:
+    """Check the block page addresses of one export and normalise them.
+
+    Args:
+        fmt: the export's format (one of :data:`BLOCKPAGE_FORMATS`).
+        addresses: IPv4 and/or IPv6 addresses of ``cleanfeed isp blockpage``.
+
+    Returns:
+        The addresses in their compressed text form, in the order given.
+
+    Raises:
+        UnknownFormat: ``fmt`` is not a format.
+        ExportError: the format is not a DNS format, or an address is not a
+            usable unicast address (unspecified, multicast, scoped, IPv4
+            mapped), is repeated, or there are none or too many.
+    """
+    kind = _check_format(fmt)
+    if kind not in BLOCKPAGE_FORMATS:
+        raise ExportError(
+            f"blockpage: {kind} exports cannot send hosts to a block page "
+            f"(only {', '.join(BLOCKPAGE_FORMATS)})"
+        )
+    if not addresses:
+        raise ExportError("blockpage: give at least one IPv4 or IPv6 address")
+    if len(addresses) > MAX_BLOCKPAGE_ADDRESSES:
+        raise ExportError(f"blockpage: at most {MAX_BLOCKPAGE_ADDRESSES} addresses")
+    out: list[str] = []
+    for value in addresses:
+        shown = f"{value!r:.60}"
+        if not isinstance(value, str) or "%" in value:
+            # A scope ("fe80::1%eth0") means nothing to the clients of a resolver.
+            raise ExportError(f"blockpage: {shown} is not an IP address without a scope")
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ExportError(f"blockpage: {shown} is not an IPv4 or IPv6 address") from None
+        if address.is_unspecified or address.is_multicast:
+            # 0.0.0.0 / :: is the null route of a plain sinkhole, not a page.
+            raise ExportError(
+                f"blockpage: {shown} is not a unicast address a browser can connect to"
+            )
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            raise ExportError(f"blockpage: {shown} is IPv4-mapped; give the IPv4 address")
+        text = address.compressed
+        if text in out:
+            raise ExportError(f"blockpage: {shown} is listed twice")
+        out.append(text)
+    return tuple(out)
+
+
+def check_ede(fmt: str, code: object) -> int:
+    """Check an export's Extended DNS Error code (RFC 8914).
+
+    Args:
+        fmt: the export's format.
+        code: 15 (Blocked) or 16 (Censored), or BIND's keyword for one.
+
+    Returns:
+        The code.
+
+    Raises:
+        UnknownFormat: ``fmt`` is not a format.
+        ExportError: the code is not 15 or 16 (17 Filtered is refused with
+            why), or the format cannot carry a code (:data:`EDE_UNSUPPORTED`).
+    """
+    kind = _check_format(fmt)
+    by_name = {name: number for number, name in EDE_KEYWORDS.items()}
+    number = by_name.get(code.lower(), code) if isinstance(code, str) else code
+    if number == EDE_FILTERED or (isinstance(code, str) and code.lower() == "filtered"):
+        raise ExportError(
+            "ede: 17 (Filtered) means the user asked for the filtering (RFC 8914 "
+            "section 4.18); a list the ISP applies to every subscriber is 15 "
+            "(Blocked) or 16 (Censored)"
+        )
+    if isinstance(number, bool) or not isinstance(number, int) or number not in EDE_KEYWORDS:
+        raise ExportError(
+            f"ede: expected 15 (Blocked) or 16 (Censored), got {code!r:.40} (RFC 8914 section 4)"
+        )
+    if kind in EDE_UNSUPPORTED:
+        raise ExportError(f"ede: not supported by the {kind} export: {EDE_UNSUPPORTED[kind]}")
+    return number
 
 
 # --- data ----------------------------------------------------------------------
@@ -613,7 +754,13 @@ def _normalise_zone(zone: str) -> str:
     return name
 
 
-def _render_rpz(data: ExportInput, *, rpz_zone: str) -> ExportResult:
+def _address_type(address: str) -> str:
+    return "AAAA" if ":" in address else "A"
+
+
+def _render_rpz(
+    data: ExportInput, *, rpz_zone: str, blockpage: tuple[str, ...] = (), ede: int | None = None
+) -> ExportResult:
     zone = _normalise_zone(rpz_zone)
     hashes = _check_hashes(data.hashes)
     counter = _Counter()
@@ -638,12 +785,28 @@ def _render_rpz(data: ExportInput, *, rpz_zone: str) -> ExportResult:
         f"{serial} {RPZ_REFRESH} {RPZ_RETRY} {RPZ_EXPIRE} {RPZ_NEGATIVE_TTL}\n",
         "@ IN NS localhost.\n",
     ]
+    # CNAME to the root = NXDOMAIN policy (draft-vixie-dnsop-dns-rpz 3.1);
+    # address records = Local Data policy (3.6): the resolver answers them
+    # for A/AAAA queries and NODATA for other types.
+    policy = [f"{_address_type(a)} {a}" for a in blockpage] or ["CNAME ."]
     for e in sorted(hosts, key=lambda e: e.host):
-        # CNAME to the root = NXDOMAIN policy (draft-vixie-dnsop-dns-rpz 3.1).
-        lines.append(f"{e.host} CNAME .\n")
-        if _covers_subdomains(e):
-            lines.append(f"*.{e.host} CNAME .\n")
-    return counter.result({"": "".join(lines).encode("ascii")}, notes)
+        owners = [e.host, f"*.{e.host}"] if _covers_subdomains(e) else [e.host]
+        lines += [f"{owner} {rdata}\n" for owner in owners for rdata in policy]
+    files = {"": "".join(lines).encode("ascii")}
+    if ede is not None:
+        # The code is a resolver setting (BIND 9.20+), not zone data.
+        files[RPZ_POLICY_SUFFIX] = (
+            _header(data, "#")
+            + "# BIND 9.20 or later: include inside options { } (or a view); BIND 9.18\n"
+            + "# refuses the ede keyword. Already have a response-policy statement?\n"
+            + "# Add the ede clause to its zone there instead.\n"
+            + f'response-policy {{ zone "{zone}" ede {EDE_KEYWORDS[ede]}; }};\n'
+        ).encode("ascii")
+        notes.append(
+            f"ede {ede}: include {RPZ_POLICY_SUFFIX} in named.conf options (BIND 9.20 "
+            "or later); BIND 9.18 has no RPZ Extended DNS Errors"
+        )
+    return counter.result(files, notes)
 
 
 def _render_dns_list(
@@ -678,7 +841,14 @@ def _render_dns_list(
     return counter.result({"": body.encode("ascii")}, counter.notes() + notes, partial=partial)
 
 
-def render(fmt: str, data: ExportInput, *, rpz_zone: str = DEFAULT_RPZ_ZONE) -> ExportResult:
+def render(
+    fmt: str,
+    data: ExportInput,
+    *,
+    rpz_zone: str = DEFAULT_RPZ_ZONE,
+    blockpage: Sequence[str] = (),
+    ede: int | None = None,
+) -> ExportResult:
     """Render one export in memory.
 
     Args:
@@ -686,6 +856,12 @@ def render(fmt: str, data: ExportInput, *, rpz_zone: str = DEFAULT_RPZ_ZONE) -> 
         data: the verified list.
         rpz_zone: the RPZ zone name the resolver loads the ``rpz`` file as
             (used to check that owner names fit in 255 octets).
+        blockpage: DNS formats: answer blocked hosts with these addresses
+            (the block page's) instead of NXDOMAIN; see
+            :func:`check_blockpage`.
+        ede: RFC 8914 code for the ``rpz`` export's ``response-policy``
+            statement (written to ``<output>.named.conf``); see
+            :func:`check_ede`.
 
     Returns:
         The files and the enforcement counts (``written`` empty).
@@ -695,9 +871,12 @@ def render(fmt: str, data: ExportInput, *, rpz_zone: str = DEFAULT_RPZ_ZONE) -> 
         MissingPlaintext: a format other than ``hashes`` without the
             expression of every hash.
         PlaintextMismatch: an expression does not hash to its key.
-        ExportError: a hash is not 32 bytes, or ``rpz_zone`` is invalid.
+        ExportError: a hash is not 32 bytes, ``rpz_zone`` is invalid, or
+            ``blockpage`` or ``ede`` is refused for this format.
     """
     kind = _check_format(fmt)
+    addresses = check_blockpage(kind, blockpage) if blockpage else ()
+    code = None if ede is None else check_ede(kind, ede)
     if kind == "hashes":
         return _render_hashes(data)
     if kind == "urls":
@@ -705,14 +884,38 @@ def render(fmt: str, data: ExportInput, *, rpz_zone: str = DEFAULT_RPZ_ZONE) -> 
     if kind == "squid":
         return _render_squid(data)
     if kind == "rpz":
-        return _render_rpz(data, rpz_zone=rpz_zone)
+        return _render_rpz(data, rpz_zone=rpz_zone, blockpage=addresses, ede=code)
+    return _render_dns_list(kind, data, _line_writer(kind, addresses), "#", _PREAMBLES[kind])
+
+
+_PREAMBLES: Final[Mapping[ExportFormat, str]] = {
+    "unbound": "server:\n",
+    "dnsmasq": "",
+    "hosts": "",
+}
+
+
+def _line_writer(kind: ExportFormat, addresses: tuple[str, ...]) -> Callable[[str], str]:
+    """The lines of one blocked host in the ``unbound``, ``dnsmasq`` or ``hosts`` file."""
     if kind == "unbound":
-        return _render_dns_list(
-            kind, data, lambda h: f'local-zone: "{h}." always_nxdomain\n', "#", "server:\n"
+        if not addresses:
+            return lambda h: f'local-zone: "{h}." always_nxdomain\n'
+        # unbound.conf(5): a redirect zone answers its local-data for the
+        # zone name and every name below it; other types get NODATA.
+        return lambda h: (
+            f'local-zone: "{h}." redirect\n'
+            + "".join(f'local-data: "{h}. {_address_type(a)} {a}"\n' for a in addresses)
         )
     if kind == "dnsmasq":
-        return _render_dns_list(kind, data, lambda h: f"address=/{h}/\n", "#", "")
-    return _render_dns_list(kind, data, lambda h: f"0.0.0.0 {h}\n", "#", "")
+        if not addresses:
+            return lambda h: f"address=/{h}/\n"
+        # dnsmasq(8) --address: since 2.86 a type without an address line is
+        # forwarded upstream, which would resolve the blocked host's real
+        # address; --local answers it NODATA instead.
+        return lambda h: "".join(f"address=/{h}/{a}\n" for a in addresses) + f"local=/{h}/\n"
+    if not addresses:
+        return lambda h: f"0.0.0.0 {h}\n"
+    return lambda h: "".join(f"{a} {h}\n" for a in addresses)
 
 
 def _check_format(fmt: str) -> ExportFormat:
@@ -741,6 +944,8 @@ def write_export(
     *,
     mode: int | None = None,
     rpz_zone: str = DEFAULT_RPZ_ZONE,
+    blockpage: Sequence[str] = (),
+    ede: int | None = None,
 ) -> ExportResult:
     """Render an export and write its files atomically, skipping unchanged ones.
 
@@ -758,6 +963,9 @@ def write_export(
         output: the file (or, for ``squid``, the base path) to write.
         mode: permission bits of the files; default :data:`DEFAULT_MODES`.
         rpz_zone: see :func:`render`.
+        blockpage: see :func:`render`.
+        ede: see :func:`render`; an ``rpz`` export with a code also writes
+            ``<output>.named.conf``.
 
     Returns:
         The rendered export, with ``written`` telling which files changed:
@@ -773,11 +981,11 @@ def write_export(
     paths = output_paths(fmt, output)
     if Path(output).is_dir():
         raise ExportError(f"export output {output} is a directory; give a file path")
-    result = render(fmt, data, rpz_zone=rpz_zone)
+    result = render(fmt, data, rpz_zone=rpz_zone, blockpage=blockpage, ede=ede)
     file_mode = DEFAULT_MODES[_check_format(fmt)] if mode is None else mode
     written: dict[Path, bool] = {}
     for suffix, content in result.files.items():
-        path = paths[suffix]
+        path = paths.get(suffix) or Path(output).with_name(Path(output).name + suffix)
         try:
             written[path] = write_if_changed(path, content, mode=file_mode)
         except OSError as e:

@@ -535,7 +535,9 @@ class Syncer:
             generated=datetime.fromtimestamp(self._clock(), tz=UTC),
         )
         kill_point("sync:export")
-        result = write_export(spec.format, data, spec.output)
+        result = write_export(
+            spec.format, data, spec.output, blockpage=spec.blockpage, ede=spec.ede
+        )
         reports[str(spec.output)] = export_report(spec, trusted.version, result)
         # A hook that failed once is retried on every sync until it succeeds:
         # the export file is already new, so "changed" alone would never fire

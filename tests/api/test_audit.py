@@ -98,7 +98,7 @@ def test_no_plaintext_in_isp_documents_logs_or_metrics(
             client.get(f"/v1/lists/{MAIN}/checkpoint", token=tokens.isp).text,
             client.get(f"/v1/lists/{MAIN}/statements", token=tokens.isp).text,
             client.get(f"/v1/lists/{MAIN}/keyring", token=tokens.isp).text,
-            client.get(f"/v1/lists/{MAIN}/audit/log", token=tokens.auditor).text,
+            client.get(f"/v1/lists/{MAIN}/audit/log", token=tokens.auditor_full).text,
             client.get("/metrics").text,
             client.get("/metrics", token=tokens.admin).text,
             client.get(f"/v1/lists/{MAIN}/plaintext", token=tokens.isp).text,

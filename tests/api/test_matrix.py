@@ -20,6 +20,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nacl.signing
@@ -63,6 +64,9 @@ _ROLE_OF = {
 }
 
 _counter = itertools.count()
+
+#: A completed ISO week (hit counts are posted for weeks that have ended).
+_LAST_WEEK = "{:04d}-W{:02d}".format(*(datetime.now(UTC) - timedelta(weeks=1)).isocalendar()[:2])
 
 
 @dataclass
@@ -283,6 +287,22 @@ ENDPOINTS = [
             {"json": env.cosignature(ln)},
         ),
     ),
+    _e(
+        "hits-post",
+        "isp",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/hits",
+            {"json": {"week": _LAST_WEEK, "counts": []}},
+        ),
+    ),
+    _e(
+        "hits-get",
+        "analyst admin",
+        200,
+        lambda env, ln: ("GET", f"/v1/lists/{ln}/hits", {"params": {"week": _LAST_WEEK}}),
+    ),
     _e("list-get", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}", {})),
     _e("isps", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/isps", {})),
     _e(
@@ -328,6 +348,8 @@ def expected(endpoint: Endpoint, role: str, list_name: str) -> int:
         return 404
     if endpoint.name == "plaintext" and role != "isp":
         return 403  # only the "isp" token holds the plaintext entitlement
+    if endpoint.name == "audit-log" and role == "auditor":
+        return 403  # the log holds free text: a full-audit entitlement (this one is hash-only)
     return endpoint.success
 
 
@@ -392,6 +414,8 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("GET", "/v1/lists/{list}/audit/log"),
         ("POST", "/v1/lists/{list}/checkpoint/cosignatures"),
         ("GET", "/v1/lists/{list}"),
+        ("POST", "/v1/lists/{list}/hits"),
+        ("GET", "/v1/lists/{list}/hits"),
         ("GET", "/v1/lists/{list}/isps"),
         ("POST", "/v1/tokens"),
         ("GET", "/v1/tokens"),

@@ -15,9 +15,9 @@ from api.settings import MAX_AUTH_CACHE_TTL_SECONDS, SettingsError, load_setting
 from blocklist.store.models import CheckpointRow
 
 
-def test_healthz_and_readyz(deployment: Deployment, client: ApiClient) -> None:
+def test_healthz_and_readyz(deployment: Deployment, client: ApiClient, tokens: Tokens) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", token=tokens.admin)
     assert ready.status_code == 200
     assert ready.json()["checks"] == {
         "database": "ok",
@@ -29,19 +29,25 @@ def test_healthz_and_readyz(deployment: Deployment, client: ApiClient) -> None:
         session.execute(
             update(CheckpointRow).where(CheckpointRow.list_id == 1).values(signed_at=stale)
         )
-    not_ready = client.get("/readyz")
+    not_ready = client.get("/readyz", token=tokens.admin)
     assert not_ready.status_code == 503
     assert not_ready.headers["retry-after"]
     assert not_ready.json()["checks"]["checkpoint:main"].startswith("stale")
+    # Without an admin token: only ready or not.
+    assert client.get("/readyz").json() == {"status": "unavailable", "checks": {}}
 
 
-def test_readyz_when_database_is_gone(deployment: Deployment, client: ApiClient) -> None:
+def test_readyz_when_database_is_gone(
+    deployment: Deployment, client: ApiClient, tokens: Tokens
+) -> None:
     ctx = deployment.app.state.cf
     from blocklist.store.db import Database
 
+    # The admin token is looked up (and cached) while the database is there.
+    assert client.get("/readyz", token=tokens.admin).status_code == 200
     ctx.db = Database("sqlite:////nonexistent-dir/cleanfeed.db")
     try:
-        r = client.get("/readyz")
+        r = client.get("/readyz", token=tokens.admin)
         assert r.status_code == 503
         assert r.json()["checks"]["database"].startswith("unavailable")
         assert client.get("/healthz").status_code == 200
@@ -60,11 +66,12 @@ def test_metrics_per_isp_only_for_admin(
     public = client.get("/metrics").text
     assert "cleanfeed_http_requests_total" in public
     assert 'route="/v1/lists/{list}/statements"' in public
-    assert 'cleanfeed_list_version{list="main"} 1.0' in public
-    assert "cleanfeed_checkpoint_age_seconds" in public
+    assert "cleanfeed_list_version" not in public
     assert "isp-a" not in public
     assert "isp-a" not in client.get("/metrics", token=tokens.auditor).text
     admin = client.get("/metrics", token=tokens.admin).text
+    assert 'cleanfeed_list_version{list="main"} 1.0' in admin
+    assert "cleanfeed_checkpoint_age_seconds" in admin
     assert 'cleanfeed_isp_last_seen_version{isp="isp-a",list="main"} 1.0' in admin
     assert client.get("/metrics", token="cf_admin_" + "B" * 43).status_code == 401
 
@@ -197,11 +204,11 @@ def test_readyz_reports_a_failing_embedded_signer_until_it_recovers(
         failed = client.post(f"/v1/lists/{MAIN}/publish", token=tokens.alice)
         assert failed.status_code == 503
         assert failed.json()["code"] == "store_unavailable"
-        not_ready = client.get("/readyz")
+        not_ready = client.get("/readyz", token=tokens.admin)
         assert not_ready.status_code == 503
         assert not_ready.json()["checks"]["signer:main"] == "failing: store_unavailable"
     # The fault cleared: readiness retries the publish, which now succeeds.
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", token=tokens.admin)
     assert ready.status_code == 200, ready.text
     assert "signer:main" not in ready.json()["checks"]
     assert client.get(f"/v1/lists/{MAIN}/statements/1", token=tokens.isp).status_code == 200

@@ -59,7 +59,8 @@ CALLS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "auditor": (
         "auditor",
         "GET",
-        f"/v1/lists/{MAIN}/audit/log",
+        # the hash-only bundle: the audit log needs the full-audit entitlement
+        f"/v1/lists/{MAIN}/audit/bundle",
         ("auditor token", "retry after", "audit fetch"),
     ),
     "admin": ("admin", "GET", "/v1/tokens", ("admin token", "retry after")),

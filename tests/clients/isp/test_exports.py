@@ -558,3 +558,97 @@ def test_left_out_by_scope_for_squid_and_written_exports(tmp_path: Path) -> None
     )
     assert written.changed
     assert (written.left_out, written.partial) == ({"prefix": 1}, 1)
+
+
+# --- block page addresses instead of NXDOMAIN (issue 18 item 3) --------------------
+
+BLOCKPAGE = ("192.0.2.10", "2001:db8::10")
+BLOCKPAGE_LIST = ["a.example/", "b.example/page.html", "c.d.example/", "x.c.d.example/"]
+
+
+def _records(body: bytes) -> list[str]:
+    return [
+        line
+        for line in body.decode().splitlines()
+        if line and not line.startswith(("#", ";", "$", "@"))
+    ]
+
+
+def test_rpz_blockpage_writes_local_data_for_the_host_and_below() -> None:
+    result = render("rpz", make_input(BLOCKPAGE_LIST), blockpage=BLOCKPAGE)
+    assert _records(result.files[""]) == [
+        "a.example A 192.0.2.10",
+        "a.example AAAA 2001:db8::10",
+        "*.a.example A 192.0.2.10",
+        "*.a.example AAAA 2001:db8::10",
+        "c.d.example A 192.0.2.10",
+        "c.d.example AAAA 2001:db8::10",
+        "*.c.d.example A 192.0.2.10",
+        "*.c.d.example AAAA 2001:db8::10",
+    ]
+    assert "CNAME" not in result.files[""].decode()
+    # same counts as the NXDOMAIN zone: only the answer changes
+    plain = render("rpz", make_input(BLOCKPAGE_LIST))
+    assert (result.enforced, result.not_enforceable) == (plain.enforced, plain.not_enforceable)
+
+
+def test_unbound_blockpage_writes_redirect_zones() -> None:
+    result = render("unbound", make_input(BLOCKPAGE_LIST), blockpage=["192.0.2.10"])
+    assert _records(result.files[""]) == [
+        "server:",
+        'local-zone: "a.example." redirect',
+        'local-data: "a.example. A 192.0.2.10"',
+        'local-zone: "c.d.example." redirect',
+        'local-data: "c.d.example. A 192.0.2.10"',
+    ]
+
+
+def test_dnsmasq_blockpage_answers_addresses_and_keeps_other_types_local() -> None:
+    result = render("dnsmasq", make_input(BLOCKPAGE_LIST), blockpage=BLOCKPAGE)
+    assert _records(result.files[""]) == [
+        "address=/a.example/192.0.2.10",
+        "address=/a.example/2001:db8::10",
+        "local=/a.example/",
+        "address=/c.d.example/192.0.2.10",
+        "address=/c.d.example/2001:db8::10",
+        "local=/c.d.example/",
+    ]
+
+
+def test_hosts_blockpage_maps_each_host_to_each_address() -> None:
+    result = render("hosts", make_input(BLOCKPAGE_LIST), blockpage=BLOCKPAGE)
+    assert _records(result.files[""]) == [
+        "192.0.2.10 a.example",
+        "2001:db8::10 a.example",
+        "192.0.2.10 c.d.example",
+        "2001:db8::10 c.d.example",
+        "192.0.2.10 x.c.d.example",
+        "2001:db8::10 x.c.d.example",
+    ]
+    assert "0.0.0.0" not in result.files[""].decode()
+
+
+@pytest.mark.parametrize("fmt", ["hashes", "urls", "squid"])
+def test_blockpage_refused_for_non_dns_formats(fmt: str) -> None:
+    with pytest.raises(ExportError, match="cannot send hosts to a block page"):
+        render(fmt, make_input(BLOCKPAGE_LIST), blockpage=BLOCKPAGE)
+
+
+def test_rpz_ede_writes_the_bind_statement_next_to_the_zone(tmp_path: Path) -> None:
+    out = tmp_path / "cleanfeed.rpz"
+    result = write_export("rpz", make_input(BLOCKPAGE_LIST), out, ede=16)
+    statement = tmp_path / "cleanfeed.rpz.named.conf"
+    assert result.written == {out: True, statement: True}
+    lines = statement.read_text().splitlines()
+    assert lines[-1] == 'response-policy { zone "rpz.cleanfeed.invalid" ede censored; };'
+    assert any("BIND 9.18" in line for line in lines)
+    assert any("BIND 9.18 has no RPZ Extended DNS Errors" in n for n in result.notes)
+    # the zone itself is the same as without the option
+    assert result.files[""] == render("rpz", make_input(BLOCKPAGE_LIST)).files[""]
+    assert "" in write_export("rpz", make_input(BLOCKPAGE_LIST), out).files
+
+
+@pytest.mark.parametrize("code", [17, 4, 0, "filtered"])
+def test_ede_codes_other_than_blocked_and_censored_refused(code: object) -> None:
+    with pytest.raises(ExportError, match="ede: "):
+        render("rpz", make_input(BLOCKPAGE_LIST), ede=code)  # type: ignore[arg-type]

@@ -532,3 +532,35 @@ def test_dnsmasq_answers_nxdomain_for_listed_hosts(tmp_path: Path, with_export: 
         argv.append(f"--conf-file={export}")
     with resolver(argv, port) as p:
         check_resolution(p, with_export=with_export)
+
+
+# --- block page addresses (issue 18 item 3): every odd entry, every tool -------------
+
+BLOCKPAGE = ("192.0.2.10", "2001:db8::10")
+
+
+def test_blockpage_rpz_zone_loads_in_named_checkzone(tmp_path: Path) -> None:
+    checkzone = require("named-checkzone")
+    out = tmp_path / "cleanfeed.rpz"
+    write_export("rpz", rich_input(), out, blockpage=BLOCKPAGE)
+    proc = run(checkzone, ZONE, str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning" not in (proc.stdout + proc.stderr).lower()
+
+
+def test_blockpage_unbound_include_checks(tmp_path: Path) -> None:
+    checkconf = require("unbound-checkconf")
+    export = tmp_path / "cleanfeed.conf"
+    write_export("unbound", rich_input(), export, blockpage=BLOCKPAGE)
+    proc = run(checkconf, str(unbound_conf(tmp_path, f'    include: "{export}"\n')))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no errors" in proc.stdout
+
+
+def test_blockpage_dnsmasq_file_checks(tmp_path: Path) -> None:
+    dnsmasq = require("dnsmasq")
+    export = tmp_path / "cleanfeed.conf"
+    write_export("dnsmasq", rich_input(), export, blockpage=BLOCKPAGE)
+    proc = run(dnsmasq, "--test", f"--conf-file={export}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "syntax check OK" in proc.stdout + proc.stderr

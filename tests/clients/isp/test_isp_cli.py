@@ -96,6 +96,33 @@ def test_export_reports_what_the_format_cannot_enforce(state: Path, tmp_path: Pa
     assert sorted(out.read_text().split()) == sorted(expression_hash_of(e).hex() for e in LISTED)
 
 
+def test_export_blockpage_and_ede_options(state: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hosts"
+    args = ("export", "--state-dir", str(state), "--format", "hosts", "--output", str(out))
+    code, text = run(*args, "--blockpage", "192.0.2.10", "--blockpage", "2001:db8::10")
+    assert code == 0, text
+    assert out.read_text().splitlines()[-2:] == [
+        "192.0.2.10 example.com",
+        "2001:db8::10 example.com",
+    ]
+    # refused before anything is written: the file keeps its content
+    before = out.read_bytes()
+    code, text = run(*args, "--blockpage", "0.0.0.0")
+    assert (code, out.read_bytes()) == (2, before)
+    assert "not a unicast address" in text
+    code, text = run(*args, "--ede", "15")
+    assert code == 2
+    assert "not supported by the hosts export" in text
+    rpz = tmp_path / "zone"
+    rpz_args = ("export", "--state-dir", str(state), "--format", "rpz", "--output", str(rpz))
+    code, text = run(*rpz_args, "--ede", "17")
+    assert code == 2
+    assert "means the user asked for the filtering" in text
+    code, text = run(*rpz_args, "--ede", "blocked")
+    assert code == 0, text
+    assert "ede blocked;" in (tmp_path / "zone.named.conf").read_text()
+
+
 def test_status_json(state: Path) -> None:
     code, out = run("status", "--state-dir", str(state), "--json")
     assert code == 0

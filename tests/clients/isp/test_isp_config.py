@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,57 @@ def test_require_sync_names_what_is_missing() -> None:
 def test_token_never_in_repr() -> None:
     config = load_config(None, environ={"CLEANFEED_TOKEN": "cf_secret_value"})
     assert "cf_secret_value" not in repr(config)
+
+
+# --- [[exports]] blockpage and ede (issue 18 item 3) ---------------------------------
+
+
+def _exports(tmp_path: Path, extra: str, fmt: str = "unbound") -> Path:
+    cfg = tmp_path / "isp.toml"
+    cfg.write_text(f'[[exports]]\nformat = "{fmt}"\noutput = "out/cleanfeed"\n{extra}')
+    return cfg
+
+
+def test_export_blockpage_addresses_are_read_and_normalised(tmp_path: Path) -> None:
+    cfg = _exports(tmp_path, 'blockpage = ["192.0.2.10", "2001:DB8:0::10"]\n')
+    (spec,) = load_config(cfg, environ={}).exports
+    assert spec.blockpage == ("192.0.2.10", "2001:db8::10")
+    assert spec.ede is None
+    # without the key: NXDOMAIN, as before
+    (plain,) = load_config(_exports(tmp_path, ""), environ={}).exports
+    assert plain.blockpage == ()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "extra", "words"),
+    [
+        ("unbound", 'blockpage = ["192.0.2.300"]\n', "not an IPv4 or IPv6 address"),
+        ("unbound", 'blockpage = ["0.0.0.0"]\n', "not a unicast address"),
+        ("dnsmasq", 'blockpage = ["ff02::1"]\n', "not a unicast address"),
+        ("hosts", 'blockpage = ["fe80::1%eth0"]\n', "without a scope"),
+        ("rpz", 'blockpage = ["::ffff:192.0.2.1"]\n', "IPv4-mapped"),
+        ("rpz", 'blockpage = ["192.0.2.1", "192.0.2.01"]\n', "not an IPv4"),
+        ("rpz", 'blockpage = ["2001:db8::1", "2001:db8:0::1"]\n', "listed twice"),
+        ("rpz", f"blockpage = {[f'192.0.2.{i}' for i in range(1, 6)]}\n", "at most 4"),
+        ("squid", 'blockpage = ["192.0.2.10"]\n', "cannot send hosts to a block page"),
+        ("hashes", 'blockpage = ["192.0.2.10"]\n', "cannot send hosts to a block page"),
+        ("rpz", "blockpage = [1]\n", "list of strings"),
+        ("rpz", "ede = 17\n", "17 (Filtered) means the user asked for the filtering"),
+        ("rpz", 'ede = "filtered"\n', "17 (Filtered) means the user asked for the filtering"),
+        ("rpz", "ede = 18\n", "expected 15 (Blocked) or 16 (Censored)"),
+        ("rpz", "ede = true\n", "expected 15 (Blocked) or 16 (Censored)"),
+        ("unbound", "ede = 15\n", "not supported by the unbound export"),
+        ("dnsmasq", "ede = 16\n", "not supported by the dnsmasq export"),
+        ("hosts", "ede = 15\n", "not supported by the hosts export"),
+        ("rpz", "surprise = 1\n", "keys are format, output, on_change, blockpage, ede"),
+    ],
+)
+def test_export_blockpage_and_ede_refused(tmp_path: Path, fmt: str, extra: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(_exports(tmp_path, extra, fmt), environ={})
+
+
+@pytest.mark.parametrize(("value", "code"), [("15", 15), ("16", 16), ('"blocked"', 15)])
+def test_export_ede_on_rpz(tmp_path: Path, value: str, code: int) -> None:
+    (spec,) = load_config(_exports(tmp_path, f"ede = {value}\n", "rpz"), environ={}).exports
+    assert spec.ede == code

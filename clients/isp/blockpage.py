@@ -428,51 +428,58 @@ class PageRenderer:
             KeyError: the template names an unknown placeholder.
             ValueError: the template holds a malformed placeholder.
         """
-        c = self._config
-        esc = html.escape
-        hotline = (
-            _link(c.hotline_url, context.hotline_name)
-            if c.hotline_url
-            else esc(context.hotline_name)
-        )
-        policy = _link(c.policy_url, context.policy) if c.policy_url else esc(context.policy)
-        isp = _link(c.blocked_by, c.isp_name) if c.blocked_by else esc(c.isp_name)
-        who = (
-            f"{hotline} asked for this address to be blocked, under {policy}. "
-            f"The block is implemented by {isp}."
-        )
-        contacts = []
-        if c.help_line_url:
-            contacts.append(_link(c.help_line_url, c.help_line_url))
-        if c.help_line_phone:
-            contacts.append(f"phone {esc(c.help_line_phone)}")
-        reach = f": {', '.join(contacts)}" if contacts else "."
-        help_html = (
-            "If you are worried about your own thoughts or behaviour online, or about "
-            f"someone else's, you can talk to {esc(c.help_line_name)} in confidence{reach}"
-        )
-        if c.appeal_url:
-            form = appeal_link(c.appeal_url, c.appeal_parameter, ref)
-            appeal = (
-                f"Ask {hotline} to review the block with its appeal form: "
-                f"{_link(form, form)}. The form needs the block reference {esc(ref)}."
-            )
-        else:
-            appeal = f"Ask {hotline} to review the block, quoting the block reference {esc(ref)}."
-        values = {
-            "title": esc(c.title),
-            "message": esc(c.message),
-            "block_ref": esc(ref),
-            "language": esc(c.language),
-            "stylesheet": esc(STYLESHEET_PATH),
-            "isp_name": esc(c.isp_name),
-            "hotline_name": esc(context.hotline_name),
-            "policy": esc(context.policy),
-            "who_html": who,
-            "help_html": help_html,
-            "appeal_html": appeal,
-        }
+        values = page_values(self._config, ref, context)
         return self._template.substitute(values).encode("utf-8")
+
+
+def page_values(c: BlockPageConfig, ref: str, context: PageContext) -> dict[str, str]:
+    """The placeholders' values for one block reference, HTML-escaped.
+
+    Shared with the Squid error page (:mod:`clients.isp.squid_template`),
+    so both pages say the same thing.
+    """
+    esc = html.escape
+    hotline = (
+        _link(c.hotline_url, context.hotline_name) if c.hotline_url else esc(context.hotline_name)
+    )
+    policy = _link(c.policy_url, context.policy) if c.policy_url else esc(context.policy)
+    isp = _link(c.blocked_by, c.isp_name) if c.blocked_by else esc(c.isp_name)
+    who = (
+        f"{hotline} asked for this address to be blocked, under {policy}. "
+        f"The block is implemented by {isp}."
+    )
+    contacts = []
+    if c.help_line_url:
+        contacts.append(_link(c.help_line_url, c.help_line_url))
+    if c.help_line_phone:
+        contacts.append(f"phone {esc(c.help_line_phone)}")
+    reach = f": {', '.join(contacts)}" if contacts else "."
+    help_html = (
+        "If you are worried about your own thoughts or behaviour online, or about "
+        f"someone else's, you can talk to {esc(c.help_line_name)} in confidence{reach}"
+    )
+    if c.appeal_url:
+        form = appeal_link(c.appeal_url, c.appeal_parameter, ref)
+        appeal = (
+            f"Ask {hotline} to review the block with its appeal form: "
+            f"{_link(form, form)}. The form needs the block reference {esc(ref)}."
+        )
+    else:
+        appeal = f"Ask {hotline} to review the block, quoting the block reference {esc(ref)}."
+    values = {
+        "title": esc(c.title),
+        "message": esc(c.message),
+        "block_ref": esc(ref),
+        "language": esc(c.language),
+        "stylesheet": esc(STYLESHEET_PATH),
+        "isp_name": esc(c.isp_name),
+        "hotline_name": esc(context.hotline_name),
+        "policy": esc(context.policy),
+        "who_html": who,
+        "help_html": help_html,
+        "appeal_html": appeal,
+    }
+    return values
 
 
 def _read_text(path: Path | None, default: str, what: str) -> str:

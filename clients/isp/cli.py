@@ -18,6 +18,8 @@ Commands (DESIGN.md, "Interfaces other programs rely on"):
   as one JSON document, for auditors comparing views.
 - ``squid-helper --state-dir DIR``: Squid external ACL helper over the
   verified set (:mod:`clients.isp.squid_helper`).
+- ``squid-template --output DIR``: Squid's ERR_CLEANFEED block page
+  (:mod:`clients.isp.squid_template`).
 
 Common options: ``--server URL --token T | --token-file F`` (or env
 ``CLEANFEED_TOKEN``) ``--list L --root-key VKEY|@file --state-dir DIR
@@ -788,6 +790,87 @@ def squid_helper_command(
         click.echo(f"cleanfeed squid-helper: ok: {loaded}")
         sys.exit(0)
     sys.exit(squid_helper.main(list(ctx.args), source=source))
+
+
+# --- Squid's block page ---------------------------------------------------------------
+
+
+@isp_group.command("squid-template")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML configuration: the [blockpage] table, as for `isp blockpage` (docs/blockpage.md).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Synced state, to name the hotline and policy when [blockpage] does not.",
+)
+@click.option(
+    "--output",
+    "output_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Squid error directory of one language; ERR_CLEANFEED is written (atomically) there.",
+)
+@click.option(
+    "--language",
+    default=None,
+    help="Language of the page (default: blockpage.language, else en); "
+    "only English ships, others need --template.",
+)
+@click.option(
+    "--template",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Your own page (a translation of --print-source) instead of the shipped one.",
+)
+@click.option("--print-source", is_flag=True, help="Print the shipped English source and exit.")
+def squid_template_command(
+    config_file: Path | None,
+    state_dir: Path | None,
+    output_dir: Path | None,
+    language: str | None,
+    template: Path | None,
+    print_source: bool,
+) -> None:
+    """Write Squid's ERR_CLEANFEED error page (deny_info 451:ERR_CLEANFEED).
+
+    The page says what `cleanfeed isp blockpage` says, from the same
+    [blockpage] settings, and shows the block_ref the external ACL helper
+    returns (Squid's %o), also in the appeal link. It never shows or links
+    the requested URL: every other % is escaped. Without --output the page
+    is printed. Squid reads templates at start and at `squid -k
+    reconfigure`. Exit status: 0 written, 2 on a configuration problem.
+    """
+    from clients.isp import blockpage, squid_template
+
+    if print_source:
+        click.echo(squid_template.template_source("en"), nl=False)
+        return
+    try:
+        config = blockpage.load_blockpage_config(config_file, overrides={"state_dir": state_dir})
+        lang = (language or config.language).lower()
+        text = squid_template.render_squid_template(
+            config,
+            squid_template.page_context(config),
+            squid_template.template_source(lang, template),
+            language=lang,
+        )
+        if output_dir is None:
+            click.echo(text, nl=False)
+            return
+        path = squid_template.write_squid_template(output_dir, text)
+    except ClientError as e:
+        click.echo(f"error: {e.reason}: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    except OSError as e:
+        click.echo(f"error: cannot write {output_dir}: {e.strerror or e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"wrote {path} ({lang}); run `squid -k reconfigure` to load it")
 
 
 # --- block page ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ Configuration (squid.conf; docs/isp.md has the lines a test runs)::
         concurrency=100 %URI /opt/cleanfeed/bin/cleanfeed isp squid-helper \\
         --hashes-file /var/lib/cleanfeed/exports/cleanfeed.hashes
     acl cleanfeed_listed external cleanfeed
+    deny_info 451:ERR_CLEANFEED cleanfeed_listed
     http_access deny cleanfeed_listed
 
 Name the installed ``cleanfeed`` script, never ``python -m
@@ -35,7 +36,14 @@ expands to ``-``: extra values are ignored). With ``concurrency=N`` each line
 starts with a channel ID between 0 and N-1, which the answer must repeat.
 The helper answers each line with one line, flushed at once:
 
-* ``OK``: the URL is listed (the ACL matches: deny it);
+* ``OK message=CF1-...``: the URL is listed (the ACL matches: deny it).
+  The message is the matched entry's ``block_ref``
+  (:func:`blocklist.blockref.block_ref` of the first listed expression's
+  hash), which Squid's error page shows as ``%o`` (``deny_info
+  451:ERR_CLEANFEED``, :mod:`clients.isp.squid_template`). Squid 5
+  URL-decodes an unquoted value (``Helper::Reply::parseResponseKeys``); a
+  block reference holds only ``A-Z``, ``2-7`` and ``-``, which need no
+  escaping, and is written with :func:`_token` so that stays true;
 * ``ERR``: it is not listed. A URL that cannot be canonicalised (no host,
   another scheme...) has no lookup expressions and so cannot be listed: it
   gets ``ERR message="..."``, never a match;
@@ -61,8 +69,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
+from blocklist.blockref import block_ref
 from blocklist.errors import FormatError, InvalidURL
 from clients.isp.lookup import Matcher, read_hashes_file
 
@@ -181,6 +190,16 @@ def _quote(value: str) -> bytes:
     return f'"{text}"'.encode("ascii")
 
 
+def _token(value: str) -> bytes:
+    """A keyword value in Squid's unquoted form: URL-escaped, no whitespace.
+
+    Squid 5 URL-decodes an unquoted ``key=value`` of a helper reply
+    (``Helper::Reply::parseResponseKeys``), so escaping every byte outside
+    RFC 3986 "unreserved" gives back exactly ``value``.
+    """
+    return quote(value[:MAX_MESSAGE], safe="").encode("ascii")
+
+
 def _is_channel(token: bytes, channels: bool | None) -> bool:
     if channels is None:
         # A %URI value is never bare digits; a channel ID always is.
@@ -210,8 +229,9 @@ def respond(
             ``protocol=2.5`` helpers get them raw).
 
     Returns:
-        The answer line without its newline: ``[channel-ID] OK``, ``ERR``
-        (possibly with ``message=``) or ``BH message=...``.
+        The answer line without its newline: ``[channel-ID] OK
+        message=BLOCK_REF``, ``ERR`` (possibly with ``message=``) or ``BH
+        message=...``.
     """
     tokens = line.split()
     channel = tokens.pop(0) if tokens and _is_channel(tokens[0], channels) else None
@@ -227,7 +247,13 @@ def respond(
         return _answer(channel, b"ERR message=" + _quote(f"not a listable URL: {e}"))
     except Exception as e:  # the helper must answer every line
         return _answer(channel, b"BH message=" + _quote(f"internal error: {type(e).__name__}"))
-    return _answer(channel, b"OK" if result.listed else b"ERR")
+    if not result.listed or result.hash is None:
+        return _answer(channel, b"ERR")
+    # The block reference names the matched entry without revealing it
+    # (DESIGN.md part 2, "Block reference"); ERR_CLEANFEED shows it as %o.
+    # No hit is counted here: counting happens in one place only (issue 18
+    # item 5), and the helper keeps no record of what it answered.
+    return _answer(channel, b"OK message=" + _token(block_ref(result.hash)))
 
 
 def serve(

@@ -10,9 +10,12 @@ real server and its exports). A loopback origin serves every page; Squid's
 machine. Squid starts the helper itself, as it does in production
 (``argv[0]`` = ``(cleanfeed)``, as Squid's user when run by root).
 
-Shown: a listed page is denied and an unlisted page on the same host is
-served; other spellings of the listed page are denied by the helper but get
-through the ACL files; an HTTPS page entry reaches Squid only as ``CONNECT
+Shown: a listed page is denied with HTTP 451 and the project's
+``ERR_CLEANFEED`` page carrying the matched entry's ``block_ref`` (issue 18
+item 1; the template installed by the documented ``squid-template``
+command), and an unlisted page on the same host is served; other
+spellings of the listed page are denied by the helper but get through the
+ACL files; an HTTPS page entry reaches Squid only as ``CONNECT
 host:443`` (host entries are enforced there, page entries are not); a
 helper that cannot load its list stops Squid with a FATAL error, at start
 and at reconfigure, instead of denying everything; the old ``python -m``
@@ -22,6 +25,7 @@ the canary check script of docs/isp.md through that Squid.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -39,6 +43,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import LIST, add_and_approve, free_port, publish, serve, token
 from release_helpers import ISP_DOC, SQUID_USER, Installed, offline_env, world_readable_dir
+
+from blocklist.blockref import block_ref
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tools]
 
@@ -133,6 +139,8 @@ class IspFiles:
     state: Path
     exports: Path
     empty_state: Path
+    #: Squid's stock templates plus ERR_CLEANFEED (error_directory).
+    errors: Path
 
     def paths(self, state: Path | None = None) -> dict[str, Path]:
         return {
@@ -196,11 +204,63 @@ def isp_files(
         assert export.returncode == 0, export.stdout + export.stderr
     empty_state = root / "never-synced"
     empty_state.mkdir()
+    errors = _install_template(installed_client, root, state)
     _chown_to_squid(root)
     try:
-        yield IspFiles(installed_client, root, state, exports, empty_state)
+        yield IspFiles(installed_client, root, state, exports, empty_state, errors)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+#: The [blockpage] settings the Squid page is rendered from (docs/blockpage.md).
+BLOCKPAGE_TOML = """\
+[blockpage]
+isp_name = "Example ISP"
+hotline_name = "Example Hotline"
+policy = "the Example Hotline's list (100% verified)"
+appeal_url = "https://hotline.example/appeal"
+help_line_name = "Example Help Line"
+help_line_phone = "0800 000 000"
+"""
+
+
+def _install_template(installed: Installed, root: Path, state: Path) -> Path:
+    """Run docs/isp.md's ``squid-template`` command into a copy of Squid's templates.
+
+    Squid reads templates from a compiled-in directory
+    (/usr/share/squid/errors) that a test must not write to, so the copy
+    is named by ``error_directory``; the command is the documented one with
+    only its paths changed.
+    """
+    text = ISP_DOC.read_text(encoding="utf-8")
+    section = text[text.index(SECTION + "\n") :]
+    block = next(
+        b for b in re.findall(r"^```sh\n(.*?)^```", section, re.M | re.S) if "squid-template" in b
+    )
+    command = block.replace("\\\n", " ").splitlines()[0]
+    assert "--output /usr/share/squid/errors/templates" in command, command
+    errors = root / "errors"
+    shutil.copytree(Path("/usr/share/squid/errors/templates"), errors)
+    config = root / "isp.toml"
+    config.write_text(BLOCKPAGE_TOML)
+    command = (
+        command.replace("cleanfeed isp", f"{installed.cleanfeed} isp", 1)
+        .replace("/etc/cleanfeed/isp.toml", str(config))
+        .replace("/var/lib/cleanfeed/state", str(state))
+        .replace("/usr/share/squid/errors/templates", str(errors))
+    )
+    proc = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, env=offline_env(), timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (errors / "ERR_CLEANFEED").is_file()
+    return errors
+
+
+def expected_ref(expression: str) -> str:
+    """DESIGN.md part 2: the block_ref of the SHA-256 of the matched expression."""
+    return block_ref(hashlib.sha256(expression.encode("utf-8")).digest())
 
 
 # --- Squid -------------------------------------------------------------------------
@@ -231,7 +291,9 @@ class Squid:
             segment.unlink(missing_ok=True)
 
 
-def start_squid(directory: Path, doc_lines: str, origin_port: int) -> Squid:
+def start_squid(
+    directory: Path, doc_lines: str, origin_port: int, *, errors: Path | None = None
+) -> Squid:
     """Start Squid in the foreground with ``doc_lines`` and a loopback-only setup.
 
     Returns once Squid listens, or once it exited (the caller checks which).
@@ -256,7 +318,8 @@ def start_squid(directory: Path, doc_lines: str, origin_port: int) -> Squid:
         # Names resolve from this file only; DNS goes to loopback, never out.
         f"hosts_file {directory}/hosts\n"
         "dns_nameservers 127.0.0.1\n"
-        f"# --- docs/isp.md, paths substituted ---\n{doc_lines}"
+        + (f"error_directory {errors}\n" if errors is not None else "")
+        + f"# --- docs/isp.md, paths substituted ---\n{doc_lines}"
         "# --- the rest of a minimal configuration ---\n"
         "http_access allow localhost\n"
         "http_access deny all\n"
@@ -284,6 +347,14 @@ def start_squid(directory: Path, doc_lines: str, origin_port: int) -> Squid:
 
 def request(squid: Squid, target: str, *, method: str = "GET") -> tuple[int, bytes]:
     """Send one raw request through Squid (no client-side URL normalisation)."""
+    status, _, body = request_full(squid, target, method=method)
+    return status, body
+
+
+def request_full(
+    squid: Squid, target: str, *, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """As :func:`request`, with the answer's header fields (lower-case names)."""
     host = target.split("/")[2] if "://" in target else target
     with socket.create_connection(("127.0.0.1", squid.port), timeout=REQUEST_TIMEOUT_SECONDS) as s:
         s.sendall(
@@ -296,7 +367,12 @@ def request(squid: Squid, target: str, *, method: str = "GET") -> tuple[int, byt
                 break
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ", 2)[1]), headers, body
 
 
 @pytest.fixture
@@ -316,25 +392,56 @@ def test_documented_helper_line_denies_the_listed_page_only(
     kind: str, isp_files: IspFiles, origin: int, squid_dir: Path
 ) -> None:
     lines = substitute(squid_conf_blocks()[kind], isp_files.paths())
-    squid = start_squid(squid_dir / "squid", lines, origin)
+    assert "deny_info 451:ERR_CLEANFEED cleanfeed_listed" in lines
+    squid = start_squid(squid_dir / "squid", lines, origin, errors=isp_files.errors)
     try:
         assert squid.process.poll() is None, squid.cache_log
         base = f"http://www.example.com:{origin}"
         status, body = request(squid, f"{base}/other.html")
         assert (status, body) == (200, b"origin saw /other.html\n"), squid.cache_log
-        assert request(squid, f"{base}/listed.html")[0] == 403, squid.cache_log
+        # RFC 7725: 451, with the project's page naming the matched entry.
+        status, headers, body = request_full(squid, f"{base}/listed.html")
+        assert status == 451, squid.cache_log
+        assert_block_page(body, expected_ref(PAGE))
+        assert headers["cache-control"] == "no-store"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["content-type"].startswith("text/html")
         # The helper canonicalises as `check` does: other spellings are the same page.
         for spelling in ("/./listed.html", "//listed.html", "/%6Cisted.html", "/listed.html#x"):
-            assert request(squid, f"{base}{spelling}")[0] == 403, spelling
-        assert request(squid, f"http://{HOST_ENTRY}:{origin}/any/page")[0] == 403
+            status, body = request(squid, f"{base}{spelling}")
+            assert status == 451, spelling
+            assert_block_page(body, expected_ref(PAGE))
+        status, body = request(squid, f"http://{HOST_ENTRY}:{origin}/any/page")
+        assert status == 451
+        assert_block_page(body, expected_ref(f"{HOST_ENTRY}/"))
+        # The canary gets the page like any other entry (issue 18).
+        status, body = request(squid, "http://canary.cleanfeed.invalid/")
+        assert status == 451
+        assert_block_page(body, expected_ref("canary.cleanfeed.invalid/"))
         # HTTPS without interception: Squid sees CONNECT host:443 only. The
-        # host entry is enforced; the https page entry cannot be (Squid then
-        # tries 127.0.0.1:443, which is closed: 503, not 403).
-        assert request(squid, f"{HOST_ENTRY}:443", method="CONNECT")[0] == 403
-        assert request(squid, "secure.example.com:443", method="CONNECT")[0] != 403
+        # host entry is enforced (with the same 451, which browsers never
+        # show for CONNECT); the https page entry cannot be (Squid then
+        # tries 127.0.0.1:443, which is closed: 503).
+        assert request(squid, f"{HOST_ENTRY}:443", method="CONNECT")[0] == 451
+        assert request(squid, "secure.example.com:443", method="CONNECT")[0] not in (403, 451)
     finally:
         squid.stop()
     assert "crashing too rapidly" not in squid.cache_log
+    assert "ERR_CLEANFEED" not in squid.cache_log  # no "failed to find" warning
+
+
+def assert_block_page(body: bytes, ref: str) -> None:
+    """The ERR_CLEANFEED page: the reference, the appeal link, no URL, no script."""
+    page = body.decode("utf-8")
+    assert f'<strong class="ref">{ref}</strong>' in page, page
+    assert f'href="https://hotline.example/appeal?block_ref={ref}"' in page, page
+    assert "Example Hotline" in page
+    assert "Example Help Line" in page
+    assert "(100% verified)" in page  # a '%' of the settings, not a Squid code
+    for shown in ("listed.html", "example.com", "example.org"):  # never the URL (%U)
+        assert shown not in page
+    assert "<script" not in page.lower()
+    assert "Missing Template" not in page
 
 
 def test_documented_acl_files_miss_other_spellings(
@@ -471,7 +578,7 @@ def test_documented_canary_check_through_squid(
     if shutil.which("curl") is None:
         pytest.fail("curl is not installed (.ci/run installs it)")
     lines = substitute(squid_conf_blocks()["state-dir"], isp_files.paths())
-    squid = start_squid(squid_dir / "squid", lines, origin)
+    squid = start_squid(squid_dir / "squid", lines, origin, errors=isp_files.errors)
     try:
         proc = subprocess.run(
             ["sh", "-c", _canary_script(isp_files, squid)],
@@ -480,6 +587,18 @@ def test_documented_canary_check_through_squid(
         assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     finally:
         squid.stop()
+    # A Squid that blocks but has no ERR_CLEANFEED (the template was never
+    # installed): the check says so instead of passing.
+    untemplated = start_squid(squid_dir / "untemplated", lines, origin)
+    try:
+        proc = subprocess.run(
+            ["sh", "-c", _canary_script(isp_files, untemplated)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 1
+        assert "shows no block reference (ERR_CLEANFEED installed?)" in proc.stderr
+    finally:
+        untemplated.stop()
     # Negative control: a Squid without the cleanfeed lines lets the canary through.
     unfiltered = start_squid(squid_dir / "unfiltered", "", origin)
     try:

@@ -2,7 +2,9 @@
 
 The protocol of squid.conf.documented (``external_acl_type``): one answer
 line per request line, ``OK``/``ERR``/``BH`` with the channel ID echoed when
-Squid sends one, values URL-escaped by Squid. Answers must agree with the
+Squid sends one, values URL-escaped by Squid. ``OK`` carries the matched
+entry's block reference as ``message=`` (Squid's error page shows it as
+``%o``; issue 18 item 1). Answers must agree with the
 lookups of ``check`` (clients.isp.lookup). The helper also runs as a real
 process, spoken to through pipes one line at a time, which proves it
 flushes each answer.
@@ -10,18 +12,21 @@ flushes each answer.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
 import selectors
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote_from_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pytest
 
+from blocklist.blockref import block_ref
 from blocklist.canonical import expression_hash
 from blocklist.errors import InvalidURL
 from clients.isp.exports import ExportInput, write_export
@@ -45,6 +50,15 @@ def squid_escape(url: bytes) -> bytes:
     return quote_from_bytes(url, safe="/:?=&;@+$,!*'()~-._").encode("ascii")
 
 
+def ok(expr: str) -> bytes:
+    """The answer for a URL whose first listed expression is ``expr``.
+
+    The reference is computed here from the expression's SHA-256, not taken
+    from the helper: DESIGN.md part 2, "Block reference".
+    """
+    return b"OK message=" + block_ref(hashlib.sha256(expr.encode()).digest()).encode()
+
+
 @pytest.fixture(scope="module")
 def source() -> StaticSource:
     return StaticSource(Matcher(expression_hash(e) for e in LISTED))
@@ -62,17 +76,17 @@ def write_hashes(path: Path, exprs: list[str]) -> None:
 @pytest.mark.parametrize(
     ("line", "answer"),
     [
-        (b"http://example.com/", b"OK"),
-        (b"https://www.example.com/x?y=1 -", b"OK"),  # %DATA appended as "-"
-        (b"http://example.org/dir/page.html", b"OK"),
+        (b"http://example.com/", ok("example.com/")),
+        (b"https://www.example.com/x?y=1 -", ok("example.com/")),  # %DATA appended as "-"
+        (b"http://example.org/dir/page.html", ok("example.org/dir/")),
         (b"http://example.org/dir", b"ERR"),
-        (b"http://example.net/page.html?q=1", b"OK"),
+        (b"http://example.net/page.html?q=1", ok("example.net/page.html")),
         (b"http://example.net/other.html", b"ERR"),
-        (b"example.com:443", b"OK"),  # CONNECT: host:port, whole-host entries apply
+        (b"example.com:443", ok("example.com/")),  # CONNECT: host:port, whole-host entries apply
         (b"example.net:443", b"ERR"),  # a page entry cannot match without a path
-        (b"0 http://example.com/", b"0 OK"),
+        (b"0 http://example.com/", b"0 " + ok("example.com/")),
         (b"17 http://example.test/ -", b"17 ERR"),
-        (b"3 example.com:443", b"3 OK"),
+        (b"3 example.com:443", b"3 " + ok("example.com/")),
     ],
 )
 def test_answers(source: StaticSource, line: bytes, answer: bytes) -> None:
@@ -84,10 +98,10 @@ def test_values_are_unescaped_once_as_squid_escapes_them(source: StaticSource) -
     # "%2523"; undoing Squid's escaping gives the URL back, which matches.
     url = b"http://example.net/a%23b"
     assert squid_escape(url) == b"http://example.net/a%2523b"
-    assert respond(source, squid_escape(url)) == b"OK"
-    assert respond(source, b"5 " + squid_escape(url)) == b"5 OK"
+    assert respond(source, squid_escape(url)) == ok("example.net/a%23b")
+    assert respond(source, b"5 " + squid_escape(url)) == b"5 " + ok("example.net/a%23b")
     # protocol=2.5: values arrive raw
-    assert respond(source, url, url_escaped=False) == b"OK"
+    assert respond(source, url, url_escaped=False) == ok("example.net/a%23b")
 
 
 def test_answers_agree_with_check(source: StaticSource) -> None:
@@ -102,7 +116,8 @@ def test_answers_agree_with_check(source: StaticSource) -> None:
         b"ftp://example.org/dir/file",
     ]
     for i, url in enumerate(urls):
-        expected = b"OK" if matcher.match(url).listed else b"ERR"
+        result = matcher.match(url)
+        expected = ok(result.expression) if result.expression is not None else b"ERR"
         assert respond(source, squid_escape(url)) == expected
         assert (
             respond(source, str(i).encode() + b" " + squid_escape(url))
@@ -127,6 +142,27 @@ def test_messages_are_quoted_for_squid() -> None:
     )
 
 
+def test_ok_names_the_most_specific_listed_expression(source: StaticSource) -> None:
+    # Host entry example.com/ and a deeper page: the reference is that of the
+    # first listed lookup expression (Safe Browsing order, exact host and
+    # full path first), the one `cleanfeed isp check` reports.
+    both = StaticSource(Matcher(expression_hash(e) for e in ["example.com/", "example.com/a.html"]))
+    assert respond(both, b"http://example.com/a.html") == ok("example.com/a.html")
+    assert respond(both, b"http://example.com/b.html") == ok("example.com/")
+
+
+def test_ok_message_survives_squid_unescaping(source: StaticSource) -> None:
+    # Squid 5 URL-decodes an unquoted kv-pair value and ends it at the first
+    # space (Helper::Reply::parseResponseKeys): the value must be one token
+    # that decodes to itself, the printed CF1-XXXX-XXXX-XXXX-XXXX-C form.
+    answer = respond(source, b"8 http://example.com/")
+    channel, result, pair = answer.split(b" ")
+    key, _, value = pair.partition(b"=")
+    assert (channel, result, key) == (b"8", b"OK", b"message")
+    assert unquote_to_bytes(value) == value
+    assert re.fullmatch(rb"CF1(-[A-Z2-7]{4}){4}-[A-Z2-7]", value)
+
+
 def test_internal_errors_are_bh(source: StaticSource) -> None:
     class Broken:
         def current(self) -> Matcher:
@@ -143,9 +179,9 @@ def test_channel_detection_can_be_forced(source: StaticSource) -> None:
     # Forced off, the first value is the URL, even when it is a number:
     # nothing is echoed and "7" (http://0.0.0.7/) is not listed.
     assert respond(source, b"7 http://example.com/", channels=False) == b"ERR"
-    assert respond(source, b"http://example.com/ 7", channels=False) == b"OK"
+    assert respond(source, b"http://example.com/ 7", channels=False) == ok("example.com/")
     # Forced on, any first token is echoed.
-    assert respond(source, b"a1 http://example.com/", channels=True) == b"a1 OK"
+    assert respond(source, b"a1 http://example.com/", channels=True) == b"a1 " + ok("example.com/")
 
 
 def test_serve_answers_every_line_in_order(source: StaticSource) -> None:
@@ -162,11 +198,11 @@ def test_serve_answers_every_line_in_order(source: StaticSource) -> None:
     assert serve(source, stdin, stdout) == 5
     lines = stdout.getvalue().split(b"\n")
     assert lines[-1] == b""
-    assert lines[0] == b"0 OK"
+    assert lines[0] == b"0 " + ok("example.com/")
     assert lines[1] == b"1 ERR"
     assert lines[2].startswith(b"2 ERR message=")
     assert lines[3] == b'3 BH message="request line too long"'
-    assert lines[4] == b"4 OK"
+    assert lines[4] == b"4 " + ok("example.org/dir/")
 
 
 # --- reloading the hashes file ------------------------------------------------------
@@ -233,7 +269,7 @@ def test_main_with_a_given_source(source: StaticSource) -> None:
         stdout=stdout,
     )
     assert code == 0
-    assert stdout.getvalue() == b"OK\n"
+    assert stdout.getvalue() == ok("example.com/") + b"\n"
 
 
 # --- as a process, through pipes -------------------------------------------------
@@ -299,26 +335,26 @@ def helper(hashes_file: Path, request: pytest.FixtureRequest) -> Iterator[Helper
 
 
 def test_process_without_channel_ids(helper: Helper) -> None:
-    assert helper.ask(b"http://example.com/ -") == b"OK"
+    assert helper.ask(b"http://example.com/ -") == ok("example.com/")
     assert helper.ask(b"http://example.test/ -") == b"ERR"
-    assert helper.ask(squid_escape(b"http://example.net/a%23b")) == b"OK"
+    assert helper.ask(squid_escape(b"http://example.net/a%23b")) == ok("example.net/a%23b")
     assert helper.ask(b"mailto:x@example.com").startswith(b"ERR message=")
     assert helper.close() == (0, b"")
 
 
 def test_process_with_channel_ids(helper: Helper) -> None:
     # Squid may use the channels in any order; each answer names its own.
-    assert helper.ask(b"7 http://example.org/dir/x -") == b"7 OK"
+    assert helper.ask(b"7 http://example.org/dir/x -") == b"7 " + ok("example.org/dir/")
     assert helper.ask(b"0 http://example.org/other -") == b"0 ERR"
-    assert helper.ask(b"12 example.com:443") == b"12 OK"
-    assert helper.ask(b"3 http://example.net/page.html?x=1") == b"3 OK"
+    assert helper.ask(b"12 example.com:443") == b"12 " + ok("example.com/")
+    assert helper.ask(b"3 http://example.net/page.html?x=1") == b"3 " + ok("example.net/page.html")
     assert helper.close() == (0, b"")
 
 
 def test_process_picks_up_a_new_export(helper: Helper, hashes_file: Path) -> None:
     assert helper.ask(b"1 http://example.test/") == b"1 ERR"
     write_hashes(hashes_file, [*LISTED, "example.test/"])
-    assert helper.ask(b"2 http://example.test/") == b"2 OK"
+    assert helper.ask(b"2 http://example.test/") == b"2 " + ok("example.test/")
     code, err = helper.close()
     assert code == 0
     assert b"reloaded" in err

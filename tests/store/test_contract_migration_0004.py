@@ -16,8 +16,7 @@ from contract_helpers import NOW
 
 from blocklist.store import Database, migrate
 from blocklist.store import audit as store_audit
-from blocklist.store import lists as store_lists
-from blocklist.store.models import TokenNameRow, TokenRow
+from blocklist.store.models import ListRow, TokenNameRow, TokenRow
 
 
 def _tokens_0003(conn: sa.Connection, rows: list[tuple[str, str, list[int], bool]]) -> list[int]:
@@ -52,21 +51,25 @@ def _tokens_0003(conn: sa.Connection, rows: list[tuple[str, str, list[int], bool
 def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: Database) -> None:
     db = empty_db
     migrate.upgrade(db, "0003")
+    # Lists as 0003 stores them (raw rows: the ORM models are at head, and
+    # later migrations add columns, such as entries.import_id in 0005).
+    lists = ListRow.__table__
+    with db.engine.begin() as conn:
+        for list_id, name in ((1, "main"), (2, "other")):
+            conn.execute(
+                lists.insert().values(
+                    id=list_id,
+                    name=name,
+                    origin=f"example.org/{name}",
+                    canary_url=f"http://canary.example.org/{name}",
+                    approvals_required=1,
+                    public=False,
+                    created_at=NOW,
+                    snapshot_floor=0,
+                )
+            )
+    main, other = 1, 2
     with db.transaction() as s:
-        main = store_lists.create_list(
-            s,
-            name="main",
-            origin="example.org/m",
-            canary_url="http://canary.example.org/m",
-            now=NOW,
-        ).id
-        other = store_lists.create_list(
-            s,
-            name="other",
-            origin="example.org/o",
-            canary_url="http://canary.example.org/o",
-            now=NOW,
-        ).id
         store_audit.append(s, list_id=None, actor="test", action="token.create", now=NOW)
     with db.engine.begin() as conn:
         ids = _tokens_0003(
@@ -94,8 +97,8 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
                 created_at=NOW.replace(tzinfo=None),
             )
         )
-    migrate.upgrade(db)
-    assert migrate.current_revision(db) == migrate.head_revision() == "0004"
+    migrate.upgrade(db, "0004")
+    assert migrate.current_revision(db) == "0004"
     with db.read() as s:
         names = {t.id: t.name for t in s.scalars(sa.select(TokenRow)).all()}
         assert [names[i] for i in ids] == [
@@ -142,4 +145,4 @@ def test_downgrade_to_0003_restores_the_old_witness_table(empty_db: Database) ->
     assert "token_names" not in tables
     assert {"key_name", "key_id"} <= columns
     migrate.upgrade(empty_db)
-    assert migrate.current_revision(empty_db) == "0004"
+    assert migrate.current_revision(empty_db) == migrate.head_revision()

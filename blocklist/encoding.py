@@ -87,11 +87,6 @@ def parse_time(text: str, *, what: str = "time") -> datetime:
         raise FormatError(f"{what}: invalid date or time: {text!r}") from e
 
 
-def hash_to_hex(h: bytes) -> str:
-    """Write a 32-byte hash as 64 lower-case hex digits (URL paths, queries)."""
-    return h.hex()
-
-
 def hash_from_hex(text: str) -> bytes:
     """Parse 64 lower-case hex digits into a 32-byte hash.
 

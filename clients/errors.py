@@ -291,16 +291,3 @@ class ServerUrlRefused(ConfigError):
     loopback without ``allow_insecure_http``, or credentials inside it."""
 
     reason: ClassVar[str] = "server_url_refused"
-
-
-#: Every reason string above: the complete label set of the outcome counters
-#: besides ``success`` and ``up_to_date``.
-def all_reasons() -> frozenset[str]:
-    """Return the reason of every error class defined in this module."""
-    seen: set[str] = set()
-    stack: list[type[ClientError]] = [ClientError]
-    while stack:
-        cls = stack.pop()
-        seen.add(cls.reason)
-        stack.extend(cls.__subclasses__())
-    return frozenset(seen)

@@ -54,7 +54,7 @@ from blocklist.canonical import expressions
 from blocklist.errors import FormatError, InvalidURL
 from clients.errors import ClientError
 from clients.isp.config import IspConfig, load_config
-from clients.isp.lookup import BatchMatches, Matcher, MatchResult, SortedHashes, match_batch
+from clients.isp.lookup import BatchMatches, Matcher, MatchResult, HashIndex, match_batch
 from clients.isp.store import ExportReport, StateStore
 
 #: Exit statuses of ``sync --once``.
@@ -452,7 +452,7 @@ MAX_CHECK_WORKERS = 4
 # Set before the workers are forked, so they inherit the URLs and the
 # loaded hashes copy-on-write instead of receiving them through a pipe.
 _WORKER_URLS: list[str] = []
-_WORKER_HASHES: SortedHashes | None = None
+_WORKER_HASHES: HashIndex | None = None
 
 
 def _match_range(bounds: tuple[int, int]) -> BatchMatches:
@@ -461,7 +461,7 @@ def _match_range(bounds: tuple[int, int]) -> BatchMatches:
     return match_batch(_WORKER_URLS[start:stop], _WORKER_HASHES)
 
 
-def _match_loaded(hashes: SortedHashes, urls: list[str]) -> Iterator[tuple[int, int, BatchMatches]]:
+def _match_loaded(hashes: HashIndex, urls: list[str]) -> Iterator[tuple[int, int, BatchMatches]]:
     """Match ``urls`` in chunks, in order: ``(start, stop, matches of urls[start:stop])``.
 
     A large batch is spread over every core (fork): the workers send back
@@ -525,7 +525,7 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
         if blob is not None:
             # A large batch from stdin loads the set into memory at once (one
             # query, so one version).
-            chunks = _match_loaded(SortedHashes(blob), pending)
+            chunks = _match_loaded(HashIndex(blob), pending)
         else:
             # A few URLs (or any batch when the list cannot be one blob: see
             # StateStore.hash_blob) probe the index, in one read transaction

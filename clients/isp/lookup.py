@@ -13,7 +13,7 @@ The set is a :class:`frozenset` of 32-byte :class:`bytes`: membership is one
 hash-table probe, so the cost of a lookup is dominated by canonicalisation
 and the (at most 30) SHA-256 computations, not by the size of the list.
 
-Batches (``cleanfeed isp check -``) use :class:`SortedHashes` and
+Batches (``cleanfeed isp check -``) use :class:`HashIndex` and
 :func:`match_batch` instead: the list stays one sorted array (no Python
 object per hash, so a million entries load in a fraction of a second and
 forked workers share it), and the digests of a whole batch are tested in a
@@ -177,7 +177,7 @@ _WORDS: Final = np.dtype(">u8")
 _WORDS_PER_HASH: Final = HASH_SIZE // 8
 
 
-class SortedHashes:
+class HashIndex:
     """The listed hashes as one sorted array, for looking up whole batches.
 
     Membership of a batch of digests is a few numpy passes over it: a
@@ -221,7 +221,7 @@ class SortedHashes:
         self._rows = rows
 
     @classmethod
-    def from_hashes(cls, hashes: Iterable[bytes]) -> SortedHashes:
+    def from_hashes(cls, hashes: Iterable[bytes]) -> HashIndex:
         """Index individual hashes.
 
         Raises:
@@ -302,7 +302,7 @@ class BatchMatches(NamedTuple):
     errors: list[tuple[int, str]]
 
 
-def match_batch(urls: Sequence[str | bytes], listed: SortedHashes) -> BatchMatches:
+def match_batch(urls: Sequence[str | bytes], listed: HashIndex) -> BatchMatches:
     """Look a batch of URLs up in ``listed``; the same answers as :meth:`Matcher.match`.
 
     Args:

@@ -56,7 +56,7 @@ from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import ExportInput, ExportResult, write_export
 from clients.isp.fetcher import Fetcher, fetcher_for
 from clients.isp.store import DB_NAME, ExportReport, StateStore, kill_point
-from clients.isp.trusted import CheckpointResult, TrustedState
+from clients.isp.trusted import CheckpointOutcome, TrustedState
 
 log = logging.getLogger("cleanfeed.isp")
 
@@ -303,7 +303,7 @@ class Syncer:
         note = response.note
         if note is None:
             trusted.check_fresh(now)
-            result = CheckpointResult.CURRENT
+            result = CheckpointOutcome.CURRENT
             note = trusted.checkpoint_note
         else:
             result = trusted.update_checkpoint(note, now)
@@ -311,11 +311,11 @@ class Syncer:
         kill_point("sync:checkpoint")
 
         repaired = False
-        if corrupt or (first_sync and result is CheckpointResult.NEWER):
+        if corrupt or (first_sync and result is CheckpointOutcome.NEWER):
             # Step 6: first sync or local corruption.
             self._snapshot_path(trusted, fetcher, note, now)
             repaired = True
-        elif result is CheckpointResult.NEWER:
+        elif result is CheckpointOutcome.NEWER:
             target = trusted.target
             assert target is not None
             try:

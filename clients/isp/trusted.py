@@ -90,7 +90,7 @@ ZERO_HASH: Final = bytes(32)
 EMPTY_VECTOR: Final = StateDigest().to_bytes()
 
 
-class CheckpointResult(Enum):
+class CheckpointOutcome(Enum):
     """What :meth:`TrustedState.update_checkpoint` concluded."""
 
     #: Same size and root as held (a newer timestamp is remembered).
@@ -99,7 +99,7 @@ class CheckpointResult(Enum):
     NEWER = "newer"
 
 
-class SortedHashes:
+class SnapshotHashes:
     """An immutable, strictly increasing array of 32-byte hashes (a snapshot).
 
     Membership is a binary search over the raw bytes: no per-entry Python
@@ -114,7 +114,7 @@ class SortedHashes:
         self._n = len(data) // HASH_SIZE
 
     @classmethod
-    def validate(cls, data: bytes) -> SortedHashes:
+    def validate(cls, data: bytes) -> SnapshotHashes:
         """Check that ``data`` is whole 32-byte hashes in strictly increasing order.
 
         Raises:
@@ -202,7 +202,7 @@ class HashChanges:
 
     added: tuple[bytes, ...]
     removed: tuple[bytes, ...]
-    replace: SortedHashes | None = None
+    replace: SnapshotHashes | None = None
 
     @property
     def empty(self) -> bool:
@@ -390,7 +390,7 @@ class TrustedState:
         self._base: Container[bytes] = hashes if hashes is not None else frozenset()
         self._added: set[bytes] = set()
         self._removed: set[bytes] = set()
-        self._replace: SortedHashes | None = None
+        self._replace: SnapshotHashes | None = None
         self._corrupt = False
         self._dirty = False
         if record is not None:
@@ -708,7 +708,7 @@ class TrustedState:
                 new_note=new.note,
             )
 
-    def update_checkpoint(self, note: str, now: float) -> CheckpointResult:
+    def update_checkpoint(self, note: str, now: float) -> CheckpointOutcome:
         """Verify a checkpoint (DESIGN.md sync step 2).
 
         Checks an open-range key's signature, the origin, the 0x04
@@ -719,7 +719,7 @@ class TrustedState:
         first sync a size-0 checkpoint (the empty log) is held directly.
 
         Returns:
-            :attr:`CheckpointResult.CURRENT` or :attr:`CheckpointResult.NEWER`.
+            :attr:`CheckpointOutcome.CURRENT` or :attr:`CheckpointOutcome.NEWER`.
 
         Raises:
             BadSignature, UnknownKey, MalformedData: the signature.
@@ -741,16 +741,16 @@ class TrustedState:
             self._checkpoint = new
             self._target = None
             self._dirty = True
-            return CheckpointResult.CURRENT
+            return CheckpointOutcome.CURRENT
         if held is not None and cp.size == held.checkpoint.size:
             if new.time > held.time:
                 # Freshness moves forward only: remember the newer signature.
                 self._checkpoint = new
                 self._dirty = True
             self._target = None
-            return CheckpointResult.CURRENT
+            return CheckpointOutcome.CURRENT
         self._target = new
-        return CheckpointResult.NEWER
+        return CheckpointOutcome.NEWER
 
     def check_fresh(self, now: float) -> None:
         """Check that the held checkpoint is still fresh (e.g. after a 304).
@@ -1021,7 +1021,7 @@ class TrustedState:
                 f"snapshot holds {len(snapshot)} bytes, statement {cp.size} says "
                 f"{count} entries ({count * HASH_SIZE} bytes)"
             )
-        hashes = SortedHashes.validate(snapshot)
+        hashes = SnapshotHashes.validate(snapshot)
         digest = snapshot_digest(hashes, workers=self._digest_workers)
         if digest.digest() != stmt_state:
             raise StateMismatch(f"snapshot digest differs from statement {cp.size}'s state")
@@ -1048,12 +1048,12 @@ PARALLEL_DIGEST_MIN: Final = 100_000
 def _partial_vector(data: bytes) -> bytes:
     """LtHash16 vector of a chunk of concatenated hashes (runs in a worker)."""
     digest = StateDigest()
-    for batch in SortedHashes(data).batches():
+    for batch in SnapshotHashes(data).batches():
         digest.update(batch, ())
     return digest.to_bytes()
 
 
-def snapshot_digest(hashes: SortedHashes, *, workers: int = 1) -> StateDigest:
+def snapshot_digest(hashes: SnapshotHashes, *, workers: int = 1) -> StateDigest:
     """The state digest of a snapshot, optionally across worker processes.
 
     LtHash16 is a lane-wise sum mod 2^16 (DESIGN.md item 5), so the vectors
@@ -1089,7 +1089,7 @@ def _member(
     h: bytes,
     added: set[bytes],
     removed: set[bytes],
-    replace: SortedHashes | None,
+    replace: SnapshotHashes | None,
     base: Container[bytes],
 ) -> bool:
     if h in added:

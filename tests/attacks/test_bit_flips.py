@@ -49,7 +49,7 @@ from clients.isp.config import IspConfig
 from clients.isp.fetcher import Fetcher
 from clients.isp.store import StateStore
 from clients.isp.sync import Syncer
-from clients.isp.trusted import CheckpointResult, StateRecord, TrustedState
+from clients.isp.trusted import CheckpointOutcome, StateRecord, TrustedState
 from signer.keyring import sign_keyring
 
 #: Garbage appended to a document.
@@ -162,7 +162,7 @@ def _client_run(fx: Fixture, docs: dict[str, bytes], *, first: bool) -> State:
     result = ts.update_checkpoint(note, fx.now)
     if first:
         syncer._snapshot_path(ts, fetcher, note, fx.now)
-    elif result is CheckpointResult.NEWER:
+    elif result is CheckpointOutcome.NEWER:
         target = ts.target
         assert target is not None
         ts.apply_statements(fetcher.iter_statements(ts.version, target.size))

@@ -178,7 +178,7 @@ def test_large_stdin_batch_on_several_processes_matches_one_by_one(state: Path) 
 
 def test_loaded_batch_answers_as_probing_the_index(state: Path) -> None:
     # A stdin batch larger than INDEX_PROBE_MAX_URLS loads every hash at once
-    # (SortedHashes); a smaller one, or URLs on the command line, probe the
+    # (HashIndex); a smaller one, or URLs on the command line, probe the
     # on-disk index one expression at a time. Both must print the same
     # report, line for line and in JSON.
     from clients.isp import cli

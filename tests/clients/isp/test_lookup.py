@@ -26,7 +26,7 @@ from clients.isp.lookup import (
     BatchMatches,
     Matcher,
     MatchResult,
-    SortedHashes,
+    HashIndex,
     match_batch,
     parse_hashes,
     read_hashes_file,
@@ -228,7 +228,7 @@ def test_matcher_agrees_with_a_naive_reading_of_the_spec(
             assert result.hash == hashlib.sha256(result.expression.encode()).digest()
 
 
-# --- batches: SortedHashes and match_batch ---------------------------------------
+# --- batches: HashIndex and match_batch ---------------------------------------
 
 
 def _expected_batch(matcher: Matcher, urls: list[str | bytes]) -> BatchMatches:
@@ -268,7 +268,7 @@ def test_batch_lookup_answers_as_the_matcher(
     matcher = Matcher(hashes)
     variants = [u.replace("://", "://www.", 1) for u in listed_urls if "[" not in u]
     urls: list[str | bytes] = [*listed_urls, *probes, *variants]
-    assert match_batch(urls, SortedHashes.from_hashes(hashes)) == _expected_batch(matcher, urls)
+    assert match_batch(urls, HashIndex.from_hashes(hashes)) == _expected_batch(matcher, urls)
 
 
 def test_batch_lookup_reports_the_most_specific_expression_and_errors() -> None:
@@ -281,7 +281,7 @@ def test_batch_lookup_reports_the_most_specific_expression_and_errors() -> None:
         b"http://example.org/dir/a",
         "http://www.example.com/x",
     ]
-    got = match_batch(urls, SortedHashes.from_hashes(hashes))
+    got = match_batch(urls, HashIndex.from_hashes(hashes))
     assert got.listed == [
         (0, specific, expression_hash(specific)),
         (3, PREFIX_ENTRY, expression_hash(PREFIX_ENTRY)),
@@ -289,7 +289,7 @@ def test_batch_lookup_reports_the_most_specific_expression_and_errors() -> None:
     ]
     assert [i for i, _ in got.errors] == [1]
     assert "mailto" in got.errors[0][1]
-    assert match_batch([], SortedHashes(b"")) == BatchMatches([], [])
+    assert match_batch([], HashIndex(b"")) == BatchMatches([], [])
 
 
 # Hashes drawn from few 8-byte prefixes, so that listed hashes share the
@@ -310,7 +310,7 @@ def test_sorted_hashes_membership_is_set_membership(
 ) -> None:
     blob_order = listed[:]
     seed.shuffle(blob_order)  # any order in, the index sorts
-    index = SortedHashes(b"".join(blob_order))
+    index = HashIndex(b"".join(blob_order))
     probes = [*others, *listed]
     seed.shuffle(probes)
     expected = [i for i, p in enumerate(probes) if p in set(listed)]
@@ -322,14 +322,14 @@ def test_sorted_hashes_membership_is_set_membership(
 
 def test_sorted_hashes_refuse_what_is_not_whole_hashes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        SortedHashes(b"\x00" * 33)
+        HashIndex(b"\x00" * 33)
     with pytest.raises(ValueError, match="32 bytes"):
-        SortedHashes.from_hashes([b"\x00" * 31])
+        HashIndex.from_hashes([b"\x00" * 31])
     with pytest.raises(ValueError, match="32 bytes"):
-        SortedHashes(b"").listed_positions(b"\x00" * 31)
-    assert b"\x00" * 31 not in SortedHashes(b"\x00" * 32)
-    assert "00" * 32 not in SortedHashes(b"\x00" * 32)
-    assert SortedHashes(b"").listed_positions(b"\x00" * 64) == []
+        HashIndex(b"").listed_positions(b"\x00" * 31)
+    assert b"\x00" * 31 not in HashIndex(b"\x00" * 32)
+    assert "00" * 32 not in HashIndex(b"\x00" * 32)
+    assert HashIndex(b"").listed_positions(b"\x00" * 64) == []
 
 
 # --- the hashes file -------------------------------------------------------------

@@ -52,7 +52,7 @@ from clients.errors import (
     WrongOrigin,
 )
 from clients.isp.config import DEFAULT_MAX_AGE
-from clients.isp.trusted import CheckpointResult, SortedHashes, TrustedState
+from clients.isp.trusted import CheckpointOutcome, SnapshotHashes, TrustedState
 from signer.keyring import sign_keyring
 from signer.log import MemoryLog
 from signer.note import parse_note, sign_note
@@ -106,7 +106,7 @@ def test_first_sync_from_snapshot(log: MemoryLog) -> None:
 def test_empty_log_first_sync() -> None:
     log = new_log()
     ts = trusted_for(log)
-    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointResult.CURRENT
+    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointOutcome.CURRENT
     assert ts.initialised
     assert ts.version == 0
     assert ts.checkpoint is not None
@@ -117,7 +117,7 @@ def test_incremental_statements_match_naive_set(log: MemoryLog) -> None:
     ts = synced(log)
     log.publish(hashes(5, 6), hashes(2), now=NOW)
     log.publish(hashes(2), hashes(5), now=NOW)
-    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointResult.NEWER
+    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointOutcome.NEWER
     assert ts.apply_statements(log.statements[2:]) == 2
     assert ts.version == 4
     assert set(ts.hashes()) == log.members
@@ -134,7 +134,7 @@ def test_same_checkpoint_newer_timestamp_is_remembered(log: MemoryLog) -> None:
     ts = synced(log)
     assert ts.checkpoint_time == int(T)
     result = ts.update_checkpoint(log.checkpoint(later(60)), T + 60)
-    assert result is CheckpointResult.CURRENT
+    assert result is CheckpointOutcome.CURRENT
     assert ts.checkpoint_time == int(T) + 60
     # An older re-signature does not move freshness backwards.
     ts.update_checkpoint(log.checkpoint(later(30)), T + 60)
@@ -148,7 +148,7 @@ def test_key_rotation_accepted(log: MemoryLog) -> None:
     assert ts.update_keyring(log.keyrings[1], T) is True
     assert ts.keyring is not None
     assert ts.keyring.serial == 2
-    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointResult.NEWER
+    assert ts.update_checkpoint(log.checkpoint(NOW), T) is CheckpointOutcome.NEWER
     ts.apply_statements(log.statements[2:])
     assert ts.version == 3
     assert ts.contains(h(7))
@@ -254,7 +254,7 @@ def test_stale_checkpoint_freeze(log: MemoryLog) -> None:
 def test_future_dated_checkpoint(log: MemoryLog) -> None:
     ts = synced(log)
     assert_rejected(ts, Stale, lambda: ts.update_checkpoint(log.checkpoint(later(301)), T))
-    assert ts.update_checkpoint(log.checkpoint(later(299)), T) is CheckpointResult.CURRENT
+    assert ts.update_checkpoint(log.checkpoint(later(299)), T) is CheckpointOutcome.CURRENT
 
 
 def test_checkpoint_without_timestamp_is_stale(log: MemoryLog) -> None:
@@ -551,7 +551,7 @@ def test_witness_quorum(log: MemoryLog) -> None:
         parsed.text, [], cosigners=[impostor], timestamp=int(T) + 10, existing=parsed.signatures
     )
     assert_rejected(ts, WitnessQuorum, lambda: ts.update_checkpoint(fake, T + 10))
-    assert ts.update_checkpoint(witnessed(cp, T + 10), T + 10) is CheckpointResult.CURRENT
+    assert ts.update_checkpoint(witnessed(cp, T + 10), T + 10) is CheckpointOutcome.CURRENT
     assert ts.checkpoint_time == int(T) + 10
 
 
@@ -566,7 +566,7 @@ def test_witness_quorum_applies_to_first_sync(log: MemoryLog) -> None:
 
 def test_sorted_hashes_membership_matches_a_set() -> None:
     members = sorted(hashes(*range(50)))
-    arr = SortedHashes.validate(b"".join(members))
+    arr = SnapshotHashes.validate(b"".join(members))
     assert len(arr) == 50
     assert list(arr) == members
     for i in range(60):
@@ -608,7 +608,7 @@ def test_parallel_snapshot_digest_equals_the_serial_one() -> None:
     from clients.isp.trusted import PARALLEL_DIGEST_MIN, snapshot_digest
 
     members = sorted(hashlib.sha256(b"%d" % i).digest() for i in range(PARALLEL_DIGEST_MIN + 7))
-    arr = SortedHashes(b"".join(members))
+    arr = SnapshotHashes(b"".join(members))
     parallel = snapshot_digest(arr, workers=2)
     assert parallel == snapshot_digest(arr, workers=1)
     assert parallel.digest() == StateDigest.from_hashes(members).digest()

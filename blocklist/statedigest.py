@@ -143,6 +143,16 @@ class StateDigest:
         lanes &= np.uint64(0xFFFF)
         self._lanes = lanes
 
+    def merge(self, other: StateDigest) -> None:
+        """Add the set of ``other`` to this one (lane-wise sum mod 2^16, step 3).
+
+        The vector of a disjoint union is the sum of the parts' vectors, so
+        chunks of a set can be digested apart (in worker processes) and
+        merged, and a version's delta vector can be added to the previous
+        state. Like :meth:`update`, a multiset sum: overlap is not detected.
+        """
+        self._lanes = (self._lanes + other._lanes) & np.uint64(0xFFFF)
+
     def to_bytes(self) -> bytes:
         """The 2048-byte vector: 1024 little-endian uint16 lanes."""
         return self._lanes.astype(_LE_U16).tobytes()

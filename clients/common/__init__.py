@@ -12,7 +12,8 @@ behave identically live here once (issue 14, item 2):
   sync and the witness;
 - :mod:`clients.common.limits`: response size caps and timeouts;
 - :mod:`clients.common.credentials`: reading tokens and verification keys;
-- :mod:`clients.common.files`: atomic, durable file replacement.
+- :mod:`clients.common.files`: atomic, durable file replacement;
+- :mod:`clients.common.workers`: how worker processes are started.
 
 Nothing here imports :mod:`clients.isp` or :mod:`clients.audit`.
 """

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
@@ -52,9 +51,18 @@ import click
 from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
 from blocklist.errors import FormatError, InvalidURL
+from clients.common.workers import pool_context
 from clients.errors import ClientError
 from clients.isp.config import IspConfig, load_config
-from clients.isp.lookup import BatchMatches, Matcher, MatchResult, HashIndex, match_batch
+from clients.isp.lookup import (
+    BatchMatches,
+    HashIndex,
+    Matcher,
+    MatchResult,
+    init_match_worker,
+    match_batch,
+    match_in_worker,
+)
 from clients.isp.store import ExportReport, StateStore
 
 #: Exit statuses of ``sync --once``.
@@ -449,25 +457,15 @@ PARALLEL_CHUNK = 2_000
 #: Most worker processes (each one is a core busy with pure Python).
 MAX_CHECK_WORKERS = 4
 
-# Set before the workers are forked, so they inherit the URLs and the
-# loaded hashes copy-on-write instead of receiving them through a pipe.
-_WORKER_URLS: list[str] = []
-_WORKER_HASHES: HashIndex | None = None
-
-
-def _match_range(bounds: tuple[int, int]) -> BatchMatches:
-    assert _WORKER_HASHES is not None  # set before the workers were forked
-    start, stop = bounds
-    return match_batch(_WORKER_URLS[start:stop], _WORKER_HASHES)
-
 
 def _match_loaded(hashes: HashIndex, urls: list[str]) -> Iterator[tuple[int, int, BatchMatches]]:
     """Match ``urls`` in chunks, in order: ``(start, stop, matches of urls[start:stop])``.
 
-    A large batch is spread over every core (fork): the workers send back
-    only the listed URLs and errors of each chunk, by position.
+    A large batch is spread over every core (:mod:`clients.common.workers`):
+    each worker receives the loaded hashes once and then chunks of URLs,
+    and sends back only the listed URLs and errors of each chunk, by
+    position.
     """
-    global _WORKER_URLS, _WORKER_HASHES
     bounds = [
         (start, min(start + PARALLEL_CHUNK, len(urls)))
         for start in range(0, len(urls), PARALLEL_CHUNK)
@@ -477,14 +475,14 @@ def _match_loaded(hashes: HashIndex, urls: list[str]) -> Iterator[tuple[int, int
         for start, stop in bounds:
             yield start, stop, match_batch(urls[start:stop], hashes)
         return
-    _WORKER_URLS, _WORKER_HASHES = urls, hashes
-    try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(processes=min(cores, MAX_CHECK_WORKERS)) as pool:
-            for (start, stop), matches in zip(bounds, pool.imap(_match_range, bounds), strict=True):
-                yield start, stop, matches
-    finally:
-        _WORKER_URLS, _WORKER_HASHES = [], None
+    with pool_context().Pool(
+        processes=min(cores, MAX_CHECK_WORKERS),
+        initializer=init_match_worker,
+        initargs=(hashes,),
+    ) as pool:
+        chunks = (urls[start:stop] for start, stop in bounds)
+        for (start, stop), matches in zip(bounds, pool.imap(match_in_worker, chunks), strict=True):
+            yield start, stop, matches
 
 
 def _match_probing(matcher: StoreMatcher, urls: list[str]) -> BatchMatches:

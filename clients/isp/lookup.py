@@ -345,6 +345,23 @@ def match_batch(urls: Sequence[str | bytes], listed: HashIndex) -> BatchMatches:
     return BatchMatches(found, errors)
 
 
+# The worker side of a parallel batch (clients.common.workers: the pool
+# passes the loaded hashes once, through the initializer, then URL chunks).
+_worker_index: HashIndex | None = None
+
+
+def init_match_worker(index: HashIndex) -> None:
+    """Hold ``index`` in this worker process for :func:`match_in_worker`."""
+    global _worker_index
+    _worker_index = index
+
+
+def match_in_worker(urls: Sequence[str | bytes]) -> BatchMatches:
+    """:func:`match_batch` against the index given to :func:`init_match_worker`."""
+    assert _worker_index is not None, "worker not initialised"
+    return match_batch(urls, _worker_index)
+
+
 def parse_hashes(data: bytes) -> frozenset[bytes]:
     """Parse the content of a ``hashes`` export (64 lower-case hex digits a line).
 

@@ -36,7 +36,6 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,6 +46,7 @@ from typing import Any, Final
 
 from blocklist.statedigest import StateDigest
 from clients.errors import LocalCorruption, LocalStateError, NotInitialised, StateLocked
+from clients.isp import steps
 from clients.isp.trusted import HashChanges, StateRecord
 
 #: Database file name inside the state directory.
@@ -72,9 +72,6 @@ _LOCK_POLL: Final = 0.1
 #: Checkpoint notes kept per state (one per tree size seen); older ones are
 #: pruned so an auditor's export stays bounded.
 MAX_CHECKPOINT_HISTORY: Final = 10_000
-#: Environment variable of the crash-consistency tests: naming a kill point
-#: makes the process SIGKILL itself there (tests/faults/test_isp_kill.py).
-KILL_ENV: Final = "CLEANFEED_TEST_KILL_AT"
 #: Meta key of the export reports (:class:`ExportReport`, JSON).
 EXPORT_REPORTS_KEY: Final = "export_reports"
 #: Scopes of :attr:`ExportReport.left_out`, in report order (the same as
@@ -96,17 +93,6 @@ CREATE TABLE IF NOT EXISTS evidence (
 CREATE TABLE IF NOT EXISTS counters (reason TEXT PRIMARY KEY, count INTEGER NOT NULL)
     WITHOUT ROWID;
 """
-
-
-def kill_point(name: str) -> None:
-    """Crash-test hook: SIGKILL this process when ``CLEANFEED_TEST_KILL_AT`` names ``name``.
-
-    Inert unless the variable is set; the kill-9 loop of the fault tests
-    uses it to die at exact points of a sync (the real process dying, no
-    mock).
-    """
-    if os.environ.get(KILL_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,12 +487,12 @@ class StateStore:
         seen_at = time.time() if now is None else now
         try:
             with self._transaction() as c:
-                kill_point("commit:begin")
+                steps.reached("commit:begin")
                 if changes.replace is not None:
                     c.execute("DELETE FROM hashes")
                     for batch in changes.replace.batches(_BATCH):
                         c.executemany("INSERT INTO hashes (hash) VALUES (?)", [(h,) for h in batch])
-                        kill_point("commit:hashes")
+                        steps.reached("commit:hashes")
                     # Plaintext of hashes no longer listed goes with them.
                     c.execute(
                         "DELETE FROM plaintext WHERE NOT EXISTS "
@@ -519,7 +505,7 @@ class StateStore:
                 for start in range(0, len(changes.added), _BATCH):
                     rows = [(h,) for h in changes.added[start : start + _BATCH]]
                     c.executemany("INSERT INTO hashes (hash) VALUES (?)", rows)
-                    kill_point("commit:hashes")
+                    steps.reached("commit:hashes")
                 for note in record.keyring_notes:
                     serial = _keyring_serial(note)
                     c.execute(
@@ -538,7 +524,7 @@ class StateStore:
                     "(SELECT size FROM checkpoints ORDER BY size DESC LIMIT ?)",
                     (MAX_CHECKPOINT_HISTORY,),
                 )
-                kill_point("commit:meta")
+                steps.reached("commit:meta")
                 self._set_many(
                     {
                         "origin": record.origin,
@@ -553,10 +539,10 @@ class StateStore:
                         "etag": etag,
                     }
                 )
-                kill_point("commit:before-commit")
+                steps.reached("commit:before-commit")
         except sqlite3.Error as e:
             raise LocalStateError(f"cannot commit the new state: {e}") from e
-        kill_point("commit:after-commit")
+        steps.reached("commit:after-commit")
 
     def set_etag(self, etag: str | None) -> None:
         """Remember the ETag of a checkpoint that changed nothing else.
@@ -897,11 +883,9 @@ def _num(value: object) -> float:
 
 
 __all__: Sequence[str] = (
-    "KILL_ENV",
     "Evidence",
     "HashTable",
     "StateLock",
     "StateStore",
     "Status",
-    "kill_point",
 )

@@ -52,10 +52,11 @@ from clients.errors import (
     StateMismatch,
     TransportError,
 )
+from clients.isp import steps
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import ExportInput, ExportResult, write_export
 from clients.isp.fetcher import Fetcher, fetcher_for
-from clients.isp.store import DB_NAME, ExportReport, StateStore, kill_point
+from clients.isp.store import DB_NAME, ExportReport, StateStore
 from clients.isp.trusted import CheckpointOutcome, TrustedState
 
 log = logging.getLogger("cleanfeed.isp")
@@ -308,7 +309,7 @@ class Syncer:
         else:
             result = trusted.update_checkpoint(note, now)
         assert note is not None
-        kill_point("sync:checkpoint")
+        steps.reached("sync:checkpoint")
 
         repaired = False
         if corrupt or (first_sync and result is CheckpointOutcome.NEWER):
@@ -334,14 +335,14 @@ class Syncer:
 
         # Step 5: commit atomically.
         if trusted.dirty:
-            kill_point("sync:verified")
+            steps.reached("sync:verified")
             store.commit(trusted.record(), trusted.changes(), etag=response.etag, now=now)
             trusted.mark_persisted(store.hash_table())
             if repaired:
                 store.mark_full_check(now)
         elif response.etag is not None and response.etag != etag:
             store.set_etag(response.etag)
-        kill_point("sync:committed")
+        steps.reached("sync:committed")
 
         after = trusted.version
         updated = after != before or repaired or first_sync
@@ -549,7 +550,7 @@ class Syncer:
             origin=trusted.origin or "",
             generated=datetime.fromtimestamp(self._clock(), tz=UTC),
         )
-        kill_point("sync:export")
+        steps.reached("sync:export")
         result = write_export(
             spec.format, data, spec.output, blockpage=spec.blockpage, ede=spec.ede
         )

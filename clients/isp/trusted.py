@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Container, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -47,6 +48,7 @@ from blocklist.merkle import (
 )
 from blocklist.statedigest import EMPTY_DIGEST, StateDigest
 from blocklist.statement import Statement
+from clients.common.workers import pool_context
 from clients.errors import (
     BadSignature,
     ChainBroken,
@@ -1058,31 +1060,23 @@ def snapshot_digest(hashes: SnapshotHashes, *, workers: int = 1) -> StateDigest:
 
     LtHash16 is a lane-wise sum mod 2^16 (DESIGN.md item 5), so the vectors
     of disjoint chunks add up to the vector of the whole set: the chunks are
-    digested in parallel and their vectors summed here. Pure computation;
+    digested in parallel and merged (:meth:`StateDigest.merge`). Pure computation;
     the result is the same for any number of workers.
     """
     n = len(hashes)
     if workers <= 1 or n < PARALLEL_DIGEST_MIN:
         return StateDigest.from_bytes(_partial_vector(hashes.data))
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     per = -(-n // workers) * HASH_SIZE
     data = hashes.data
     chunks = [data[i : i + per] for i in range(0, len(data), per)]
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return StateDigest.from_bytes(_partial_vector(data))
-    # fork, not spawn/forkserver: those re-import the __main__ module (which
-    # for ``python -m cleanfeed`` would run the CLI again). The forked worker
-    # only hashes bytes and leaves through os._exit, touching no inherited
-    # lock, connection or file.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(chunks), mp_context=context) as pool:
+    # Workers start as clients.common.workers says and get their chunk as
+    # the mapped argument.
+    with ProcessPoolExecutor(max_workers=len(chunks), mp_context=pool_context()) as pool:
         vectors = list(pool.map(_partial_vector, chunks))
-    total = np.zeros(len(vectors[0]) // 2, dtype=np.uint32)
-    for v in vectors:
-        total += np.frombuffer(v, dtype="<u2")
-    return StateDigest.from_bytes((total & 0xFFFF).astype("<u2").tobytes())
+    total = StateDigest()
+    for vector in vectors:
+        total.merge(StateDigest.from_bytes(vector))
+    return total
 
 
 def _member(

@@ -182,3 +182,16 @@ def test_rejects_non_32_byte_hashes(bad: object) -> None:
         StateDigest.from_hashes([bad])  # type: ignore[list-item]
     # A rejected update changes nothing, even when valid hashes came first.
     assert state.to_bytes() == before
+
+
+def test_merge_of_disjoint_parts_is_the_whole() -> None:
+    # DESIGN.md item 5, step 3: the vector of a disjoint union is the lane-wise
+    # sum of the parts' vectors (what a parallel snapshot digest relies on).
+    part = StateDigest.from_hashes([h(1), h(2)])
+    part.merge(StateDigest.from_hashes([h(3)]))
+    assert part.digest() == naive_digest([h(1), h(2), h(3)])
+    # Merging a removal-only delta subtracts, wrapping mod 2^16.
+    delta = StateDigest()
+    delta.update((), (h(2),))
+    part.merge(delta)
+    assert part.digest() == naive_digest([h(1), h(3)])

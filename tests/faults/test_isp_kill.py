@@ -2,8 +2,9 @@
 
 Each trial runs the real ``cleanfeed isp sync --once`` in a subprocess
 against a loopback HTTP server, and kills it with SIGKILL: either at a named
-point of the code (``CLEANFEED_TEST_KILL_AT``, where the process SIGKILLs
-itself: the real process dying, no mock) or after a random delay. Then the
+step of the code (``kill_runner.py`` replaces the ``clients.isp.steps`` seam
+so the process SIGKILLs itself there: the real process dying, no mock) or
+after a random delay. Then the
 state directory must pass SQLite's integrity check, load as a consistent
 trusted state, hold exactly the old or exactly the new version (its hash set
 recomputes to the signed digest), and the next sync must succeed.
@@ -29,13 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
 
 from isp_helpers import LIST, MemoryServer
 
-from clients.isp.store import KILL_ENV, StateStore
+from clients.isp.store import StateStore
 from clients.isp.trusted import TrustedState
 from signer.log import MemoryLog
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Runs the CLI with the kill installed at one step.
+KILL_RUNNER = Path(__file__).resolve().parent / "kill_runner.py"
 
-#: Kill points in the order a sync reaches them (clients/isp/sync.py, store.py).
+#: Kill points in the order a sync reaches them (clients/isp/steps.py).
 KILL_POINTS = (
     "sync:checkpoint",
     "sync:verified",
@@ -103,13 +106,11 @@ def _sync(
     delay: float | None,
     export: Path,
 ) -> int:
-    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
-    if kill_at is not None:
-        env[KILL_ENV] = kill_at
+    env = dict(os.environ)
+    runner = [str(KILL_RUNNER), kill_at] if kill_at is not None else ["-m", "cleanfeed"]
     cmd = [
         sys.executable,
-        "-m",
-        "cleanfeed",
+        *runner,
         "isp",
         "sync",
         "--once",

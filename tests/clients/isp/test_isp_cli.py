@@ -150,7 +150,7 @@ def test_sync_once_exit_codes(tmp_path: Path) -> None:
 
 
 def test_large_stdin_batch_on_several_processes_matches_one_by_one(state: Path) -> None:
-    # Above PARALLEL_MIN_URLS the batch is split across forked workers: the
+    # Above PARALLEL_MIN_URLS the batch is split across worker processes: the
     # answers must be the same, in the same order, as checking one by one.
     from clients.isp import cli
 

@@ -24,9 +24,9 @@ from clients.isp.exports import ExportInput, render
 from clients.isp.lookup import (
     NOT_LISTED,
     BatchMatches,
+    HashIndex,
     Matcher,
     MatchResult,
-    HashIndex,
     match_batch,
     parse_hashes,
     read_hashes_file,

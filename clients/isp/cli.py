@@ -63,7 +63,8 @@ from clients.isp.lookup import (
     match_batch,
     match_in_worker,
 )
-from clients.isp.store import ExportReport, StateStore
+from clients.isp.records import ExportReport
+from clients.isp.store import StateStore
 
 #: Exit statuses of ``sync --once``.
 EXIT_OK: Final = 0

@@ -38,7 +38,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
-from clients.isp.store import REPORT_SCOPES, StateStore, Status
+from clients.isp.records import REPORT_SCOPES, Status
+from clients.isp.store import StateStore
 from clients.isp.sync import SyncOutcome
 
 log = logging.getLogger("cleanfeed.isp")

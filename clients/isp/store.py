@@ -20,11 +20,12 @@ entitled ISPs; the directory is 0700)::
 
 The hashes stay on disk: a sync touches only the rows a version changes, so
 its cost is O(changes), and a million entries do not have to sit in memory
-(:class:`HashTable` answers membership with an index lookup).
+(:class:`HashTable` answers membership with an index lookup). The records
+it hands out (evidence, export reports, status) are in
+:mod:`clients.isp.records`.
 
-A second sync against the same state directory waits for an exclusive
-``fcntl.flock`` on ``STATE_DIR/lock`` up to a timeout, then fails with
-:class:`~clients.errors.StateLocked`. Readers (``check``, ``export``,
+A second sync against the same state directory waits for the state
+directory's lock (:mod:`clients.isp.statelock`). Readers (``check``, ``export``,
 ``status``, the Squid helper) need no lock: WAL readers see the last
 committed version while a sync writes.
 """
@@ -32,27 +33,31 @@ committed version while a sync writes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from blocklist.statedigest import StateDigest
-from clients.errors import LocalCorruption, LocalStateError, NotInitialised, StateLocked
+from clients.errors import LocalCorruption, LocalStateError, NotInitialised
 from clients.isp import steps
+from clients.isp.records import (
+    Evidence,
+    ExportReport,
+    Status,
+)
+from clients.isp.statelock import (
+    StateLock,
+)
 from clients.isp.trusted import HashChanges, StateRecord
 
 #: Database file name inside the state directory.
 DB_NAME: Final = "state.db"
-#: Lock file name inside the state directory.
-LOCK_NAME: Final = "lock"
 #: Schema version written to ``meta``; a newer file is refused.
 SCHEMA_VERSION: Final = 1
 #: Rows written per executemany batch (bounds memory of snapshot imports).
@@ -67,16 +72,11 @@ _CACHE_KIB: Final = 65_536
 #: in one scan (:meth:`StateStore.hash_blob`); 1 GiB covers 25 million
 #: entries, and SQLite reads any part beyond it as usual.
 _SCAN_MMAP_BYTES: Final = 1 << 30
-#: Poll period while waiting for the state directory's lock.
-_LOCK_POLL: Final = 0.1
 #: Checkpoint notes kept per state (one per tree size seen); older ones are
 #: pruned so an auditor's export stays bounded.
 MAX_CHECKPOINT_HISTORY: Final = 10_000
 #: Meta key of the export reports (:class:`ExportReport`, JSON).
 EXPORT_REPORTS_KEY: Final = "export_reports"
-#: Scopes of :attr:`ExportReport.left_out`, in report order (the same as
-#: :data:`clients.isp.exports.SCOPES`; "other": not a canonical expression).
-REPORT_SCOPES: Final = ("page", "prefix", "host", "other")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -93,163 +93,6 @@ CREATE TABLE IF NOT EXISTS evidence (
 CREATE TABLE IF NOT EXISTS counters (reason TEXT PRIMARY KEY, count INTEGER NOT NULL)
     WITHOUT ROWID;
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """Two inconsistent signed notes, kept for auditors."""
-
-    kind: str
-    held_note: str
-    new_note: str
-    detail: str
-    observed_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ExportReport:
-    """What one export enforces, as its last write by a sync found.
-
-    Kept in the state so that ``cleanfeed isp status`` can say, at any
-    time, which entries a DNS-only or hosts filter cannot enforce (they must
-    be enforced elsewhere, for instance by Squid).
-
-    Attributes:
-        format: the export format.
-        output: the export's output path.
-        version: the list version the files hold.
-        enforced: entries the files enforce.
-        not_enforceable: entries the format cannot express.
-        left_out: ``not_enforceable`` by entry scope (:data:`REPORT_SCOPES`).
-        partial: entries enforced only in part (hosts: no subdomains).
-        notes: why entries were left out, one line per reason.
-    """
-
-    format: str
-    output: str
-    version: int
-    enforced: int
-    not_enforceable: int
-    left_out: Mapping[str, int] = field(default_factory=dict)
-    partial: int = 0
-    notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as a JSON object (``status --json``, ``sync --json``)."""
-        return {
-            "format": self.format,
-            "output": self.output,
-            "version": self.version,
-            "enforced": self.enforced,
-            "not_enforceable": self.not_enforceable,
-            "not_enforceable_by_scope": {s: int(self.left_out.get(s, 0)) for s in REPORT_SCOPES},
-            "partial": self.partial,
-            "notes": list(self.notes),
-        }
-
-    @classmethod
-    def from_json(cls, doc: object) -> ExportReport | None:
-        """Parse :meth:`to_json` output; None when it is not one (old or damaged)."""
-        if not isinstance(doc, dict):
-            return None
-        try:
-            scopes = doc["not_enforceable_by_scope"]
-            report = cls(
-                format=str(doc["format"]),
-                output=str(doc["output"]),
-                version=int(doc["version"]),
-                enforced=int(doc["enforced"]),
-                not_enforceable=int(doc["not_enforceable"]),
-                left_out={str(k): int(v) for k, v in scopes.items() if int(v)},
-                partial=int(doc["partial"]),
-                notes=tuple(str(n) for n in doc["notes"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return None
-        return report
-
-    def summary(self) -> str:
-        """One line: the export, its version, what it enforces and what it cannot."""
-        total = self.enforced + self.not_enforceable
-        text = (
-            f"{self.format} {self.output}: version {self.version}, "
-            f"{self.enforced} of {total} entries enforced"
-        )
-        if self.not_enforceable:
-            parts = [f"{self.left_out[s]} {s}" for s in REPORT_SCOPES if self.left_out.get(s)]
-            text += f"; cannot enforce {self.not_enforceable} ({', '.join(parts)})"
-        if self.partial:
-            text += f"; {self.partial} host entries blocked on the exact host only"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """What ``cleanfeed isp status`` shows."""
-
-    version: int | None
-    count: int | None
-    origin: str | None
-    checkpoint_time: int | None
-    last_attempt: float | None
-    last_success: float | None
-    last_error: str | None
-    last_error_reason: str | None
-    last_error_time: float | None
-    plaintext_complete: bool | None
-    plaintext_error: str | None
-    counters: dict[str, int]
-    #: What each export written by a sync enforces (by output path).
-    exports: tuple[ExportReport, ...] = ()
-
-
-class StateLock:
-    """Exclusive ``fcntl.flock`` on the state directory (one sync at a time)."""
-
-    def __init__(self, state_dir: Path, timeout: float) -> None:
-        self._path = state_dir / LOCK_NAME
-        self._timeout = timeout
-        self._fd: int | None = None
-
-    def __enter__(self) -> StateLock:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_small(fd)
-                    os.close(fd)
-                    who = f" (pid {holder})" if holder else ""
-                    raise StateLocked(
-                        f"another cleanfeed sync holds {self._path}{who}; "
-                        f"gave up after {self._timeout:g} s"
-                    ) from None
-                time.sleep(_LOCK_POLL)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _read_small(fd: int) -> str:
-    try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return ""
 
 
 class HashTable:

@@ -56,7 +56,8 @@ from clients.isp import steps
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import ExportInput, ExportResult, write_export
 from clients.isp.fetcher import Fetcher, fetcher_for
-from clients.isp.store import DB_NAME, ExportReport, StateStore
+from clients.isp.records import ExportReport
+from clients.isp.store import DB_NAME, StateStore
 from clients.isp.trusted import CheckpointOutcome, TrustedState
 
 log = logging.getLogger("cleanfeed.isp")

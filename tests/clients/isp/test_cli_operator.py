@@ -313,7 +313,7 @@ def test_the_daemon_warns_when_an_export_it_rewrote_cannot_enforce_everything(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from clients.isp.daemon import log_outcome
-    from clients.isp.store import ExportReport
+    from clients.isp.records import ExportReport
     from clients.isp.sync import SyncOutcome
 
     report = ExportReport("rpz", "/x/cleanfeed.rpz", 2, 1, 2, {"page": 1, "prefix": 1})

@@ -20,7 +20,7 @@ from clients.isp.daemon import (
     next_delay,
     render_metrics,
 )
-from clients.isp.store import Status
+from clients.isp.records import Status
 from clients.isp.sync import SyncOutcome
 from signer.keys import SecretKey
 

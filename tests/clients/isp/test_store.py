@@ -14,7 +14,8 @@ import pytest
 from isp_helpers import NOW, T, h, hashes, new_log, synced
 
 from clients.errors import LocalStateError, NotInitialised, StateLocked
-from clients.isp.store import DB_NAME, LOCK_NAME, StateStore
+from clients.isp.statelock import LOCK_NAME
+from clients.isp.store import DB_NAME, StateStore
 from clients.isp.trusted import HashChanges, TrustedState
 from signer.log import MemoryLog
 
@@ -215,7 +216,8 @@ def test_second_sync_waits_for_the_lock(tmp_path: Path) -> None:
 
 
 def test_export_reports_round_trip_and_survive_damage(tmp_path: Path) -> None:
-    from clients.isp.store import EXPORT_REPORTS_KEY, ExportReport
+    from clients.isp.records import ExportReport
+    from clients.isp.store import EXPORT_REPORTS_KEY
 
     report = ExportReport(
         "hosts", "/x/hosts", 3, 1, 2, {"page": 1, "prefix": 1}, 1, ("2 page/prefix entries",)

@@ -52,7 +52,8 @@ from clients.errors import (
     WrongOrigin,
 )
 from clients.isp.config import DEFAULT_MAX_AGE
-from clients.isp.trusted import CheckpointOutcome, SnapshotHashes, TrustedState
+from clients.isp.snapshot import SnapshotHashes
+from clients.isp.trusted import CheckpointOutcome, TrustedState
 from signer.keyring import sign_keyring
 from signer.log import MemoryLog
 from signer.note import parse_note, sign_note
@@ -605,7 +606,7 @@ def test_incremental_apply_equals_naive_replay(steps: list[tuple[set[int], set[i
 
 def test_parallel_snapshot_digest_equals_the_serial_one() -> None:
     """Law: LtHash16 vectors of disjoint chunks sum to the vector of the whole."""
-    from clients.isp.trusted import PARALLEL_DIGEST_MIN, snapshot_digest
+    from clients.isp.snapshot import PARALLEL_DIGEST_MIN, snapshot_digest
 
     members = sorted(hashlib.sha256(b"%d" % i).digest() for i in range(PARALLEL_DIGEST_MIN + 7))
     arr = SnapshotHashes(b"".join(members))

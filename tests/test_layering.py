@@ -89,3 +89,101 @@ def test_client_packages_do_not_reach_into_each_other(package: str, forbidden: s
     assert imports, f"no client imports found in clients/{package}"
     leaked = sorted(m for m in imports if m == forbidden or m.startswith(forbidden + "."))
     assert not leaked, f"clients/{package} imports {leaked}"
+
+
+# --- every arrow of docs/architecture.md, both ways (issue 14, item 8) ------------------
+
+#: Top-level packages of the repository whose imports are checked.
+PACKAGES = ("blocklist", "signer", "api", "clients", "cleanfeed")
+
+#: What each part may never import (module prefixes). The arrows of
+#: docs/architecture.md point one way, `api -> signer -> blocklist` and
+#: `clients -> (blocklist pure, signer verify side)`; everything else is
+#: never, and so is the server stack below the parts that must install
+#: without it. `cleanfeed` (the package root) holds only `__version__`;
+#: `cleanfeed.cli` is the dispatcher that imports everything lazily, so
+#: nothing may import it back.
+NEVER: dict[str, tuple[str, ...]] = {
+    # the pure modules (docs/adr/0004-blocklist-io-corners.md)
+    "blocklist": (
+        "signer", "api", "clients", "cleanfeed", "fastapi", "starlette", "uvicorn",
+        "sqlalchemy", "alembic", "httpx", "blocklist.store", "blocklist.tempfiles",
+    ),
+    "blocklist.tempfiles": ("signer", "api", "clients", "cleanfeed", "blocklist.store"),
+    "blocklist.store": ("signer", "api", "clients", "cleanfeed", "fastapi", "starlette"),
+    "signer": ("api", "clients", "cleanfeed.cli", "fastapi", "starlette", "uvicorn"),
+    "api": ("clients", "cleanfeed.cli"),
+    "clients": (
+        "api", "blocklist.store", "cleanfeed.cli", "fastapi", "starlette", "uvicorn",
+        "sqlalchemy", "alembic",
+    ),
+}  # fmt: skip
+
+#: The verify side of signer, the only part of it clients may use: signed
+#: notes and keyrings, the errors, and (for a witness's own cosignature)
+#: the key files. The publisher, the data directory and the high-water
+#: mark are the signer host's.
+CLIENT_SIGNER_MODULES = ("signer", "signer.note", "signer.keyring", "signer.keys", "signer.errors")
+
+
+def _part(module: str) -> str:
+    """The part of :data:`NEVER` a module of the repository belongs to."""
+    if module == "blocklist.store" or module.startswith("blocklist.store."):
+        return "blocklist.store"
+    if module == "blocklist.tempfiles":
+        return "blocklist.tempfiles"
+    return module.split(".")[0]
+
+
+def _imports_of_every_module() -> dict[str, set[str]]:
+    """Each module of :data:`PACKAGES` -> every absolute module its code imports.
+
+    Imports inside functions count too (the CLI's lazy imports are imports).
+    """
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue  # Alembic scripts: SQL history, imported by Alembic only
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            names: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module)
+                    names.update(f"{node.module}.{a.name}" for a in node.names)
+                elif isinstance(node, ast.Import):
+                    names.update(a.name for a in node.names)
+            found[module.removesuffix(".__init__")] = names
+    return found
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_every_never_arrow_holds() -> None:
+    modules = _imports_of_every_module()
+    assert {_part(m) for m in modules} == {*PACKAGES, "blocklist.store", "blocklist.tempfiles"}
+    broken = sorted(
+        f"{module} imports {name}"
+        for module, names in modules.items()
+        for name in names
+        for prefix in NEVER.get(_part(module), ())
+        if _matches(name, prefix)
+    )
+    assert not broken, "imports against docs/architecture.md:\n" + "\n".join(broken)
+
+
+def test_clients_use_only_the_verify_side_of_signer() -> None:
+    broken = sorted(
+        f"{module} imports {name}"
+        for module, names in _imports_of_every_module().items()
+        if _part(module) == "clients"
+        for name in names
+        if _matches(name, "signer")
+        and name not in CLIENT_SIGNER_MODULES
+        and not any(_matches(name, allowed) for allowed in CLIENT_SIGNER_MODULES[1:])
+    )
+    assert not broken, "clients reach past signer's verify side:\n" + "\n".join(broken)

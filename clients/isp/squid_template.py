@@ -48,8 +48,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
+from clients.common.files import write_atomic
 from clients.errors import ConfigError, NotInitialised
-from clients.isp.atomic import write_atomic
 from clients.isp.blockpage import (
     DEFAULT_STYLESHEET,
     BlockPageConfig,

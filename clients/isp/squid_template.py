@@ -50,12 +50,8 @@ from typing import Final
 
 from clients.common.files import write_atomic
 from clients.errors import ConfigError, NotInitialised
-from clients.isp.blockpage import (
-    DEFAULT_STYLESHEET,
-    BlockPageConfig,
-    PageContext,
-    page_values,
-)
+from clients.isp.blockpage_config import BlockPageConfig
+from clients.isp.blockpage_page import DEFAULT_STYLESHEET, PageContext, page_values
 
 #: The template's file name, as ``deny_info 451:ERR_CLEANFEED`` names it.
 TEMPLATE_NAME: Final = "ERR_CLEANFEED"

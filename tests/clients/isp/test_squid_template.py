@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from blocklist.blockref import block_ref
 from clients.errors import ConfigError
-from clients.isp.blockpage import BlockPageConfig, PageContext, PageRenderer, load_blockpage_config
+from clients.isp.blockpage import BlockPageConfig, PageRenderer, load_blockpage_config
+from clients.isp.blockpage_page import PageContext
 from clients.isp.cli import isp_group
 from clients.isp.squid_template import (
     TEMPLATE_NAME,

@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -50,27 +49,37 @@ import click
 
 from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
-from blocklist.errors import FormatError, InvalidURL
+from blocklist.errors import InvalidURL
 from clients.common.workers import pool_context
 from clients.errors import ClientError
-from clients.isp.config import IspConfig, load_config
+from clients.isp.cli_filters import (
+    blockpage_command,
+    squid_helper_command,
+    squid_template_command,
+)
+from clients.isp.cli_options import (
+    EXIT_FAILED,
+    EXIT_POST_COMMIT,
+    EXIT_REJECTED,
+    CommandError,
+    IspGroup,
+    common_options,
+    config_from,
+    echo_exports,
+    emit_json,
+    iso_time,
+    open_store,
+    setup_logging,
+)
 from clients.isp.lookup import (
     BatchMatches,
     HashIndex,
-    Matcher,
     MatchResult,
     init_match_worker,
     match_batch,
     match_in_worker,
 )
-from clients.isp.records import ExportReport
 from clients.isp.store import StateStore
-
-#: Exit statuses of ``sync --once``.
-EXIT_OK: Final = 0
-EXIT_REJECTED: Final = 1
-EXIT_FAILED: Final = 2
-EXIT_POST_COMMIT: Final = 3
 
 #: Exit statuses of ``check``.
 CHECK_LISTED: Final = 0
@@ -80,149 +89,8 @@ CHECK_ERROR: Final = 2
 #: Most URLs read from stdin by ``check -`` in one run (bounded memory).
 MAX_CHECK_URLS: Final = 1_000_000
 
-#: Commands whose error line starts ``failed:`` like a sync outcome's.
-_SYNC_COMMANDS: Final = frozenset({"sync", "run"})
 
-
-class CommandError(click.ClickException):
-    """A configuration or local-state problem: one line on stderr, exit 2.
-
-    Never exit 1 for these: 1 means the hotline's data was rejected
-    (``sync``) or that no URL is listed (``check``), and monitoring treats
-    it so.
-    """
-
-    exit_code = EXIT_FAILED
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        # Decided now: by the time click prints the error, the command's
-        # context is gone.
-        ctx = click.get_current_context(silent=True)
-        names = set() if ctx is None else {ctx.info_name, ctx.invoked_subcommand}
-        self.word = "failed" if names & _SYNC_COMMANDS else "error"
-
-    @classmethod
-    def of(cls, e: ClientError) -> CommandError:
-        """The command error for a client error (its reason and message)."""
-        return cls(e.reason, str(e))
-
-    def show(self, file: Any = None) -> None:
-        """Print ``failed|error: <reason>: <message>`` on stderr, once."""
-        click.echo(f"{self.word}: {self.reason}: {self.message}", err=True)
-
-
-class _IspGroup(click.Group):
-    """The ``isp`` group: a client error no command handled exits 2, not 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ClientError as e:
-            raise CommandError.of(e) from e
-
-
-def _common(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--config",
-            "config_file",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="TOML configuration file.",
-        ),
-        click.option(
-            "--server", default=None, help="Server base URL, e.g. https://hotline.example."
-        ),
-        click.option(
-            "--token", default=None, help="Bearer token (prefer --token-file or CLEANFEED_TOKEN)."
-        ),
-        click.option(
-            "--token-file",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="File holding the bearer token.",
-        ),
-        click.option("--list", "list_name", default=None, help="List name."),
-        click.option(
-            "--root-key",
-            "root_keys",
-            multiple=True,
-            help="Pinned root vkey, or @FILE holding it (repeatable).",
-        ),
-        click.option(
-            "--state-dir", type=click.Path(path_type=Path), default=None, help="State directory."
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _config(
-    config_file: Path | None,
-    server: str | None,
-    token: str | None,
-    token_file: Path | None,
-    list_name: str | None,
-    root_keys: Sequence[str],
-    state_dir: Path | None,
-    **extra: Any,
-) -> IspConfig:
-    overrides: dict[str, Any] = {
-        "server": server,
-        "token": token,
-        "token_file": token_file,
-        "list": list_name,
-        "root_keys": tuple(root_keys),
-        "state_dir": state_dir,
-    }
-    overrides.update(extra)
-    try:
-        return load_config(config_file, overrides=overrides)
-    except ClientError as e:
-        raise CommandError.of(e) from e
-
-
-def _state_dir(config: IspConfig) -> Path:
-    if config.state_dir is None:
-        raise click.UsageError("--state-dir is required (or state_dir in --config)")
-    return config.state_dir
-
-
-def _open_store(config: IspConfig) -> StateStore:
-    try:
-        return StateStore(_state_dir(config), create=False)
-    except ClientError as e:
-        raise CommandError.of(e) from e
-
-
-def _echo_exports(reports: Iterable[ExportReport]) -> None:
-    """One line per export (what it enforces and cannot), then its notes."""
-    for report in reports:
-        click.echo(f"export {report.summary()}")
-        for note in report.notes:
-            click.echo(f"  {note}")
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    click.echo(json.dumps(obj, sort_keys=True))
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-@click.group("isp", cls=_IspGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("isp", cls=IspGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def isp_group() -> None:
     """ISP client: sync the signed list, verify it, export it, check URLs."""
 
@@ -231,7 +99,7 @@ def isp_group() -> None:
 
 
 @isp_group.command("sync")
-@_common
+@common_options
 @click.option("--once", is_flag=True, help="Run one sync and exit (the only mode; see 'run').")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
@@ -249,8 +117,8 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
     from clients.isp.fetcher import build_http_client
     from clients.isp.sync import Syncer
 
-    _setup_logging(verbose)
-    config = _config(**common)
+    setup_logging(verbose)
+    config = config_from(**common)
     try:
         config.require_sync()
         with build_http_client(config) as client:
@@ -259,7 +127,7 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
         click.echo(f"failed: {e.reason}: {e}", err=True)
         sys.exit(EXIT_FAILED)
     if as_json:
-        _emit(
+        emit_json(
             {
                 "status": outcome.status,
                 "reason": outcome.reason,
@@ -274,7 +142,7 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
     if outcome.ok:
         if not as_json:
             click.echo(f"{outcome.status}: {outcome.message}")
-            _echo_exports(outcome.exports)
+            echo_exports(outcome.exports)
         if outcome.problems:
             for reason, message in outcome.problems:
                 click.echo(f"warning: {reason}: {message}", err=True)
@@ -285,7 +153,7 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
 
 
 @isp_group.command("run")
-@_common
+@common_options
 @click.option(
     "--prometheus-textfile",
     type=click.Path(path_type=Path),
@@ -308,8 +176,8 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
     from clients.isp.hits import hits_poster
     from clients.isp.sync import Syncer
 
-    _setup_logging(verbose)
-    config = _config(**common, prometheus_textfile=prometheus_textfile)
+    setup_logging(verbose)
+    config = config_from(**common, prometheus_textfile=prometheus_textfile)
     try:
         config.require_sync()
         with build_http_client(config) as client:
@@ -326,7 +194,7 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
 
 
 @isp_group.command("export")
-@_common
+@common_options
 @click.option(
     "--format", "fmt", required=True, help="hashes, urls, squid, rpz, unbound, dnsmasq or hosts."
 )
@@ -377,8 +245,8 @@ def export_command(
             code = check_ede(fmt, int(ede) if ede.isdigit() else ede)
     except ClientError as e:
         raise CommandError.of(e) from e
-    config = _config(**common)
-    store = _open_store(config)
+    config = config_from(**common)
+    store = open_store(config)
     try:
         with store:
             with store.reading():
@@ -398,7 +266,7 @@ def export_command(
         raise CommandError.of(e) from e
     report = export_report(ExportSpec(fmt, output), data.version, result)
     if as_json:
-        _emit({**report.to_json(), "changed": result.changed})
+        emit_json({**report.to_json(), "changed": result.changed})
         return
     click.echo(f"{report.summary()}{'' if result.changed else ' (files unchanged)'}")
     for note in report.notes:
@@ -502,7 +370,7 @@ def _match_probing(matcher: StoreMatcher, urls: list[str]) -> BatchMatches:
 
 
 @isp_group.command("check")
-@_common
+@common_options
 @click.argument("urls", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
@@ -510,8 +378,8 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
 
     Exit status: 0 if any URL is listed, 1 if none, 2 on error.
     """
-    config = _config(**common)
-    store = _open_store(config)
+    config = config_from(**common)
+    store = open_store(config)
     results: list[dict[str, Any]] = []
     listed = errors = 0
     with store:
@@ -540,7 +408,9 @@ def check_command(urls: tuple[str, ...], as_json: bool, **common: Any) -> None:
                 sys.stdout.write(_text_lines(pending, start, stop, matches))
         sys.stdout.flush()
     if as_json:
-        _emit({"version": status.version, "listed": listed, "errors": errors, "results": results})
+        emit_json(
+            {"version": status.version, "listed": listed, "errors": errors, "results": results}
+        )
     if listed:
         sys.exit(CHECK_LISTED)
     sys.exit(CHECK_ERROR if errors else CHECK_NOT_LISTED)
@@ -574,13 +444,13 @@ def _json_items(
 
 
 @isp_group.command("status")
-@_common
+@common_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--prometheus", is_flag=True, help="Print Prometheus text exposition.")
 def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
     """Show the version in force, checkpoint age, last success and error."""
-    config = _config(**common)
-    store = _open_store(config)
+    config = config_from(**common)
+    store = open_store(config)
     with store:
         status = store.status()
         evidence = len(store.evidence())
@@ -597,14 +467,14 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
         "version": status.version,
         "entries": status.count,
         "origin": status.origin,
-        "checkpoint_time": _iso(status.checkpoint_time),
+        "checkpoint_time": iso_time(status.checkpoint_time),
         "checkpoint_age_seconds": None if age is None else int(age),
         "stale": stale,
-        "last_attempt": _iso(status.last_attempt),
-        "last_success": _iso(status.last_success),
+        "last_attempt": iso_time(status.last_attempt),
+        "last_success": iso_time(status.last_success),
         "last_error": status.last_error,
         "last_error_reason": status.last_error_reason,
-        "last_error_time": _iso(status.last_error_time),
+        "last_error_time": iso_time(status.last_error_time),
         "plaintext_complete": status.plaintext_complete,
         "plaintext_error": status.plaintext_error,
         "equivocation_evidence": evidence,
@@ -612,7 +482,7 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
         "exports": [r.to_json() for r in status.exports],
     }
     if as_json:
-        _emit(doc)
+        emit_json(doc)
         return
     for key, value in doc.items():
         if key == "counters":
@@ -627,7 +497,7 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
 
 
 @isp_group.command("checkpoints")
-@_common
+@common_options
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -636,8 +506,8 @@ def status_command(as_json: bool, prometheus: bool, **common: Any) -> None:
 )
 def checkpoints_command(output: Path | None, **common: Any) -> None:
     """Export the held checkpoints, keyrings and equivocation evidence (JSON)."""
-    config = _config(**common)
-    store = _open_store(config)
+    config = config_from(**common)
+    store = open_store(config)
     with store:
         status = store.status()
         doc = {
@@ -646,7 +516,7 @@ def checkpoints_command(output: Path | None, **common: Any) -> None:
             "version": status.version,
             "keyrings": store.keyring_notes(),
             "checkpoints": [
-                {"size": size, "note": note, "seen_at": _iso(seen)}
+                {"size": size, "note": note, "seen_at": iso_time(seen)}
                 for size, note, seen in store.checkpoint_notes()
             ],
             "evidence": [
@@ -655,7 +525,7 @@ def checkpoints_command(output: Path | None, **common: Any) -> None:
                     "held_note": e.held_note,
                     "new_note": e.new_note,
                     "detail": e.detail,
-                    "observed_at": _iso(e.observed_at),
+                    "observed_at": iso_time(e.observed_at),
                 }
                 for e in store.evidence()
             ],
@@ -669,259 +539,7 @@ def checkpoints_command(output: Path | None, **common: Any) -> None:
         write_atomic(output, text.encode("utf-8"), mode=0o644)
 
 
-# --- squid helper ------------------------------------------------------------------
+# --- serving a filter (clients.isp.cli_filters) -----------------------------------
 
-
-class StateDirSource:
-    """A Squid-helper matcher source over the state directory.
-
-    Rebuilds the matcher when the committed version changes, checking at
-    most every ``interval`` seconds; a failed reload keeps the previous set.
-    """
-
-    def __init__(self, state_dir: Path, *, interval: float = 10.0) -> None:
-        self._dir = state_dir
-        self._interval = interval
-        self._version: int | None = None
-        self._checked = 0.0
-        self._matcher = Matcher(())
-        self._reload()
-
-    def _reload(self) -> None:
-        with StateStore(self._dir, create=False) as store, store.reading():
-            version = store.status().version
-            if version != self._version:
-                self._matcher = Matcher(frozenset(store.iter_hashes()))
-                self._version = version
-        self._checked = time.monotonic()
-
-    @property
-    def version(self) -> int | None:
-        """The committed version the matcher holds (None: never synced)."""
-        return self._version
-
-    def current(self) -> Matcher:
-        """The matcher for the latest committed version."""
-        if time.monotonic() - self._checked >= self._interval:
-            try:
-                self._reload()
-            except (ClientError, OSError) as e:
-                click.echo(f"cleanfeed squid-helper: reload failed: {e}", err=True)
-                self._checked = time.monotonic()
-        return self._matcher
-
-
-@isp_group.command(
-    "squid-helper", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-)
-@_common
-@click.option(
-    "--hashes-file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Read a 'hashes' export instead of the state directory (world-readable).",
-)
-@click.option(
-    "--reload-interval", type=float, default=10.0, help="Seconds between checks for a new version."
-)
-@click.option(
-    "--check",
-    "check_only",
-    is_flag=True,
-    help="Load the list, say what was loaded (exit 0) or why not (exit 2); run as Squid's user.",
-)
-@click.pass_context
-def squid_helper_command(
-    ctx: click.Context,
-    /,
-    hashes_file: Path | None,
-    reload_interval: float,
-    check_only: bool,
-    **common: Any,
-) -> None:
-    """Squid external_acl_type helper answering OK for listed URLs (%URI).
-
-    Reads the verified set from --state-dir (or state_dir in --config) or
-    from a 'hashes' export (--hashes-file). Squid starts helpers with
-    argv[0] set to "(cleanfeed)", so squid.conf must name this installed
-    script, never "python -m": the interpreter finds its virtual
-    environment only from its own path. The list is loaded before the
-    first request is read: a helper that cannot load it exits 2 at once,
-    which Squid (children-startup=1 or more) turns into a FATAL at start or
-    reconfigure rather than denying every request. Any other arguments
-    (--channels, --no-unescape) go to the helper protocol loop.
-    """
-    from clients.isp import squid_helper
-
-    config = _config(**common)
-    source: squid_helper.MatcherSource
-    if hashes_file is not None:
-        if config.state_dir is not None:
-            raise click.UsageError("give --state-dir or --hashes-file, not both")
-        try:
-            source = squid_helper.HashesFileSource(hashes_file, interval=reload_interval)
-        except (OSError, FormatError) as e:
-            click.echo(f"cleanfeed squid-helper: cannot load {hashes_file}: {e}", err=True)
-            sys.exit(2)
-        loaded = f"{len(source.current())} hashes from {hashes_file}"
-    else:
-        state_dir = _state_dir(config)
-        try:
-            state_source = StateDirSource(state_dir, interval=reload_interval)
-        except (ClientError, OSError) as e:
-            reason = e.reason if isinstance(e, ClientError) else "state_unreadable"
-            click.echo(f"cleanfeed squid-helper: cannot load state: {reason}: {e}", err=True)
-            sys.exit(2)
-        if state_source.version is None:
-            # An empty set would let every URL through while looking healthy:
-            # fail closed and loudly until the first verified sync.
-            click.echo(
-                f"cleanfeed squid-helper: {state_dir} holds no verified version yet;"
-                " run `cleanfeed isp sync` first",
-                err=True,
-            )
-            sys.exit(2)
-        source = state_source
-        loaded = (
-            f"{len(state_source.current())} hashes, version {state_source.version} from {state_dir}"
-        )
-    if check_only:
-        click.echo(f"cleanfeed squid-helper: ok: {loaded}")
-        sys.exit(0)
-    sys.exit(squid_helper.main(list(ctx.args), source=source))
-
-
-# --- Squid's block page ---------------------------------------------------------------
-
-
-@isp_group.command("squid-template")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="TOML configuration: the [blockpage] table, as for `isp blockpage` (docs/blockpage.md).",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Synced state, to name the hotline and policy when [blockpage] does not.",
-)
-@click.option(
-    "--output",
-    "output_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Squid error directory of one language; ERR_CLEANFEED is written (atomically) there.",
-)
-@click.option(
-    "--language",
-    default=None,
-    help="Language of the page (default: blockpage.language, else en); "
-    "only English ships, others need --template.",
-)
-@click.option(
-    "--template",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Your own page (a translation of --print-source) instead of the shipped one.",
-)
-@click.option("--print-source", is_flag=True, help="Print the shipped English source and exit.")
-def squid_template_command(
-    config_file: Path | None,
-    state_dir: Path | None,
-    output_dir: Path | None,
-    language: str | None,
-    template: Path | None,
-    print_source: bool,
-) -> None:
-    """Write Squid's ERR_CLEANFEED error page (deny_info 451:ERR_CLEANFEED).
-
-    The page says what `cleanfeed isp blockpage` says, from the same
-    [blockpage] settings, and shows the block_ref the external ACL helper
-    returns (Squid's %o), also in the appeal link. It never shows or links
-    the requested URL: every other % is escaped. Without --output the page
-    is printed. Squid reads templates at start and at `squid -k
-    reconfigure`. Exit status: 0 written, 2 on a configuration problem.
-    """
-    from clients.isp import blockpage, squid_template
-
-    if print_source:
-        click.echo(squid_template.template_source("en"), nl=False)
-        return
-    try:
-        config = blockpage.load_blockpage_config(config_file, overrides={"state_dir": state_dir})
-        lang = (language or config.language).lower()
-        text = squid_template.render_squid_template(
-            config,
-            squid_template.page_context(config),
-            squid_template.template_source(lang, template),
-            language=lang,
-        )
-        if output_dir is None:
-            click.echo(text, nl=False)
-            return
-        path = squid_template.write_squid_template(output_dir, text)
-    except ClientError as e:
-        click.echo(f"error: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_FAILED)
-    except OSError as e:
-        click.echo(f"error: cannot write {output_dir}: {e.strerror or e}", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo(f"wrote {path} ({lang}); run `squid -k reconfigure` to load it")
-
-
-# --- block page ----------------------------------------------------------------------
-
-
-@isp_group.command("blockpage")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="TOML configuration: state_dir and the [blockpage] table (docs/blockpage.md).",
-)
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="State directory.")
-@click.option(
-    "--listen",
-    default=None,
-    help="HOST:PORT or [IPV6]:PORT the DNS exports point blocked hosts to.",
-)
-@click.option("--print-template", is_flag=True, help="Print the default page template and exit.")
-@click.option("-v", "--verbose", is_flag=True, help="Log more (never request data).")
-def blockpage_command(
-    config_file: Path | None,
-    state_dir: Path | None,
-    listen: str | None,
-    print_template: bool,
-    verbose: bool,
-) -> None:
-    """Answer blocked hosts with HTTP 451 and a page naming the block_ref.
-
-    For traffic a DNS export sends here: only host entries are matched
-    (never a path), anything else gets a plain 404, only the configured
-    client networks (default loopback) are answered, and nothing about a
-    request is logged. A sync that commits is in force at the next request.
-    Exit status: 0 after SIGTERM or SIGINT, 2 on a configuration or state
-    problem.
-    """
-    from clients.isp import blockpage
-
-    if print_template:
-        click.echo(blockpage.DEFAULT_TEMPLATE, nl=False)
-        return
-    _setup_logging(verbose)
-    logging.getLogger("cleanfeed.blockpage").setLevel(logging.INFO)
-    try:
-        config = blockpage.load_blockpage_config(
-            config_file, overrides={"state_dir": state_dir, "listen": listen}
-        )
-        sys.exit(blockpage.main(config))
-    except ClientError as e:
-        click.echo(f"error: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_FAILED)
-    except OSError as e:  # the address cannot be bound
-        click.echo(f"error: cannot listen: {e.strerror or e}", err=True)
-        sys.exit(EXIT_FAILED)
+for _command in (squid_helper_command, squid_template_command, blockpage_command):
+    isp_group.add_command(_command)

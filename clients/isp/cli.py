@@ -344,7 +344,7 @@ def _match_loaded(hashes: HashIndex, urls: list[str]) -> Iterator[tuple[int, int
         for start, stop in bounds:
             yield start, stop, match_batch(urls[start:stop], hashes)
         return
-    with pool_context().Pool(
+    with pool_context(preload=("clients.isp.lookup",)).Pool(
         processes=min(cores, MAX_CHECK_WORKERS),
         initializer=init_match_worker,
         initargs=(hashes,),

@@ -126,7 +126,9 @@ def snapshot_digest(hashes: SnapshotHashes, *, workers: int = 1) -> StateDigest:
     chunks = [data[i : i + per] for i in range(0, len(data), per)]
     # Workers start as clients.common.workers says and get their chunk as
     # the mapped argument.
-    with ProcessPoolExecutor(max_workers=len(chunks), mp_context=pool_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=len(chunks), mp_context=pool_context(preload=(__name__,))
+    ) as pool:
         vectors = list(pool.map(_partial_vector, chunks))
     total = StateDigest()
     for vector in vectors:

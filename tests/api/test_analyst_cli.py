@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_testing import Deployment, close_deployment, make_deployment
 from click.testing import CliRunner
+from support.api_testing import Deployment, close_deployment, make_deployment
 
 from blocklist.store import entries as store_entries
 from cleanfeed.cli import main

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_testing import (
+from support.api_testing import (
     MAIN,
     OTHER,
     URL_A,

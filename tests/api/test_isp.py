@@ -12,7 +12,8 @@ import hashlib
 from pathlib import Path
 
 import httpx
-from api_testing import (
+from sqlalchemy import update
+from support.api_testing import (
     MAIN,
     OTHER,
     ApiClient,
@@ -25,7 +26,6 @@ from api_testing import (
     make_deployment,
     publish,
 )
-from sqlalchemy import update
 
 from api.ratelimit import MIN_WAIT_HEADER
 from api.routes.common import IMMUTABLE_MAX_AGE

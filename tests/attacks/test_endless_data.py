@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
-from attack_helpers import World, replacing, sha
-from isp_helpers import raw_response
+from support.attack_helpers import World, replacing, sha
+from support.isp_helpers import raw_response
 
 from clients.isp.config import Limits, Timeouts
 from clients.isp.fetcher import build_http_client

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_testing import MAIN
-from attack_helpers import World, checkpoint_of
+from support.api_testing import MAIN
+from support.attack_helpers import World, checkpoint_of
 
 from signer.bootstrap import init_data_dir, rotate_online_key
 from signer.errors import InsecureKeyFile

@@ -30,7 +30,6 @@ import hashlib
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -48,14 +47,13 @@ import dns.rcode
 import dns.rdatatype
 import httpx
 import pytest
+from support.ci import require_program
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import RPZ_POLICY_SUFFIX, write_export
 from clients.isp.sync import Syncer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tools]
 
@@ -74,18 +72,8 @@ START_TIMEOUT = 30.0  # seconds for a process to start answering
 RUN_TIMEOUT = 60  # seconds for a checking tool
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def require(program: str) -> str:
-    path = shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if path is None:
-        message = f"{program} is not installed (Debian: bind9, bind9-utils, unbound, dnsmasq-base)"
-        if _in_ci():
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
+    return require_program(program, "bind9, bind9-utils, unbound, dnsmasq-base")
 
 
 def sha(expr: str) -> bytes:
@@ -387,7 +375,7 @@ def named_version(named: str) -> tuple[int, int]:
 def test_bind_rpz_ede_as_the_installed_version_allows(tmp_path: Path) -> None:
     named = require("named")
     checkconf = require("named-checkconf")
-    from test_exports import make_input
+    from support.export_inputs import make_input
 
     rpz = tmp_path / "cleanfeed.rpz"
     write_export("rpz", make_input([HOST_ENTRY]), rpz, ede=15)
@@ -425,7 +413,7 @@ def test_unbound_attaches_no_ede_to_local_zone_policy(setup: Setup, tmp_path: Pa
     # with no Extended DNS Error. If this fails, Unbound gained it: revisit
     # clients/isp/exports.py EDE_UNSUPPORTED.
     unbound = require("unbound")
-    from test_exports import make_input
+    from support.export_inputs import make_input
 
     nxdomain = tmp_path / "nx.conf"
     write_export("unbound", make_input(["other.example/"]), nxdomain)

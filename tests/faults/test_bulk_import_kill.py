@@ -34,10 +34,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import ROOT, child_env, kill_after, sqlite_integrity, wait_for_line
+from support.processes import ROOT, child_env, kill_after, wait_for_line
+from support.published_log import sqlite_integrity
 
 from blocklist.store import Database
 from blocklist.store import audit as store_audit

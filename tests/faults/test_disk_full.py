@@ -31,7 +31,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,17 +40,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, insert
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    ROOT,
-    check_highwater,
-    child_env,
-    signer_argv,
-    sqlite_integrity,
-    verify_published_log,
-)
+from support.processes import ROOT, child_env, signer_argv
+from support.published_log import check_highwater, sqlite_integrity, verify_published_log
 
 from api.app import create_app
 from api.settings import load_settings

@@ -26,12 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
-
-from fault_helpers import ROOT, child_env, kill_after, wait_for_line
-from isp_helpers import LIST, SERVER, MemoryServer
+from support.isp_helpers import LIST, SERVER, MemoryServer
+from support.processes import ROOT, child_env, kill_after, wait_for_line
 
 from clients.common.files import write_atomic
 from clients.isp.config import IspConfig

@@ -40,20 +40,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    ROOT,
-    LogView,
-    check_highwater,
-    child_env,
-    kill_after,
-    signer_argv,
-    sqlite_integrity,
-    verify_published_log,
-    wait_for_line,
-)
+from support.processes import ROOT, child_env, kill_after, signer_argv, wait_for_line
+from support.published_log import LogView, check_highwater, sqlite_integrity, verify_published_log
 
 from blocklist.canonical import expression_hash
 from blocklist.statement import MAX_CHANGES_PER_VERSION

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 from clients.errors import ConfigError, NotInitialised
 from clients.isp import blockpage

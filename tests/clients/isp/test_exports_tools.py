@@ -19,9 +19,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import locale
-import os
 import secrets
-import shutil
 import socket
 import struct
 import subprocess
@@ -32,6 +30,8 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import pytest
+from support.ci import in_ci, require_program
+from support.export_inputs import DNS_MIX, WEIRD_HOSTS, make_input
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from blocklist.errors import InvalidURL
@@ -41,25 +41,13 @@ from clients.isp.lookup import Matcher
 pytestmark = pytest.mark.tools
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_exports import DNS_MIX, WEIRD_HOSTS, make_input  # noqa: E402
 
 ZONE = "rpz.cleanfeed.invalid."
 TOOL_TIMEOUT = 120  # seconds
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def require(program: str) -> str:
-    path = shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if path is None:
-        message = f"{program} is not installed (Debian: bind9-utils, squid, unbound, dnsmasq-base)"
-        if _in_ci():
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
+    return require_program(program, "bind9-utils, squid, unbound, dnsmasq-base")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -232,7 +220,7 @@ def c_locale_regex() -> Iterator[ctypes.CDLL]:
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "regcomp") or not sys.platform.startswith("linux"):
-        if _in_ci():
+        if in_ci():
             pytest.fail("CI=true but glibc regcomp is not available")
         pytest.skip("glibc regcomp/regexec not available")
     # Squid never calls setlocale: its regexes run in the C locale.

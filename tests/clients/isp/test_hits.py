@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 from blocklist.blockref import block_ref
 from clients.errors import ConfigError

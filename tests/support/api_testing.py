@@ -1,9 +1,9 @@
 """Building blocks for tests that drive the real API in-process.
 
-Reusable outside ``tests/api`` (put this directory on ``sys.path``, as
-``tests/api/conftest.py`` does): :func:`make_deployment` initialises a data
-directory exactly as ``cleanfeed init`` does, adds a second list and a token
-for every role, and returns an app built by ``api.app.create_app``;
+Reusable by every suite (``from support.api_testing import ...``):
+:func:`make_deployment` initialises a data directory exactly as ``cleanfeed
+init`` does, adds a second list and a token for every role, and returns an
+app built by ``api.app.create_app``;
 :class:`ApiClient` is a synchronous facade over ``httpx.AsyncClient`` with
 ``httpx.ASGITransport`` (no sockets, no threads of our own).
 """

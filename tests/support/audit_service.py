@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
+
+from support.api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
 
 BASE = "https://cleanfeed.test"
 

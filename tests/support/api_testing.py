@@ -70,39 +70,6 @@ class ApiClient:
         self._runner.close()
 
 
-class SyncASGITransport(httpx.BaseTransport):
-    """A synchronous httpx transport into an ASGI app (for sync clients).
-
-    ``httpx.ASGITransport`` is async-only; the ISP client and the auditor use
-    ``httpx.Client``. Each request runs the ASGI transport on a private event
-    loop and returns the fully read response.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        """Wrap ``app``; close with :meth:`close`."""
-        self._runner = asyncio.Runner()
-        self._inner = httpx.ASGITransport(app=app)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Run one request through the app."""
-
-        async def run() -> httpx.Response:
-            response = await self._inner.handle_async_request(request)
-            content = await response.aread()
-            return httpx.Response(
-                status_code=response.status_code,
-                headers=response.headers,
-                content=content,
-                request=request,
-            )
-
-        return self._runner.run(run())
-
-    def close(self) -> None:
-        """Close the event loop."""
-        self._runner.close()
-
-
 @dataclass
 class Tokens:
     """A token per role and purpose (secrets, for Authorization headers)."""

@@ -52,7 +52,8 @@ from signer.note import (
 )
 from signer.publisher import online_key_path, root_key_path
 from support.api_testing import MAIN, Deployment, close_deployment, make_deployment
-from support.isp_helpers import ASGIBridge, TamperTransport
+from support.asgi_bridge import ASGIBridge
+from support.isp_helpers import TamperTransport
 
 #: Base URL of the in-process service (no socket is opened).
 BASE = "https://cleanfeed.test"

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support.isp_helpers import ASGIBridge, TamperTransport, raw_response, sign_cp
+from support.asgi_bridge import ASGIBridge
+from support.isp_helpers import TamperTransport, raw_response, sign_cp
 
 from clients.isp.config import IspConfig, Limits, Timeouts
 from clients.isp.store import DB_NAME, StateStore

@@ -49,6 +49,7 @@ import httpx
 import pytest
 from support.ci import require_program
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.processes import free_port
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec, IspConfig
@@ -78,12 +79,6 @@ def require(program: str) -> str:
 
 def sha(expr: str) -> bytes:
     return hashlib.sha256(expr.encode()).digest()
-
-
-def free_port(host: str, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # --- the synced state, its exports and the block page process --------------------

@@ -41,11 +41,11 @@ import httpx
 import pytest
 from sqlalchemy import event, insert
 from support.processes import ROOT, child_env, signer_argv
+from support.publish_helpers import active_entry_row
 from support.published_log import check_highwater, sqlite_integrity, verify_published_log
 
 from api.app import create_app
 from api.settings import load_settings
-from blocklist.canonical import expression_hash
 from blocklist.store import Database
 from blocklist.store import tokens as store_tokens
 from blocklist.store.models import Base, EntryRow
@@ -158,22 +158,9 @@ def _queue(data_dir: Path, start: int, count: int) -> None:
     for i in range(start, start + count):
         expression = f"d{i}.disk.example.com/page.html"
         rows.append(
-            {
-                "list_id": 1,
-                "expression": expression,
-                "hash": expression_hash(expression),
-                "host": f"d{i}.disk.example.com",
-                "url": f"http://{expression}",
-                "scope": "page",
-                "reason": "disk fault test",
-                "created_by": "alice",
-                "created_at": now,
-                "status": "active",
-                "listed": False,
-                "needs_publish": True,
-                "approval_round": 1,
-                "submitted_by": "alice",
-            }
+            active_entry_row(
+                1, expression, host=f"d{i}.disk.example.com", reason="disk fault test", now=now
+            )
         )
     db = Database(resolve_database_url(data_dir))
     try:

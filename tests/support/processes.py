@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,6 +68,45 @@ def kill_after(proc: subprocess.Popen[Any], delay: float) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class ChildRun:
+    """How a child run by :func:`run_child` ended."""
+
+    returncode: int
+    #: Whether it died by SIGKILL (ours, or its own crash hook's).
+    killed: bool
+    #: How long it ran after printing "ready".
+    seconds: float
+    out: str
+    err: str
+
+
+def run_child(argv: list[str], delay: float | None, *, timeout: float) -> ChildRun:
+    """Run ``argv`` from the repository root; SIGKILL it ``delay`` seconds after "ready".
+
+    With ``delay`` None the child runs to its end (at most ``timeout``
+    seconds after "ready"), or to a crash hook that SIGKILLs it.
+    """
+    with subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        wait_for_line(proc, "ready")
+        start = time.monotonic()
+        if delay is None:
+            proc.wait(timeout=timeout)
+            killed = proc.returncode == -signal.SIGKILL
+        else:
+            killed = kill_after(proc, delay)
+        seconds = time.monotonic() - start
+        out, err = proc.communicate(timeout=60)
+    return ChildRun(proc.returncode, killed, seconds, out, err)
+
+
 def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 120.0) -> str:
     """Read the child's stdout until a line starting with ``prefix``."""
     assert proc.stdout is not None
@@ -84,10 +124,10 @@ def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 120
     raise AssertionError(f"child did not print {prefix!r} in time")
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A free port (TCP unless ``kind`` says otherwise) on loopback address ``host``."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
 

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.processes import free_port
 
 from clients.errors import ConfigError, NotInitialised
 from clients.isp import blockpage
@@ -339,7 +340,7 @@ def test_no_request_data_is_logged(state: State, caplog: pytest.LogCaptureFixtur
 
 
 def test_cli_logs_no_request_data_and_stops_on_sigterm(state: State, tmp_path: Path) -> None:
-    port = _free_port("127.0.0.2")
+    port = free_port("127.0.0.2")
     config = tmp_path / "isp.toml"
     config.write_text(
         f'state_dir = "{state.dir}"\n[blockpage]\nallow_clients = ["127.0.0.3/32"]\n'
@@ -379,12 +380,6 @@ def test_cli_logs_no_request_data_and_stops_on_sigterm(state: State, tmp_path: P
     assert "listening on 127.0.0.2" in text
     for secret in ("127.0.0.3", "p-one", "p-two", "example.com", "example.net"):
         assert secret not in text
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # --- client networks -------------------------------------------------------------------

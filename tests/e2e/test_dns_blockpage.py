@@ -50,6 +50,7 @@ import pytest
 from support.ci import require_program
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 from support.processes import free_port
+from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec, IspConfig
@@ -218,14 +219,8 @@ def check_resolver(setup: Setup, port: int, *, subdomains: bool = True) -> None:
 
 
 def unbound_conf(tmp_path: Path, port: int, body: str) -> Path:
-    conf = tmp_path / "unbound.conf"
-    conf.write_text(
-        "server:\n"
-        '    chroot: ""\n'
-        '    username: ""\n'
-        f'    directory: "{tmp_path}"\n'
-        '    pidfile: ""\n'
-        "    use-syslog: no\n"
+    return write_unbound_conf(
+        tmp_path,
         '    logfile: ""\n'
         "    interface: 127.0.0.1\n"
         f"    port: {port}\n"
@@ -233,9 +228,9 @@ def unbound_conf(tmp_path: Path, port: int, body: str) -> Path:
         "    do-daemonize: no\n"
         # every other name under example. answers OTHER_V4
         '    local-zone: "example." redirect\n'
-        f'    local-data: "example. A {OTHER_V4}"\n' + body
+        f'    local-data: "example. A {OTHER_V4}"\n',
+        body,
     )
-    return conf
 
 
 def test_unbound_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path: Path) -> None:
@@ -308,7 +303,7 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
-    with running([*dnsmasq_argv(dnsmasq, port), f"--conf-file={export}"], port):
+    with running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
         check_resolver(setup, port)
         # local=/host/: other types of the blocked name get NODATA, never
         # forwarded upstream (where the real answer would come from).
@@ -316,21 +311,15 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
         assert (mx.rcode(), mx.answer) == (dns.rcode.NOERROR, [])
 
 
-def dnsmasq_argv(dnsmasq: str, port: int, *, other: bool = True) -> list[str]:
-    return [
+def dnsmasq_as_user(dnsmasq: str, port: int, *, other: bool = True) -> list[str]:
+    return dnsmasq_argv(
         dnsmasq,
-        "--keep-in-foreground",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
+        port,
         # Stay the test's user: dnsmasq reads --addn-hosts after dropping
         # root, and pytest's temporary directories are private (0700).
         f"--user={pwd.getpwuid(os.getuid()).pw_name}",
         *([f"--address=/example/{OTHER_V4}"] if other else []),
-    ]
+    )
 
 
 def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_path: Path) -> None:
@@ -349,7 +338,7 @@ def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_pat
     others.write_text(f"{OTHER_V4} ok.example pages.example notblocked.example\n")
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     argv = [
-        *dnsmasq_argv(dnsmasq, port, other=False),
+        *dnsmasq_as_user(dnsmasq, port, other=False),
         f"--addn-hosts={setup.exports['hosts']}",
         f"--addn-hosts={others}",
     ]

@@ -1,6 +1,6 @@
 """The real service in-process for auditor tests (no sockets).
 
-:func:`support.api_testing.make_deployment` initialises a data directory exactly as
+:func:`support.api_testing.make_deployment` initialises a data directory as
 ``cleanfeed init`` does (list ``main`` with one required approval, tokens
 per role); :class:`support.asgi_bridge.ASGIBridge` lets the auditor's
 synchronous ``httpx.Client`` talk to the app in-process.

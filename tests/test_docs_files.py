@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from support.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = (REPO / "README.md", REPO / "docs" / "quickstart.md")
@@ -58,18 +58,11 @@ def test_quickstart_files_are_ignored_by_git() -> None:
     assert not_ignored == [], f"created by the quickstart but not in .gitignore: {not_ignored}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.e2e
 def test_make_serve_port(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     assert "`make serve PORT=8081 DATA_DIR=./other-data`" in readme
-    port = _free_port()
+    port = free_port()
     # The README's command with another port and data directory. `-o` keeps
     # make from re-installing the environment (no network in tests).
     env = {**os.environ, "CLEANFEED_SCHEDULE": "false"}

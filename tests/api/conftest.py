@@ -1,22 +1,16 @@
 """Fixtures of the API tests: a deployment per test and a client on its app.
 
-The suite runs with ``--import-mode=importlib``; this directory is put on
-``sys.path`` so tests (here and in other suites) can share ``api_testing``.
+The building blocks live in ``tests/support/api_testing.py`` (``tests`` is on
+pytest's ``pythonpath``), shared with the other suites.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from api_testing import (  # noqa: E402
+from support.api_testing import (
     ApiClient,
     Deployment,
     Tokens,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from api_testing import (
+from support.api_testing import (
     MAIN,
     OTHER,
     URL_A,

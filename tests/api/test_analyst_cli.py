@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_testing import Deployment, close_deployment, make_deployment
 from click.testing import CliRunner
+from support.api_testing import Deployment, close_deployment, make_deployment
+from support.processes import free_port
 
 from blocklist.store import entries as store_entries
 from cleanfeed.cli import main
@@ -24,17 +24,11 @@ from cleanfeed.cli import main
 uvicorn = pytest.importorskip("uvicorn")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Deployment, str]]:
     """A deployment served by uvicorn on 127.0.0.1 (stopped at the end)."""
     d = make_deployment(tmp_path)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(d.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -193,7 +187,7 @@ def test_errors_print_the_problem_code_and_exit_codes_are_documented(
     assert code == 2
     # An unreachable server: exit 4.
     code, _, err = run(
-        {**envs["alice"], "CLEANFEED_SERVER": f"http://127.0.0.1:{_free_port()}"}, "publish"
+        {**envs["alice"], "CLEANFEED_SERVER": f"http://127.0.0.1:{free_port()}"}, "publish"
     )
     assert code == 4
     assert "cannot reach" in err

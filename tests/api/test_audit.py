@@ -12,7 +12,7 @@ import io
 import logging
 
 import nacl.signing
-from api_testing import (
+from support.api_testing import (
     MAIN,
     ApiClient,
     Deployment,

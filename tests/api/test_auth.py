@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from api_testing import (
+from sqlalchemy import select, update
+from support.api_testing import (
     MAIN,
     OTHER,
     ApiClient,
@@ -17,7 +18,6 @@ from api_testing import (
     deployment_client,
     make_deployment,
 )
-from sqlalchemy import select, update
 
 from api.context import TokenCache
 from api.ratelimit import MIN_WAIT_HEADER, RateLimiter

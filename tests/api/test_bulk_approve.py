@@ -13,7 +13,7 @@ import csv
 import io
 
 import pytest
-from api_testing import MAIN, OTHER, ApiClient, Deployment, Tokens, db_state, publish
+from support.api_testing import MAIN, OTHER, ApiClient, Deployment, Tokens, db_state, publish
 
 from api.middleware import MAX_JSON_BODY_BYTES
 from api.route_caps import MAX_BULK_JSON_BODY_BYTES, MAX_BULK_ROW_JSON_BYTES

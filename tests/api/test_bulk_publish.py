@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api_testing import (
+from support.api_testing import (
     MAIN,
     URL_A,
     ApiClient,

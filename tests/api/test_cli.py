@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
-from api_testing import ApiClient
 from click.testing import CliRunner
+from support.api_testing import ApiClient
 
 from api.app import create_app
 from api.settings import load_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api_testing import close_deployment, deployment_client, make_deployment
+from support.api_testing import close_deployment, deployment_client, make_deployment
 
 from api.lists_admin import default_canary_url
 from blocklist.entries import plan_entry

@@ -16,20 +16,20 @@ from typing import Any
 
 import httpx
 import pytest
-from api_testing import (
+from support.api_testing import (
     MAIN,
     OTHER,
     URL_A,
     URL_B,
     ApiClient,
     Deployment,
-    SyncASGITransport,
     Tokens,
     add_approved,
     add_entry,
     publish,
     row_counts,
 )
+from support.asgi_bridge import ASGIBridge
 
 from blocklist.blockref import block_ref
 from clients.isp.config import IspConfig
@@ -219,7 +219,7 @@ def test_the_daemon_posts_into_the_app(
         state_dir=state,
         hits=HitsConfig(enabled=True, k=10),
     )
-    transport = SyncASGITransport(deployment.app)
+    transport = ASGIBridge(deployment.app)
     try:
         with httpx.Client(transport=transport) as http:
             ok = SyncOutcome("current", 1, 1, "up_to_date", "nothing new")

@@ -12,12 +12,12 @@ import hashlib
 from pathlib import Path
 
 import httpx
-from api_testing import (
+from sqlalchemy import update
+from support.api_testing import (
     MAIN,
     OTHER,
     ApiClient,
     Deployment,
-    SyncASGITransport,
     Tokens,
     add_approved,
     close_deployment,
@@ -25,7 +25,7 @@ from api_testing import (
     make_deployment,
     publish,
 )
-from sqlalchemy import update
+from support.asgi_bridge import ASGIBridge
 
 from api.ratelimit import MIN_WAIT_HEADER
 from api.routes.common import IMMUTABLE_MAX_AGE
@@ -307,7 +307,7 @@ def test_real_isp_client_syncs_from_the_app(
         state_dir=tmp_path / "isp-state",
         plaintext=True,
     )
-    with httpx.Client(transport=SyncASGITransport(deployment.app)) as http:
+    with httpx.Client(transport=ASGIBridge(deployment.app)) as http:
         outcome = Syncer(config, http).sync_once()
         assert outcome.status == "updated", outcome
         assert outcome.version_after == 3

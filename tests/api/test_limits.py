@@ -6,8 +6,8 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from api_testing import MAIN, ApiClient, Deployment, Tokens, db_state
 from fastapi import APIRouter
+from support.api_testing import MAIN, ApiClient, Deployment, Tokens, db_state
 
 from api.auth import AnalystDep
 from api.bodygate import PREAUTH_BODY_BYTES, PUBLIC_BODY_BYTES, BodyGate, body_cap

@@ -25,7 +25,7 @@ from typing import Any
 
 import nacl.signing
 import pytest
-from api_testing import (
+from support.api_testing import (
     MAIN,
     OTHER,
     ApiClient,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from api_testing import MAIN, ApiClient, Deployment, Tokens, add_approved, publish
 from sqlalchemy import update
+from support.api_testing import MAIN, ApiClient, Deployment, Tokens, add_approved, publish
 
 from api.errors import PROBLEM_MEDIA_TYPE
 from api.ratelimit import MIN_WAIT_HEADER

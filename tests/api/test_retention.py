@@ -12,7 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from api_testing import (
+from sqlalchemy import update
+from support.api_testing import (
     MAIN,
     URL_A,
     URL_B,
@@ -23,7 +24,6 @@ from api_testing import (
     make_deployment,
     publish,
 )
-from sqlalchemy import update
 
 from api.settings import SettingsError, load_settings
 from blocklist.store.models import EntryRow, VersionRow

@@ -1,27 +1,19 @@
 """Fixtures of the attack suite (issue 7, "Attacks").
 
-The suite runs with ``--import-mode=importlib``: this directory (for
-``attack_helpers``), ``tests/api`` (for ``api_testing``, the real service
-in-process) and ``tests/clients/isp`` (for ``isp_helpers``, the ASGI bridge
-and the tampering proxy) are put on ``sys.path``.
+The world (the real service in-process and an ISP client behind a tampering
+proxy) is built by ``tests/support/attack_helpers.py``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-for _path in (_HERE, _HERE.parent / "api", _HERE.parent / "clients" / "isp"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
 pytest.importorskip("fastapi")
 
-from attack_helpers import World  # noqa: E402
+from support.attack_helpers import World
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 import pytest
-from attack_helpers import BASE, World, replacing, text_of, timestamp_of
+from support.attack_helpers import BASE, World, replacing, text_of, timestamp_of
 
 from blocklist.keyring import Keyring
 from clients.audit.bundle import Bundle, loads

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from attack_helpers import Forger, World, replacing, sha
+from support.attack_helpers import Forger, World, replacing, sha
 
 Reshape = Callable[[list[str]], dict[str, object]]
 

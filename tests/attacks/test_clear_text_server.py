@@ -20,8 +20,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from attack_helpers import World
 from click.testing import CliRunner
+from support.attack_helpers import World
 
 from cleanfeed.cli import main
 from clients.errors import ConfigError, ServerUrlRefused

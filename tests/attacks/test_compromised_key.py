@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from attack_helpers import Forger, World, replacing, sha
+from support.attack_helpers import Forger, World, replacing, sha
 
 from signer.bootstrap import rotate_online_key
 from signer.keys import SecretKey

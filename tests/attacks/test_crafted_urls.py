@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_testing import MAIN, db_state
-from attack_helpers import World
+from support.api_testing import MAIN, db_state
+from support.attack_helpers import World
 
 from blocklist.canonical import expression_hash, expressions
 from blocklist.entries import plan_entry

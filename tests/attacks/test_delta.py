@@ -15,7 +15,7 @@ must not take the snapshot path to "repair" it (DESIGN.md step 6).
 
 from __future__ import annotations
 
-from attack_helpers import Forger, World, replacing, sha
+from support.attack_helpers import Forger, World, replacing, sha
 
 
 def _serve(w: World, forger: Forger, statement: str) -> None:

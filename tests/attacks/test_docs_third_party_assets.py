@@ -14,16 +14,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from api_testing import ApiClient, close_deployment, make_deployment
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-
-from e2e_helpers import serve
+from support.api_testing import ApiClient, close_deployment, make_deployment
+from support.e2e_helpers import serve
 
 BASE = "http://cleanfeed.test"
 

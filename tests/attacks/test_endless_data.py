@@ -16,19 +16,17 @@ per-response deadline against a server dribbling one byte per read timeout
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import json
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from attack_helpers import World, replacing, sha
-from isp_helpers import raw_response
+from support.attack_helpers import World, replacing, sha
+from support.isp_helpers import raw_response
+from support.stalling_server import stalling_server
 
 from clients.isp.config import Limits, Timeouts
 from clients.isp.fetcher import build_http_client
@@ -193,48 +191,14 @@ def as_json(doc: Any) -> httpx.Response:
 # --- slow retrieval on a real socket --------------------------------------------------
 
 
-class Stall:
-    """ASGI wrapper: the statements page sends one byte, then nothing until released."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.release = threading.Event()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/statements"):
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"{", "more_body": True})
-            while not self.release.is_set():
-                await asyncio.sleep(0.05)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await self.app(scope, receive, send)
-
-
 def test_slow_retrieval_times_out_and_keeps_the_list(synced: World) -> None:
-    uvicorn = pytest.importorskip("uvicorn")
     w = synced
     w.add(w.url("more"))
     w.publish()
     before = w.held()
-    stall = Stall(w.d.app)
-    server = uvicorn.Server(
-        uvicorn.Config(stall, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started
-        port = server.servers[0].sockets[0].getsockname()[1]
-        config = w.configured(server=f"http://127.0.0.1:{port}", timeouts=Timeouts(read=0.5))
+    with stalling_server(w.d.app, "/statements", b"{") as base:
+        config = w.configured(server=base, timeouts=Timeouts(read=0.5))
         # The production HTTP client, built from the configuration's timeouts.
         with build_http_client(config) as client:
             outcome = w.sync(config=config, client=client)
         w.assert_rejected(outcome, "timeout", before, status="failed")
-    finally:
-        stall.release.set()
-        server.should_exit = True
-        thread.join(timeout=30)

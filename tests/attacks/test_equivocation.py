@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from attack_helpers import Forger, World, replacing, sha
+from support.attack_helpers import Forger, World, replacing, sha
 
 from blocklist.keyring import Keyring
 from clients.audit.bundle import loads

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from attack_helpers import Forger, World, replacing, timestamp_of
-from isp_helpers import sign_cp
+from support.attack_helpers import Forger, World, replacing, timestamp_of
+from support.isp_helpers import sign_cp
 
 from clients.isp.config import MAX_FUTURE_SKEW
 from clients.isp.store import StateStore

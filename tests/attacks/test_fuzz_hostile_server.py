@@ -37,10 +37,10 @@ from typing import Any
 
 import httpx
 import pytest
-from attack_helpers import World
-from hostile_server import Conn, HostileServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.attack_helpers import World
+from support.hostile_server import Conn, HostileServer
 
 from clients.audit.fetch import fetch_bundle
 from clients.common.fetcher import Fetcher

@@ -9,8 +9,8 @@ full bundle (403 ``not_entitled``); full auditors and admins still read it.
 
 from __future__ import annotations
 
-from api_testing import MAIN
-from attack_helpers import World
+from support.api_testing import MAIN
+from support.attack_helpers import World
 
 #: Free text an analyst types that a hash-only auditor must not see.
 SECRET_REASON = "report from case officer Alice, reference HOTLINE-4711"

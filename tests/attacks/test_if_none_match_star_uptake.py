@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api_testing import MAIN
-from attack_helpers import World
+from support.api_testing import MAIN
+from support.attack_helpers import World
 
 
 def _uptake(w: World) -> dict[str, int]:

@@ -13,7 +13,6 @@ publisher, key rotation) and ``cleanfeed serve``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_testing import MAIN
-from attack_helpers import World, checkpoint_of
+from support.api_testing import MAIN
+from support.attack_helpers import World, checkpoint_of
+from support.e2e_helpers import serve_argv
+from support.processes import free_port
 
 from signer.bootstrap import init_data_dir, rotate_online_key
 from signer.errors import InsecureKeyFile
@@ -101,13 +102,6 @@ def test_signer_command_refuses_a_readable_online_key(tmp_path: Path) -> None:
     assert HighWater.for_list(data_dir / "keys", MAIN).read() == mark
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("key", ["online", "root"])
 def test_serve_refuses_to_start_with_a_readable_key(tmp_path: Path, key: str) -> None:
@@ -127,23 +121,12 @@ def test_serve_refuses_to_start_with_a_readable_key(tmp_path: Path, key: str) ->
         else data_dir / "keys" / MAIN / "root.key"
     )
     target.chmod(0o644)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "CLEANFEED_JSON_LOGS": "true"}
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cleanfeed",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            serve_argv(data_dir, port),
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,

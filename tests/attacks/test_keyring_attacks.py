@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from attack_helpers import World, replacing, text_of
+from support.attack_helpers import World, replacing, text_of
 
 from blocklist.keyring import Keyring
 from signer.keyring import sign_keyring

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from api_testing import MAIN, db_state
-from attack_helpers import World
+from support.api_testing import MAIN, db_state
+from support.attack_helpers import World
 
 #: What an attacker would like to set.
 SMUGGLED: dict[str, Any] = {

@@ -12,8 +12,8 @@ and ``::test_pinned_origin_mismatch``.
 from __future__ import annotations
 
 import httpx
-from api_testing import OTHER
-from attack_helpers import Forger, World, replacing, sha, statement_of, text_of
+from support.api_testing import OTHER
+from support.attack_helpers import Forger, World, replacing, sha, statement_of, text_of
 
 from signer.note import sign_note
 

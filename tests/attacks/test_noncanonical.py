@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from attack_helpers import (
+from support.attack_helpers import (
     Forger,
     World,
     raw_note,

@@ -10,8 +10,8 @@ counters by route template from ``/metrics`` and ready-or-not from
 
 from __future__ import annotations
 
-from api_testing import OTHER
-from attack_helpers import World
+from support.api_testing import OTHER
+from support.attack_helpers import World
 
 #: Words that would reveal lists, versions or backlog.
 LEAKS = (OTHER, "cleanfeed_list_version", "cleanfeed_pending_changes", "checkpoint_age")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_testing import MAIN, Deployment, close_deployment, db_state, make_deployment
+from support.api_testing import MAIN, Deployment, close_deployment, db_state, make_deployment
 
 from api.middleware import MAX_CSV_BODY_BYTES, MAX_JSON_BODY_BYTES, MAX_JSON_DEPTH
 from api.route_caps import route_body_cap

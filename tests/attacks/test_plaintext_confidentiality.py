@@ -32,8 +32,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from api_testing import MAIN, OTHER
-from attack_helpers import MARKER, World, sha
+from support.api_testing import MAIN, OTHER
+from support.attack_helpers import MARKER, World, sha
 
 from api.logging import JsonFormatter
 from clients.isp.config import ExportSpec

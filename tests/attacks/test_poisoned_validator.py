@@ -11,8 +11,8 @@ meets a 4xx is dropped, so the next poll is unconditional.
 from __future__ import annotations
 
 import httpx
-from attack_helpers import World
-from isp_helpers import ChunkStream
+from support.asgi_bridge import ChunkStream
+from support.attack_helpers import World
 
 from clients.common.http import MAX_ETAG_BYTES
 from clients.isp.store import StateStore

@@ -26,8 +26,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from api_testing import MAIN
-from attack_helpers import World, checkpoint_of
+from support.api_testing import MAIN
+from support.attack_helpers import World, checkpoint_of
 
 from clients.audit.bundle import loads
 from clients.audit.verify import verify_bundle

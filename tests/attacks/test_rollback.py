@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from attack_helpers import Forger, World, replacing, timestamp_of
-from isp_helpers import sign_cp
+from support.attack_helpers import Forger, World, replacing, timestamp_of
+from support.isp_helpers import sign_cp
 
 from blocklist.merkle import EMPTY_ROOT, CompactRange
 from clients.isp.config import DEFAULT_MAX_AGE

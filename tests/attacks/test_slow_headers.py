@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from attack_helpers import World
-from hostile_server import Conn, hostile
+from support.attack_helpers import World
+from support.hostile_server import Conn, hostile
 
 from clients.audit.fetch import build_http_client as audit_http_client
 from clients.audit.fetch import fetch_bundle

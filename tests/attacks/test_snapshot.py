@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from attack_helpers import World, replacing, sha
+from support.attack_helpers import World, replacing, sha
 
 from clients.isp.store import DB_NAME
 

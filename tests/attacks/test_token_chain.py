@@ -22,9 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from api_testing import MAIN, OTHER
-from attack_helpers import World
 from click.testing import CliRunner
+from support.api_testing import MAIN, OTHER
+from support.attack_helpers import World
 
 from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
 from blocklist.encoding import b64encode

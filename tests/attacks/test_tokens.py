@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from api_testing import MAIN, OTHER, ApiClient, db_state
-from attack_helpers import World
 from sqlalchemy import update
+from support.api_testing import MAIN, OTHER, ApiClient, db_state
+from support.attack_helpers import World
 
 from api.app import create_app
 from api.settings import load_settings

@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-
-from e2e_helpers import Server, serve, token
+from support.e2e_helpers import Server, serve, token
 
 pytestmark = [
     pytest.mark.e2e,

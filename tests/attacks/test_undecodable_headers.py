@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from attack_helpers import World, replacing
-from isp_helpers import ChunkStream
+from support.asgi_bridge import ChunkStream
+from support.attack_helpers import World, replacing
 
 from clients.isp.daemon import render_metrics
 from clients.isp.store import StateStore

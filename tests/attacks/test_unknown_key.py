@@ -13,7 +13,7 @@ import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from attack_helpers import Forger, World, checkpoint_of, replacing, sha, text_of
+from support.attack_helpers import Forger, World, checkpoint_of, replacing, sha, text_of
 
 from blocklist.keyring import KeyRange, Keyring
 from signer.keyring import sign_keyring

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import httpx
-from api_testing import MAIN
-from attack_helpers import BASE, World
 from click.testing import CliRunner
+from support.api_testing import MAIN
+from support.attack_helpers import BASE, World
 
 from api.witness import MAX_WITNESSES_PER_LIST
 from blocklist.store import lists as store_lists

@@ -16,10 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-
-from e2e_helpers import ADMIN_TOKEN_FILE, DB_FILE, cli, env, free_port, serve
+from support.e2e_helpers import ADMIN_TOKEN_FILE, DB_FILE, cli, env, free_port, serve
 
 pytestmark = pytest.mark.e2e
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_helpers import (
+from support.e2e_helpers import (
     ADMIN_TOKEN_FILE,
     DB_FILE,
     LIST,

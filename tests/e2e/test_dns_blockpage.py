@@ -30,7 +30,6 @@ import hashlib
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -48,14 +47,15 @@ import dns.rcode
 import dns.rdatatype
 import httpx
 import pytest
+from support.ci import require_program
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.processes import free_port
+from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.exports import RPZ_POLICY_SUFFIX, write_export
 from clients.isp.sync import Syncer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tools]
 
@@ -74,28 +74,12 @@ START_TIMEOUT = 30.0  # seconds for a process to start answering
 RUN_TIMEOUT = 60  # seconds for a checking tool
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def require(program: str) -> str:
-    path = shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if path is None:
-        message = f"{program} is not installed (Debian: bind9, bind9-utils, unbound, dnsmasq-base)"
-        if _in_ci():
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
+    return require_program(program, "bind9, bind9-utils, unbound, dnsmasq-base")
 
 
 def sha(expr: str) -> bytes:
     return hashlib.sha256(expr.encode()).digest()
-
-
-def free_port(host: str, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # --- the synced state, its exports and the block page process --------------------
@@ -235,14 +219,8 @@ def check_resolver(setup: Setup, port: int, *, subdomains: bool = True) -> None:
 
 
 def unbound_conf(tmp_path: Path, port: int, body: str) -> Path:
-    conf = tmp_path / "unbound.conf"
-    conf.write_text(
-        "server:\n"
-        '    chroot: ""\n'
-        '    username: ""\n'
-        f'    directory: "{tmp_path}"\n'
-        '    pidfile: ""\n'
-        "    use-syslog: no\n"
+    return write_unbound_conf(
+        tmp_path,
         '    logfile: ""\n'
         "    interface: 127.0.0.1\n"
         f"    port: {port}\n"
@@ -250,9 +228,9 @@ def unbound_conf(tmp_path: Path, port: int, body: str) -> Path:
         "    do-daemonize: no\n"
         # every other name under example. answers OTHER_V4
         '    local-zone: "example." redirect\n'
-        f'    local-data: "example. A {OTHER_V4}"\n' + body
+        f'    local-data: "example. A {OTHER_V4}"\n',
+        body,
     )
-    return conf
 
 
 def test_unbound_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path: Path) -> None:
@@ -325,7 +303,7 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
-    with running([*dnsmasq_argv(dnsmasq, port), f"--conf-file={export}"], port):
+    with running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
         check_resolver(setup, port)
         # local=/host/: other types of the blocked name get NODATA, never
         # forwarded upstream (where the real answer would come from).
@@ -333,21 +311,15 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
         assert (mx.rcode(), mx.answer) == (dns.rcode.NOERROR, [])
 
 
-def dnsmasq_argv(dnsmasq: str, port: int, *, other: bool = True) -> list[str]:
-    return [
+def dnsmasq_as_user(dnsmasq: str, port: int, *, other: bool = True) -> list[str]:
+    return dnsmasq_argv(
         dnsmasq,
-        "--keep-in-foreground",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
+        port,
         # Stay the test's user: dnsmasq reads --addn-hosts after dropping
         # root, and pytest's temporary directories are private (0700).
         f"--user={pwd.getpwuid(os.getuid()).pw_name}",
         *([f"--address=/example/{OTHER_V4}"] if other else []),
-    ]
+    )
 
 
 def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_path: Path) -> None:
@@ -366,7 +338,7 @@ def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_pat
     others.write_text(f"{OTHER_V4} ok.example pages.example notblocked.example\n")
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     argv = [
-        *dnsmasq_argv(dnsmasq, port, other=False),
+        *dnsmasq_as_user(dnsmasq, port, other=False),
         f"--addn-hosts={setup.exports['hosts']}",
         f"--addn-hosts={others}",
     ]
@@ -387,7 +359,7 @@ def named_version(named: str) -> tuple[int, int]:
 def test_bind_rpz_ede_as_the_installed_version_allows(tmp_path: Path) -> None:
     named = require("named")
     checkconf = require("named-checkconf")
-    from test_exports import make_input
+    from support.export_inputs import make_input
 
     rpz = tmp_path / "cleanfeed.rpz"
     write_export("rpz", make_input([HOST_ENTRY]), rpz, ede=15)
@@ -425,7 +397,7 @@ def test_unbound_attaches_no_ede_to_local_zone_policy(setup: Setup, tmp_path: Pa
     # with no Extended DNS Error. If this fails, Unbound gained it: revisit
     # clients/isp/exports.py EDE_UNSUPPORTED.
     unbound = require("unbound")
-    from test_exports import make_input
+    from support.export_inputs import make_input
 
     nxdomain = tmp_path / "nx.conf"
     write_export("unbound", make_input(["other.example/"]), nxdomain)

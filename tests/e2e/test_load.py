@@ -10,14 +10,11 @@ up with the published versions.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from bench import deploy  # noqa: E402
 from bench import load as load_bench  # noqa: E402

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from e2e_helpers import LIST, add_and_approve, publish, serve, token
-from release_helpers import (
+from support.e2e_helpers import LIST, add_and_approve, publish, serve, token
+from support.release_helpers import (
     RELEASE_SCRIPT,
     REPO,
     Installed,

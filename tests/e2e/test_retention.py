@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_helpers import (
+from support.e2e_helpers import (
     DB_FILE,
     LIST,
     Server,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_helpers import Server, serve
+from support.e2e_helpers import Server, serve
 
 from blocklist.checkpoint import Checkpoint
 from blocklist.statement import Statement

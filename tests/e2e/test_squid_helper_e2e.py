@@ -41,8 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from e2e_helpers import LIST, add_and_approve, free_port, publish, serve, token
-from release_helpers import ISP_DOC, SQUID_USER, Installed, offline_env, world_readable_dir
+from support.e2e_helpers import LIST, add_and_approve, free_port, publish, serve, token
+from support.release_helpers import ISP_DOC, SQUID_USER, Installed, offline_env, world_readable_dir
 
 from blocklist.blockref import block_ref
 

@@ -25,19 +25,15 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import ROOT, child_env, kill_after, sqlite_integrity, wait_for_line
+from support.processes import run_child
+from support.published_log import sqlite_integrity
 
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
@@ -180,30 +176,15 @@ def _run_child(
         dep.token,
         str(INVALID_EVERY),
     ]
-    with subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        wait_for_line(proc, "ready")
-        start = time.monotonic()
-        if delay is None:
-            proc.wait(timeout=600)
-        else:
-            kill_after(proc, delay)
-        seconds = time.monotonic() - start
-        out, err = proc.communicate(timeout=60)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"bulk child failed ({proc.returncode}):\n{out}\n{err}")
+    run = run_child(argv, delay, timeout=600)
+    if run.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"bulk child failed ({run.returncode}):\n{run.out}\n{run.err}")
     reported: dict[int, str] = {}
-    for line in out.splitlines():
+    for line in run.out.splitlines():
         word, _, number = line.partition(" ")
         if word in ("committed", "rejected"):
             reported[int(number)] = word
-    return reported, seconds
+    return reported, run.seconds
 
 
 def _batch_counts(dep: Deployment) -> tuple[Counter[int], list[int]]:

@@ -31,7 +31,6 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,21 +40,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, insert
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    ROOT,
-    check_highwater,
-    child_env,
-    signer_argv,
-    sqlite_integrity,
-    verify_published_log,
-)
+from support.processes import ROOT, child_env, signer_argv
+from support.publish_helpers import active_entry_row
+from support.published_log import check_highwater, sqlite_integrity, verify_published_log
 
 from api.app import create_app
 from api.settings import load_settings
-from blocklist.canonical import expression_hash
 from blocklist.store import Database
 from blocklist.store import tokens as store_tokens
 from blocklist.store.models import Base, EntryRow
@@ -168,22 +158,9 @@ def _queue(data_dir: Path, start: int, count: int) -> None:
     for i in range(start, start + count):
         expression = f"d{i}.disk.example.com/page.html"
         rows.append(
-            {
-                "list_id": 1,
-                "expression": expression,
-                "hash": expression_hash(expression),
-                "host": f"d{i}.disk.example.com",
-                "url": f"http://{expression}",
-                "scope": "page",
-                "reason": "disk fault test",
-                "created_by": "alice",
-                "created_at": now,
-                "status": "active",
-                "listed": False,
-                "needs_publish": True,
-                "approval_round": 1,
-                "submitted_by": "alice",
-            }
+            active_entry_row(
+                1, expression, host=f"d{i}.disk.example.com", reason="disk fault test", now=now
+            )
         )
     db = Database(resolve_database_url(data_dir))
     try:

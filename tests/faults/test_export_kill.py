@@ -18,20 +18,14 @@ from __future__ import annotations
 import hashlib
 import random
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
-
-from fault_helpers import ROOT, child_env, kill_after, wait_for_line
-from isp_helpers import LIST, SERVER, MemoryServer
+from support.isp_helpers import LIST, SERVER, MemoryServer
+from support.processes import run_child
 
 from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
@@ -128,26 +122,10 @@ def _export(state_dir: Path, output: Path, point: str, delay: float | None) -> t
         "--output",
         str(output),
     ]
-    with subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        wait_for_line(proc, "ready")
-        start = time.monotonic()
-        if delay is None:
-            proc.wait(timeout=300)
-            killed = proc.returncode == -signal.SIGKILL
-        else:
-            killed = kill_after(proc, delay)
-        seconds = time.monotonic() - start
-        _, err = proc.communicate(timeout=60)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"export failed ({proc.returncode}):\n{err}")
-    return killed, seconds
+    run = run_child(argv, delay, timeout=300)
+    if run.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"export failed ({run.returncode}):\n{run.err}")
+    return run.killed, run.seconds
 
 
 def _sync(log: MemoryLog, state_dir: Path) -> None:

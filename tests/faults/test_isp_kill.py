@@ -25,10 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
-
-from isp_helpers import LIST, MemoryServer
+from support.isp_helpers import LIST, MemoryServer
 
 from clients.isp.store import StateStore
 from clients.isp.trusted import TrustedState

@@ -22,7 +22,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,20 +32,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    PgDeployment,
-    check_highwater,
-    fresh_postgres_database,
-    init_pg_deployment,
-    postgres_admin_url,
-    start_api,
-    start_signer,
-    stop_process,
-    verify_published_log,
-)
+from support.pg_deployment import PgDeployment, init_pg_deployment, start_api, start_signer
+from support.postgres import fresh_postgres_database, postgres_admin_url
+from support.processes import stop_process
+from support.published_log import check_highwater, verify_published_log
 
 from signer.bootstrap import keys_dir_of
 

@@ -40,20 +40,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    ROOT,
-    LogView,
-    check_highwater,
-    child_env,
-    kill_after,
-    signer_argv,
-    sqlite_integrity,
-    verify_published_log,
-    wait_for_line,
-)
+from support.processes import ROOT, child_env, kill_after, run_child, signer_argv
+from support.publish_helpers import active_entry_row
+from support.published_log import LogView, check_highwater, sqlite_integrity, verify_published_log
 
 from blocklist.canonical import expression_hash
 from blocklist.statement import MAX_CHANGES_PER_VERSION
@@ -194,22 +183,13 @@ def _queue_additions(dep: Deployment, count: int, now: datetime) -> None:
         h = expression_hash(expression)
         dep.expected.add(h)
         rows.append(
-            {
-                "list_id": dep.list_id,
-                "expression": expression,
-                "hash": h,
-                "host": f"k{i}.kill.example.com",
-                "url": f"http://{expression}",
-                "scope": "page",
-                "reason": "publish kill test",
-                "created_by": "alice",
-                "created_at": now,
-                "status": "active",
-                "listed": False,
-                "needs_publish": True,
-                "approval_round": 1,
-                "submitted_by": "alice",
-            }
+            active_entry_row(
+                dep.list_id,
+                expression,
+                host=f"k{i}.kill.example.com",
+                reason="publish kill test",
+                now=now,
+            )
         )
     dep.next_entry += count
     with dep.db.transaction() as s:
@@ -259,25 +239,13 @@ def _check(dep: Deployment) -> tuple[LogView, int]:
 def _run_child(dep: Deployment, point: str | None, delay: float | None) -> tuple[bool, float]:
     """Run the publishing child; return whether it died by SIGKILL and, if
     it finished, how long its publish took."""
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(dep.data_dir), point or "none"],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        wait_for_line(proc, "ready")
-        if delay is not None:
-            killed = kill_after(proc, delay)
-        else:
-            proc.wait(timeout=300)
-            killed = proc.returncode == -signal.SIGKILL
-        out, err = proc.communicate(timeout=60)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"publish child failed ({proc.returncode}):\n{err}")
-    seconds = float(out.split()[1]) if out.startswith("done ") else 0.0
-    return killed, seconds
+    run = run_child(
+        [sys.executable, "-c", CHILD, str(dep.data_dir), point or "none"], delay, timeout=300
+    )
+    if run.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"publish child failed ({run.returncode}):\n{run.err}")
+    seconds = float(run.out.split()[1]) if run.out.startswith("done ") else 0.0
+    return run.killed, seconds
 
 
 def _run_cli(dep: Deployment, delay: float) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,21 +36,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fault_helpers import (
-    PgDeployment,
-    check_highwater,
-    error_lines,
-    fresh_postgres_database,
-    init_pg_deployment,
-    postgres_admin_url,
-    start_api,
-    start_signer,
-    stop_process,
-    verify_published_log,
-)
+from support.pg_deployment import PgDeployment, init_pg_deployment, start_api, start_signer
+from support.postgres import fresh_postgres_database, postgres_admin_url
+from support.processes import error_lines, stop_process
+from support.published_log import check_highwater, verify_published_log
 
 from blocklist.encoding import b64decode
 from blocklist.store import lists as store_lists

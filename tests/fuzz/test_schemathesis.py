@@ -28,7 +28,6 @@ paths.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +48,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-
-from api_testing import (
+from support.api_testing import (
     MAIN,
     OTHER,
     URL_A,

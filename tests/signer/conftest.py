@@ -9,26 +9,14 @@ skipped, except under ``CI=true`` where that is a failure.
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
-
-from blocklist.store.db import normalise_url
-
-# --import-mode=importlib does not put test directories on sys.path; the
-# publisher tests share log_verifier.py from here.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from publish_helpers import Deployment, make_deployment
-
-POSTGRES_ENV = "CLEANFEED_TEST_POSTGRES_URL"
+from sqlalchemy import Engine, text
+from support.postgres import POSTGRES_ENV, admin_engine
+from support.publish_helpers import Deployment, make_deployment
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -36,18 +24,7 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     """An autocommit engine on the test PostgreSQL server, checked once."""
-    url = os.environ.get(POSTGRES_ENV, "").strip()
-    if not url:
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"CI=true but {POSTGRES_ENV} is unset: PostgreSQL tests must run in CI")
-        pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL publisher tests")
-    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as e:
-        engine.dispose()
-        pytest.fail(f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e.orig}")
+    engine = admin_engine(f"set {POSTGRES_ENV} to run PostgreSQL publisher tests")
     yield engine
     engine.dispose()
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from log_verifier import verify_checkpoint_note, verify_log
-from publish_helpers import START, Clock, Deployment, add_active, published
+from support.log_verifier import verify_checkpoint_note, verify_log
+from support.publish_helpers import START, Clock, Deployment, add_active, published
 
 from blocklist.canonical import expression_hash
 from blocklist.errors import FormatError

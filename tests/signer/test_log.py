@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from log_verifier import naive_lthash, naive_mth, note_text, verify_checkpoint_note, verify_log
+from support.log_verifier import (
+    naive_lthash,
+    naive_mth,
+    note_text,
+    verify_checkpoint_note,
+    verify_log,
+)
 
 from blocklist.encoding import b64encode
 from blocklist.errors import DeltaError

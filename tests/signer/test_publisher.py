@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from log_verifier import VerifiedLog, verify_checkpoint_note, verify_log
-from publish_helpers import (
+from support.log_verifier import VerifiedLog, verify_checkpoint_note, verify_log
+from support.publish_helpers import (
     Deployment,
     Published,
     add_active,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 
-from concurrency_workers import adder, publisher_loop
-from log_verifier import verify_checkpoint_note, verify_log
-from publish_helpers import START, Deployment, published
+from support.concurrency_workers import adder, publisher_loop
+from support.log_verifier import verify_checkpoint_note, verify_log
+from support.publish_helpers import START, Deployment, published
 
 from blocklist.canonical import expression_hash
 from signer.highwater import HighWaterMark

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from click.testing import CliRunner
-from log_verifier import verify_log
-from publish_helpers import START, Deployment, add_active, list_id, published
+from support.log_verifier import verify_log
+from support.publish_helpers import START, Deployment, add_active, list_id, published
 
 from blocklist.keyring import Keyring
 from blocklist.store import versions as store_versions

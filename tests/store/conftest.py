@@ -15,54 +15,30 @@ they fail too, since the developer asked for them.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-# pytest runs with --import-mode=importlib, which puts no test directory on
-# sys.path; the contract modules share contract_helpers.py from here.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from contract_helpers import NOW, state_of
-from sqlalchemy import URL, Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import URL, Engine, text
+from support.contract_helpers import NOW, state_of
+from support.postgres import admin_engine
 
 from blocklist.store import Database
 from blocklist.store import lists as store_lists
-from blocklist.store.db import normalise_url
 from blocklist.store.models import Base
 
-POSTGRES_ENV = "CLEANFEED_TEST_POSTGRES_URL"
 SKIP_REASON = "set CLEANFEED_TEST_POSTGRES_URL to run PostgreSQL contract tests"
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     """An autocommit engine on the test PostgreSQL server, checked once."""
-    url = os.environ.get(POSTGRES_ENV, "").strip()
-    if not url:
-        if _in_ci():
-            pytest.fail(f"CI=true but {POSTGRES_ENV} is unset: PostgreSQL tests must run in CI")
-        pytest.skip(SKIP_REASON)
-    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as e:
-        engine.dispose()
-        pytest.fail(f"{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e.orig}")
+    engine = admin_engine(SKIP_REASON)
     yield engine
     engine.dispose()
 

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from contract_helpers import NOW, later, publish, table_counts
 from sqlalchemy import delete, select, update
+from support.contract_helpers import NOW, later, publish, table_counts
 
 from blocklist.auditlog import AUDIT_ZERO, AuditChainError, verify_chain
 from blocklist.errors import FormatError

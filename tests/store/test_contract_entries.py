@@ -7,8 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from contract_helpers import NOW, later, publish, table_counts
 from sqlalchemy import select
+from support.contract_helpers import NOW, later, publish, table_counts
 
 from blocklist.canonical import expression_hash
 from blocklist.encoding import b64encode

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from contract_helpers import NOW, publish, table_counts
 from sqlalchemy import inspect, select
+from support.contract_helpers import NOW, publish, table_counts
 
 from blocklist.blockref import InvalidBlockRef, block_ref
 from blocklist.store import Database, InvalidField, LimitExceeded

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from contract_helpers import NOW
 from sqlalchemy import inspect, select
+from support.contract_helpers import NOW
 
 from blocklist.auditlog import verify_chain
 from blocklist.store import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from contract_helpers import NOW, publish
+from support.contract_helpers import NOW, publish
 
 from blocklist.canonical import expression_hash
 from blocklist.errors import InvalidEntry, InvalidURL

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from contract_helpers import NOW
+from support.contract_helpers import NOW
 
 from blocklist.store import Database, migrate
 from blocklist.store import audit as store_audit

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from contract_helpers import NOW
 from sqlalchemy import inspect
+from support.contract_helpers import NOW
 
 from blocklist.store import Database, migrate
 from blocklist.store import lists as store_lists

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from contract_helpers import NOW, later, publish, state_of, table_counts
 from sqlalchemy import func, select
+from support.contract_helpers import NOW, later, publish, state_of, table_counts
 
 from blocklist.auditlog import verify_chain
 from blocklist.encoding import b64encode

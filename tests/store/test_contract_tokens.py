@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from contract_helpers import NOW, later
 from sqlalchemy import event, select
+from support.contract_helpers import NOW, later
 
 from blocklist.store import Database, InvalidField, InvalidState, NotFound
 from blocklist.store import audit as store_audit

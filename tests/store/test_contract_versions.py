@@ -7,8 +7,8 @@ import random
 from collections.abc import Callable
 
 import pytest
-from contract_helpers import NOW, later, publish, publish_in, sign_stub
 from sqlalchemy import func, select
+from support.contract_helpers import NOW, later, publish, publish_in, sign_stub
 
 from blocklist.canonical import expression_hash
 from blocklist.errors import ProofError

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import nacl.signing
 import pytest
-from contract_helpers import NOW, later
+from support.contract_helpers import NOW, later
 
 from blocklist.auditlog import AUDIT_ZERO, verify_chain
 from blocklist.encoding import b64encode

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import T0, hash_only, small_log, story
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.audit_helpers import T0, hash_only, small_log, story
 
 from blocklist.auditlog import AuditRecord
 from clients.audit.bundle import (

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from audit_helpers import T0, LogServer, hash_only, sha, small_log, story
 from click.testing import CliRunner, Result
+from support.audit_helpers import T0, LogServer, hash_only, sha, small_log, story
 
 from blocklist.canonical import expression
 from cleanfeed.cli import main

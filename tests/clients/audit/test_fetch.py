@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from audit_helpers import hash_only, small_log
+from support.audit_helpers import hash_only, small_log
 
 from clients.audit.bundle import dumps, load
 from clients.audit.errors import BundleError, BundleTooLarge
@@ -203,7 +203,7 @@ def test_plain_progress_lines_are_throttled() -> None:
 
 
 def test_real_service_refusals(tmp_path: Path) -> None:
-    from audit_service import BASE, service
+    from support.audit_service import BASE, service
 
     with service(tmp_path) as s:
         tokens = s.deployment.tokens

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from audit_helpers import ORIGIN, T0, FullLog, hash_only, page, sha, small_log, story
+from support.audit_helpers import ORIGIN, T0, FullLog, hash_only, page, sha, small_log, story
 
 from blocklist.canonical import expression, expressions
 from blocklist.checkpoint import Checkpoint

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import (
+from support.audit_helpers import (
+    LATER,
     LIST,
     ORIGIN,
     T0,
     FullLog,
+    assert_failed,
     checkpoint_for,
     forge_next,
     hash_only,
@@ -30,6 +32,7 @@ from audit_helpers import (
     pretty,
     rechain,
     replay,
+    run,
     sha,
     small_log,
     statement_of,
@@ -45,31 +48,11 @@ from blocklist.merkle import verify_consistency
 from blocklist.statedigest import StateDigest
 from clients.audit.bundle import Bundle, BundleEntry, dumps, load, loads, save
 from clients.audit.errors import BundleError
-from clients.audit.verify import AuditReport, verify_bundle
+from clients.audit.verify import verify_bundle
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
 from signer.log import MemoryLog, sign_checkpoint
 from signer.note import Verifier, verify_note
-
-LATER = T0 + timedelta(days=2)
-
-
-def run(bundle: Bundle, log: MemoryLog | FullLog, **kwargs: Any) -> AuditReport:
-    memory = log.log if isinstance(log, FullLog) else log
-    kwargs.setdefault("now", LATER)
-    kwargs.setdefault("workers", 1)
-    return verify_bundle(bundle, [memory.root_vkey], **kwargs)
-
-
-def assert_failed(
-    report: AuditReport, check: str, contains: str, **where: int | str | None
-) -> None:
-    assert report.failure is not None, "tampering was not detected"
-    assert not report.ok
-    assert report.failure.check == check, str(report.failure)
-    assert contains in report.failure.reason, str(report.failure)
-    for key, value in where.items():
-        assert getattr(report.failure, key) == value, str(report.failure)
 
 
 def replace_statement(bundle: Bundle, index: int, note: str) -> Bundle:
@@ -806,7 +789,7 @@ def test_hash_only_bundle_with_plaintext_is_refused() -> None:
 
 
 def test_bundles_of_the_real_service(tmp_path: Path) -> None:
-    from audit_service import service
+    from support.audit_service import service
 
     from clients.audit.fetch import fetch_bundle
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from audit_helpers import FullLog, page, story
-from test_verify import assert_failed, run
+from support.audit_helpers import FullLog, assert_failed, page, run, story
 
 from blocklist.encoding import b64encode
 from clients.audit.bundle import dumps, loads

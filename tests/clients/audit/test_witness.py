@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from audit_helpers import LIST, ORIGIN, T0, LogServer, sha
+from support.audit_helpers import LIST, ORIGIN, T0, LogServer, sha
 
 from blocklist.checkpoint import Checkpoint
 from clients.audit.errors import CosignRefused, WitnessStateError
@@ -110,7 +110,7 @@ def forked(log: MemoryLog) -> MemoryLog:
     fork.keyrings = list(log.keyrings)
     fork.keyring = log.keyring
     for note in log.statements[:2]:
-        from audit_helpers import statement_of
+        from support.audit_helpers import statement_of
 
         st = statement_of(note)
         fork.publish(st.adds, st.removes, now=st.time)
@@ -229,7 +229,7 @@ def test_check_update_pure_rules(key: SecretKey) -> None:
 
 
 def test_cosignature_accepted_by_the_real_service(key: SecretKey, tmp_path: Path) -> None:
-    from audit_service import BASE, service
+    from support.audit_service import BASE, service
 
     with service(tmp_path) as s:
         # Only a witness the administrator registered may post (issue 12 item 1).

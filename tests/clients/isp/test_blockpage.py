@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -28,13 +27,14 @@ from typing import Any
 
 import httpx
 import pytest
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.blockpage_server import Running, running
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.processes import free_port
 
 from clients.errors import ConfigError, NotInitialised
 from clients.isp import blockpage
 from clients.isp.blockpage import (
     BlockPageConfig,
-    BlockPageServer,
     host_expressions,
     load_blockpage_config,
     open_server,
@@ -118,36 +118,6 @@ def page_config(state: State, **kwargs: Any) -> BlockPageConfig:
     }
     values.update(kwargs)
     return BlockPageConfig(**values)
-
-
-class Running:
-    """A block page server in its own event loop thread."""
-
-    def __init__(self, config: BlockPageConfig, host: str = "127.0.0.1") -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.host = host
-        self.server: BlockPageServer = self.call(open_server(config, host, 0))
-        self.base = f"http://{host}:{self.server.port}"
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.call(self.server.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
-
-
-@contextlib.contextmanager
-def running(config: BlockPageConfig, host: str = "127.0.0.1") -> Iterator[Running]:
-    r = Running(config, host)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 @pytest.fixture
@@ -339,7 +309,7 @@ def test_no_request_data_is_logged(state: State, caplog: pytest.LogCaptureFixtur
 
 
 def test_cli_logs_no_request_data_and_stops_on_sigterm(state: State, tmp_path: Path) -> None:
-    port = _free_port("127.0.0.2")
+    port = free_port("127.0.0.2")
     config = tmp_path / "isp.toml"
     config.write_text(
         f'state_dir = "{state.dir}"\n[blockpage]\nallow_clients = ["127.0.0.3/32"]\n'
@@ -379,12 +349,6 @@ def test_cli_logs_no_request_data_and_stops_on_sigterm(state: State, tmp_path: P
     assert "listening on 127.0.0.2" in text
     for secret in ("127.0.0.3", "p-one", "p-two", "example.com", "example.net"):
         assert secret not in text
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # --- client networks -------------------------------------------------------------------

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from isp_helpers import LIST, ORIGIN, LoopbackServer, MemoryServer, expression_hash_of
+from support.isp_helpers import LIST, ORIGIN, LoopbackServer, MemoryServer, expression_hash_of
 
 from blocklist.keyring import Keyring
 from signer.keyring import sign_keyring

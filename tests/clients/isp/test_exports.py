@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.export_inputs import DNS_MIX, WEIRD_HOSTS, WHEN, make_input
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from clients.common.files import write_atomic, write_if_changed
@@ -36,35 +37,6 @@ from clients.isp.exports import (
     write_export,
 )
 from clients.isp.lookup import Matcher
-
-WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-# Hosts no DNS file may carry, as canonicalisation produces them.
-WEIRD_HOSTS = {
-    "%01%80.com/": b"http://\x01\x80.com/",  # SB v4 example: escaped bytes in a host
-    "host%23.com/": "http://host%23.com/",
-    "x!$.example/": "http://x!$.example/",
-    ("a" * 64) + ".example/": "http://" + "a" * 64 + ".example/",  # 64-octet label
-    ".".join(["b" * 63] * 4) + ".example/": "http://" + ".".join(["b" * 63] * 4) + ".example/",
-}
-
-
-def make_input(
-    exprs: list[str],
-    *,
-    version: int = 7,
-    plaintext: bool = True,
-    generated: datetime = WHEN,
-) -> ExportInput:
-    hashes = [expression_hash(e) for e in exprs]
-    return ExportInput(
-        version=version,
-        hashes=hashes,
-        expressions={h: e for h, e in zip(hashes, exprs, strict=True)} if plaintext else None,
-        list_name="main",
-        origin="hotline.example/main",
-        generated=generated,
-    )
 
 
 def body_lines(content: bytes, comment: bytes = b"#") -> list[bytes]:
@@ -296,21 +268,6 @@ def test_squid_export_blocks_what_check_blocks(listed_urls: list[str], probes: l
 
 
 # --- DNS formats -----------------------------------------------------------------------
-
-
-DNS_MIX = [
-    "example.com/",
-    "www.example.org/",
-    "a_b.example.net/",  # underscore: legal in DNS
-    "-x.example/",
-    "a.b.c.d.e.example/",  # six labels
-    "example.com/page.html",  # page: not enforceable by DNS
-    "example.org/dir/",  # prefix: not enforceable by DNS
-    "192.0.2.1/",
-    "[2001:db8::1]/",
-    "localhost/",  # single label
-    *WEIRD_HOSTS,
-]
 
 
 def test_rpz_zone() -> None:

@@ -19,9 +19,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import locale
-import os
 import secrets
-import shutil
 import socket
 import struct
 import subprocess
@@ -32,6 +30,10 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import pytest
+from support.ci import in_ci, require_program
+from support.export_inputs import DNS_MIX, WEIRD_HOSTS, make_input
+from support.processes import free_port
+from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from blocklist.errors import InvalidURL
@@ -41,25 +43,13 @@ from clients.isp.lookup import Matcher
 pytestmark = pytest.mark.tools
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_exports import DNS_MIX, WEIRD_HOSTS, make_input  # noqa: E402
 
 ZONE = "rpz.cleanfeed.invalid."
 TOOL_TIMEOUT = 120  # seconds
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def require(program: str) -> str:
-    path = shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if path is None:
-        message = f"{program} is not installed (Debian: bind9-utils, squid, unbound, dnsmasq-base)"
-        if _in_ci():
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
+    return require_program(program, "bind9-utils, squid, unbound, dnsmasq-base")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -232,7 +222,7 @@ def c_locale_regex() -> Iterator[ctypes.CDLL]:
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "regcomp") or not sys.platform.startswith("linux"):
-        if _in_ci():
+        if in_ci():
             pytest.fail("CI=true but glibc regcomp is not available")
         pytest.skip("glibc regcomp/regexec not available")
     # Squid never calls setlocale: its regexes run in the C locale.
@@ -347,16 +337,7 @@ def test_every_regex_line_compiles_in_glibc(c_locale_regex: ctypes.CDLL, tmp_pat
 
 
 def unbound_conf(tmp_path: Path, body: str) -> Path:
-    conf = tmp_path / "unbound.conf"
-    conf.write_text(
-        "server:\n"
-        '    chroot: ""\n'
-        '    username: ""\n'
-        f'    directory: "{tmp_path}"\n'
-        '    pidfile: ""\n'
-        "    use-syslog: no\n" + body
-    )
-    return conf
+    return write_unbound_conf(tmp_path, "", body)
 
 
 def test_unbound_include_inside_server(tmp_path: Path) -> None:
@@ -425,10 +406,7 @@ START_TIMEOUT = 30.0  # seconds for a resolver to start answering
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_port("127.0.0.1", socket.SOCK_DGRAM)
 
 
 def dns_rcode(port: int, name: str, *, timeout: float = 2.0) -> int:
@@ -515,19 +493,13 @@ def test_dnsmasq_answers_nxdomain_for_listed_hosts(tmp_path: Path, with_export: 
     export = tmp_path / "cleanfeed.conf"
     write_export("dnsmasq", make_input(RESOLVER_LIST), export)
     port = free_udp_port()
-    argv = [
+    argv = dnsmasq_argv(
         dnsmasq,
-        "--keep-in-foreground",
-        f"--port={port}",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
+        port,
         # every name under example. answers 192.0.2.9 unless a more
         # specific address= line (the export's) says otherwise
         "--address=/example/192.0.2.9",
-    ]
+    )
     if with_export:
         argv.append(f"--conf-file={export}")
     with resolver(argv, port) as p:

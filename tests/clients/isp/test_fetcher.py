@@ -7,7 +7,7 @@ import zlib
 
 import httpx
 import pytest
-from isp_helpers import raw_response
+from support.isp_helpers import raw_response
 
 from clients.common.fetcher import Fetcher
 from clients.common.http import MAX_SERVER_WAIT, parse_wait_header

@@ -8,27 +8,24 @@ it holds. The post goes to an httpx transport that records the request
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import json
 import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.blockpage_server import Running
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 from blocklist.blockref import block_ref
 from clients.errors import ConfigError
 from clients.isp.blockpage import (
     BlockPageConfig,
-    BlockPageServer,
     load_blockpage_config,
-    open_server,
 )
 from clients.isp.config import IspConfig, load_config
 from clients.isp.hits import (
@@ -72,26 +69,6 @@ class State:
         with MemoryServer(log).client() as client:
             outcome = Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once()
         assert outcome.ok, outcome
-
-
-class Running:
-    """A block page server in its own event loop thread."""
-
-    def __init__(self, config: BlockPageConfig) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: BlockPageServer = self.call(open_server(config, "127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{self.server.port}"
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.call(self.server.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
 
 
 def browse(state: State, hits: HitsConfig) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from isp_helpers import LIST, NOW, SERVER, MemoryServer, expression_hash_of, new_log
+from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, expression_hash_of, new_log
 
 from blocklist.blockref import block_ref, parse_block_ref
 from blocklist.canonical import canonicalize

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from isp_helpers import NOW, T, h, hashes, new_log, synced
+from support.isp_helpers import NOW, T, h, hashes, new_log, synced
 
 from clients.errors import LocalStateError, NotInitialised, StateLocked
 from clients.isp.statelock import LOCK_NAME

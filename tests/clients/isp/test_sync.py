@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from isp_helpers import (
+from support.isp_helpers import (
     LIST,
     NOW,
     SERVER,

@@ -9,10 +9,8 @@ responses. Every rejection keeps the last good list.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from isp_helpers import ASGIBridge, TamperTransport, raw_response, sign_cp
+from support.asgi_bridge import ASGIBridge
+from support.isp_helpers import TamperTransport, raw_response, sign_cp
+from support.stalling_server import stalling_server
 
 from clients.isp.config import IspConfig, Limits, Timeouts
 from clients.isp.store import DB_NAME, StateStore
@@ -352,45 +352,11 @@ def _now() -> Any:
 # --- on loopback: a slow server and a read timeout -------------------------------------------
 
 
-class SlowCheckpoint:
-    """An ASGI proxy that stalls the checkpoint body until released."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.release = threading.Event()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/checkpoint"):
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"x", "more_body": True})
-            while not self.release.is_set():
-                await asyncio.sleep(0.05)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await self.app(scope, receive, send)
-
-
 def test_slow_response_read_timeout_on_loopback(synced_dep: Deployment) -> None:
-    uvicorn = pytest.importorskip("uvicorn")
     dep = synced_dep
     before = dep.held()
-    slow = SlowCheckpoint(dep.app)
-    server = uvicorn.Server(
-        uvicorn.Config(slow, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started
-        port = server.servers[0].sockets[0].getsockname()[1]
-        config = replace(dep.config, server=f"http://127.0.0.1:{port}", timeouts=Timeouts(read=0.5))
+    with stalling_server(dep.app, "/checkpoint", b"x") as base:
+        config = replace(dep.config, server=base, timeouts=Timeouts(read=0.5))
         with httpx.Client(timeout=httpx.Timeout(5.0, read=0.5)) as client:
             outcome = Syncer(config, client).sync_once()
         assert_kept(dep, outcome, "timeout", before)
-    finally:
-        slow.release.set()
-        server.should_exit = True
-        thread.join(timeout=30)

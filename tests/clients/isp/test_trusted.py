@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from isp_helpers import (
+from support.isp_helpers import (
     NOW,
     ORIGIN,
     T,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -117,6 +118,28 @@ def expire_now(db: Database, entry_id: int, now: datetime) -> None:
         store_entries.expire(s, list_id(db), entry_id, actor="carol", reason="wrong block", now=now)
 
 
+def active_entry_row(
+    list_id: int, expression: str, *, host: str, reason: str, now: datetime
+) -> dict[str, Any]:
+    """The entries-table row of an approved, unpublished page entry (for bulk inserts)."""
+    return {
+        "list_id": list_id,
+        "expression": expression,
+        "hash": expression_hash(expression),
+        "host": host,
+        "url": f"http://{expression}",
+        "scope": "page",
+        "reason": reason,
+        "created_by": "alice",
+        "created_at": now,
+        "status": "active",
+        "listed": False,
+        "needs_publish": True,
+        "approval_round": 1,
+        "submitted_by": "alice",
+    }
+
+
 def insert_active_entries(
     db: Database, count: int, now: datetime, *, start: int = 0
 ) -> list[bytes]:
@@ -129,22 +152,9 @@ def insert_active_entries(
         h = expression_hash(expression)
         hashes.append(h)
         rows.append(
-            {
-                "list_id": lid,
-                "expression": expression,
-                "hash": h,
-                "host": f"bulk{i}.example.com",
-                "url": f"http://{expression}",
-                "scope": "page",
-                "reason": "bulk test",
-                "created_by": "alice",
-                "created_at": now,
-                "status": "active",
-                "listed": False,
-                "needs_publish": True,
-                "approval_round": 1,
-                "submitted_by": "alice",
-            }
+            active_entry_row(
+                lid, expression, host=f"bulk{i}.example.com", reason="bulk test", now=now
+            )
         )
     with db.transaction() as s:
         s.execute(insert(EntryRow), rows)

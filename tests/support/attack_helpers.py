@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_testing import MAIN, Deployment, close_deployment, make_deployment
-from isp_helpers import ASGIBridge, TamperTransport
 
 from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64decode
@@ -53,6 +51,9 @@ from signer.note import (
     verify_cosignature,
 )
 from signer.publisher import online_key_path, root_key_path
+from support.api_testing import MAIN, Deployment, close_deployment, make_deployment
+from support.asgi_bridge import ASGIBridge
+from support.isp_helpers import TamperTransport
 
 #: Base URL of the in-process service (no socket is opened).
 BASE = "https://cleanfeed.test"

@@ -127,26 +127,15 @@ def later(seconds: float) -> datetime:
 # --- an in-memory server over a MemoryLog (httpx.MockTransport) -------------------
 
 import json  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import httpx  # noqa: E402
 
 from blocklist.encoding import b64encode  # noqa: E402
+from support.asgi_bridge import ChunkStream  # noqa: E402
 
 LIST = "main"
 SERVER = "https://isp.test"
-
-
-class ChunkStream(httpx.SyncByteStream):
-    """A response body streamed in chunks, as a socket would deliver it."""
-
-    def __init__(self, body: bytes, chunk: int = 65536) -> None:
-        self._body = body
-        self._chunk = chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        for i in range(0, len(self._body), self._chunk):
-            yield self._body[i : i + self._chunk]
 
 
 def raw_response(
@@ -251,49 +240,6 @@ def expression_hash_of(expr: str) -> bytes:
     return hashlib.sha256(expr.encode()).digest()
 
 
-# --- the real app in-process: a synchronous ASGI transport ------------------------
-
-import contextlib  # noqa: E402
-from typing import Any  # noqa: E402
-
-import anyio.from_thread  # noqa: E402
-
-
-class ASGIBridge(httpx.BaseTransport):
-    """Runs an ASGI app (with its lifespan) behind a synchronous httpx client.
-
-    httpx.ASGITransport is async-only and the ISP client is synchronous: the
-    app runs in an anyio blocking portal (its own event loop thread), and
-    each request goes through httpx.ASGITransport there. The body is handed
-    back raw (still gzip-encoded if the app compressed it), streamed in
-    chunks, so the client's own bounded decoding is what runs.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._stack = contextlib.ExitStack()
-        self.portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
-        self._stack.enter_context(
-            self.portal.wrap_async_context_manager(app.router.lifespan_context(app))
-        )
-        self._inner = httpx.ASGITransport(app=app)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
-
-        async def call() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
-            resp = await self._inner.handle_async_request(req)
-            raw = b"".join([chunk async for chunk in resp.aiter_raw()])
-            await resp.aclose()
-            return resp.status_code, resp.headers.raw, raw
-
-        status, headers, raw = self.portal.call(call)
-        return httpx.Response(status, headers=headers, stream=ChunkStream(raw))
-
-    def close(self) -> None:
-        self._stack.close()
-
-
 class TamperTransport(httpx.BaseTransport):
     """A malicious proxy between the client and the real app."""
 
@@ -323,6 +269,7 @@ class TamperTransport(httpx.BaseTransport):
 import threading  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from types import TracebackType  # noqa: E402
+from typing import Any  # noqa: E402
 
 #: Longest wait for the loopback server's thread to finish after shutdown.
 LOOPBACK_JOIN_SECONDS = 10.0

@@ -10,11 +10,10 @@ import multiprocessing.synchronize
 from multiprocessing.queues import Queue
 from pathlib import Path
 
-from publish_helpers import START, add_active
-
 from blocklist.store import Database
 from signer.bootstrap import keys_dir_of
 from signer.publisher import Publisher
+from support.publish_helpers import START, add_active
 
 Results = Queue  # Queue[tuple[str, str, object]]
 

@@ -1,9 +1,9 @@
 """The real service in-process for auditor tests (no sockets).
 
-:func:`api_testing.make_deployment` initialises a data directory exactly as
+:func:`support.api_testing.make_deployment` initialises a data directory as
 ``cleanfeed init`` does (list ``main`` with one required approval, tokens
-per role); :class:`SyncBridge` lets the auditor's synchronous
-``httpx.Client`` talk to the app through ``httpx.ASGITransport``.
+per role); :class:`support.asgi_bridge.ASGIBridge` lets the auditor's
+synchronous ``httpx.Client`` talk to the app in-process.
 """
 
 from __future__ import annotations
@@ -15,29 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
+
+from support.api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
+from support.asgi_bridge import ASGIBridge
 
 BASE = "https://cleanfeed.test"
-
-
-class SyncBridge(httpx.BaseTransport):
-    """A synchronous transport that forwards each request to the app in-process."""
-
-    def __init__(self, api: ApiClient) -> None:
-        self.api = api
-        self.requests: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        body = request.read()
-        r = self.api.request(
-            request.method, str(request.url), headers=dict(request.headers), content=body
-        )
-        # ApiClient already decoded the body: drop the headers describing the wire form.
-        hop = ("content-encoding", "content-length", "transfer-encoding")
-        headers = [(k, v) for k, v in r.headers.items() if k.lower() not in hop]
-        # Served as a stream, so the auditor's capped streaming read runs.
-        return httpx.Response(r.status_code, headers=headers, stream=httpx.ByteStream(r.content))
 
 
 @dataclass
@@ -46,7 +28,7 @@ class Service:
 
     deployment: Deployment
     api: ApiClient
-    bridge: SyncBridge
+    bridge: ASGIBridge
     http: httpx.Client
 
     @property
@@ -78,7 +60,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
     """A running service with a short history: two versions, one expiry."""
     deployment = make_deployment(tmp_path)
     api = ApiClient(deployment.app)
-    bridge = SyncBridge(api)
+    bridge = ASGIBridge(deployment.app)
     http = httpx.Client(transport=bridge, base_url=BASE)
     s = Service(deployment, api, bridge, http)
     try:

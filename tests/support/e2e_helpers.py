@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from support.processes import free_port, stop_process
 
 #: Longest wait for a server to answer /readyz (first start generates keys
 #: and migrates the database).
@@ -35,11 +35,21 @@ LIST = "main"
 # --- processes ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def serve_argv(data_dir: Path, port: int, *extra: str) -> list[str]:
+    """argv of ``cleanfeed serve`` on loopback ``port`` (plus ``extra`` flags)."""
+    return [
+        sys.executable,
+        "-m",
+        "cleanfeed",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 def env(*, schedule: bool = False) -> dict[str, str]:
@@ -69,13 +79,7 @@ class Server:
         return (self.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def serve(data_dir: Path, log: Path, *extra: str, schedule: bool = False) -> Server:
@@ -88,19 +92,7 @@ def serve(data_dir: Path, log: Path, *extra: str, schedule: bool = False) -> Ser
     # Output goes to a file: a pipe nobody reads would block a chatty server.
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cleanfeed",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                *extra,
-            ],
+            serve_argv(data_dir, port, *extra),
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env(schedule=schedule),

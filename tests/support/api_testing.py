@@ -1,9 +1,9 @@
 """Building blocks for tests that drive the real API in-process.
 
-Reusable outside ``tests/api`` (put this directory on ``sys.path``, as
-``tests/api/conftest.py`` does): :func:`make_deployment` initialises a data
-directory exactly as ``cleanfeed init`` does, adds a second list and a token
-for every role, and returns an app built by ``api.app.create_app``;
+Reusable by every suite (``from support.api_testing import ...``):
+:func:`make_deployment` initialises a data directory exactly as ``cleanfeed
+init`` does, adds a second list and a token for every role, and returns an
+app built by ``api.app.create_app``;
 :class:`ApiClient` is a synchronous facade over ``httpx.AsyncClient`` with
 ``httpx.ASGITransport`` (no sockets, no threads of our own).
 """
@@ -67,39 +67,6 @@ class ApiClient:
     def close(self) -> None:
         """Close the client and its event loop."""
         self._runner.run(self._client.aclose())
-        self._runner.close()
-
-
-class SyncASGITransport(httpx.BaseTransport):
-    """A synchronous httpx transport into an ASGI app (for sync clients).
-
-    ``httpx.ASGITransport`` is async-only; the ISP client and the auditor use
-    ``httpx.Client``. Each request runs the ASGI transport on a private event
-    loop and returns the fully read response.
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        """Wrap ``app``; close with :meth:`close`."""
-        self._runner = asyncio.Runner()
-        self._inner = httpx.ASGITransport(app=app)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Run one request through the app."""
-
-        async def run() -> httpx.Response:
-            response = await self._inner.handle_async_request(request)
-            content = await response.aread()
-            return httpx.Response(
-                status_code=response.status_code,
-                headers=response.headers,
-                content=content,
-                request=request,
-            )
-
-        return self._runner.run(run())
-
-    def close(self) -> None:
-        """Close the event loop."""
         self._runner.close()
 
 

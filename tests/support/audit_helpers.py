@@ -27,11 +27,14 @@ from blocklist.merkle import MemoryHashStore, tree_root
 from blocklist.statedigest import StateDigest
 from blocklist.statement import Statement
 from clients.audit.bundle import KIND_FULL, KIND_HASH_ONLY, Bundle, BundleEntry
+from clients.audit.verify import AuditReport, verify_bundle
 from signer.keys import SecretKey
 from signer.log import MemoryLog, sign_checkpoint
 from signer.note import sign_note
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+#: When the verification tests audit (after every story's last checkpoint).
+LATER = T0 + timedelta(days=2)
 ORIGIN = "cleanfeed.invalid/audit-test"
 LIST = "main"
 CANARY_URL = "http://canary.cleanfeed.invalid/"
@@ -619,3 +622,24 @@ class LogServer:
         import httpx
 
         return httpx.Client(transport=httpx.MockTransport(self.handler), base_url="http://log.test")
+
+
+# --- running the auditor ------------------------------------------------------------
+
+
+def run(bundle: Bundle, log: MemoryLog | FullLog, **kwargs: Any) -> AuditReport:
+    memory = log.log if isinstance(log, FullLog) else log
+    kwargs.setdefault("now", LATER)
+    kwargs.setdefault("workers", 1)
+    return verify_bundle(bundle, [memory.root_vkey], **kwargs)
+
+
+def assert_failed(
+    report: AuditReport, check: str, contains: str, **where: int | str | None
+) -> None:
+    assert report.failure is not None, "tampering was not detected"
+    assert not report.ok
+    assert report.failure.check == check, str(report.failure)
+    assert contains in report.failure.reason, str(report.failure)
+    for key, value in where.items():
+        assert getattr(report.failure, key) == value, str(report.failure)

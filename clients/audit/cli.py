@@ -41,7 +41,7 @@ from clients.common.http import check_server_url
 from clients.errors import BadData, ClientError, ConfigError
 
 if TYPE_CHECKING:
-    from clients.audit.verify import AuditReport
+    from clients.audit.report import AuditReport
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -255,8 +255,8 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     from rich.console import Console
     from rich.table import Table
 
-    from clients.audit import verify as v
-    from clients.audit.verify import iso_time as _iso
+    from clients.audit import report as v
+    from clients.audit.report import iso_time as _iso
 
     console = Console(highlight=False)
     failure = report.failure
@@ -471,7 +471,8 @@ def verify_command(
     """Verify a bundle offline; exit 0 only when everything verifies."""
     from clients.audit.bundle import MAX_BUNDLE_BYTES, load
     from clients.audit.errors import BundleError
-    from clients.audit.verify import CHECK_BUNDLE, AuditReport, Failure, verify_bundle
+    from clients.audit.report import CHECK_BUNDLE, AuditReport, Failure
+    from clients.audit.verify import verify_bundle
 
     roots = _root_keys(root_keys)
     sources: list[str] = []

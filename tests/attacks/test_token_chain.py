@@ -30,7 +30,8 @@ from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
 from blocklist.encoding import b64encode
 from cleanfeed.cli import main
 from clients.audit.bundle import Bundle, loads, save
-from clients.audit.verify import AuditReport, verify_bundle
+from clients.audit.report import AuditReport
+from clients.audit.verify import verify_bundle
 
 
 def _full_bundle(w: World) -> Bundle:

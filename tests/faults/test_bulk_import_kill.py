@@ -35,6 +35,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from blocklist.auditlog import Action
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_helpers import ROOT, child_env, kill_after, sqlite_integrity, wait_for_line
@@ -240,7 +242,7 @@ def _check(dep: Deployment, reported: dict[int, str], started: range) -> Counter
         per_entry = dict(
             s.execute(
                 select(AuditRow.entry_id, func.count())
-                .where(AuditRow.list_id == dep.list_id, AuditRow.action == "entry.add")
+                .where(AuditRow.list_id == dep.list_id, AuditRow.action == Action.ENTRY_ADD)
                 .group_by(AuditRow.entry_id)
             ).all()
         )

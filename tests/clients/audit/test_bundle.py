@@ -11,7 +11,7 @@ from audit_helpers import T0, hash_only, small_log, story
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocklist.auditlog import AuditRecord
+from blocklist.auditlog import Action, AuditRecord
 from clients.audit.bundle import (
     BUNDLE_FORMAT,
     Bundle,
@@ -142,7 +142,7 @@ def test_audit_record_json_round_trip(details: dict[str, Any], actor: str) -> No
         seq=3,
         time=T0,
         actor=actor,
-        action="entry.add",
+        action=Action.ENTRY_ADD,
         list_name="main",
         entry_id=None,
         details=details,

@@ -496,9 +496,9 @@ def verify_command(
 ) -> None:
     """Verify a bundle offline; exit 0 only when everything verifies."""
     from clients.audit.bundle import MAX_BUNDLE_BYTES, load
-    from clients.audit.errors import BundleError
     from clients.audit.report import CHECK_BUNDLE, AuditReport, Failure
     from clients.audit.verify import verify_bundle
+    from clients.errors import BundleError
 
     roots = _root_keys(root_keys)
     sources: list[str] = []
@@ -652,9 +652,9 @@ def witness_command(
     the list's keyring, checkpoint and proofs (an ISP token, or none for a
     public list); --post-token-file names the auditor token that posts.
     """
-    from clients.audit.errors import CosignRefused
     from clients.audit.fetch import build_http_client
     from clients.audit.witness import Witness
+    from clients.errors import CosignRefused
     from signer.errors import SignerError
     from signer.keys import load_key
 

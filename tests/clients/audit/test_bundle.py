@@ -21,7 +21,7 @@ from clients.audit.bundle import (
     record_from_json,
     record_to_json,
 )
-from clients.audit.errors import BundleError, BundleTooLarge
+from clients.errors import BundleError, BundleTooLarge
 
 
 @pytest.fixture(scope="module")

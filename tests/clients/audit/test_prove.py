@@ -14,8 +14,8 @@ from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64encode, format_time
 from blocklist.errors import FormatError, InvalidURL
 from blocklist.merkle import leaf_hash, verify_inclusion
-from clients.audit.errors import NotVerified
 from clients.audit.prove import parse_at, prove, targets_for
+from clients.errors import NotVerified
 from signer.keys import SecretKey
 from signer.note import Verifier, verify_note
 

@@ -44,9 +44,9 @@ from blocklist.keyring import Keyring
 from blocklist.merkle import verify_consistency
 from blocklist.statedigest import StateDigest
 from clients.audit.bundle import Bundle, BundleEntry, dumps, load, loads, save
-from clients.audit.errors import BundleError
 from clients.audit.report import AuditReport
 from clients.audit.verify import verify_bundle
+from clients.errors import BundleError
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
 from signer.log import MemoryLog, sign_checkpoint

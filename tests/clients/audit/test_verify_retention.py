@@ -16,7 +16,7 @@ from test_verify import assert_failed, run
 
 from blocklist.encoding import b64encode
 from clients.audit.bundle import dumps, loads
-from clients.audit.errors import BundleError
+from clients.errors import BundleError
 
 
 def _withdrawn(f: FullLog) -> int:

@@ -61,7 +61,7 @@ def _audit(ctx: BenchContext) -> Section:
     """The offline audit benchmark of bench/audit_bench.py, with figures for the report."""
     from bench import audit_bench
     from clients.audit.bundle import load
-    from clients.audit.verify import default_workers
+    from clients.audit.examine import default_workers
 
     versions, changes = (100, 1000) if ctx.quick else (1000, 1000)
     repeats = 3

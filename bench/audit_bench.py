@@ -37,7 +37,8 @@ from typing import Any
 from blocklist.statedigest import StateDigest
 from blocklist.statement import Statement
 from clients.audit.bundle import KIND_HASH_ONLY, Bundle, dumps, load, save_bytes
-from clients.audit.verify import default_workers, verify_bundle
+from clients.audit.examine import default_workers
+from clients.audit.verify import verify_bundle
 from signer.log import MemoryLog
 from signer.note import Verifier, parse_note
 

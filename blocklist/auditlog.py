@@ -12,7 +12,9 @@ version statement's ``audit`` line commits to the head, so rewriting history
 after the fact breaks signed statements (DESIGN.md, "Accountability").
 
 This module is pure: the server store appends records, the offline auditor
-re-verifies them with :func:`verify_chain`.
+re-verifies them with :func:`verify_chain`. It is also the one home of the
+log's vocabulary (:class:`Action`, :class:`Actor`): the store writes these
+names, the auditor replays them and the tests build records with them.
 
 Canonical JSON, precisely: objects with string keys sorted by code point,
 strings, integers, ``true``/``false``/``null`` and arrays. Floats are
@@ -27,6 +29,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from blocklist.encoding import format_time
 from blocklist.errors import BlocklistError, FormatError
@@ -41,6 +44,74 @@ AUDIT_ZERO = bytes(32)
 #: with at most a list of names inside; bounding depth prevents recursion
 #: exhaustion on hostile input handed to the verifier.
 MAX_DETAILS_DEPTH = 8
+
+
+class Action:
+    """The ``action`` names of audit records.
+
+    They are hashed into the chain and committed to by signed statements, and
+    the offline auditor replays the ``entry.*`` decisions by name: extend,
+    never rename (a renamed action breaks every bundle already published).
+    """
+
+    # The list's own chain.
+    LIST_CREATE: Final = "list.create"
+    ENTRY_ADD: Final = "entry.add"
+    ENTRY_APPROVE: Final = "entry.approve"
+    ENTRY_REINSTATE: Final = "entry.reinstate"
+    ENTRY_SCHEDULE_EXPIRY: Final = "entry.schedule_expiry"
+    ENTRY_EXPIRE: Final = "entry.expire"
+    ENTRY_PRUNE_PLAINTEXT: Final = "entry.prune_plaintext"
+    ENTRY_RESTORE_PLAINTEXT: Final = "entry.restore_plaintext"
+    PUBLISH_REQUEST: Final = "publish.request"
+    RETENTION_SNAPSHOTS: Final = "retention.snapshots"
+    WITNESS_ADD: Final = "witness.add"
+    WITNESS_REMOVE: Final = "witness.remove"
+    KEYRING_RENEW: Final = "keyring.renew"
+    KEYRING_ROTATE: Final = "keyring.rotate"
+    KEYRING_IMPORT: Final = "keyring.import"
+    #: A list-chain record carrying the global chain's head (written by the
+    #: publisher, so the statements commit to the global records).
+    GLOBAL_HEAD: Final = "global.head"
+    # The global chain (no list).
+    TOKEN_CREATE: Final = "token.create"  # noqa: S105 - an action name
+    TOKEN_REVOKE: Final = "token.revoke"  # noqa: S105 - an action name
+    TOKEN_RENAME: Final = "token.rename"  # noqa: S105 - an action name
+
+    #: Prefix of the actions about one entry (they name it in ``entry``).
+    ENTRY_PREFIX: Final = "entry."
+
+
+class Actor:
+    """The ``actor`` names of automatic records (every one starts ``system:``).
+
+    Human actors are account or token names; a ``system:`` actor never counts
+    as an analyst's approval (DESIGN.md, four-eyes).
+    """
+
+    #: Prefix of every automatic (non-human) actor.
+    SYSTEM_PREFIX: Final = "system:"
+    #: Creates a list's canary entry with the list (blocklist.store.lists).
+    CANARY: Final = "system:canary"
+    #: Carries out expiries an analyst scheduled (blocklist.store.entries).
+    EXPIRY: Final = "system:expiry"
+    #: Data directory initialisation (signer.bootstrap, blocklist.store.lists).
+    INIT: Final = "system:init"
+    #: Keyring renewal, rotation and import (signer.bootstrap).
+    KEYS: Final = "system:keys"
+    #: Tokens minted from the command line (blocklist.store.tokens).
+    CLI: Final = "system:cli"
+    #: Records global heads at publish time (blocklist.store.audit).
+    PUBLISHER: Final = "system:publisher"
+    #: Retention's pruning (blocklist.store.retention).
+    RETENTION: Final = "system:retention"
+    #: Records written by a schema migration (frozen in its migration file).
+    MIGRATION: Final = "system:migration"
+
+    @staticmethod
+    def is_system(actor: str) -> bool:
+        """Whether ``actor`` is an automatic actor (never an analyst)."""
+        return actor.startswith(Actor.SYSTEM_PREFIX)
 
 
 class AuditChainError(BlocklistError):

@@ -17,6 +17,14 @@ refused the request: a wrong token or list, which retrying will not fix) and
 :class:`LocalStateError` (the state directory is locked, corrupt or
 unreadable). :class:`ConfigError` is a configuration the client cannot use.
 
+The auditor adds its own under :class:`AuditError`: :class:`BundleError`
+(a bundle file that is not a well-formed ``cleanfeed-bundle/v1`` document;
+the offline verification of a bundle that *loads* never raises, it returns
+a report naming the first failure), :class:`BundleTooLarge` (endless-data
+protection), :class:`NotVerified` (``prove`` was asked to rely on a bundle
+that does not verify) and :class:`WitnessError` (the witness cannot run, or
+:class:`CosignRefused` to cosign).
+
 Every class carries a stable ``reason`` string: it is the label of the sync
 outcome counters (``cleanfeed_isp_sync_total{reason=...}``), the word after
 ``rejected:`` in ``cleanfeed isp sync --once`` and the key of the status
@@ -236,6 +244,70 @@ class WitnessQuorum(BadData):
     """Fewer valid witness cosignatures on the checkpoint than the quorum."""
 
     reason: ClassVar[str] = "witness_quorum"
+
+
+# --- the auditor's own: bundles and the witness ------------------------------
+
+
+class AuditError(ClientError):
+    """Root of the errors the auditor raises on purpose."""
+
+    reason: ClassVar[str] = "audit_error"
+
+
+class BundleError(AuditError, MalformedData):
+    """The bundle is not a well-formed ``cleanfeed-bundle/v1`` document."""
+
+    reason: ClassVar[str] = "bundle_format"
+
+
+class BundleTooLarge(BundleError, Oversize):
+    """The bundle exceeds its size cap (endless-data protection)."""
+
+    reason: ClassVar[str] = "oversize"
+
+
+class NotVerified(AuditError, BadData):
+    """A bundle that fails verification was given where a verified one is needed.
+
+    Attributes:
+        failure: the text of the first failure of the verification.
+    """
+
+    reason: ClassVar[str] = "not_verified"
+
+    def __init__(self, message: str, *, failure: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+class WitnessError(AuditError):
+    """The witness cannot run (state file, configuration, key)."""
+
+    reason: ClassVar[str] = "witness_error"
+
+
+class WitnessStateError(WitnessError):
+    """The witness state file is unreadable, corrupt or for another log."""
+
+    reason: ClassVar[str] = "witness_state"
+
+
+class CosignRefused(WitnessError, BadData):
+    """The witness refuses to cosign the checkpoint it was shown.
+
+    Attributes:
+        detail: a short machine-readable cause (``rollback``,
+            ``equivocation``, ``signature``, ``origin``, ``future``...).
+        evidence: the file the conflicting notes were saved to, if any.
+    """
+
+    reason: ClassVar[str] = "cosign_refused"
+
+    def __init__(self, message: str, *, detail: str, evidence: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+        self.evidence = evidence
 
 
 # --- local state --------------------------------------------------------------

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action, Actor
 from blocklist.entries import plan_entry
 from blocklist.errors import BlocklistError, FormatError, InvalidEntry
 from blocklist.keyring import KeyRange, Keyring, parse_vkey
@@ -115,8 +116,8 @@ DATABASE_URL_ENV = "CLEANFEED_DATABASE_URL"
 ROOT_VKEY_FILE = "root.vkey"
 
 #: Actors recorded in the audit log for what this module does.
-ACTOR_INIT = "system:init"
-ACTOR_KEYS = "system:keys"
+ACTOR_INIT = Actor.INIT
+ACTOR_KEYS = Actor.KEYS
 
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
@@ -557,7 +558,7 @@ def renew_keyring_if_needed(
                 session,
                 list_id=lst.id,
                 actor=ACTOR_KEYS,
-                action="keyring.renew",
+                action=Action.KEYRING_RENEW,
                 details={"serial": renewed.serial, "expires": renewed.expires.isoformat()},
                 now=now,
             )
@@ -646,7 +647,7 @@ def rotate_online_key(
                 session,
                 list_id=lst.id,
                 actor=ACTOR_KEYS,
-                action="keyring.rotate",
+                action=Action.KEYRING_ROTATE,
                 details={
                     "serial": rotated.serial,
                     "old_key": parse_vkey(old_vkey).key_id.hex(),
@@ -729,7 +730,7 @@ def import_signed_keyring(
                 session,
                 list_id=lst.id,
                 actor=ACTOR_KEYS,
-                action="keyring.import",
+                action=Action.KEYRING_IMPORT,
                 details={"serial": keyring.serial},
                 now=now,
             )

@@ -29,7 +29,15 @@ from typing import NamedTuple
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from blocklist.auditlog import AUDIT_ZERO, AuditChainError, AuditRecord, chain_hash, verify_chain
+from blocklist.auditlog import (
+    AUDIT_ZERO,
+    Action,
+    Actor,
+    AuditChainError,
+    AuditRecord,
+    chain_hash,
+    verify_chain,
+)
 from blocklist.encoding import b64decode, b64encode
 from blocklist.errors import FormatError
 from blocklist.store.db import advisory_lock
@@ -40,10 +48,10 @@ from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRo
 DEPLOYMENT_CHAIN = 0
 
 #: Action of the list-chain record that carries the global chain's head.
-GLOBAL_HEAD_ACTION = "global.head"
+GLOBAL_HEAD_ACTION = Action.GLOBAL_HEAD
 
 #: Actor of :func:`record_global_head` records.
-PUBLISHER_ACTOR = "system:publisher"
+PUBLISHER_ACTOR = Actor.PUBLISHER
 
 #: Largest page of records returned by one call (bounded responses).
 MAX_AUDIT_PAGE = 1000

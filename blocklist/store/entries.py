@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
-from blocklist.auditlog import AuditRecord
+from blocklist.auditlog import Action, Actor, AuditRecord
 from blocklist.canonical import (
     MAX_URL_BYTES,
     canonicalize,
@@ -96,7 +96,7 @@ MAX_PAGE_SIZE = 500
 _IN_CHUNK = 1000
 
 #: Actor recorded when an entry expires because its ``expires_at`` passed.
-SYSTEM_EXPIRY = "system:expiry"
+SYSTEM_EXPIRY = Actor.EXPIRY
 
 #: Single-line text: no control characters at all.
 _LINE_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -288,7 +288,7 @@ def _add_event(
     extra: dict[str, object] = {} if import_id is None else {"import": import_id}
     return audit.AuditEvent(
         actor=actor,
-        action="entry.add",
+        action=Action.ENTRY_ADD,
         entry_id=entry_id,
         details={
             **extra,
@@ -381,7 +381,7 @@ def _restore_plaintext(
         events.append(
             audit.AuditEvent(
                 actor=actor,
-                action="entry.restore_plaintext",
+                action=Action.ENTRY_RESTORE_PLAINTEXT,
                 entry_id=entry.id,
                 details={"hash": b64encode(entry.hash)},
             )
@@ -475,7 +475,7 @@ def approve(
         session,
         list_id=list_id,
         actor=actor,
-        action="entry.approve",
+        action=Action.ENTRY_APPROVE,
         entry_id=entry_id,
         details={
             "hash": b64encode(entry.hash),
@@ -527,11 +527,11 @@ def expire(
         entry.status = _off_status(entry)
         entry.expires_at = effective
         _sync_publish_flag(entry)
-        action = "entry.expire"
+        action = Action.ENTRY_EXPIRE
     else:
         effective = at.astimezone(UTC)
         entry.expires_at = effective
-        action = "entry.schedule_expiry"
+        action = Action.ENTRY_SCHEDULE_EXPIRY
     session.flush()
     audit.append(
         session,
@@ -592,7 +592,7 @@ def reinstate(
         session,
         list_id=list_id,
         actor=actor,
-        action="entry.reinstate",
+        action=Action.ENTRY_REINSTATE,
         entry_id=entry_id,
         details={
             "hash": b64encode(entry.hash),
@@ -635,7 +635,7 @@ def expire_due(session: Session, list_id: int, *, now: datetime) -> int:
         events.append(
             audit.AuditEvent(
                 actor=SYSTEM_EXPIRY,
-                action="entry.expire",
+                action=Action.ENTRY_EXPIRE,
                 entry_id=entry.id,
                 details={
                     "hash": b64encode(entry.hash),
@@ -1025,7 +1025,7 @@ def approve_many(
         events.append(
             audit.AuditEvent(
                 actor=actor,
-                action="entry.approve",
+                action=Action.ENTRY_APPROVE,
                 entry_id=entry_id,
                 details={
                     "hash": b64encode(found.hash),

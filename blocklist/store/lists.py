@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action, Actor
 from blocklist.canonical import split_expression
 from blocklist.checkpoint import validate_origin
 from blocklist.encoding import b64encode
@@ -38,7 +39,7 @@ MAX_LIST_ORIGIN = ORIGIN_LENGTH - len("/root")
 COUNTRY_RE = re.compile(r"\A[A-Z]{2}\Z")
 
 #: Actor recorded for the canary's creation and approval.
-SYSTEM_CANARY = "system:canary"
+SYSTEM_CANARY = Actor.CANARY
 
 #: Reason stored on every canary entry.
 CANARY_REASON = "canary"
@@ -68,7 +69,7 @@ def create_list(
     approvals_required: int = 2,
     public: bool = False,
     canary_scope: str = "page",
-    actor: str = "system:init",
+    actor: str = Actor.INIT,
     now: datetime | None = None,
 ) -> ListRow:
     """Create a list and its canary entry (active, approved by the system).
@@ -158,7 +159,7 @@ def create_list(
         [
             audit.AuditEvent(
                 actor=actor,
-                action="list.create",
+                action=Action.LIST_CREATE,
                 details={
                     "name": name,
                     "origin": origin,
@@ -169,7 +170,7 @@ def create_list(
             ),
             audit.AuditEvent(
                 actor=SYSTEM_CANARY,
-                action="entry.add",
+                action=Action.ENTRY_ADD,
                 entry_id=canary.id,
                 details={
                     "hash": b64encode(plan.hash),

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from sqlalchemy import CursorResult, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action, Actor
 from blocklist.encoding import b64encode, format_time
 from blocklist.store import audit
 from blocklist.store.errors import InvalidField
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from blocklist.store.db import Database
 
 #: Actor of the audit records retention appends.
-SYSTEM_RETENTION: Final = "system:retention"
+SYSTEM_RETENTION: Final = Actor.RETENTION
 
 #: Longest retention period accepted (a century: a typo, not a policy, beyond).
 MAX_RETENTION_DAYS: Final = 36_500
@@ -201,7 +202,7 @@ def prune_list(
                 session,
                 list_id=list_id,
                 actor=SYSTEM_RETENTION,
-                action="retention.snapshots",
+                action=Action.RETENTION_SNAPSHOTS,
                 details={
                     "floor": floor,
                     "previous_floor": previous,
@@ -236,7 +237,7 @@ def prune_list(
                 [
                     audit.AuditEvent(
                         actor=SYSTEM_RETENTION,
-                        action="entry.prune_plaintext",
+                        action=Action.ENTRY_PRUNE_PLAINTEXT,
                         entry_id=e.id,
                         details={
                             "hash": b64encode(e.hash),

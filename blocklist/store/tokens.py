@@ -38,6 +38,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, delete, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action, Actor
 from blocklist.encoding import format_time
 from blocklist.store import audit
 from blocklist.store.errors import InvalidField, InvalidState, NotFound, TokenNameTaken
@@ -140,7 +141,7 @@ def create_token(
     plaintext: bool = False,
     full_audit: bool = False,
     expires_at: datetime | None = None,
-    actor: str = "system:cli",
+    actor: str = Actor.CLI,
     now: datetime | None = None,
 ) -> tuple[str, TokenRow]:
     """Issue a token; return ``(token, row)``. The token is never stored.
@@ -202,7 +203,7 @@ def create_token(
         session,
         list_id=None,
         actor=actor,
-        action="token.create",
+        action=Action.TOKEN_CREATE,
         details={
             "token": row.id,
             "name": name,
@@ -281,7 +282,7 @@ def revoke_token(
         session,
         list_id=None,
         actor=actor,
-        action="token.revoke",
+        action=Action.TOKEN_REVOKE,
         details={"token": row.id, "name": row.name, "prefix": row.prefix},
         now=now,
     )

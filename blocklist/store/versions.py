@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action
 from blocklist.errors import ProofError
 from blocklist.merkle import leaf_hash as merkle_leaf_hash
 from blocklist.merkle import stored_hash_count, stored_hash_index
@@ -597,7 +598,7 @@ def request_publish(
         session,
         list_id=list_id,
         actor=actor,
-        action="publish.request",
+        action=Action.PUBLISH_REQUEST,
         details={"request": row.id},
         now=now,
     )

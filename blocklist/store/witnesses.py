@@ -27,6 +27,7 @@ from typing import Final
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from blocklist.auditlog import Action
 from blocklist.store import audit
 from blocklist.store.errors import Conflict, InvalidField, LimitExceeded, NotFound
 from blocklist.store.models import (
@@ -129,7 +130,7 @@ def add_witness(
         session,
         list_id=list_id,
         actor=actor,
-        action="witness.add",
+        action=Action.WITNESS_ADD,
         details={"witness": row.id, "name": name, "vkey": vkey},
         now=now,
     )
@@ -162,7 +163,7 @@ def remove_witness(
         session,
         list_id=list_id,
         actor=actor,
-        action="witness.remove",
+        action=Action.WITNESS_REMOVE,
         details={"witness": row.id, "name": row.name, "vkey": row.vkey},
         now=now,
     )

@@ -44,8 +44,8 @@ from typing import Any, Final
 from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64decode, b64encode, format_time, parse_time
 from blocklist.errors import FormatError
-from clients.audit.errors import BundleError, BundleTooLarge
 from clients.common.files import write_atomic
+from clients.errors import BundleError, BundleTooLarge
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -30,7 +30,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 
@@ -41,7 +41,7 @@ from clients.common.http import check_server_url
 from clients.errors import BadData, ClientError, ConfigError
 
 if TYPE_CHECKING:
-    from clients.audit.verify import AuditReport
+    from clients.audit.report import AuditReport
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -59,8 +59,41 @@ MAX_CHECKPOINT_FILE_BYTES: Final = 16 * 1024 * 1024
 ISP_CHECKPOINTS_FORMAT: Final = "cleanfeed-isp-checkpoints/v1"
 
 
+#: A file option or argument (never a directory).
+_FILE: Final = click.Path(dir_okay=False, path_type=Path)
+
+#: A file that must already exist (a passphrase).
+_EXISTING_FILE: Final = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
 def _emit(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, sort_keys=True))
+
+
+def _exit(status: int, message: str) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``status``."""
+    click.echo(message, err=True)
+    sys.exit(status)
+
+
+def _failed(message: str) -> NoReturn:
+    """The command could not run: ``failed: MESSAGE``, exit 2."""
+    _exit(EXIT_ERROR, f"failed: {message}")
+
+
+def _json_option(what: str) -> Callable[[_F], _F]:
+    """``--json``: print ``what`` as one JSON object."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def _root_key_option(
+    help_text: str = "Pinned root vkey, or @FILE (repeatable).",
+) -> Callable[[_F], _F]:
+    return click.option("--root-key", "root_keys", multiple=True, help=help_text)
+
+
+def _passphrase_option(help_text: str) -> Callable[[_F], _F]:
+    return click.option("--passphrase-file", type=_EXISTING_FILE, default=None, help=help_text)
 
 
 def _token(token: str | None, token_file: Path | None) -> str | None:
@@ -103,7 +136,7 @@ _token_options = [
     ),
     click.option(
         "--token-file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=_FILE,
         default=None,
         help="File holding the bearer token.",
     ),
@@ -130,9 +163,7 @@ def audit_group() -> None:
 
 @audit_group.command("fetch")
 @_with(_token_options)
-@click.option(
-    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle file."
-)
+@click.option("--output", required=True, type=_FILE, help="Bundle file.")
 @click.option("--full", is_flag=True, help="Full bundle: audit log and entries with plaintext.")
 @click.option(
     "--max-bytes", type=click.IntRange(min=1), default=None, help="Download cap in bytes."
@@ -148,7 +179,7 @@ def audit_group() -> None:
     is_flag=True,
     help="Accept a clear-text http:// server off loopback (the token travels unencrypted).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@_json_option("the outcome")
 def fetch_command(
     server: str,
     token: str | None,
@@ -187,14 +218,11 @@ def fetch_command(
                 allow_insecure_http=allow_insecure_http,
             )
     except BadData as e:
-        click.echo(f"rejected: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_FAILED)
+        _exit(EXIT_FAILED, f"rejected: {e.reason}: {e}")
     except ClientError as e:
-        click.echo(f"failed: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"{e.reason}: {e}")
     except OSError as e:
-        click.echo(f"failed: cannot write {output}: {e.strerror}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"cannot write {output}: {e.strerror}")
     if as_json:
         _emit(
             {
@@ -255,8 +283,8 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     from rich.console import Console
     from rich.table import Table
 
-    from clients.audit import verify as v
-    from clients.audit.verify import iso_time as _iso
+    from clients.audit import report as v
+    from clients.audit.report import iso_time as _iso
 
     console = Console(highlight=False)
     failure = report.failure
@@ -442,15 +470,13 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
 
 
 @audit_group.command("verify")
-@click.argument("bundle_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--root-key", "root_keys", multiple=True, help="Pinned root vkey, or @FILE (repeatable)."
-)
+@click.argument("bundle_file", type=_FILE)
+@_root_key_option()
 @click.option(
     "--checkpoint",
     "checkpoint_files",
     multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     help="A signed checkpoint note (or an 'isp checkpoints' export) to check against the log.",
 )
 @click.option("--origin", default=None, help="Pinned list origin (optional).")
@@ -458,7 +484,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
 @click.option(
     "--max-bytes", type=click.IntRange(min=1), default=None, help="Bundle size cap in bytes."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_json_option("the report")
 def verify_command(
     bundle_file: Path,
     root_keys: tuple[str, ...],
@@ -470,8 +496,9 @@ def verify_command(
 ) -> None:
     """Verify a bundle offline; exit 0 only when everything verifies."""
     from clients.audit.bundle import MAX_BUNDLE_BYTES, load
-    from clients.audit.errors import BundleError
-    from clients.audit.verify import CHECK_BUNDLE, AuditReport, Failure, verify_bundle
+    from clients.audit.report import CHECK_BUNDLE, AuditReport, Failure
+    from clients.audit.verify import verify_bundle
+    from clients.errors import BundleError
 
     roots = _root_keys(root_keys)
     sources: list[str] = []
@@ -483,8 +510,7 @@ def verify_command(
     try:
         bundle = load(bundle_file, max_bytes=max_bytes or MAX_BUNDLE_BYTES)
     except OSError as e:
-        click.echo(f"failed: cannot read {bundle_file}: {e.strerror}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"cannot read {bundle_file}: {e.strerror}")
     except BundleError as e:
         report = AuditReport("", "", "", failure=Failure(CHECK_BUNDLE, str(e)))
     else:
@@ -509,19 +535,14 @@ def verify_command(
     "--bundle",
     "bundle_file",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     help="Bundle file.",
 )
 @click.option("--hash", "hash_text", default=None, help="Entry hash: 64 hex digits or base64.")
 @click.option("--url", default=None, help="A URL: all its lookup expressions are checked.")
 @click.option("--at", "at_text", default=None, help="YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.")
-@click.option(
-    "--root-key",
-    "root_keys",
-    multiple=True,
-    help="Pinned root vkey (or @FILE): verify the bundle first (recommended).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the proof as JSON.")
+@_root_key_option("Pinned root vkey (or @FILE): verify the bundle first (recommended).")
+@_json_option("the proof")
 def prove_command(
     bundle_file: Path,
     hash_text: str | None,
@@ -555,12 +576,10 @@ def prove_command(
         bundle = load(bundle_file)
         proof = prove(bundle, query, at, root_vkeys=roots)
     except OSError as e:
-        click.echo(f"failed: cannot read {bundle_file}: {e.strerror}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"cannot read {bundle_file}: {e.strerror}")
     except (ClientError, BlocklistError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "code", "error")
-        click.echo(f"failed: {reason}: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"{reason}: {e}")
     if as_json:
         _emit(proof.to_json())
     else:
@@ -583,27 +602,20 @@ def _passphrase(path: Path | None) -> bytes | None:
 
 @audit_group.command("witness")
 @_with(_token_options)
-@click.option(
-    "--root-key", "root_keys", multiple=True, help="Pinned root vkey, or @FILE (repeatable)."
-)
+@_root_key_option()
 @click.option(
     "--key",
     "key_file",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     help="The witness's key file (see 'witness-key').",
 )
-@click.option(
-    "--passphrase-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="File holding the key's passphrase.",
-)
+@_passphrase_option("File holding the key's passphrase.")
 @click.option(
     "--state",
     "state_file",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     help="State file: the keyring and the last checkpoint cosigned.",
 )
 @click.option(
@@ -615,11 +627,11 @@ def _passphrase(path: Path | None) -> bytes | None:
 @click.option("--post", is_flag=True, help="POST the cosignature to the server.")
 @click.option(
     "--post-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     default=None,
     help="File holding the auditor token that posts (default: the reading token).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@_json_option("the outcome")
 def witness_command(
     server: str,
     token: str | None,
@@ -640,9 +652,9 @@ def witness_command(
     the list's keyring, checkpoint and proofs (an ISP token, or none for a
     public list); --post-token-file names the auditor token that posts.
     """
-    from clients.audit.errors import CosignRefused
     from clients.audit.fetch import build_http_client
     from clients.audit.witness import Witness
+    from clients.errors import CosignRefused
     from signer.errors import SignerError
     from signer.keys import load_key
 
@@ -652,8 +664,7 @@ def witness_command(
     try:
         key = load_key(key_file, _passphrase(passphrase_file))
     except (SignerError, OSError) as e:
-        click.echo(f"failed: cannot load the witness key: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"cannot load the witness key: {e}")
     try:
         with build_http_client() as client:
             result = Witness(
@@ -683,11 +694,9 @@ def witness_command(
                 click.echo(f"evidence saved to {e.evidence}", err=True)
         sys.exit(EXIT_FAILED)
     except ClientError as e:
-        click.echo(f"failed: {e.reason}: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(f"{e.reason}: {e}")
     except OSError as e:
-        click.echo(f"failed: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(str(e))
     if as_json:
         _emit(result.to_json())
     else:
@@ -701,16 +710,9 @@ def witness_command(
 
 @audit_group.command("witness-key")
 @click.option("--name", required=True, help="Key name, e.g. witness.example.org.")
-@click.option(
-    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Key file."
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Encrypt the key with this passphrase.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the vkey as JSON.")
+@click.option("--output", required=True, type=_FILE, help="Key file.")
+@_passphrase_option("Encrypt the key with this passphrase.")
+@_json_option("the vkey")
 def witness_key_command(
     name: str, output: Path, passphrase_file: Path | None, as_json: bool
 ) -> None:
@@ -725,8 +727,7 @@ def witness_key_command(
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     except (SignerError, OSError) as e:
-        click.echo(f"failed: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _failed(str(e))
     vkey = cosigner_vkey(key)
     if as_json:
         _emit({"name": name, "vkey": vkey, "path": str(output)})

@@ -43,11 +43,10 @@ import httpx
 
 from cleanfeed import __version__
 from clients.audit.bundle import KIND_FULL, KIND_HASH_ONLY, MAX_BUNDLE_BYTES, loads, save_bytes
-from clients.audit.errors import BundleError, BundleTooLarge
 from clients.common import http
 from clients.common.http import Progress, check_server_url, insecure_http_warning
 from clients.common.limits import Timeouts
-from clients.errors import ClientError
+from clients.errors import BundleError, BundleTooLarge, ClientError
 
 log = logging.getLogger("cleanfeed.audit")
 

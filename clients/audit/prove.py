@@ -43,8 +43,8 @@ from blocklist.merkle import (
 )
 from blocklist.statement import Statement
 from clients.audit.bundle import Bundle, BundleEntry, record_to_json
-from clients.audit.errors import BundleError, NotVerified
 from clients.audit.verify import verify_bundle
+from clients.errors import BundleError, NotVerified
 from signer.errors import NoteError
 from signer.note import parse_note
 

@@ -48,12 +48,11 @@ from blocklist.encoding import b64encode
 from blocklist.errors import FormatError, ProofError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, Keyring, format_vkey
 from blocklist.merkle import verify_consistency
-from clients.audit.errors import CosignRefused, WitnessStateError
 from clients.common.fetcher import Fetcher
 from clients.common.files import write_atomic
 from clients.common.http import deadline, raise_for_status
 from clients.common.limits import Limits, Timeouts
-from clients.errors import MalformedData, NetworkError, Timeout
+from clients.errors import CosignRefused, MalformedData, NetworkError, Timeout, WitnessStateError
 from signer.errors import KeyringError, NoteError
 from signer.keyring import (
     check_not_expired,

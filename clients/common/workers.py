@@ -2,8 +2,7 @@
 
 Every process pool of the clients takes its start method from
 :func:`pool_context` (the ISP client's parallel snapshot digest and batch
-``check``; the auditor's parallel examination is to follow, replacing its
-own ``_pool_context``), and every pool hands its workers
+``check``, the auditor's parallel examination), and every pool hands its workers
 their inputs explicitly (an ``initializer`` or the mapped arguments), so
 the workers behave the same under any start method.
 

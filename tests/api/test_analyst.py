@@ -23,6 +23,7 @@ from support.api_testing import (
     publish,
 )
 
+from blocklist.auditlog import Action
 from blocklist.canonical import expression
 from blocklist.encoding import b64encode
 
@@ -177,11 +178,11 @@ def test_expire_reinstate_cycle(client: ApiClient, tokens: Tokens, deployment: D
     history = client.get(base, token=tokens.bob).json()
     actions = [h["action"] for h in history["history"]]
     assert actions == [
-        "entry.add",
-        "entry.approve",
-        "entry.expire",
-        "entry.reinstate",
-        "entry.approve",
+        Action.ENTRY_ADD,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_EXPIRE,
+        Action.ENTRY_REINSTATE,
+        Action.ENTRY_APPROVE,
     ]
     assert [a["actor"] for a in history["approvals"]] == ["bob", "alice"]
     assert history["removed_version"] == 2

@@ -26,6 +26,7 @@ from support.api_testing import (
 )
 
 from api.settings import SettingsError, load_settings
+from blocklist.auditlog import Action
 from blocklist.store.models import EntryRow, VersionRow
 from blocklist.store.retention import RetentionPolicy
 
@@ -100,7 +101,7 @@ def test_the_embedded_signer_prunes_and_the_api_answers_for_it(retained: Deploym
         entry = client.get(f"/v1/lists/{MAIN}/entries/{gone}", token=tokens.alice).json()
         assert (entry["expression"], entry["url"]) == (None, None)
         assert entry["plaintext_pruned_at"] is not None
-        assert entry["history"][-1]["action"] == "entry.prune_plaintext"
+        assert entry["history"][-1]["action"] == Action.ENTRY_PRUNE_PLAINTEXT
 
         refused = client.post(
             f"/v1/lists/{MAIN}/entries/{gone}/reinstate", json={}, token=tokens.bob

@@ -42,9 +42,9 @@ from support.attack_helpers import BASE, World, replacing, text_of, timestamp_of
 
 from blocklist.keyring import Keyring
 from clients.audit.bundle import Bundle, loads
-from clients.audit.errors import BundleError
-from clients.audit.verify import AuditReport, verify_bundle
-from clients.errors import BadData
+from clients.audit.report import AuditReport
+from clients.audit.verify import verify_bundle
+from clients.errors import BadData, BundleError
 from clients.isp.config import IspConfig
 from clients.isp.fetcher import Fetcher
 from clients.isp.store import StateStore

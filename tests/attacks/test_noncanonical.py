@@ -35,8 +35,8 @@ from support.attack_helpers import (
 from blocklist.encoding import b64encode
 from blocklist.keyring import Keyring
 from clients.audit.bundle import loads
-from clients.audit.errors import BundleError
 from clients.audit.verify import verify_bundle
+from clients.errors import BundleError
 from signer.keys import SecretKey
 from signer.note import sign_note
 

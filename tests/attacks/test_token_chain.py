@@ -26,11 +26,12 @@ from click.testing import CliRunner
 from support.api_testing import MAIN, OTHER
 from support.attack_helpers import World
 
-from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
+from blocklist.auditlog import AUDIT_ZERO, Action, Actor, AuditRecord, chain_hash
 from blocklist.encoding import b64encode
 from cleanfeed.cli import main
 from clients.audit.bundle import Bundle, loads, save
-from clients.audit.verify import AuditReport, verify_bundle
+from clients.audit.report import AuditReport
+from clients.audit.verify import verify_bundle
 
 
 def _full_bundle(w: World) -> Bundle:
@@ -75,16 +76,16 @@ def test_the_list_chain_commits_to_the_global_head(world: World) -> None:
     bundle = _published_with_a_new_token(w)
     assert bundle.global_log is not None
     assert bundle.audit_log is not None
-    minted = [r for r in bundle.global_log if r.action == "token.create"]
+    minted = [r for r in bundle.global_log if r.action == Action.TOKEN_CREATE]
     assert ("admin", "mallory") in {(r.actor, r.details["name"]) for r in minted}
-    heads = [r for r in bundle.audit_log if r.action == "global.head"]
+    heads = [r for r in bundle.audit_log if r.action == Action.GLOBAL_HEAD]
     assert heads, "the publish recorded no global head in the list's chain"
     assert heads[-1].details == {
         "chain": "global",
         "seq": len(bundle.global_log),
         "hash": b64encode(bundle.global_log[-1].hash or b""),
     }
-    assert heads[-1].actor == "system:publisher"
+    assert heads[-1].actor == Actor.PUBLISHER
     # The statement cut by that publish commits to the record (its audit
     # line is the list head after it): the ordinary audit.head check.
     report = _verify(w, bundle)
@@ -96,7 +97,9 @@ def test_the_list_chain_commits_to_the_global_head(world: World) -> None:
     w.publish()
     again = _full_bundle(w)
     assert again.audit_log is not None
-    assert [r.seq for r in again.audit_log if r.action == "global.head"] == [r.seq for r in heads]
+    assert [r.seq for r in again.audit_log if r.action == Action.GLOBAL_HEAD] == [
+        r.seq for r in heads
+    ]
 
 
 def test_a_broken_global_record_fails_global_chain(world: World) -> None:
@@ -136,7 +139,9 @@ def test_a_broken_recorded_head_fails_global_head(world: World, tmp_path: Path) 
     bogus = b64encode(bytes(range(32)))
     forged = _rechain(
         tuple(
-            replace(r, details={**r.details, "hash": bogus}) if r.action == "global.head" else r
+            replace(r, details={**r.details, "hash": bogus})
+            if r.action == Action.GLOBAL_HEAD
+            else r
             for r in bundle.audit_log
         )
     )

@@ -22,6 +22,7 @@ from support.api_testing import MAIN
 from support.attack_helpers import BASE, World
 
 from api.witness import MAX_WITNESSES_PER_LIST
+from blocklist.auditlog import Action
 from blocklist.store import lists as store_lists
 from blocklist.store import witnesses as store_witnesses
 from cleanfeed.cli import main
@@ -141,8 +142,8 @@ def test_the_cap_counts_registered_witnesses_and_removal_is_audited(synced: Worl
 
     log = w.call("GET", f"/v1/lists/{MAIN}/audit/log?limit=1000", w.tokens.admin).json()
     actions = [(r["action"], r["actor"]) for r in log["records"] if r["action"].startswith("wit")]
-    assert actions.count(("witness.add", "admin")) == MAX_WITNESSES_PER_LIST + 1
-    assert actions.count(("witness.remove", "admin")) == 1
+    assert actions.count((Action.WITNESS_ADD, "admin")) == MAX_WITNESSES_PER_LIST + 1
+    assert actions.count((Action.WITNESS_REMOVE, "admin")) == 1
 
 
 def test_witnesses_are_registered_from_the_cli(world: World, tmp_path: Path) -> None:
@@ -170,8 +171,8 @@ def test_witnesses_are_registered_from_the_cli(world: World, tmp_path: Path) -> 
     assert removed["id"] == added["id"]
     log = w.call("GET", f"/v1/lists/{MAIN}/audit/log", w.tokens.admin).json()["records"]
     assert [r["action"] for r in log if r["action"].startswith("witness.")] == [
-        "witness.add",
-        "witness.remove",
+        Action.WITNESS_ADD,
+        Action.WITNESS_REMOVE,
     ]
     assert all(r["actor"].startswith("cli:") for r in log if r["action"].startswith("witness."))
 

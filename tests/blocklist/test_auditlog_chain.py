@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from blocklist.auditlog import (
     AUDIT_DOMAIN,
     AUDIT_ZERO,
+    Action,
     AuditChainError,
     AuditRecord,
     canonical_json,
@@ -59,7 +60,9 @@ records_strategy = st.lists(
             minutes,
         ),
         st.text(min_size=1, max_size=12),
-        st.sampled_from(["entry.add", "entry.approve", "entry.expire", "token.create"]),
+        st.sampled_from(
+            [Action.ENTRY_ADD, Action.ENTRY_APPROVE, Action.ENTRY_EXPIRE, Action.TOKEN_CREATE]
+        ),
         st.none() | st.text(min_size=1, max_size=8),
         st.none() | st.integers(1, 10**9),
         st.dictionaries(st.text(max_size=8), json_values, max_size=4),
@@ -139,7 +142,7 @@ def test_removed_or_swapped_records_break_the_chain(
 
 
 def test_verification_continues_from_a_verified_head() -> None:
-    chain = build_chain([("a", "entry.add", "main", 1, {}, m) for m in range(6)])
+    chain = build_chain([("a", Action.ENTRY_ADD, "main", 1, {}, m) for m in range(6)])
     middle = verify_chain(chain[:3])
     assert verify_chain(chain[3:], prev=middle, first_seq=4) == verify_chain(chain)
     with pytest.raises(AuditChainError):
@@ -153,7 +156,7 @@ def test_empty_log_head_is_32_zero_bytes() -> None:
 
 
 def test_records_without_claimed_hashes_still_give_the_head() -> None:
-    chain = build_chain([("a", "entry.add", None, None, {"k": "v"}, 0)])
+    chain = build_chain([("a", Action.ENTRY_ADD, None, None, {"k": "v"}, 0)])
     bare = [dataclasses.replace(r, hash=None) for r in chain]
     assert verify_chain(bare) == chain[-1].hash
 
@@ -180,7 +183,7 @@ def test_values_without_a_canonical_form_are_refused(details: dict[object, objec
         seq=1,
         time=T0,
         actor="a",
-        action="entry.add",
+        action=Action.ENTRY_ADD,
         list_name=None,
         entry_id=None,
         details=details,  # type: ignore[arg-type]

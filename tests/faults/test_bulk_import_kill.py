@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 from support.processes import run_child
 from support.published_log import sqlite_integrity
 
+from blocklist.auditlog import Action
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
@@ -221,7 +222,7 @@ def _check(dep: Deployment, reported: dict[int, str], started: range) -> Counter
         per_entry = dict(
             s.execute(
                 select(AuditRow.entry_id, func.count())
-                .where(AuditRow.list_id == dep.list_id, AuditRow.action == "entry.add")
+                .where(AuditRow.list_id == dep.list_id, AuditRow.action == Action.ENTRY_ADD)
                 .group_by(AuditRow.entry_id)
             ).all()
         )

@@ -54,9 +54,8 @@ from blocklist.merkle import (
 )
 from blocklist.statement import Statement
 from clients.audit.bundle import KIND_HASH_ONLY, Bundle, loads
-from clients.audit.errors import BundleError
 from clients.audit.verify import verify_bundle
-from clients.errors import ClientError
+from clients.errors import BundleError, ClientError
 from clients.isp.trusted import TrustedState
 from signer.errors import KeyringError, NoteError
 from signer.keyring import verify_keyring_update

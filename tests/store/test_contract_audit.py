@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, select, update
 from support.contract_helpers import NOW, later, publish, table_counts
 
-from blocklist.auditlog import AUDIT_ZERO, AuditChainError, verify_chain
+from blocklist.auditlog import AUDIT_ZERO, Action, Actor, AuditChainError, verify_chain
 from blocklist.errors import FormatError
 from blocklist.store import Database, InvalidField
 from blocklist.store import audit as store_audit
@@ -93,14 +93,14 @@ def test_chain_verifies_after_many_operations(db: Database, list_id: int) -> Non
             assert store_versions.get_version(s, list_id, n).audit_head in heads
     actions = {r.action for r in records}
     assert {
-        "list.create",
-        "entry.add",
-        "entry.approve",
-        "entry.expire",
-        "entry.schedule_expiry",
-        "entry.reinstate",
+        Action.LIST_CREATE,
+        Action.ENTRY_ADD,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_EXPIRE,
+        Action.ENTRY_SCHEDULE_EXPIRY,
+        Action.ENTRY_REINSTATE,
     } <= actions
-    assert ("system:expiry", "entry.expire") in {(r.actor, r.action) for r in records}
+    assert (Actor.EXPIRY, Action.ENTRY_EXPIRE) in {(r.actor, r.action) for r in records}
 
 
 def test_chain_hash_matches_an_independent_computation(db: Database, list_id: int) -> None:
@@ -108,8 +108,8 @@ def test_chain_hash_matches_an_independent_computation(db: Database, list_id: in
     body = {
         "seq": 1,
         "time": "2026-03-01T12:00:00Z",
-        "actor": "system:init",
-        "action": "list.create",
+        "actor": Actor.INIT,
+        "action": Action.LIST_CREATE,
         "list": "main",
         "entry": None,
         "details": {

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from support.contract_helpers import NOW, later, publish, table_counts
 
+from blocklist.auditlog import Action, Actor
 from blocklist.canonical import expression_hash
 from blocklist.encoding import b64encode
 from blocklist.errors import DomesticHosting, InvalidEntry, InvalidURL
@@ -108,7 +109,7 @@ def test_add_entry_stores_a_pending_entry(db: Database, list_id: int) -> None:
     assert row.created_at == NOW
     assert row.listed is False
     assert row.needs_publish is False
-    assert actions(db, entry_id) == [("alice", "entry.add")]
+    assert actions(db, entry_id) == [("alice", Action.ENTRY_ADD)]
 
 
 def test_audit_records_name_entries_by_hash_never_by_expression(db: Database, list_id: int) -> None:
@@ -211,7 +212,7 @@ def test_one_approval_activates_on_a_one_approval_list(db: Database, list_id: in
     assert approve(db, list_id, entry_id, "bob") == "active"
     row = entry(db, list_id, entry_id)
     assert row.needs_publish is True
-    assert actions(db, entry_id) == [("alice", "entry.add"), ("bob", "entry.approve")]
+    assert actions(db, entry_id) == [("alice", Action.ENTRY_ADD), ("bob", Action.ENTRY_APPROVE)]
 
 
 def test_two_approvals_needed_on_a_two_approval_list(db: Database, list2_id: int) -> None:
@@ -296,7 +297,7 @@ def test_expire_now_after_publication(db: Database, list_id: int) -> None:
     assert row.needs_publish is True
     with db.read() as s:
         (record,) = [r for r in store_audit.entry_records(s, entry_id) if r.actor == "dave"]
-    assert record.action == "entry.expire"
+    assert record.action == Action.ENTRY_EXPIRE
     assert record.details["reason"] == "wrong block"
     version, adds, removes = publish(db, list_id, now=later(minutes=6))
     assert (adds, removes) == ([], [expression_hash(PAGE_EXPR)])
@@ -336,7 +337,7 @@ def test_future_expiry_is_picked_up_only_when_due(db: Database, list_id: int) ->
     publish(db, list_id)
     row = expire(db, list_id, entry_id, at=later(days=1), now=later(minutes=1))
     assert (row.status, row.expires_at, row.needs_publish) == ("active", later(days=1), False)
-    assert actions(db, entry_id)[-1] == ("dave", "entry.schedule_expiry")
+    assert actions(db, entry_id)[-1] == ("dave", Action.ENTRY_SCHEDULE_EXPIRY)
 
     with db.transaction() as s:
         early = store_versions.pending_changes(s, list_id, now=later(hours=23), limit=100)
@@ -347,7 +348,7 @@ def test_future_expiry_is_picked_up_only_when_due(db: Database, list_id: int) ->
         due = store_versions.pending_changes(s, list_id, now=later(days=1), limit=100)
     assert due.removes == [(entry_id, expression_hash(PAGE_EXPR))]
     assert entry(db, list_id, entry_id).status == "expired"
-    assert actions(db, entry_id)[-1] == ("system:expiry", "entry.expire")
+    assert actions(db, entry_id)[-1] == (Actor.EXPIRY, Action.ENTRY_EXPIRE)
 
 
 def test_expiry_set_at_add_time_removes_a_pending_entry_when_due(
@@ -384,11 +385,11 @@ def test_reinstate_needs_fresh_approvals(db: Database, list_id: int, unchanged: 
     row = entry(db, list_id, entry_id)
     assert (row.listed, row.added_version, row.removed_version) == (True, version, None)
     assert [a for _, a in actions(db, entry_id)] == [
-        "entry.add",
-        "entry.approve",
-        "entry.expire",
-        "entry.reinstate",
-        "entry.approve",
+        Action.ENTRY_ADD,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_EXPIRE,
+        Action.ENTRY_REINSTATE,
+        Action.ENTRY_APPROVE,
     ]
 
 
@@ -513,10 +514,10 @@ def test_entry_history_lists_every_decision(db: Database, list2_id: int) -> None
         history = store_entries.get_entry_with_history(s, list2_id, entry_id)
     assert history.entry.id == entry_id
     assert [(r.actor, r.action) for r in history.records] == [
-        ("alice", "entry.add"),
-        ("bob", "entry.approve"),
-        ("carol", "entry.approve"),
-        ("dave", "entry.schedule_expiry"),
+        ("alice", Action.ENTRY_ADD),
+        ("bob", Action.ENTRY_APPROVE),
+        ("carol", Action.ENTRY_APPROVE),
+        ("dave", Action.ENTRY_SCHEDULE_EXPIRY),
     ]
     assert all(r.entry_id == entry_id and r.list_name == "strict" for r in history.records)
 

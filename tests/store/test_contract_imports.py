@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, select
 from support.contract_helpers import NOW
 
-from blocklist.auditlog import verify_chain
+from blocklist.auditlog import Action, verify_chain
 from blocklist.store import (
     AdminCannotApprove,
     Database,
@@ -68,7 +68,7 @@ def test_bulk_add_under_an_import_records_it(db: Database, list_id: int) -> None
     with db.read() as s:
         page = store_entries.import_entries(s, list_id, import_id)
         adds = s.scalars(
-            select(AuditRow).where(AuditRow.action == "entry.add", AuditRow.entry_id.in_(ids))
+            select(AuditRow).where(AuditRow.action == Action.ENTRY_ADD, AuditRow.entry_id.in_(ids))
         ).all()
     assert page.entry_ids == ids
     assert page.next_cursor is None
@@ -171,7 +171,7 @@ def test_bulk_approval_audit_records_replay_like_single_ones(db: Database, list_
     with db.read() as s:
         records = store_audit.records(s, list_id)
     verify_chain(records)
-    approves = [r for r in records if r.action == "entry.approve"]
+    approves = [r for r in records if r.action == Action.ENTRY_APPROVE]
     assert [(r.actor, r.entry_id, r.details["status"]) for r in approves] == [
         ("bob", ids[0], "active"),
         ("bob", ids[1], "active"),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from support.contract_helpers import NOW, publish
 
+from blocklist.auditlog import Action, Actor
 from blocklist.canonical import expression_hash
 from blocklist.errors import InvalidEntry, InvalidURL
 from blocklist.store import Conflict, Database, InvalidField, InvalidState, NotFound
@@ -36,12 +37,12 @@ def test_create_list_creates_active_canary(db: Database, list_id: int) -> None:
         assert canary.reason == "canary"
         assert canary.needs_publish is True
         assert canary.listed is False
-        assert [a.actor for a in history.approvals] == ["system:canary"]
-        assert [r.action for r in history.records] == ["entry.add"]
+        assert [a.actor for a in history.approvals] == [Actor.CANARY]
+        assert [r.action for r in history.records] == [Action.ENTRY_ADD]
         records = store_audit.records(s, list_id)
         assert [(r.seq, r.action, r.list_name) for r in records] == [
-            (1, "list.create", "main"),
-            (2, "entry.add", "main"),
+            (1, Action.LIST_CREATE, "main"),
+            (2, Action.ENTRY_ADD, "main"),
         ]
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from support.contract_helpers import NOW
 
+from blocklist.auditlog import Action, Actor
 from blocklist.store import Database, migrate
 from blocklist.store import audit as store_audit
 from blocklist.store.models import ListRow, TokenNameRow, TokenRow
@@ -70,7 +71,7 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
             )
     main, other = 1, 2
     with db.transaction() as s:
-        store_audit.append(s, list_id=None, actor="test", action="token.create", now=NOW)
+        store_audit.append(s, list_id=None, actor="test", action=Action.TOKEN_CREATE, now=NOW)
     with db.engine.begin() as conn:
         ids = _tokens_0003(
             conn,
@@ -119,10 +120,10 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
         assert ("analyst", 0, "alice", ids[4]) in claims
         assert not any(c[3] == ids[6] for c in claims)  # revoked tokens claim nothing
         global_records = store_audit.records(s, None)
-        renames = [r for r in global_records if r.action == "token.rename"]
+        renames = [r for r in global_records if r.action == Action.TOKEN_RENAME]
         assert [(r.actor, r.details["token"], r.details["previous_name"]) for r in renames] == [
-            ("system:migration", ids[1], "isp-a"),
-            ("system:migration", ids[5], "alice"),
+            (Actor.MIGRATION, ids[1], "isp-a"),
+            (Actor.MIGRATION, ids[5], "alice"),
         ]
         assert store_audit.verify(s, None).seq == len(global_records) == 3
         assert s.execute(sa.text("SELECT count(*) FROM witness_cosignatures")).scalar() == 0

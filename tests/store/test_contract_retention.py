@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from support.contract_helpers import NOW, later, publish, state_of, table_counts
 
-from blocklist.auditlog import verify_chain
+from blocklist.auditlog import Action, verify_chain
 from blocklist.encoding import b64encode
 from blocklist.store import Database, InvalidField, InvalidState, NotFound, Pruned
 from blocklist.store import audit as store_audit
@@ -156,7 +156,7 @@ def test_pruning_snapshots_keeps_every_retained_snapshot_exact(db: Database, lis
     with db.read() as s:
         assert get_list_by_id(s, list_id).snapshot_floor == 3
         record = store_audit.records(s, list_id, since=0, limit=1000)[-1]
-    assert (record.actor, record.action) == (SYSTEM_RETENTION, "retention.snapshots")
+    assert (record.actor, record.action) == (SYSTEM_RETENTION, Action.RETENTION_SNAPSHOTS)
     assert record.details["floor"] == 3
     assert record.details["memberships_deleted"] == 2
     # Statements of pruned snapshots stay (the audit trail).
@@ -277,7 +277,7 @@ def test_plaintext_is_pruned_only_for_entries_long_off_and_published_off(
         records = store_audit.records(s, list_id, since=0, limit=1000)
     assert canary is not None
     assert not _plaintext(db, canary)[3]
-    prunes = [r for r in records if r.action == "entry.prune_plaintext"]
+    prunes = [r for r in records if r.action == Action.ENTRY_PRUNE_PLAINTEXT]
     assert sorted(r.entry_id for r in prunes if r.entry_id) == sorted([old_off, never_listed])
     assert all(r.actor == SYSTEM_RETENTION for r in prunes)
     with db.read() as s:
@@ -372,7 +372,11 @@ def test_reinstating_a_pruned_entry_is_refused_until_its_url_is_added_again(
     reinstate()
     with db.read() as s:
         actions = [r.action for r in store_audit.entry_records(s, entry_id)]
-    assert actions[-3:] == ["entry.prune_plaintext", "entry.restore_plaintext", "entry.reinstate"]
+    assert actions[-3:] == [
+        Action.ENTRY_PRUNE_PLAINTEXT,
+        Action.ENTRY_RESTORE_PLAINTEXT,
+        Action.ENTRY_REINSTATE,
+    ]
 
 
 def test_bulk_add_restores_pruned_plaintext_once(db: Database, list_id: int) -> None:
@@ -389,7 +393,7 @@ def test_bulk_add_restores_pruned_plaintext_once(db: Database, list_id: int) -> 
     )
     with db.read() as s:
         actions = [r.action for r in store_audit.entry_records(s, entry_id)]
-    assert actions.count("entry.restore_plaintext") == 1
+    assert actions.count(Action.ENTRY_RESTORE_PLAINTEXT) == 1
 
 
 def test_prune_database_refuses_an_unknown_list_before_pruning(db: Database, list_id: int) -> None:

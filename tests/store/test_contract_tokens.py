@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, select
 from support.contract_helpers import NOW, later
 
+from blocklist.auditlog import Action, Actor
 from blocklist.store import Database, InvalidField, InvalidState, NotFound
 from blocklist.store import audit as store_audit
 from blocklist.store import tokens as store_tokens
@@ -142,8 +143,8 @@ def test_token_management_is_audited_without_secrets(db: Database, list_id: int)
         records = store_audit.records(s, None)
         assert store_audit.verify(s, None).seq == 2
     assert [(r.actor, r.action, r.list_name) for r in records] == [
-        ("system:cli", "token.create", None),
-        ("root", "token.revoke", None),
+        (Actor.CLI, Action.TOKEN_CREATE, None),
+        ("root", Action.TOKEN_REVOKE, None),
     ]
     assert records[0].details["lists"] == ["main"]
     assert records[0].details["full_audit"] is True

@@ -14,7 +14,7 @@ import nacl.signing
 import pytest
 from support.contract_helpers import NOW, later
 
-from blocklist.auditlog import AUDIT_ZERO, verify_chain
+from blocklist.auditlog import AUDIT_ZERO, Action, Actor, verify_chain
 from blocklist.encoding import b64encode
 from blocklist.store import Conflict, Database, InvalidField, LimitExceeded, NotFound
 from blocklist.store import audit as store_audit
@@ -109,9 +109,9 @@ def test_register_post_serve_and_remove(db: Database, list_id: int, list2_id: in
         records = store_audit.records(s, list_id)
     actions = [(r.action, r.details.get("name")) for r in records if r.action.startswith("wit")]
     assert actions == [
-        ("witness.add", "b.example"),
-        ("witness.add", "a.example"),
-        ("witness.remove", "b.example"),
+        (Action.WITNESS_ADD, "b.example"),
+        (Action.WITNESS_ADD, "a.example"),
+        (Action.WITNESS_REMOVE, "b.example"),
     ]
 
 
@@ -192,8 +192,8 @@ def test_the_global_head_is_recorded_once_per_change(
     with db.transaction() as s:
         record = store_audit.record_global_head(s, list_id, now=NOW)
         assert record is not None
-        assert record.action == "global.head"
-        assert record.actor == "system:publisher"
+        assert record.action == Action.GLOBAL_HEAD
+        assert record.actor == Actor.PUBLISHER
         assert record.list_name == "main"
         global_head = store_audit.head(s, None)
         assert record.details == {

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
+from blocklist.auditlog import AUDIT_ZERO, Action, Actor, AuditRecord, chain_hash
 from blocklist.canonical import expression as canonical_expression
 from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64encode, format_time
@@ -248,7 +248,7 @@ class FullLog:
         self.force_removes: list[int] = []
         self.record(
             "admin",
-            "list.create",
+            Action.LIST_CREATE,
             details={
                 "name": LIST,
                 "origin": ORIGIN,
@@ -265,13 +265,13 @@ class FullLog:
                 "canary",
                 None,
                 None,
-                "system:canary",
+                Actor.CANARY,
             )
             e = self.entries[eid]
             e.status = "active"
             self.record(
-                "system:canary",
-                "entry.add",
+                Actor.CANARY,
+                Action.ENTRY_ADD,
                 eid,
                 {
                     "hash": b64encode(e.hash),
@@ -361,7 +361,7 @@ class FullLog:
         e.expires_at = expires_at
         self.record(
             actor,
-            "entry.add",
+            Action.ENTRY_ADD,
             eid,
             {
                 "hash": b64encode(e.hash),
@@ -385,7 +385,7 @@ class FullLog:
                 e.status = "active"
         self.record(
             actor,
-            "entry.approve",
+            Action.ENTRY_APPROVE,
             eid,
             {
                 "hash": b64encode(e.hash),
@@ -409,10 +409,10 @@ class FullLog:
         if at is None or at <= self.now:
             e.status = "expired" if e.ever_listed else "removed"
             e.expires_at = self.now
-            action, effective = "entry.expire", self.now
+            action, effective = Action.ENTRY_EXPIRE, self.now
         else:
             e.expires_at = at
-            action, effective = "entry.schedule_expiry", at
+            action, effective = Action.ENTRY_SCHEDULE_EXPIRY, at
         self.record(
             actor,
             action,
@@ -435,7 +435,7 @@ class FullLog:
         e.expires_at = None
         self.record(
             actor,
-            "entry.reinstate",
+            Action.ENTRY_REINSTATE,
             eid,
             {"hash": b64encode(e.hash), "reason": "back", "round": e.round, "status": e.status},
         )
@@ -446,8 +446,8 @@ class FullLog:
         e.pruned = erase
         if record:
             self.record(
-                "system:retention",
-                "entry.prune_plaintext",
+                Actor.RETENTION,
+                Action.ENTRY_PRUNE_PLAINTEXT,
                 eid,
                 {
                     "hash": b64encode(e.hash),
@@ -460,7 +460,7 @@ class FullLog:
         """An analyst adds the URL again: the plaintext comes back."""
         e = self.entries[eid]
         e.pruned = False
-        self.record(actor, "entry.restore_plaintext", eid, {"hash": b64encode(e.hash)})
+        self.record(actor, Action.ENTRY_RESTORE_PLAINTEXT, eid, {"hash": b64encode(e.hash)})
 
     def publish(self) -> list[int]:
         """Expire due entries, then cut versions of what changed."""
@@ -470,8 +470,8 @@ class FullLog:
                 e.status = "expired" if e.ever_listed else "removed"
                 assert e.expires_at is not None
                 self.record(
-                    "system:expiry",
-                    "entry.expire",
+                    Actor.EXPIRY,
+                    Action.ENTRY_EXPIRE,
                     e.id,
                     {
                         "hash": b64encode(e.hash),

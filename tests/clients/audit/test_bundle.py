@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.audit_helpers import T0, hash_only, small_log, story
 
-from blocklist.auditlog import AuditRecord
+from blocklist.auditlog import Action, AuditRecord
 from clients.audit.bundle import (
     BUNDLE_FORMAT,
     Bundle,
@@ -21,7 +21,7 @@ from clients.audit.bundle import (
     record_from_json,
     record_to_json,
 )
-from clients.audit.errors import BundleError, BundleTooLarge
+from clients.errors import BundleError, BundleTooLarge
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_audit_record_json_round_trip(details: dict[str, Any], actor: str) -> No
         seq=3,
         time=T0,
         actor=actor,
-        action="entry.add",
+        action=Action.ENTRY_ADD,
         list_name="main",
         entry_id=None,
         details=details,

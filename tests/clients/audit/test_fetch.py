@@ -11,11 +11,12 @@ import pytest
 from support.audit_helpers import hash_only, small_log
 
 from clients.audit.bundle import dumps, load
-from clients.audit.errors import BundleError, BundleTooLarge
 from clients.audit.fetch import PLAIN_PROGRESS_STEP, fetch_bundle, progress_reporter
 from clients.common.http import raise_for_status
 from clients.errors import (
     AccessDenied,
+    BundleError,
+    BundleTooLarge,
     MalformedData,
     NetworkError,
     NotFound,

@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 from support.audit_helpers import ORIGIN, T0, FullLog, hash_only, page, sha, small_log, story
 
+from blocklist.auditlog import Action
 from blocklist.canonical import expression, expressions
 from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64encode, format_time
 from blocklist.errors import FormatError, InvalidURL
 from blocklist.merkle import leaf_hash, verify_inclusion
-from clients.audit.errors import NotVerified
 from clients.audit.prove import parse_at, prove, targets_for
+from clients.errors import NotVerified
 from signer.keys import SecretKey
 from signer.note import Verifier, verify_note
 
@@ -66,16 +67,16 @@ def test_full_bundle_proof_carries_the_decisions() -> None:
     assert target.entry.expression == expression(page(1))
     actions = [r.action for r in target.decisions]
     assert actions == [
-        "entry.add",
-        "entry.approve",
-        "entry.approve",
-        "entry.expire",
-        "entry.reinstate",
-        "entry.approve",
-        "entry.approve",
+        Action.ENTRY_ADD,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_EXPIRE,
+        Action.ENTRY_REINSTATE,
+        Action.ENTRY_APPROVE,
+        Action.ENTRY_APPROVE,
     ]
     text = proof.to_text()
-    assert "entry.reinstate" in text
+    assert Action.ENTRY_REINSTATE in text
     assert expression(page(1)) in text
 
 

@@ -40,15 +40,15 @@ from support.audit_helpers import (
     with_statements,
 )
 
-from blocklist.auditlog import AuditRecord
+from blocklist.auditlog import Action, Actor, AuditRecord
 from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64encode
 from blocklist.keyring import Keyring
 from blocklist.merkle import verify_consistency
 from blocklist.statedigest import StateDigest
 from clients.audit.bundle import Bundle, BundleEntry, dumps, load, loads, save
-from clients.audit.errors import BundleError
 from clients.audit.verify import verify_bundle
+from clients.errors import BundleError
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
 from signer.log import MemoryLog, sign_checkpoint
@@ -536,7 +536,7 @@ def first_seq(f: FullLog, action: str, actor: str | None = None) -> int:
 def test_audit_log_edit() -> None:
     f = story()
     bundle = f.bundle()
-    seq = first_seq(f, "entry.add", "alice")
+    seq = first_seq(f, Action.ENTRY_ADD, "alice")
     records = edit_record(bundle, seq, details={**f.records[seq - 1].details, "reason": "edited"})
     report = run(dataclasses.replace(bundle, audit_log=tuple(records)), f, now=f.now)
     assert_failed(report, "audit.chain", "does not match its chain hash", audit_seq=seq)
@@ -545,7 +545,7 @@ def test_audit_log_edit() -> None:
 def test_audit_log_rewritten_with_a_consistent_chain() -> None:
     f = story()
     bundle = f.bundle()
-    seq = first_seq(f, "entry.add", "alice")
+    seq = first_seq(f, Action.ENTRY_ADD, "alice")
     records = edit_record(bundle, seq, details={**f.records[seq - 1].details, "reason": "edited"})
     report = run(dataclasses.replace(bundle, audit_log=tuple(rechain(records))), f, now=f.now)
     # The signed statements commit to the old heads.
@@ -555,7 +555,7 @@ def test_audit_log_rewritten_with_a_consistent_chain() -> None:
 def test_removed_approval_record() -> None:
     f = story()
     bundle = f.bundle()
-    seq = first_seq(f, "entry.approve", "carol")
+    seq = first_seq(f, Action.ENTRY_APPROVE, "carol")
     records = [r for r in f.records if r.seq != seq]
     report = run(dataclasses.replace(bundle, audit_log=tuple(records)), f, now=f.now)
     assert_failed(report, "audit.chain", f"audit seq {seq + 1} where {seq} was expected")
@@ -601,7 +601,7 @@ def test_repeated_approval_counts_once() -> None:
 def test_system_actor_approval_does_not_count() -> None:
     f = FullLog(1)
     eid = f.add(page(1))
-    f.approve(eid, "system:publisher", record_only=True)
+    f.approve(eid, Actor.PUBLISHER, record_only=True)
     f.force_adds = [eid]
     f.publish()
     assert_failed(run(f.bundle(), f, now=f.now), "audit.addition", "0 of 1", version=1)
@@ -655,8 +655,8 @@ def test_removal_by_a_system_expiry_nobody_scheduled() -> None:
     e = f.entries[eid]
     e.status = "expired"
     f.record(
-        "system:expiry",
-        "entry.expire",
+        Actor.EXPIRY,
+        Action.ENTRY_EXPIRE,
         eid,
         {
             "hash": b64encode(e.hash),

@@ -15,7 +15,7 @@ from support.audit_helpers import FullLog, assert_failed, page, run, story
 
 from blocklist.encoding import b64encode
 from clients.audit.bundle import dumps, loads
-from clients.audit.errors import BundleError
+from clients.errors import BundleError
 
 
 def _withdrawn(f: FullLog) -> int:

@@ -11,7 +11,6 @@ import pytest
 from support.audit_helpers import LIST, ORIGIN, T0, LogServer, sha
 
 from blocklist.checkpoint import Checkpoint
-from clients.audit.errors import CosignRefused, WitnessStateError
 from clients.audit.witness import (
     EVIDENCE_FORMAT,
     Witness,
@@ -22,6 +21,7 @@ from clients.audit.witness import (
     load_state,
     save_state,
 )
+from clients.errors import CosignRefused, WitnessStateError
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
 from signer.log import MemoryLog, sign_checkpoint

@@ -1,0 +1,69 @@
+"""The audit log's vocabulary is a wire format: its names never change.
+
+Action and actor names are hashed into the audit chain and committed to by
+signed statements, and the offline auditor replays ``entry.*`` decisions by
+name, so every bundle already published depends on these exact strings.
+This is the one place outside :mod:`blocklist.auditlog` that spells them
+out: everything else (store, auditor, tests) uses the constants.
+"""
+
+from __future__ import annotations
+
+from blocklist.auditlog import Action, Actor
+
+#: The published names (docs/architecture.md, "Audit log hash chain").
+ACTIONS = {
+    "LIST_CREATE": "list.create",
+    "ENTRY_ADD": "entry.add",
+    "ENTRY_APPROVE": "entry.approve",
+    "ENTRY_REINSTATE": "entry.reinstate",
+    "ENTRY_SCHEDULE_EXPIRY": "entry.schedule_expiry",
+    "ENTRY_EXPIRE": "entry.expire",
+    "ENTRY_PRUNE_PLAINTEXT": "entry.prune_plaintext",
+    "ENTRY_RESTORE_PLAINTEXT": "entry.restore_plaintext",
+    "PUBLISH_REQUEST": "publish.request",
+    "RETENTION_SNAPSHOTS": "retention.snapshots",
+    "WITNESS_ADD": "witness.add",
+    "WITNESS_REMOVE": "witness.remove",
+    "KEYRING_RENEW": "keyring.renew",
+    "KEYRING_ROTATE": "keyring.rotate",
+    "KEYRING_IMPORT": "keyring.import",
+    "GLOBAL_HEAD": "global.head",
+    "TOKEN_CREATE": "token.create",
+    "TOKEN_REVOKE": "token.revoke",
+    "TOKEN_RENAME": "token.rename",
+}
+
+ACTORS = {
+    "CANARY": "system:canary",
+    "EXPIRY": "system:expiry",
+    "INIT": "system:init",
+    "KEYS": "system:keys",
+    "CLI": "system:cli",
+    "PUBLISHER": "system:publisher",
+    "RETENTION": "system:retention",
+    "MIGRATION": "system:migration",
+}
+
+
+def _names(cls: type, prefix_name: str) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in vars(cls).items()
+        if k.isupper() and isinstance(v, str) and k != prefix_name
+    }
+
+
+def test_action_names_are_the_published_ones() -> None:
+    assert _names(Action, "ENTRY_PREFIX") == ACTIONS
+    assert Action.ENTRY_PREFIX == "entry."
+    entry_actions = {v for v in ACTIONS.values() if v.startswith(Action.ENTRY_PREFIX)}
+    assert len(entry_actions) == 7
+
+
+def test_actor_names_are_the_published_ones() -> None:
+    assert _names(Actor, "SYSTEM_PREFIX") == ACTORS
+    assert Actor.SYSTEM_PREFIX == "system:"
+    assert all(Actor.is_system(v) for v in ACTORS.values())
+    assert not Actor.is_system("alice")
+    assert not Actor.is_system("system")  # the colon is part of the prefix

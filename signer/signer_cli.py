@@ -121,8 +121,8 @@ _plaintext_days_option = click.option(
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
     from blocklist.store import Database
-    from signer.bootstrap import NotInitialised, keys_dir_of, resolve_database_url
-    from signer.errors import SignerError
+    from signer.datadir import keys_dir_of, resolve_database_url
+    from signer.errors import NotInitialised, SignerError
 
     if not keys_dir_of(data_dir).is_dir():
         raise click.ClickException(
@@ -199,7 +199,8 @@ def run_command(
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from blocklist.store.retention import RetentionPolicy, prune_database
-    from signer.bootstrap import keys_dir_of, renew_keyring_if_needed
+    from signer.datadir import keys_dir_of
+    from signer.keyring_ops import renew_keyring_if_needed
     from signer.publisher import Publisher
 
     policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
@@ -356,7 +357,7 @@ def publish_command(
 ) -> None:
     """Publish pending changes once; print {"list", "version_before", "version"} per list."""
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import keys_dir_of
+    from signer.datadir import keys_dir_of
     from signer.errors import SignerError
     from signer.publisher import Publisher
 
@@ -458,7 +459,7 @@ def adopt_highwater_command(data_dir: Path, database_url: str | None, list_name:
     the database is the latest one (not a backup, not a replica).
     """
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import keys_dir_of
+    from signer.datadir import keys_dir_of
     from signer.errors import SignerError
     from signer.publisher import Publisher
 
@@ -494,8 +495,8 @@ def rotate_command(data_dir: Path, database_url: str | None, list_name: str) -> 
     "version"}.
     """
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import rotate_online_key
     from signer.errors import SignerError
+    from signer.keyring_ops import rotate_online_key
 
     try:
         result = rotate_online_key(data_dir, list_name, database_url=database_url)
@@ -528,8 +529,8 @@ def import_keyring_command(
     root vkey given to `cleanfeed init --root-vkey`). Prints {"list", "serial"}.
     """
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import import_signed_keyring
     from signer.errors import SignerError
+    from signer.keyring_ops import import_signed_keyring
 
     data = keyring_file.read_bytes()
     if len(data) > MAX_KEYRING_FILE_BYTES:

@@ -24,9 +24,10 @@ import pytest
 from api_testing import MAIN
 from attack_helpers import World, checkpoint_of
 
-from signer.bootstrap import init_data_dir, rotate_online_key
+from signer.datadir import init_data_dir
 from signer.errors import InsecureKeyFile
 from signer.highwater import HighWater
+from signer.keyring_ops import rotate_online_key
 from signer.publisher import Publisher
 
 #: Longest wait for ``cleanfeed serve`` to either exit or answer.

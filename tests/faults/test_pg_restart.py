@@ -48,7 +48,7 @@ from fault_helpers import (
     verify_published_log,
 )
 
-from signer.bootstrap import keys_dir_of
+from signer.datadir import keys_dir_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

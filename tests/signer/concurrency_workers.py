@@ -13,7 +13,7 @@ from pathlib import Path
 from publish_helpers import START, add_active
 
 from blocklist.store import Database
-from signer.bootstrap import keys_dir_of
+from signer.datadir import keys_dir_of
 from signer.publisher import Publisher
 
 Results = Queue  # Queue[tuple[str, str, object]]

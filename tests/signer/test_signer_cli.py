@@ -17,7 +17,7 @@ from publish_helpers import START, Deployment, add_active, list_id, published
 
 from blocklist.keyring import Keyring
 from blocklist.store import versions as store_versions
-from signer.bootstrap import init_data_dir
+from signer.datadir import init_data_dir
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
 from signer.signer_cli import import_keyring_command, rotate_command, signer_group

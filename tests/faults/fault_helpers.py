@@ -16,7 +16,7 @@
 - :func:`start_server` / :func:`stop_process`: ``cleanfeed serve`` and
   ``cleanfeed signer run`` on loopback, output to a log file.
 
-The signer's command group is started through ``signer.signer_cli`` (the
+The signer's command group is started through ``signer.publisher_cli`` (the
 click group behind ``cleanfeed signer``), so these tests exercise the same
 command whether or not the top-level dispatcher has registered it yet.
 """
@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: ``python -c`` body that runs the ``cleanfeed signer`` click group.
 SIGNER_MAIN = (
-    "import sys; from signer.signer_cli import signer_group; "
+    "import sys; from signer.publisher_cli import signer_group; "
     "signer_group(sys.argv[1:], prog_name='cleanfeed signer')"
 )
 

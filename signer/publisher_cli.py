@@ -29,6 +29,7 @@ from typing import Any, Final
 import click
 
 from blocklist.encoding import b64encode
+from blocklist.jsonlog import JsonFormatter
 
 __all__ = ["data_dir_option", "database_option", "signer_group"]
 
@@ -48,33 +49,11 @@ KEYRING_CHECK_SECONDS: Final = 3600.0
 #: How often the daemon applies the retention policy (periods are in days).
 RETENTION_CHECK_SECONDS: Final = 3600.0
 
-_LOG_RECORD_FIELDS: Final = frozenset(
-    vars(logging.LogRecord("n", logging.INFO, "p", 0, "m", None, None))
-) | {"message", "asctime", "taskName"}
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and ``extra`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _LOG_RECORD_FIELDS and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            out["error"] = record.exc_info[0].__name__
-            out["detail"] = str(record.exc_info[1])
-        return json.dumps(out, default=str, ensure_ascii=False)
-
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
+    # The daemon logs an error's message, not its traceback: one line per failed job.
+    handler.setFormatter(JsonFormatter(traceback=False))
     root = logging.getLogger("cleanfeed")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,7 +19,8 @@ from blocklist.errors import FormatError
 from blocklist.store.db import Database
 from blocklist.store.errors import InvalidField
 from blocklist.store.models import ListRow
-from signer.datadir import default_origin, provision_list, utc_seconds
+from signer.datadir import default_origin, provision_list
+from signer.log import utc_seconds
 
 #: Canary URL of a new list when none is given: a reserved .invalid host, so
 #: the canary can never block a real site.

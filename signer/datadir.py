@@ -35,7 +35,7 @@ import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -55,7 +55,7 @@ from signer.errors import AlreadyInitialised, SignerError
 from signer.highwater import HighWater, HighWaterMark
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey, save_key
-from signer.log import DEFAULT_KEYRING_LIFETIME, empty_checkpoint
+from signer.log import DEFAULT_KEYRING_LIFETIME, empty_checkpoint, utc_seconds
 from signer.note import Verifier
 
 __all__ = [
@@ -111,18 +111,6 @@ ACTOR_INIT = "system:init"
 
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
-
-
-def utc_seconds(when: datetime | None = None) -> datetime:
-    """``when`` (default: now) in UTC, to the second, as every signed time is.
-
-    Raises:
-        ValueError: a naive datetime.
-    """
-    when = when or datetime.now(UTC)
-    if when.tzinfo is None:
-        raise ValueError("times must be timezone-aware (UTC)")
-    return when.astimezone(UTC).replace(microsecond=0)
 
 
 # --- the layout ---------------------------------------------------------------

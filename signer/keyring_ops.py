@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from blocklist.keyring import KeyRange, Keyring, parse_vkey
+from blocklist.keyring import Keyring, parse_vkey
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
 from blocklist.store import lists as store_lists
@@ -37,11 +37,11 @@ from signer.datadir import (
     online_key_path,
     resolve_database_url,
     root_key_path,
-    utc_seconds,
 )
 from signer.errors import KeyringError, NotInitialised, RootKeyOffline
-from signer.keyring import sign_keyring, verify_keyring_update
+from signer.keyring import rotated_keyring, sign_keyring, verify_keyring_update
 from signer.keys import SecretKey, load_key, save_key
+from signer.log import utc_seconds
 from signer.note import parse_note
 from signer.publisher import Publisher
 
@@ -215,22 +215,7 @@ def rotate_online_key(
             if len(open_keys) != 1:
                 raise KeyringError("format", "the keyring has no open online key to rotate")
             old_vkey = open_keys[0]
-            ranges: list[KeyRange] = []
-            for rng in current.keys:
-                if rng.last is not None:
-                    ranges.append(rng)
-                elif rng.first <= version:
-                    ranges.append(KeyRange(rng.vkey, rng.first, version))
-                # else: the old key signed nothing; drop it (first <= last).
-            ranges.append(KeyRange(new_key.vkey, version + 1, None))
-            rotated = Keyring.create(
-                origin=current.origin,
-                serial=current.serial + 1,
-                expires=now + KEYRING_LIFETIME,
-                threshold=current.threshold,
-                roots=current.roots,
-                keys=ranges,
-            )
+            rotated = rotated_keyring(current, version, new_key.vkey, now + KEYRING_LIFETIME)
             store_versions.put_keyring(
                 session,
                 lst.id,

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
 
 from fault_helpers import ROOT, child_env, kill_after, wait_for_line
 from isp_helpers import LIST, SERVER, MemoryServer
+from support.memory_log import MemoryLog
 
 from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
 from clients.isp.sync import Syncer
-from signer.log import MemoryLog
 
 #: Hashes on the list: a file of several MB, so writing it takes a moment.
 ENTRIES = 100_000

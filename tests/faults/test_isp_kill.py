@@ -28,10 +28,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "isp"))
 
 from isp_helpers import LIST, MemoryServer
+from support.memory_log import MemoryLog
 
 from clients.isp.store import KILL_ENV, StateStore
 from clients.isp.trusted import TrustedState
-from signer.log import MemoryLog
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 :class:`FullLog` is a small, independent model of what the service does for
 one list: the hash-chained audit log of analyst decisions (add, four-eyes
 approval, expiry, scheduled expiry, reinstatement), the entries with their
-plaintext, and a :class:`signer.log.MemoryLog` that cuts and signs versions
+plaintext, and a :class:`support.memory_log.MemoryLog` that cuts and signs versions
 whose ``audit`` line is the head of that log. Its ``force_*`` switches
 publish what the decisions do not allow, to play a misbehaving server.
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from support.memory_log import MemoryLog
+
 from blocklist.auditlog import AUDIT_ZERO, AuditRecord, chain_hash
 from blocklist.canonical import expression as canonical_expression
 from blocklist.checkpoint import Checkpoint
@@ -28,7 +30,7 @@ from blocklist.statedigest import StateDigest
 from blocklist.statement import Statement
 from clients.audit.bundle import KIND_FULL, KIND_HASH_ONLY, Bundle, BundleEntry
 from signer.keys import SecretKey
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import sign_note
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

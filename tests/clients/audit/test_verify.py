@@ -1,6 +1,6 @@
 """Offline verification of bundles: honest bundles verify, every tamper is caught.
 
-Bundles come from :class:`signer.log.MemoryLog` (hash-only), from
+Bundles come from :class:`support.memory_log.MemoryLog` (hash-only), from
 :class:`audit_helpers.FullLog` (an independent model of the service's
 decisions, for full bundles) and from the real service in-process. Each
 attack is named after what it does and asserts the check, the version (or
@@ -36,6 +36,7 @@ from audit_helpers import (
     story,
     with_statements,
 )
+from support.memory_log import MemoryLog
 
 from blocklist.auditlog import AuditRecord
 from blocklist.checkpoint import Checkpoint
@@ -48,7 +49,7 @@ from clients.audit.errors import BundleError
 from clients.audit.verify import AuditReport, verify_bundle
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import Verifier, verify_note
 
 LATER = T0 + timedelta(days=2)

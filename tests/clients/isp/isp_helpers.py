@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+from support.memory_log import MemoryLog
+
 from blocklist.checkpoint import Checkpoint
 from blocklist.statement import Statement
 from clients.isp.trusted import TrustedState
 from signer.keys import SecretKey
-from signer.log import MemoryLog, checkpoint_timestamp
+from signer.log import checkpoint_timestamp
 from signer.note import NoteSigner, parse_note, sign_note
 
 ORIGIN = "cleanfeed.invalid/test"

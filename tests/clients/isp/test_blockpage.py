@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.memory_log import MemoryLog
 
 from clients.errors import ConfigError, NotInitialised
 from clients.isp import blockpage
@@ -41,7 +42,6 @@ from clients.isp.blockpage import (
 )
 from clients.isp.config import IspConfig, load_config
 from clients.isp.sync import Syncer
-from signer.log import MemoryLog
 
 HOST_ENTRY = "abuse-only.example.net/"
 PAGE_ENTRY = "pages.example.com/gallery/1.html"

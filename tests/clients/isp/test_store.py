@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from isp_helpers import NOW, T, h, hashes, new_log, synced
+from support.memory_log import MemoryLog
 
 from clients.errors import LocalStateError, NotInitialised, StateLocked
 from clients.isp.store import DB_NAME, LOCK_NAME, StateStore
 from clients.isp.trusted import HashChanges, TrustedState
-from signer.log import MemoryLog
 
 
 def committed(tmp_path: Path, log: MemoryLog) -> tuple[StateStore, TrustedState]:

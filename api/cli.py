@@ -103,7 +103,7 @@ def init_command(
 ) -> None:
     """Initialise a data directory: database, keys, first list, admin token."""
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import init_data_dir
+    from signer.datadir import init_data_dir
     from signer.errors import SignerError
 
     try:
@@ -150,7 +150,7 @@ def init_command(
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
     from blocklist.store.db import Database
-    from signer.bootstrap import keys_dir_of, resolve_database_url
+    from signer.datadir import keys_dir_of, resolve_database_url
 
     if database_url is None and not keys_dir_of(data_dir).is_dir():
         raise click.ClickException(f"{data_dir} is not initialised: run `cleanfeed init` first")
@@ -479,7 +479,7 @@ def insecure_data_paths(data_dir: Path, database_url: str | None) -> list[tuple[
     """
     from sqlalchemy.engine import make_url
 
-    from signer.bootstrap import ADMIN_TOKEN_FILE, resolve_database_url
+    from signer.datadir import ADMIN_TOKEN_FILE, resolve_database_url
 
     files: list[Path] = [data_dir / ADMIN_TOKEN_FILE]
     url = make_url(resolve_database_url(data_dir, database_url))
@@ -654,7 +654,7 @@ def _prepare_embedded(settings: Any, list_name: str, origin: str | None) -> None
     """First start: initialise; every start: migrate the schema."""
     from blocklist.errors import BlocklistError
     from blocklist.store.db import Database
-    from signer.bootstrap import ensure_initialised
+    from signer.datadir import ensure_initialised
     from signer.errors import SignerError
 
     try:

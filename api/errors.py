@@ -32,10 +32,7 @@ from blocklist import blockref as domain_blockref
 from blocklist import errors as domain
 from blocklist.auditlog import AuditChainError
 from blocklist.store import errors as store
-from signer import bootstrap as signer_bootstrap
 from signer import errors as signer
-from signer import highwater as signer_highwater
-from signer import publisher as signer_publisher
 
 log = logging.getLogger("cleanfeed.api")
 
@@ -88,13 +85,13 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     signer.KeyringError: 500,
     # The signer cannot sign until an operator acts (keys, keyring, a
     # database behind the high-water mark): the service is unavailable.
-    signer_highwater.ForkRefused: 503,
-    signer_highwater.HighWaterError: 503,
-    signer_publisher.NoKeyring: 503,
-    signer_publisher.OnlineKeyMissing: 503,
-    signer_bootstrap.NotInitialised: 503,
-    signer_bootstrap.AlreadyInitialised: 409,
-    signer_bootstrap.RootKeyOffline: 409,
+    signer.ForkRefused: 503,
+    signer.HighWaterError: 503,
+    signer.NoKeyring: 503,
+    signer.OnlineKeyMissing: 503,
+    signer.NotInitialised: 503,
+    signer.AlreadyInitialised: 409,
+    signer.RootKeyOffline: 409,
 }
 
 #: Problems raised by the API layer itself: code -> (status, title).

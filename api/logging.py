@@ -13,12 +13,12 @@ One JSON object per line on stderr. What is logged, and what never is:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 import time
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
+
+from blocklist.jsonlog import JsonFormatter
 
 #: Longest time a log line waits in the buffer (seconds).
 LOG_FLUSH_SECONDS: Final = 1.0
@@ -31,31 +31,6 @@ API_LOGGER: Final = "cleanfeed.api"
 
 #: Logger of ISP fetches (one line per fetch).
 ISP_LOGGER: Final = "cleanfeed.isp"
-
-#: Attributes of every LogRecord; anything else passed via ``extra`` is a field.
-_RESERVED: Final = frozenset(
-    vars(logging.LogRecord("n", logging.INFO, "p", 0, "m", None, None)).keys()
-) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON object: time, level, logger, message, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` with its ``extra`` fields as top-level keys."""
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            out["error"] = record.exc_info[0].__name__
-            out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

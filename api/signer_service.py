@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from blocklist.store import lists as store_lists
 from blocklist.store.db import Database
 from blocklist.store.retention import RetentionPolicy, prune_database
-from signer.bootstrap import renew_keyring_if_needed
+from signer.keyring_ops import renew_keyring_if_needed
 from signer.publisher import CheckpointResult, Publisher, PublishResult
 
 log = logging.getLogger("cleanfeed.signer")

@@ -149,7 +149,8 @@ def _audit(ctx: BenchContext) -> Section:
         )
     details = (
         f"Bundle `{path.relative_to(ROOT)}` ({path.stat().st_size:,} bytes){built}, built by "
-        "bench/audit_bench.py with `signer.log.MemoryLog` (900 additions + 100 removals per "
+        "bench/audit_bench.py with `tests.support.memory_log.MemoryLog` (900 additions + 100 "
+        "removals per "
         f"version, one key rotation); loaded in {fmt(load_seconds)} s (not counted). "
         f"`verify_bundle`: {fmt_runs(parallel)} s with {workers} worker(s), "
         f"{fmt_runs(single)} s with one. Bare loop (Ed25519 verification of every note and "

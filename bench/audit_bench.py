@@ -1,7 +1,7 @@
 """Benchmark of the offline audit: ``verify_bundle`` on 1,000 versions x 1,000 changes.
 
 Builds (once, cached under ``bench/out/``) a hash-only bundle of 1,000
-versions of 1,000 changes each with :class:`signer.log.MemoryLog`, the same
+versions of 1,000 changes each with :class:`tests.support.memory_log.MemoryLog`, the same
 core the server publishes with: 900 additions and 100 removals of earlier
 additions per version (the first version adds 1,000), one online key
 rotation half way. Then, in the same run, times (median of ``--runs``):
@@ -39,8 +39,8 @@ from blocklist.statement import Statement
 from clients.audit.bundle import KIND_HASH_ONLY, Bundle, dumps, load, save_bytes
 from clients.audit.examine import default_workers
 from clients.audit.verify import verify_bundle
-from signer.log import MemoryLog
 from signer.note import Verifier, parse_note
+from tests.support.memory_log import MemoryLog
 
 OUT = Path(__file__).resolve().parent / "out"
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Issue 18 item 2's target: 1,000 requests/s on one core. The real command
 (one process, one event loop: one core) serves a state directory holding
-``ENTRIES`` hashes (a verified snapshot of a :class:`signer.log.MemoryLog`,
+``ENTRIES`` hashes (a verified snapshot of a :class:`tests.support.memory_log.MemoryLog`,
 committed by the client's own store); ``wrk`` on loopback sends keep-alive
 ``GET`` requests, once with a listed host (451 and the page: the lookup,
 the block_ref and the page rendering) and once with an unlisted host
@@ -49,7 +49,7 @@ def build_state(state_dir: Path, entries: int) -> None:
     """Commit a verified snapshot of ``entries`` hashes, one of them ``LISTED/``."""
     from clients.isp.store import StateStore
     from clients.isp.trusted import TrustedState
-    from signer.log import MemoryLog
+    from tests.support.memory_log import MemoryLog
 
     now = datetime.now(UTC)
     hashes = {hashlib.sha256(f"example.com/page-{i}".encode()).digest() for i in range(entries)}

@@ -40,7 +40,7 @@ from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import EntryRow
-from signer.bootstrap import init_data_dir, keys_dir_of
+from signer.datadir import init_data_dir, keys_dir_of
 from signer.highwater import HighWater, HighWaterMark
 from signer.log import LogTip, cut_versions, sign_checkpoint
 from signer.note import parse_note

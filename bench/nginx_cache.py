@@ -289,7 +289,7 @@ def _unavailable(reason: str) -> Section:
 
 def _prepare(root: Path) -> tuple[Path, str]:
     """A data directory with the public list ``pub`` (what ``cleanfeed init --public`` makes)."""
-    from signer.bootstrap import init_data_dir
+    from signer.datadir import init_data_dir
 
     init = init_data_dir(root / "data", list_name=DOC_LIST, public=True)
     return init.data_dir, init.admin_token

@@ -137,7 +137,7 @@ def _profile(ctx: BenchContext, dep: deploy.Deployment, figures: list[Figure]) -
     finally:
         conn.close()
     from blocklist.store import Database
-    from signer.bootstrap import keys_dir_of
+    from signer.datadir import keys_dir_of
     from signer.publisher import Publisher
 
     db = Database(f"sqlite:///{copy_dir / 'cleanfeed.db'}")

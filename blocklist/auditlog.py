@@ -95,9 +95,9 @@ class Actor:
     CANARY: Final = "system:canary"
     #: Carries out expiries an analyst scheduled (blocklist.store.entries).
     EXPIRY: Final = "system:expiry"
-    #: Data directory initialisation (signer.bootstrap, blocklist.store.lists).
+    #: Data directory initialisation (signer.datadir, blocklist.store.lists).
     INIT: Final = "system:init"
-    #: Keyring renewal, rotation and import (signer.bootstrap).
+    #: Keyring renewal, rotation and import (signer.keyring_ops).
     KEYS: Final = "system:keys"
     #: Tokens minted from the command line (blocklist.store.tokens).
     CLI: Final = "system:cli"

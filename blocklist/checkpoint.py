@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode, parse_decimal
+from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode, fits_utf8, parse_decimal
 from blocklist.errors import FormatError
 
 #: Longest origin, in characters: room for a host name (253) and a short path
@@ -127,15 +127,11 @@ class Checkpoint:
         """
         if not isinstance(text, str):
             raise FormatError("checkpoint text must be a string")
-        # Endless data: a character is at least one UTF-8 byte, so this
-        # bounds the work before encoding.
-        if len(text) > MAX_CHECKPOINT_BYTES:
-            raise FormatError(f"checkpoint text exceeds {MAX_CHECKPOINT_BYTES} bytes")
         try:
-            size_in_bytes = len(text.encode("utf-8"))
+            fits = fits_utf8(text, MAX_CHECKPOINT_BYTES)
         except UnicodeEncodeError as e:
             raise FormatError("checkpoint text is not valid Unicode (lone surrogate)") from e
-        if size_in_bytes > MAX_CHECKPOINT_BYTES:
+        if not fits:
             raise FormatError(f"checkpoint text exceeds {MAX_CHECKPOINT_BYTES} bytes")
         if not text.endswith("\n"):
             raise FormatError("checkpoint text must end in a newline")

@@ -66,6 +66,18 @@ def parse_decimal(text: str, *, what: str = "number", maximum: int = MAX_DECIMAL
     return value
 
 
+def fits_utf8(text: str, limit: int) -> bool:
+    """Whether ``text`` encodes to at most ``limit`` bytes of UTF-8.
+
+    Endless data: a character is at least one UTF-8 byte, so a text of more
+    than ``limit`` characters is refused before any encoding work.
+
+    Raises:
+        UnicodeEncodeError: ``text`` holds a lone surrogate (it is no UTF-8).
+    """
+    return len(text) <= limit and len(text.encode("utf-8")) <= limit
+
+
 def format_time(when: datetime) -> str:
     """Format an aware datetime as UTC RFC 3339 with seconds and ``Z``."""
     if when.tzinfo is None:

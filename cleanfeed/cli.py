@@ -8,7 +8,8 @@ a base install that has neither FastAPI nor SQLAlchemy.
 |------------------------|----------------------------|-------------|
 | init, serve, token,    | api.cli                    | server      |
 | witness                |                            |             |
-| keys, signer           | signer.cli                 | server for ``signer run`` |
+| keys                   | signer.keys_cli            | server for ``rotate``, ``import-keyring`` |
+| signer                 | signer.publisher_cli       | server      |
 | isp                    | clients.isp.cli            | none        |
 | audit                  | clients.audit.cli          | none        |
 | entries, publish       | clients.analyst.cli        | none        |
@@ -33,8 +34,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "api.cli:witness_group",
         "Register the witness keys whose cosignatures a list accepts.",
     ),
-    "keys": ("signer.cli:keys_group", "Key ceremony: generate, show, rotate keys; sign keyrings."),
-    "signer": ("signer.signer_cli:signer_group", "Run the publisher that cuts and signs versions."),
+    "keys": (
+        "signer.keys_cli:keys_group",
+        "Key ceremony: generate, show, rotate keys; sign keyrings.",
+    ),
+    "signer": (
+        "signer.publisher_cli:signer_group",
+        "Run the publisher that cuts and signs versions.",
+    ),
     "isp": ("clients.isp.cli:isp_group", "ISP client: sync, verify, export, check URLs."),
     "audit": ("clients.audit.cli:audit_group", "Offline audit: fetch bundles, verify, prove."),
     "entries": (

@@ -119,3 +119,60 @@ class KeyringError(SignerError):
             raise ValueError(f"unknown keyring error reason {reason!r}")
         super().__init__(f"{reason}: {message}")
         self.reason: KeyringReason = reason
+
+
+# --- the high-water mark (DESIGN.md, "Versions, the log and what is signed") --
+
+
+class HighWaterError(SignerError):
+    """The high-water mark file is unreadable or malformed."""
+
+    code = "highwater_error"
+
+
+class HighWaterMissing(HighWaterError):
+    """No high-water mark file: the signer does not know what it signed before."""
+
+    code = "highwater_missing"
+
+
+class ForkRefused(SignerError):
+    """Signing would fork the log: the database is not an extension of the mark."""
+
+    code = "fork_refused"
+
+
+# --- publishing -------------------------------------------------------------
+
+
+class NoKeyring(SignerError):
+    """The list has no keyring yet (production: import the signed serial 1 first)."""
+
+    code = "no_keyring"
+
+
+class OnlineKeyMissing(SignerError):
+    """The keyring's open online key is not among this signer's key files."""
+
+    code = "online_key_missing"
+
+
+# --- the data directory -----------------------------------------------------
+
+
+class AlreadyInitialised(SignerError):
+    """The data directory (or list) is initialised already; nothing was changed."""
+
+    code = "already_initialised"
+
+
+class NotInitialised(SignerError):
+    """The data directory has not been initialised (run ``cleanfeed init``)."""
+
+    code = "not_initialised"
+
+
+class RootKeyOffline(SignerError):
+    """The operation needs the root key, which this deployment keeps offline."""
+
+    code = "root_key_offline"

@@ -31,7 +31,7 @@ from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode
 from blocklist.errors import FormatError, ProofError
 from blocklist.merkle import EMPTY_ROOT, verify_consistency
 from blocklist.tempfiles import remove_stale_temporaries, temporary_path
-from signer.errors import SignerError
+from signer.errors import ForkRefused, HighWaterError, HighWaterMissing
 
 __all__ = [
     "HIGHWATER_FILE",
@@ -55,24 +55,6 @@ _REMEDY = (
     "versions are truly lost, the log cannot continue under this origin (clients pinned it): "
     "start a new list with a new origin"
 )
-
-
-class HighWaterError(SignerError):
-    """The high-water mark file is unreadable or malformed."""
-
-    code = "highwater_error"
-
-
-class HighWaterMissing(HighWaterError):
-    """No high-water mark file: the signer does not know what it signed before."""
-
-    code = "highwater_missing"
-
-
-class ForkRefused(SignerError):
-    """Signing would fork the log: the database is not an extension of the mark."""
-
-    code = "fork_refused"
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from blocklist.errors import FormatError
-from blocklist.keyring import Keyring
+from blocklist.keyring import KeyRange, Keyring
 from signer.errors import BadSignature, KeyringError, MalformedNote, NoteError, UnknownKey
 from signer.note import NoteSignature, NoteSigner, Verifier, sign_note, verify_note
 
 __all__ = [
     "check_not_expired",
     "parse_verifiers",
+    "rotated_keyring",
     "sign_keyring",
     "verifiers_for_checkpoint",
     "verifiers_for_statement",
@@ -62,6 +63,34 @@ def sign_keyring(
         MalformedNote: no signer, or a key signs twice.
     """
     return sign_note(keyring.to_text(), root_keys, existing=existing)
+
+
+def rotated_keyring(current: Keyring, version: int, new_vkey: str, expires: datetime) -> Keyring:
+    """The next keyring serial of an online key rotation after ``version``.
+
+    The open key's range closes at ``version`` and ``new_vkey``'s opens at
+    ``version + 1``; a key that signed nothing is dropped rather than given
+    an empty range (blocklist.keyring: first <= last). Roots and threshold
+    stay; the caller signs it with the root key.
+
+    Raises:
+        FormatError: the new keyring is invalid (e.g. ``new_vkey`` malformed).
+    """
+    ranges: list[KeyRange] = []
+    for rng in current.keys:
+        if rng.last is not None:
+            ranges.append(rng)
+        elif rng.first <= version:
+            ranges.append(KeyRange(rng.vkey, rng.first, version))
+    ranges.append(KeyRange(new_vkey, version + 1, None))
+    return Keyring.create(
+        origin=current.origin,
+        serial=current.serial + 1,
+        expires=expires,
+        threshold=current.threshold,
+        roots=current.roots,
+        keys=ranges,
+    )
 
 
 def parse_verifiers(vkeys: Iterable[str]) -> list[Verifier]:

@@ -12,8 +12,8 @@ its freshness (DESIGN.md item 4).
 
 Nothing here touches a database or a file: the publisher
 (:mod:`signer.publisher`) feeds it from the store inside one transaction,
-and :class:`MemoryLog` keeps a whole log in memory for client and auditor
-tests and benchmarks. Costs are O(changes): the state digest is updated
+and the tests' ``support.memory_log.MemoryLog`` keeps a whole log in memory
+for client and auditor tests and benchmarks. Costs are O(changes): the state digest is updated
 from the previous vector, and each new leaf reads O(log N) stored hashes.
 """
 
@@ -27,45 +27,43 @@ from datetime import UTC, datetime, timedelta
 from blocklist.auditlog import AUDIT_ZERO
 from blocklist.checkpoint import Checkpoint
 from blocklist.errors import DeltaError
-from blocklist.keyring import KeyRange, Keyring
 from blocklist.merkle import (
     EMPTY_ROOT,
     HashReader,
-    MemoryHashStore,
-    consistency_proof,
-    inclusion_proof,
     leaf_hash,
-    range_hashes,
     stored_hash_count,
     stored_hashes_for_leaf,
     tree_root,
 )
 from blocklist.statedigest import StateDigest
 from blocklist.statement import MAX_CHANGES_PER_VERSION, ZERO_HASH, Statement, split_changes
-from signer.keyring import sign_keyring
-from signer.keys import SecretKey
 from signer.note import NoteSigner, sign_note
 
 __all__ = [
     "DEFAULT_KEYRING_LIFETIME",
     "LogAppend",
     "LogTip",
-    "MemoryLog",
     "SignedStatement",
     "checkpoint_timestamp",
     "cut_versions",
     "empty_checkpoint",
     "sign_checkpoint",
+    "utc_seconds",
 ]
 
-#: How long a keyring stays valid when :class:`MemoryLog` (or ``init``)
+#: How long a keyring stays valid when ``init`` (or a test log)
 #: signs one: a year, so a forgotten renewal freezes clients within a year
 #: at most (TUF's freeze protection), while routine renewals stay rare.
 DEFAULT_KEYRING_LIFETIME = timedelta(days=365)
 
 
-def _utc_seconds(when: datetime) -> datetime:
-    """An aware datetime truncated to whole seconds, in UTC (statement times)."""
+def utc_seconds(when: datetime | None = None) -> datetime:
+    """``when`` (default: now) in UTC, truncated to whole seconds, as every signed time is.
+
+    Raises:
+        ValueError: a naive datetime.
+    """
+    when = when or datetime.now(UTC)
     if when.tzinfo is None:
         raise ValueError("times must be timezone-aware (UTC)")
     return when.astimezone(UTC).replace(microsecond=0)
@@ -77,7 +75,7 @@ def checkpoint_timestamp(when: datetime) -> int:
     Raises:
         ValueError: ``when`` is naive or before 1970.
     """
-    seconds = int(_utc_seconds(when).timestamp())
+    seconds = int(utc_seconds(when).timestamp())
     if seconds < 0:
         raise ValueError("a cosignature timestamp cannot be before 1970")
     return seconds
@@ -227,7 +225,7 @@ def cut_versions(
         if h not in members:
             raise DeltaError(f"cannot remove {h.hex()}: not listed")
 
-    when = _utc_seconds(now)
+    when = utc_seconds(now)
     pending = _PendingTree(tree, tip.version)
     state = tip.state.copy()
     version, previous, count = tip.version, tip.text_hash, tip.count
@@ -296,203 +294,3 @@ def empty_checkpoint(origin: str, key: NoteSigner, now: datetime) -> str:
         ValueError: ``now`` is naive.
     """
     return sign_checkpoint(origin, 0, EMPTY_ROOT, key, now)
-
-
-class MemoryLog:
-    """A whole list log in memory: keys, keyrings, statements, tree and set.
-
-    For client and auditor tests and benchmarks: it produces exactly what
-    the server publishes (same core), fast enough to build 1,000 versions of
-    1,000 changes in seconds. Not thread-safe.
-    """
-
-    def __init__(
-        self,
-        origin: str = "cleanfeed.invalid/test",
-        *,
-        now: datetime | None = None,
-        root_key: SecretKey | None = None,
-        online_key: SecretKey | None = None,
-        keyring_lifetime: timedelta = DEFAULT_KEYRING_LIFETIME,
-    ) -> None:
-        """Create an empty log with a root key, an online key and keyring serial 1.
-
-        Raises:
-            FormatError: a bad origin.
-            ValueError: invalid key names for this origin.
-        """
-        start = _utc_seconds(now or datetime.now(UTC))
-        self.origin = origin
-        self.keyring_lifetime = keyring_lifetime
-        self.root_key = root_key or SecretKey.generate(f"{origin}/root")
-        self.online_key = online_key or SecretKey.generate(origin)
-        self.tree = MemoryHashStore()
-        self.members: set[bytes] = set()
-        #: Signed statement notes; statement N is ``statements[N - 1]``.
-        self.statements: list[str] = []
-        #: Signed keyring notes; serial S is ``keyrings[S - 1]``.
-        self.keyrings: list[str] = []
-        self.keyring = Keyring.create(
-            origin=origin,
-            serial=1,
-            expires=start + keyring_lifetime,
-            threshold=1,
-            roots=[self.root_key.vkey],
-            keys=[KeyRange(self.online_key.vkey, 1, None)],
-        )
-        self.keyrings.append(sign_keyring(self.keyring, [self.root_key]))
-        self.tip = LogTip.empty(origin, keyring_serial=1)
-
-    @property
-    def version(self) -> int:
-        """The latest version (= tree size)."""
-        return self.tip.version
-
-    @property
-    def root_vkey(self) -> str:
-        """The root vkey clients pin."""
-        return self.root_key.vkey
-
-    def root(self, size: int | None = None) -> bytes:
-        """The tree root at ``size`` (default: the latest).
-
-        Raises:
-            ValueError: a size beyond the log.
-        """
-        size = self.version if size is None else size
-        if not 0 <= size <= self.version:
-            raise ValueError(f"no tree of size {size} (latest {self.version})")
-        return tree_root(size, self.tree)
-
-    def set_audit_head(self, head: bytes) -> None:
-        """Set the audit head the next statements commit to.
-
-        Raises:
-            ValueError: not 32 bytes.
-        """
-        if len(head) != 32:
-            raise ValueError("an audit head is 32 bytes")
-        self.tip = replace(self.tip, audit_head=head)
-
-    def publish(
-        self,
-        adds: Iterable[bytes] = (),
-        removes: Iterable[bytes] = (),
-        now: datetime | None = None,
-        *,
-        limit: int = MAX_CHANGES_PER_VERSION,
-    ) -> list[int]:
-        """Cut and sign the versions of a change set; return their numbers.
-
-        An empty change set publishes nothing.
-
-        Raises:
-            DeltaError: see :func:`cut_versions`; nothing changes then.
-        """
-        add_list, remove_list = list(adds), list(removes)
-        result = cut_versions(
-            self.tip,
-            self.tree,
-            add_list,
-            remove_list,
-            self.members,
-            self.online_key,
-            now or datetime.now(UTC),
-            limit=limit,
-        )
-        for signed in result.versions:
-            self.tree.append_leaf_hash(signed.leaf_hash)
-            self.statements.append(signed.note)
-        self.members.difference_update(remove_list)
-        self.members.update(add_list)
-        self.tip = result.tip
-        return [signed.version for signed in result.versions]
-
-    def checkpoint(self, now: datetime | None = None) -> str:
-        """Sign the current tree head (0x01 and 0x04 lines of the online key)."""
-        return sign_checkpoint(
-            self.origin, self.version, self.root(), self.online_key, now or datetime.now(UTC)
-        )
-
-    def rotate_online_key(
-        self, now: datetime | None = None, new_key: SecretKey | None = None
-    ) -> SecretKey:
-        """Rotate the online key: a new keyring serial closes the old range at
-        the current version and opens the new key's at the next one.
-
-        Returns:
-            The new online key (now in force).
-        """
-        start = _utc_seconds(now or datetime.now(UTC))
-        new_key = new_key or SecretKey.generate(self.origin)
-        current = self.version
-        keys = []
-        for rng in self.keyring.keys:
-            if rng.last is None:
-                # A key that signed nothing is dropped rather than given an
-                # empty range (blocklist.keyring: first <= last).
-                if rng.first <= current:
-                    keys.append(KeyRange(rng.vkey, rng.first, current))
-            else:
-                keys.append(rng)
-        keys.append(KeyRange(new_key.vkey, current + 1, None))
-        self.keyring = Keyring.create(
-            origin=self.origin,
-            serial=self.keyring.serial + 1,
-            expires=start + self.keyring_lifetime,
-            threshold=self.keyring.threshold,
-            roots=self.keyring.roots,
-            keys=keys,
-        )
-        self.keyrings.append(sign_keyring(self.keyring, [self.root_key]))
-        self.online_key = new_key
-        self.tip = replace(self.tip, keyring_serial=self.keyring.serial)
-        return new_key
-
-    def snapshot(self, version: int | None = None) -> list[bytes]:
-        """Sorted raw hashes at ``version`` (default: latest; older ones are replayed).
-
-        Raises:
-            ValueError: a version beyond the log.
-        """
-        version = self.version if version is None else version
-        if not 0 <= version <= self.version:
-            raise ValueError(f"no version {version} (latest {self.version})")
-        if version == self.version:
-            return sorted(self.members)
-        present: set[bytes] = set()
-        for note in self.statements[:version]:
-            statement = Statement.parse(note[: note.index("\n\n") + 1])
-            present.difference_update(statement.removes)
-            present.update(statement.adds)
-        return sorted(present)
-
-    def statement_text(self, version: int) -> str:
-        """The text (without signatures) of statement ``version``."""
-        note = self.statements[version - 1]
-        return note[: note.index("\n\n") + 1]
-
-    def inclusion_proof(self, version: int, size: int | None = None) -> list[bytes]:
-        """RFC 9162 inclusion proof of statement ``version`` (leaf version-1) in tree ``size``.
-
-        Raises:
-            ValueError: bad version or size.
-        """
-        size = self.version if size is None else size
-        return inclusion_proof(version - 1, size, self.tree)
-
-    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
-        """RFC 9162 consistency proof from tree ``old`` to tree ``new``.
-
-        Raises:
-            ValueError: bad sizes.
-        """
-        return consistency_proof(old, self.version if new is None else new, self.tree)
-
-    def range_hashes(self, size: int | None = None) -> list[bytes]:
-        """The compact range (maximal perfect subtree roots) of tree ``size``.
-
-        Raises:
-            ValueError: a bad size.
-        """
-        return range_hashes(self.version if size is None else size, self.tree)

@@ -35,12 +35,12 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol, Self
 
 import nacl.exceptions
 import nacl.signing
 
-from blocklist.encoding import b64decode, b64encode
+from blocklist.encoding import b64decode, b64encode, fits_utf8
 from blocklist.errors import FormatError
 from blocklist.keyring import (
     ED25519_PUBLIC_KEY_SIZE,
@@ -162,49 +162,73 @@ def _verify_ed25519(verify_key: nacl.signing.VerifyKey, message: bytes, signatur
 
 
 @dataclass(frozen=True, slots=True)
-class Verifier:
-    """A trusted Ed25519 note key (signature type 0x01).
+class _NamedEd25519Key:
+    """A named Ed25519 public key of one signature type (c2sp.org/signed-note, "Verifier keys").
 
-    Construction checks that ``key_id`` is the one ``name`` and
-    ``public_key`` imply; use :meth:`from_vkey` or :meth:`from_public_key`.
+    The one home of what :class:`Verifier` (type 0x01) and
+    :class:`CosignatureVerifier` (type 0x04) share: construction checks that
+    ``key_id`` is the one ``name``, ``public_key`` and the type imply.
     """
+
+    #: The signature type byte of the vkey.
+    _SIG_TYPE: ClassVar[int]
+    #: How a mismatching key ID is described in errors.
+    _KIND: ClassVar[str]
 
     name: str
     key_id: bytes
     public_key: bytes
     _verify_key: nacl.signing.VerifyKey = field(init=False, repr=False, compare=False)
 
+    @staticmethod
+    def _key_id_of(name: str, public_key: bytes) -> bytes:
+        raise NotImplementedError  # pragma: no cover - each type defines its key ID
+
     def __post_init__(self) -> None:
         _check_public_key(self.name, self.public_key)
-        if self.key_id != ed25519_key_id(self.name, self.public_key):
-            raise FormatError("key ID does not match the key name and public key")
+        if self.key_id != self._key_id_of(self.name, self.public_key):
+            raise FormatError(f"{self._KIND}key ID does not match the key name and public key")
         object.__setattr__(self, "_verify_key", nacl.signing.VerifyKey(self.public_key))
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> Verifier:
-        """Parse a vkey ``<name>+<8 hex key ID>+<base64(0x01 || public key)>``.
+    def from_vkey(cls, vkey: str) -> Self:
+        """Parse a vkey ``<name>+<8 hex key ID>+<base64(type || public key)>``.
 
         Raises:
-            FormatError: the vkey is malformed, not type 0x01, or its key ID
-                does not match.
+            FormatError: the vkey is malformed, not of this type (0x01 for a
+                :class:`Verifier`, 0x04 for a :class:`CosignatureVerifier`),
+                or its key ID does not match.
         """
-        parts = parse_vkey(vkey, sig_types=(SIG_TYPE_ED25519,))
+        parts = parse_vkey(vkey, sig_types=(cls._SIG_TYPE,))
         return cls(parts.name, parts.key_id, parts.public_key)
 
     @classmethod
-    def from_public_key(cls, name: str, public_key: bytes) -> Verifier:
-        """Build the verifier of a named Ed25519 public key.
+    def from_public_key(cls, name: str, public_key: bytes) -> Self:
+        """Build the key of this type of a named Ed25519 public key.
 
         Raises:
             FormatError: invalid name or key size.
         """
         _check_public_key(name, public_key)
-        return cls(name, ed25519_key_id(name, public_key), public_key)
+        return cls(name, cls._key_id_of(name, public_key), public_key)
 
     @property
     def vkey(self) -> str:
-        """The vkey text of this key."""
-        return format_vkey(self.name, SIG_TYPE_ED25519, self.public_key)
+        """The vkey text of this key (of its type)."""
+        return format_vkey(self.name, self._SIG_TYPE, self.public_key)
+
+
+class Verifier(_NamedEd25519Key):
+    """A trusted Ed25519 note key (signature type 0x01).
+
+    Construction checks that ``key_id`` is the one ``name`` and
+    ``public_key`` imply; use :meth:`from_vkey` or :meth:`from_public_key`.
+    """
+
+    __slots__ = ()
+    _SIG_TYPE = SIG_TYPE_ED25519
+    _KIND = ""
+    _key_id_of = staticmethod(ed25519_key_id)
 
     @property
     def cosigner(self) -> CosignatureVerifier:
@@ -216,8 +240,7 @@ class Verifier:
         return _verify_ed25519(self._verify_key, message, signature)
 
 
-@dataclass(frozen=True, slots=True)
-class CosignatureVerifier:
+class CosignatureVerifier(_NamedEd25519Key):
     """A trusted timestamped Ed25519 cosigner (signature type 0x04).
 
     Witnesses publish such keys as vkeys of type 0x04
@@ -225,42 +248,10 @@ class CosignatureVerifier:
     :attr:`Verifier.cosigner`.
     """
 
-    name: str
-    key_id: bytes
-    public_key: bytes
-    _verify_key: nacl.signing.VerifyKey = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_public_key(self.name, self.public_key)
-        if self.key_id != cosigner_key_id(self.name, self.public_key):
-            raise FormatError("cosigner key ID does not match the key name and public key")
-        object.__setattr__(self, "_verify_key", nacl.signing.VerifyKey(self.public_key))
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        """Parse a cosigner vkey ``<name>+<8 hex key ID>+<base64(0x04 || public key)>``.
-
-        Raises:
-            FormatError: the vkey is malformed, not type 0x04, or its key ID
-                does not match.
-        """
-        parts = parse_vkey(vkey, sig_types=(SIG_TYPE_COSIGNATURE_V1,))
-        return cls(parts.name, parts.key_id, parts.public_key)
-
-    @classmethod
-    def from_public_key(cls, name: str, public_key: bytes) -> CosignatureVerifier:
-        """Build the cosigner of a named Ed25519 public key.
-
-        Raises:
-            FormatError: invalid name or key size.
-        """
-        _check_public_key(name, public_key)
-        return cls(name, cosigner_key_id(name, public_key), public_key)
-
-    @property
-    def vkey(self) -> str:
-        """The type-0x04 vkey text of this cosigner."""
-        return format_vkey(self.name, SIG_TYPE_COSIGNATURE_V1, self.public_key)
+    __slots__ = ()
+    _SIG_TYPE = SIG_TYPE_COSIGNATURE_V1
+    _KIND = "cosigner "
+    _key_id_of = staticmethod(cosigner_key_id)
 
     def verify_timestamped(self, text: str, signature: bytes) -> int | None:
         """Check a decoded 0x04 signature (without its key ID) over ``text``.
@@ -335,14 +326,12 @@ def _decode(data: str | bytes) -> str:
             raise MalformedNote("note is not valid UTF-8") from e
     if not isinstance(data, str):
         raise TypeError("a note is str or bytes")
-    # A str may hold lone surrogates, which are not UTF-8; len(str) <= bytes.
-    if len(data) > MAX_NOTE_BYTES:
-        raise MalformedNote(f"note larger than {MAX_NOTE_BYTES} bytes")
+    # A str may hold lone surrogates, which are not UTF-8.
     try:
-        size = len(data.encode("utf-8"))
+        fits = fits_utf8(data, MAX_NOTE_BYTES)
     except UnicodeEncodeError as e:
         raise MalformedNote("note is not valid UTF-8") from e
-    if size > MAX_NOTE_BYTES:
+    if not fits:
         raise MalformedNote(f"note larger than {MAX_NOTE_BYTES} bytes")
     return data
 

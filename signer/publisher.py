@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from blocklist.checkpoint import Checkpoint
 from blocklist.encoding import b64encode
 from blocklist.errors import FormatError
-from blocklist.keyring import Keyring, parse_vkey
+from blocklist.keyring import Keyring
 from blocklist.merkle import consistency_proof, tree_root
 from blocklist.statedigest import StateDigest
 from blocklist.statement import MAX_CHANGES_PER_VERSION
@@ -50,7 +50,8 @@ from blocklist.store import versions as store_versions
 from blocklist.store.lists import get_list
 from blocklist.store.models import ListRow, VersionRow
 from blocklist.store.publishing import current_members, has_pending_work
-from signer.errors import SignerError
+from signer.datadir import online_key_path
+from signer.errors import NoKeyring, OnlineKeyMissing, SignerError
 from signer.highwater import HighWater, HighWaterError, HighWaterMark
 from signer.keyring import verifiers_for_checkpoint
 from signer.keys import SecretKey, load_key
@@ -65,9 +66,6 @@ __all__ = [
     "OnlineKeyMissing",
     "PublishResult",
     "Publisher",
-    "list_key_dir",
-    "online_key_path",
-    "root_key_path",
 ]
 
 logger = logging.getLogger("cleanfeed.signer")
@@ -81,43 +79,9 @@ DEFAULT_CHECKPOINT_INTERVAL = timedelta(minutes=10)
 #: a larger backlog (a huge bulk import) continues in the next publish.
 MAX_VERSIONS_PER_PUBLISH = 100
 
-#: Root key file of the embedded default (production keeps it offline).
-ROOT_KEY_FILE = "root.key"
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def list_key_dir(keys_dir: Path, list_name: str) -> Path:
-    """``keys/<list>``: the list's key files and high-water mark."""
-    return Path(keys_dir) / list_name
-
-
-def root_key_path(keys_dir: Path, list_name: str) -> Path:
-    """``keys/<list>/root.key`` (embedded default only)."""
-    return list_key_dir(keys_dir, list_name) / ROOT_KEY_FILE
-
-
-def online_key_path(keys_dir: Path, list_name: str, vkey: str) -> Path:
-    """``keys/<list>/online-<keyid>.key`` for the online key with ``vkey``.
-
-    Raises:
-        FormatError: a malformed vkey.
-    """
-    return list_key_dir(keys_dir, list_name) / f"online-{parse_vkey(vkey).key_id.hex()}.key"
-
-
-class NoKeyring(SignerError):
-    """The list has no keyring yet (production: import the signed serial 1 first)."""
-
-    code = "no_keyring"
-
-
-class OnlineKeyMissing(SignerError):
-    """The keyring's open online key is not among this signer's key files."""
-
-    code = "online_key_missing"
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def canary_hash(url: str) -> bytes:
     """The entry hash of a canary URL: its most specific expression.
 
     ``cleanfeed init`` gives the canary the narrowest scope its URL states
-    (signer/bootstrap.py, ``canary_scope``), whose expression is the first
+    (signer/datadir.py, ``canary_scope``), whose expression is the first
     Safe Browsing expression of the URL (``host/`` for a URL with path ``/``).
 
     Raises:

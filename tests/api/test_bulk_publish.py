@@ -21,7 +21,7 @@ from support.api_testing import (
 
 from api.middleware import MAX_CSV_BODY_BYTES
 from api.signer_service import SignerService
-from signer import bootstrap as signer_bootstrap
+from signer import keyring_ops as signer_keyring_ops
 from signer import keys as signer_keys
 from signer import publisher as signer_publisher
 
@@ -155,7 +155,7 @@ def test_publish_without_signer_queues_then_completes(
         with deployment_client(d) as client:
             # --no-signer: the API process never reads a private key.
             with monkeypatch.context() as m:
-                for module in (signer_keys, signer_publisher, signer_bootstrap):
+                for module in (signer_keys, signer_publisher, signer_keyring_ops):
                     m.setattr(module, "load_key", _refuse_key_read)
                 add_approved(client, d.tokens)
                 queued = client.post(f"/v1/lists/{MAIN}/publish", token=d.tokens.alice)

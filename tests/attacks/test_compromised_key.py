@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pytest
 from support.attack_helpers import Forger, World, replacing, sha
 
-from signer.bootstrap import rotate_online_key
+from signer.keyring_ops import rotate_online_key
 from signer.keys import SecretKey
 
 

@@ -25,9 +25,10 @@ from support.attack_helpers import World, checkpoint_of
 from support.e2e_helpers import serve_argv
 from support.processes import free_port
 
-from signer.bootstrap import init_data_dir, rotate_online_key
+from signer.datadir import init_data_dir
 from signer.errors import InsecureKeyFile
 from signer.highwater import HighWater
+from signer.keyring_ops import rotate_online_key
 from signer.publisher import Publisher
 
 #: Longest wait for ``cleanfeed serve`` to either exit or answer.

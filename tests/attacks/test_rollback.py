@@ -20,7 +20,7 @@ from support.isp_helpers import sign_cp
 from blocklist.merkle import EMPTY_ROOT, CompactRange
 from clients.isp.config import DEFAULT_MAX_AGE
 from clients.isp.store import DB_NAME
-from signer.bootstrap import rotate_online_key
+from signer.keyring_ops import rotate_online_key
 
 #: Seconds after which the client's held checkpoint is stale (default max age + 1 h).
 OFFLINE = DEFAULT_MAX_AGE + 3600

@@ -27,7 +27,7 @@ from api.settings import load_settings
 from blocklist.store import tokens as store_tokens
 from blocklist.store.db import Database
 from blocklist.store.models import TokenRow
-from signer.bootstrap import init_data_dir, resolve_database_url
+from signer.datadir import init_data_dir, resolve_database_url
 
 #: Every ISP document of a list, with parameters valid for version 1.
 ISP_DOCUMENTS = [

@@ -43,7 +43,7 @@ from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store.entries import BULK_ADDED, BULK_EXISTING, BulkRow
 from blocklist.store.models import AuditRow, EntryRow
-from signer.bootstrap import init_data_dir, resolve_database_url
+from signer.datadir import init_data_dir, resolve_database_url
 
 LIST = "main"
 
@@ -84,7 +84,7 @@ if mode == "store":
     from blocklist.store import entries as se
     from blocklist.store import lists as sl
     from blocklist.store.errors import BulkRejected
-    from signer.bootstrap import resolve_database_url
+    from signer.datadir import resolve_database_url
     db = Database(resolve_database_url(Path(data_dir)))
     with db.read() as s:
         list_id = sl.get_list(s, "main").id

@@ -49,7 +49,7 @@ from api.settings import load_settings
 from blocklist.store import Database
 from blocklist.store import tokens as store_tokens
 from blocklist.store.models import Base, EntryRow
-from signer.bootstrap import init_data_dir, keys_dir_of, resolve_database_url
+from signer.datadir import init_data_dir, keys_dir_of, resolve_database_url
 from signer.highwater import HIGHWATER_FILE
 
 LIST = "main"

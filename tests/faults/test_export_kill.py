@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 from support.isp_helpers import LIST, SERVER, MemoryServer
+from support.memory_log import MemoryLog
 from support.processes import run_child
 
 from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
 from clients.isp.sync import Syncer
-from signer.log import MemoryLog
 
 #: Hashes on the list: a file of several MB, so writing it takes a moment.
 ENTRIES = 100_000

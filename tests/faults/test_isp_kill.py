@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 import pytest
 from support.isp_helpers import LIST, MemoryServer
+from support.memory_log import MemoryLog
 
 from clients.isp.store import StateStore
 from clients.isp.trusted import TrustedState
-from signer.log import MemoryLog
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Runs the CLI with the kill installed at one step.

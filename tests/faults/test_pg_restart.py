@@ -37,7 +37,7 @@ from support.postgres import fresh_postgres_database, postgres_admin_url
 from support.processes import stop_process
 from support.published_log import check_highwater, verify_published_log
 
-from signer.bootstrap import keys_dir_of
+from signer.datadir import keys_dir_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

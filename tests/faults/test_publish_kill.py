@@ -50,7 +50,7 @@ from blocklist.store import Database
 from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
 from blocklist.store.models import EntryRow
-from signer.bootstrap import init_data_dir, keys_dir_of, resolve_database_url
+from signer.datadir import init_data_dir, keys_dir_of, resolve_database_url
 from signer.highwater import HighWater
 from signer.publisher import Publisher
 
@@ -83,7 +83,7 @@ data_dir, point = Path(sys.argv[1]), sys.argv[2]
 from blocklist.store import Database
 from blocklist.store import versions as sv
 import signer.highwater as hw
-from signer.bootstrap import keys_dir_of, resolve_database_url
+from signer.datadir import keys_dir_of, resolve_database_url
 from signer.publisher import Publisher
 
 def die():

@@ -49,7 +49,7 @@ from blocklist.store.publishing import has_pending_work
 from clients.isp.config import IspConfig
 from clients.isp.store import StateStore
 from clients.isp.sync import Syncer
-from signer.bootstrap import keys_dir_of
+from signer.datadir import keys_dir_of
 
 pytestmark = pytest.mark.postgres
 

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.memory_log import MemoryLog
 
 from blocklist.canonical import canonicalize, expression, expressions, split_expression
 from blocklist.checkpoint import Checkpoint
@@ -59,7 +60,6 @@ from clients.errors import BundleError, ClientError
 from clients.isp.trusted import TrustedState
 from signer.errors import KeyringError, NoteError
 from signer.keyring import verify_keyring_update
-from signer.log import MemoryLog
 from signer.note import Verifier, parse_note, verify_cosignature, verify_note
 
 #: Examples per property in the CI run and under @slow.

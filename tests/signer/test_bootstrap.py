@@ -17,21 +17,16 @@ from blocklist.keyring import KeyRange, Keyring
 from blocklist.merkle import EMPTY_ROOT
 from blocklist.store import Database
 from blocklist.store import tokens as store_tokens
-from signer.bootstrap import (
-    KEYRING_LIFETIME,
+from signer.datadir import KEYRING_LIFETIME, ensure_initialised, init_data_dir, keys_dir_of
+from signer.errors import AlreadyInitialised, KeyringError, RootKeyOffline, UnknownKey
+from signer.highwater import HighWater, HighWaterMark
+from signer.keyring import sign_keyring, verifiers_for_statement, verify_keyring_update
+from signer.keyring_ops import (
     KEYRING_RENEW_BEFORE,
-    AlreadyInitialised,
-    RootKeyOffline,
-    ensure_initialised,
     import_signed_keyring,
-    init_data_dir,
-    keys_dir_of,
     renew_keyring_if_needed,
     rotate_online_key,
 )
-from signer.errors import KeyringError, UnknownKey
-from signer.highwater import HighWater, HighWaterMark
-from signer.keyring import sign_keyring, verifiers_for_statement, verify_keyring_update
 from signer.keys import SecretKey, load_key
 from signer.note import Verifier, verify_note
 from signer.publisher import NoKeyring, OnlineKeyMissing, Publisher

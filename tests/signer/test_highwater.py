@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.memory_log import MemoryLog
 
 from blocklist.encoding import b64encode
 from blocklist.merkle import EMPTY_ROOT
@@ -23,7 +24,6 @@ from signer.highwater import (
     HighWaterMark,
     HighWaterMissing,
 )
-from signer.log import MemoryLog
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 ORIGIN = "example.org/cleanfeed/main"

@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 from blocklist.keyring import KeyRange, Keyring
-from signer.cli import keys_group
 from signer.errors import KeyringError, UnknownKey
 from signer.keyring import (
     check_not_expired,
@@ -27,6 +26,7 @@ from signer.keyring import (
     verify_keyring_update,
 )
 from signer.keys import SecretKey, load_key, save_key
+from signer.keys_cli import keys_group
 from signer.note import parse_note, sign_note, verify_note
 
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)

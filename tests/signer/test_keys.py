@@ -13,9 +13,9 @@ import nacl.signing
 import pytest
 from click.testing import CliRunner
 
-from signer.cli import keys_group
 from signer.errors import InsecureKeyFile, KeyFileError, PassphraseRequired
 from signer.keys import KDF_INTERACTIVE, KdfParams, SecretKey, load_key, save_key
+from signer.keys_cli import keys_group
 from signer.note import Verifier, sign_note, verify_note
 
 SEED = bytes(range(32))

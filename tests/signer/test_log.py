@@ -20,6 +20,7 @@ from support.log_verifier import (
     verify_checkpoint_note,
     verify_log,
 )
+from support.memory_log import MemoryLog
 
 from blocklist.encoding import b64encode
 from blocklist.errors import DeltaError
@@ -29,7 +30,7 @@ from blocklist.statement import MAX_CHANGES_PER_VERSION, Statement
 from signer.errors import BadSignature, UnknownKey
 from signer.keyring import verifiers_for_statement
 from signer.keys import SecretKey
-from signer.log import LogTip, MemoryLog, cut_versions, empty_checkpoint
+from signer.log import LogTip, cut_versions, empty_checkpoint
 from signer.note import Verifier, verify_cosignature, verify_note
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

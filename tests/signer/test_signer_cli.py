@@ -1,4 +1,4 @@
-"""``cleanfeed signer …`` and ``cleanfeed keys rotate`` / ``import-keyring`` (signer.signer_cli)."""
+"""``cleanfeed signer …`` (signer.publisher_cli); ``cleanfeed keys rotate`` / ``import-keyring``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from support.publish_helpers import START, Deployment, add_active, list_id, publ
 
 from blocklist.keyring import Keyring
 from blocklist.store import versions as store_versions
-from signer.bootstrap import init_data_dir
+from signer.datadir import init_data_dir
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
-from signer.signer_cli import import_keyring_command, rotate_command, signer_group
+from signer.keys_cli import import_keyring_command, rotate_command
+from signer.publisher_cli import signer_group
 
 #: Bound on waiting for the daemon's next log line; reached only on a hang.
 LINE_TIMEOUT = 60
@@ -162,7 +163,7 @@ def _wait_for(lines: queue.Queue[dict[str, Any]], **fields: object) -> dict[str,
 
 def test_daemon_publishes_serves_requests_and_stops_cleanly(deployment: Deployment) -> None:
     dep = deployment
-    code = "import sys; from signer.signer_cli import signer_group; signer_group(sys.argv[1:])"
+    code = "import sys; from signer.publisher_cli import signer_group; signer_group(sys.argv[1:])"
     proc = subprocess.Popen(
         [
             sys.executable,

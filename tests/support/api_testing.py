@@ -28,7 +28,7 @@ from blocklist.store import tokens as store_tokens
 from blocklist.store.audit import head as audit_head
 from blocklist.store.db import Database
 from blocklist.store.models import Base
-from signer.bootstrap import InitResult, init_data_dir
+from signer.datadir import InitResult, init_data_dir
 
 #: The two lists of every deployment: ISP and auditor tokens see only MAIN.
 MAIN = "main"

@@ -41,6 +41,7 @@ from blocklist.statement import Statement
 from clients.isp.config import ExportSpec, IspConfig
 from clients.isp.store import DB_NAME, StateStore
 from clients.isp.sync import Syncer, SyncOutcome
+from signer.datadir import online_key_path, root_key_path
 from signer.keys import SecretKey, load_key
 from signer.log import checkpoint_timestamp, sign_checkpoint
 from signer.note import (
@@ -50,7 +51,6 @@ from signer.note import (
     sign_note,
     verify_cosignature,
 )
-from signer.publisher import online_key_path, root_key_path
 from support.api_testing import MAIN, Deployment, close_deployment, make_deployment
 from support.asgi_bridge import ASGIBridge
 from support.isp_helpers import TamperTransport

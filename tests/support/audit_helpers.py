@@ -3,7 +3,7 @@
 :class:`FullLog` is a small, independent model of what the service does for
 one list: the hash-chained audit log of analyst decisions (add, four-eyes
 approval, expiry, scheduled expiry, reinstatement), the entries with their
-plaintext, and a :class:`signer.log.MemoryLog` that cuts and signs versions
+plaintext, and a :class:`support.memory_log.MemoryLog` that cuts and signs versions
 whose ``audit`` line is the head of that log. Its ``force_*`` switches
 publish what the decisions do not allow, to play a misbehaving server.
 
@@ -29,8 +29,9 @@ from blocklist.statement import Statement
 from clients.audit.bundle import KIND_FULL, KIND_HASH_ONLY, Bundle, BundleEntry
 from clients.audit.verify import AuditReport, verify_bundle
 from signer.keys import SecretKey
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import sign_note
+from support.memory_log import MemoryLog
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 #: When the verification tests audit (after every story's last checkpoint).

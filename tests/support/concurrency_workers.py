@@ -11,7 +11,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 from blocklist.store import Database
-from signer.bootstrap import keys_dir_of
+from signer.datadir import keys_dir_of
 from signer.publisher import Publisher
 from support.publish_helpers import START, add_active
 

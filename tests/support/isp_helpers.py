@@ -9,8 +9,9 @@ from blocklist.checkpoint import Checkpoint
 from blocklist.statement import Statement
 from clients.isp.trusted import TrustedState
 from signer.keys import SecretKey
-from signer.log import MemoryLog, checkpoint_timestamp
+from signer.log import checkpoint_timestamp
 from signer.note import NoteSigner, parse_note, sign_note
+from support.memory_log import MemoryLog
 
 ORIGIN = "cleanfeed.invalid/test"
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

@@ -41,7 +41,7 @@ class PgDeployment:
 def init_pg_deployment(data_dir: Path, url: str, *, analysts: int) -> PgDeployment:
     """``cleanfeed init`` on ``url`` (list ``main``, one approval), plus tokens."""
     from blocklist.store import tokens as store_tokens
-    from signer.bootstrap import init_data_dir
+    from signer.datadir import init_data_dir
 
     init = init_data_dir(data_dir, database_url=url, list_name="main")
     db = Database(url)

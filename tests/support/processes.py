@@ -2,7 +2,7 @@
 
 - :func:`cleanfeed_argv` / :func:`signer_argv`: ``cleanfeed ...`` and
   ``cleanfeed signer ...`` in a fresh interpreter. The signer's command group
-  is started through ``signer.signer_cli`` (the click group behind
+  is started through ``signer.publisher_cli`` (the click group behind
   ``cleanfeed signer``), so the tests exercise the same command whether or
   not the top-level dispatcher has registered it.
 - :func:`kill_after` runs a child for a while and SIGKILLs it;
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: ``python -c`` body that runs the ``cleanfeed signer`` click group.
 SIGNER_MAIN = (
-    "import sys; from signer.signer_cli import signer_group; "
+    "import sys; from signer.publisher_cli import signer_group; "
     "signer_group(sys.argv[1:], prog_name='cleanfeed signer')"
 )
 

@@ -16,7 +16,7 @@ from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
 from blocklist.store import versions as store_versions
 from blocklist.store.models import EntryRow
-from signer.bootstrap import InitResult, init_data_dir, keys_dir_of
+from signer.datadir import InitResult, init_data_dir, keys_dir_of
 from signer.publisher import MAX_VERSIONS_PER_PUBLISH, Publisher
 
 #: Fixed start time of every test clock.

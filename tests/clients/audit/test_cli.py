@@ -13,13 +13,14 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from support.audit_helpers import T0, LogServer, hash_only, sha, small_log, story
+from support.memory_log import MemoryLog
 
 from blocklist.canonical import expression
 from cleanfeed.cli import main
 from clients.audit import fetch as fetch_module
 from clients.audit.bundle import dumps, save
 from signer.keys import SecretKey, save_key
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import CosignatureVerifier
 
 REPORT_KEYS = {

@@ -1,6 +1,6 @@
 """Offline verification of bundles: honest bundles verify, every tamper is caught.
 
-Bundles come from :class:`signer.log.MemoryLog` (hash-only), from
+Bundles come from :class:`support.memory_log.MemoryLog` (hash-only), from
 :class:`audit_helpers.FullLog` (an independent model of the service's
 decisions, for full bundles) and from the real service in-process. Each
 attack is named after what it does and asserts the check, the version (or
@@ -39,6 +39,7 @@ from support.audit_helpers import (
     story,
     with_statements,
 )
+from support.memory_log import MemoryLog
 
 from blocklist.auditlog import Action, Actor, AuditRecord
 from blocklist.checkpoint import Checkpoint
@@ -51,7 +52,7 @@ from clients.audit.verify import verify_bundle
 from clients.errors import BundleError
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import Verifier, verify_note
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.audit_helpers import LIST, ORIGIN, T0, LogServer, sha
+from support.memory_log import MemoryLog
 
 from blocklist.checkpoint import Checkpoint
 from clients.audit.witness import (
@@ -24,7 +25,7 @@ from clients.audit.witness import (
 from clients.errors import CosignRefused, WitnessStateError
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
-from signer.log import MemoryLog, sign_checkpoint
+from signer.log import sign_checkpoint
 from signer.note import CosignatureVerifier, Verifier, parse_note, verify_cosignature, verify_note
 
 NOW = (T0 + timedelta(days=1)).timestamp()

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from support.blockpage_server import Running, running
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.memory_log import MemoryLog
 from support.processes import free_port
 
 from clients.errors import ConfigError, NotInitialised
@@ -41,7 +42,6 @@ from clients.isp.blockpage import (
 )
 from clients.isp.config import IspConfig, load_config
 from clients.isp.sync import Syncer
-from signer.log import MemoryLog
 
 HOST_ENTRY = "abuse-only.example.net/"
 PAGE_ENTRY = "pages.example.com/gallery/1.html"

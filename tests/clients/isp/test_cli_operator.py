@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 from support.isp_helpers import LIST, ORIGIN, LoopbackServer, MemoryServer, expression_hash_of
+from support.memory_log import MemoryLog
 
 from blocklist.keyring import Keyring
 from signer.keyring import sign_keyring
 from signer.keys import SecretKey
-from signer.log import MemoryLog
 
 #: One entry per scope: whole host, page, prefix.
 HOST, PAGE, PREFIX = "example.com/", "example.org/a/page.html", "example.net/dir/"

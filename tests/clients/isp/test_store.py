@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from support.isp_helpers import NOW, T, h, hashes, new_log, synced
+from support.memory_log import MemoryLog
 
 from clients.errors import LocalStateError, NotInitialised, StateLocked
 from clients.isp.statelock import LOCK_NAME
 from clients.isp.store import DB_NAME, StateStore
 from clients.isp.trusted import HashChanges, TrustedState
-from signer.log import MemoryLog
 
 
 def committed(tmp_path: Path, log: MemoryLog) -> tuple[StateStore, TrustedState]:

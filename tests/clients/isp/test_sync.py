@@ -30,11 +30,11 @@ from support.isp_helpers import (
     raw_response,
     sign_cp,
 )
+from support.memory_log import MemoryLog
 
 from clients.isp.config import ExportSpec, IspConfig, Limits
 from clients.isp.store import DB_NAME, StateStore
 from clients.isp.sync import Syncer, SyncOutcome
-from signer.log import MemoryLog
 from signer.note import parse_note
 
 

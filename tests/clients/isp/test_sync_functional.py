@@ -1,7 +1,7 @@
 """The real ISP client against the real app, in-process and on loopback.
 
 The app is api.app.create_app over a data directory made by
-signer.bootstrap.init_data_dir; analysts add, approve, expire and publish
+signer.datadir.init_data_dir; analysts add, approve, expire and publish
 through the HTTP API; the client (clients.isp.sync.Syncer) syncs through
 an ASGI bridge, sometimes behind a malicious proxy that tampers with
 responses. Every rejection keeps the last good list.
@@ -33,7 +33,8 @@ from api.app import create_app
 from api.settings import Settings
 from blocklist.store import tokens as store_tokens
 from blocklist.store.db import Database
-from signer.bootstrap import init_data_dir, resolve_database_url, rotate_online_key
+from signer.datadir import init_data_dir, resolve_database_url
+from signer.keyring_ops import rotate_online_key
 from signer.keys import load_key
 
 LIST = "main"

@@ -2,7 +2,7 @@
 
 Each rejection test asserts the typed error AND that the trusted state is
 exactly as before (python-tuf's trusted metadata set tests, named after the
-attack). Valid logs come from signer.log.MemoryLog, the same core the server
+attack). Valid logs come from support.memory_log.MemoryLog, the same core the server
 publishes with; tampered variants are crafted with the real signing keys
 where the attack needs a valid signature.
 """
@@ -31,6 +31,7 @@ from support.isp_helpers import (
     text_of,
     trusted_for,
 )
+from support.memory_log import MemoryLog
 
 from blocklist.keyring import Keyring
 from blocklist.merkle import EMPTY_ROOT
@@ -55,7 +56,6 @@ from clients.isp.config import DEFAULT_MAX_AGE
 from clients.isp.snapshot import SnapshotHashes
 from clients.isp.trusted import CheckpointOutcome, TrustedState
 from signer.keyring import sign_keyring
-from signer.log import MemoryLog
 from signer.note import parse_note, sign_note
 
 

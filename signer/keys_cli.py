@@ -1,20 +1,28 @@
-"""``cleanfeed keys`` (key ceremony) and ``cleanfeed signer`` command groups.
+"""``cleanfeed keys …``: the key ceremony and the online key's lifecycle.
 
-The ``keys`` commands that handle root keys run on the offline ceremony
-machine: they need neither a database nor a network. Heavy imports (PyNaCl,
-the signer modules) happen inside the commands, so ``cleanfeed --help`` and
-the other groups stay fast.
+``generate-root``, ``show`` and ``sign-keyring`` handle root keys and run on
+the offline ceremony machine: they need neither a database nor a network.
+``rotate`` and ``import-keyring`` change a deployment's keyring and need its
+data directory and database (:mod:`signer.keyring_ops`). Heavy imports
+(PyNaCl, SQLAlchemy, the signer modules) happen inside the commands, so
+``cleanfeed --help`` and the other groups stay fast.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Final
 
 import click
 
-#: Largest keyring text read from a file: the format's own limit
+from signer.publisher_cli import data_dir_option, database_option
+
+__all__ = ["MAX_KEYRING_FILE_BYTES", "keys_group"]
+
+#: Largest keyring file read (signed or not): the format's own limit
 #: (blocklist.keyring.MAX_KEYRING_BYTES) plus room for signature lines.
-_MAX_KEYRING_FILE_BYTES = 1024 * 1024
+MAX_KEYRING_FILE_BYTES: Final = 1024 * 1024
 
 
 def _read_passphrase(path: Path | None) -> bytes | None:
@@ -144,7 +152,7 @@ def sign_keyring_command(
             "give one passphrase file for all keys or one per --key", param_hint="--passphrase-file"
         )
     data = keyring_file.read_bytes()
-    if len(data) > _MAX_KEYRING_FILE_BYTES:
+    if len(data) > MAX_KEYRING_FILE_BYTES:
         raise click.ClickException(f"{keyring_file} is too large for a keyring")
     try:
         content = data.decode("utf-8")
@@ -200,13 +208,64 @@ def sign_keyring_command(
     )
 
 
-def _attach_log_commands() -> None:
-    # The commands that need the database live in signer.signer_cli; importing
-    # it loads only click (everything heavy is imported inside the commands).
-    from signer.signer_cli import import_keyring_command, rotate_command
+@keys_group.command("rotate")
+@data_dir_option
+@database_option
+@click.option("--list", "list_name", default="main", show_default=True)
+def rotate_command(data_dir: Path, database_url: str | None, list_name: str) -> None:
+    """Rotate the online key (embedded root key only).
 
-    keys_group.add_command(rotate_command)  # cleanfeed keys rotate
-    keys_group.add_command(import_keyring_command)  # cleanfeed keys import-keyring
+    A new keyring serial closes the old key's range at the current version
+    and opens the new key's at the next; the checkpoint is re-signed by the
+    new key at once. Prints {"list", "serial", "old_vkey", "new_vkey",
+    "version"}.
+    """
+    from blocklist.errors import BlocklistError
+    from signer.errors import SignerError
+    from signer.keyring_ops import rotate_online_key
+
+    try:
+        result = rotate_online_key(data_dir, list_name, database_url=database_url)
+    except (SignerError, BlocklistError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(
+        json.dumps(
+            {
+                "list": result.list_name,
+                "serial": result.serial,
+                "old_vkey": result.old_vkey,
+                "new_vkey": result.new_vkey,
+                "version": result.version,
+            }
+        )
+    )
 
 
-_attach_log_commands()
+@keys_group.command("import-keyring")
+@data_dir_option
+@database_option
+@click.option("--list", "list_name", default="main", show_default=True)
+@click.argument("keyring_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_keyring_command(
+    data_dir: Path, database_url: str | None, list_name: str, keyring_file: Path
+) -> None:
+    """Import a keyring note signed on the offline machine (`cleanfeed keys sign-keyring`).
+
+    It must verify as the list's next keyring serial (serial 1: under the
+    root vkey given to `cleanfeed init --root-vkey`). Prints {"list", "serial"}.
+    """
+    from blocklist.errors import BlocklistError
+    from signer.errors import SignerError
+    from signer.keyring_ops import import_signed_keyring
+
+    data = keyring_file.read_bytes()
+    if len(data) > MAX_KEYRING_FILE_BYTES:
+        raise click.ClickException(f"{keyring_file} is too large for a keyring")
+    try:
+        note = data.decode("utf-8")
+        keyring = import_signed_keyring(data_dir, list_name, note, database_url=database_url)
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{keyring_file} is not UTF-8") from e
+    except (SignerError, BlocklistError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps({"list": list_name, "serial": keyring.serial}))

@@ -1,4 +1,4 @@
-"""``cleanfeed signer …`` (the publisher daemon) and ``cleanfeed keys rotate`` / ``import-keyring``.
+"""``cleanfeed signer …``: the publisher daemon, and publish, prune and adopt-highwater.
 
 ``cleanfeed signer run`` is the separate signer process of DESIGN.md,
 "Processes": it holds the online key (the API, started with
@@ -29,8 +29,9 @@ from typing import Any, Final
 import click
 
 from blocklist.encoding import b64encode
+from blocklist.jsonlog import JsonFormatter
 
-__all__ = ["import_keyring_command", "rotate_command", "signer_group"]
+__all__ = ["data_dir_option", "database_option", "signer_group"]
 
 logger = logging.getLogger("cleanfeed.signer")
 
@@ -48,50 +49,24 @@ KEYRING_CHECK_SECONDS: Final = 3600.0
 #: How often the daemon applies the retention policy (periods are in days).
 RETENTION_CHECK_SECONDS: Final = 3600.0
 
-#: Largest signed keyring file imported (a keyring is at most 256 KiB of
-#: text, plus signature lines).
-MAX_KEYRING_FILE_BYTES: Final = 1024 * 1024
-
-_LOG_RECORD_FIELDS: Final = frozenset(
-    vars(logging.LogRecord("n", logging.INFO, "p", 0, "m", None, None))
-) | {"message", "asctime", "taskName"}
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and ``extra`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _LOG_RECORD_FIELDS and not key.startswith("_"):
-                out[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            out["error"] = record.exc_info[0].__name__
-            out["detail"] = str(record.exc_info[1])
-        return json.dumps(out, default=str, ensure_ascii=False)
-
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
+    # The daemon logs an error's message, not its traceback: one line per failed job.
+    handler.setFormatter(JsonFormatter(traceback=False))
     root = logging.getLogger("cleanfeed")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
 
 
-_data_dir_option = click.option(
+data_dir_option = click.option(
     "--data-dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Data directory holding keys/<list>/ (and the SQLite database by default).",
 )
-_database_option = click.option(
+database_option = click.option(
     "--database-url",
     envvar="CLEANFEED_DATABASE_URL",
     default=None,
@@ -121,8 +96,8 @@ _plaintext_days_option = click.option(
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
     from blocklist.store import Database
-    from signer.bootstrap import NotInitialised, keys_dir_of, resolve_database_url
-    from signer.errors import SignerError
+    from signer.datadir import keys_dir_of, resolve_database_url
+    from signer.errors import NotInitialised, SignerError
 
     if not keys_dir_of(data_dir).is_dir():
         raise click.ClickException(
@@ -152,8 +127,8 @@ def signer_group() -> None:
 
 
 @signer_group.command("run")
-@_data_dir_option
-@_database_option
+@data_dir_option
+@database_option
 @click.option("--list", "lists", multiple=True, help="List to publish (repeat; default: all).")
 @click.option(
     "--publish-interval",
@@ -199,7 +174,8 @@ def run_command(
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from blocklist.store.retention import RetentionPolicy, prune_database
-    from signer.bootstrap import keys_dir_of, renew_keyring_if_needed
+    from signer.datadir import keys_dir_of
+    from signer.keyring_ops import renew_keyring_if_needed
     from signer.publisher import Publisher
 
     policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
@@ -347,8 +323,8 @@ def run_command(
 
 
 @signer_group.command("publish")
-@_data_dir_option
-@_database_option
+@data_dir_option
+@database_option
 @click.option("--list", "lists", multiple=True, help="List to publish (repeat; default: all).")
 @click.option("--once", is_flag=True, help="Publish what is pending now and exit.")
 def publish_command(
@@ -356,7 +332,7 @@ def publish_command(
 ) -> None:
     """Publish pending changes once; print {"list", "version_before", "version"} per list."""
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import keys_dir_of
+    from signer.datadir import keys_dir_of
     from signer.errors import SignerError
     from signer.publisher import Publisher
 
@@ -387,8 +363,8 @@ def publish_command(
 
 
 @signer_group.command("prune")
-@_data_dir_option
-@_database_option
+@data_dir_option
+@database_option
 @click.option("--list", "lists", multiple=True, help="List to prune (repeat; default: all).")
 @_snapshot_days_option
 @_plaintext_days_option
@@ -448,8 +424,8 @@ def prune_command(
 
 
 @signer_group.command("adopt-highwater")
-@_data_dir_option
-@_database_option
+@data_dir_option
+@database_option
 @click.option("--list", "list_name", default="main", show_default=True)
 def adopt_highwater_command(data_dir: Path, database_url: str | None, list_name: str) -> None:
     """Recreate a lost high-water mark from the database's signed checkpoint.
@@ -458,7 +434,7 @@ def adopt_highwater_command(data_dir: Path, database_url: str | None, list_name:
     the database is the latest one (not a backup, not a replica).
     """
     from blocklist.errors import BlocklistError
-    from signer.bootstrap import keys_dir_of
+    from signer.datadir import keys_dir_of
     from signer.errors import SignerError
     from signer.publisher import Publisher
 
@@ -479,66 +455,3 @@ def adopt_highwater_command(data_dir: Path, database_url: str | None, list_name:
             }
         )
     )
-
-
-@click.command("rotate")
-@_data_dir_option
-@_database_option
-@click.option("--list", "list_name", default="main", show_default=True)
-def rotate_command(data_dir: Path, database_url: str | None, list_name: str) -> None:
-    """Rotate the online key (embedded root key only).
-
-    A new keyring serial closes the old key's range at the current version
-    and opens the new key's at the next; the checkpoint is re-signed by the
-    new key at once. Prints {"list", "serial", "old_vkey", "new_vkey",
-    "version"}.
-    """
-    from blocklist.errors import BlocklistError
-    from signer.bootstrap import rotate_online_key
-    from signer.errors import SignerError
-
-    try:
-        result = rotate_online_key(data_dir, list_name, database_url=database_url)
-    except (SignerError, BlocklistError) as e:
-        raise click.ClickException(str(e)) from e
-    click.echo(
-        json.dumps(
-            {
-                "list": result.list_name,
-                "serial": result.serial,
-                "old_vkey": result.old_vkey,
-                "new_vkey": result.new_vkey,
-                "version": result.version,
-            }
-        )
-    )
-
-
-@click.command("import-keyring")
-@_data_dir_option
-@_database_option
-@click.option("--list", "list_name", default="main", show_default=True)
-@click.argument("keyring_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_keyring_command(
-    data_dir: Path, database_url: str | None, list_name: str, keyring_file: Path
-) -> None:
-    """Import a keyring note signed on the offline machine (`cleanfeed keys sign-keyring`).
-
-    It must verify as the list's next keyring serial (serial 1: under the
-    root vkey given to `cleanfeed init --root-vkey`). Prints {"list", "serial"}.
-    """
-    from blocklist.errors import BlocklistError
-    from signer.bootstrap import import_signed_keyring
-    from signer.errors import SignerError
-
-    data = keyring_file.read_bytes()
-    if len(data) > MAX_KEYRING_FILE_BYTES:
-        raise click.ClickException(f"{keyring_file} is too large for a keyring")
-    try:
-        note = data.decode("utf-8")
-        keyring = import_signed_keyring(data_dir, list_name, note, database_url=database_url)
-    except UnicodeDecodeError as e:
-        raise click.ClickException(f"{keyring_file} is not UTF-8") from e
-    except (SignerError, BlocklistError) as e:
-        raise click.ClickException(str(e)) from e
-    click.echo(json.dumps({"list": list_name, "serial": keyring.serial}))

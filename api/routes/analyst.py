@@ -51,7 +51,6 @@ from api.models import (
     entry_out,
     reach_out,
 )
-from api.queries import publish_request_version
 from api.routes.common import EntryIdPath, ListPath, problems
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
@@ -630,7 +629,8 @@ def _current_version(ctx: AppContext, list_id: int) -> tuple[int, int | None]:
 
 def _request_state(ctx: AppContext, list_id: int, request_id: int) -> int | None:
     """The version that served a publish request, None while it is open."""
-    return publish_request_version(ctx.db, list_id, request_id)
+    with ctx.db.read() as session:
+        return store_versions.publish_request_version(session, list_id, request_id)
 
 
 @router.post(

@@ -19,7 +19,7 @@ never by expression (docs/architecture.md, "Audit log hash chain").
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -86,6 +86,9 @@ MAX_BULK_ROWS = 10_000
 #: Entries per bulk approval call (ids, or one page of an import): the same
 #: bound as a bulk add, so one import batch is approved in one call.
 MAX_APPROVE_ROWS = MAX_BULK_ROWS
+
+#: Entries read per query while streaming every entry of a list.
+ENTRY_BATCH = 1000
 
 #: Search page sizes.
 DEFAULT_PAGE_SIZE = 50
@@ -605,6 +608,16 @@ def reinstate(
     return entry
 
 
+def due_for_expiry(list_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of a pending or active entry whose ``expires_at`` has come."""
+    return (
+        EntryRow.list_id == list_id,
+        EntryRow.status.in_((STATUS_ACTIVE, STATUS_PENDING)),
+        EntryRow.expires_at.is_not(None),
+        EntryRow.expires_at <= now,
+    )
+
+
 def expire_due(session: Session, list_id: int, *, now: datetime) -> int:
     """Expire every pending or active entry whose ``expires_at`` has come.
 
@@ -616,14 +629,7 @@ def expire_due(session: Session, list_id: int, *, now: datetime) -> int:
     """
     now = audit.resolve_now(now)
     audit.lock_list(session, list_id)
-    due = session.scalars(
-        select(EntryRow).where(
-            EntryRow.list_id == list_id,
-            EntryRow.status.in_((STATUS_ACTIVE, STATUS_PENDING)),
-            EntryRow.expires_at.is_not(None),
-            EntryRow.expires_at <= now,
-        )
-    ).all()
+    due = session.scalars(select(EntryRow).where(*due_for_expiry(list_id, now))).all()
     # Sorted here rather than by ORDER BY id, which made the planner walk the
     # whole list in id order instead of using the expiry index.
     due = sorted(due, key=lambda entry: entry.id)
@@ -648,6 +654,27 @@ def expire_due(session: Session, list_id: int, *, now: datetime) -> int:
     session.flush()
     audit.append_many(session, list_id, events, now=now)
     return len(due)
+
+
+def iter_entries(session: Session, list_id: int) -> Iterator[EntryRow]:
+    """Every entry of a list, by id, read :data:`ENTRY_BATCH` at a time (full audit bundles).
+
+    Each batch is expunged from the session once the next is read, so
+    memory stays bounded by one batch however long the list.
+    """
+    after = 0
+    while True:
+        rows = session.scalars(
+            select(EntryRow)
+            .where(EntryRow.list_id == list_id, EntryRow.id > after)
+            .order_by(EntryRow.id)
+            .limit(ENTRY_BATCH)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].id
+        session.expunge_all()
 
 
 def _canonical_host(host: str) -> str:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
+from blocklist import foureyes
 from blocklist.auditlog import AuditRecord
 from blocklist.canonical import (
     MAX_URL_BYTES,
@@ -48,6 +49,7 @@ from blocklist.store.errors import (
     NotFound,
     PermissionDenied,
     SelfApproval,
+    StoreError,
 )
 from blocklist.store.lists import get_list_by_id, normalise_country
 from blocklist.store.models import (
@@ -421,6 +423,34 @@ def _off_status(entry: EntryRow) -> str:
     return STATUS_REMOVED
 
 
+def check_approver_role(actor_role: str) -> None:
+    """Enforce four-eyes rule 1 (:mod:`blocklist.foureyes`): only analysts approve.
+
+    Raises:
+        AdminCannotApprove: ``actor_role`` is admin.
+        PermissionDenied: any other role that is not analyst.
+    """
+    refusal = foureyes.role_refusal(actor_role)
+    if refusal is foureyes.Refusal.ADMIN:
+        raise AdminCannotApprove("administrators cannot approve (four-eyes counts analysts)")
+    if refusal is not None:
+        raise PermissionDenied("only analysts approve entries")
+
+
+def approval_refusal(actor: str, entry: EntryRow, approvers: set[str]) -> StoreError | None:
+    """The error refusing ``actor``'s approval of the entry's open round, or None.
+
+    Four-eyes rules 2 and 3 (:mod:`blocklist.foureyes`); ``approvers`` are
+    the analysts who already approved the round.
+    """
+    refusal = foureyes.round_refusal(actor, opener=entry.submitted_by, approvers=approvers)
+    if refusal is foureyes.Refusal.OWN_ROUND:
+        return SelfApproval("an analyst cannot approve an entry they added or reinstated")
+    if refusal is foureyes.Refusal.ALREADY_APPROVED:
+        return DuplicateApproval(f"{actor} already approved entry {entry.id}")
+    return None
+
+
 def approve(
     session: Session,
     list_id: int,
@@ -432,9 +462,9 @@ def approve(
 ) -> EntryRow:
     """Record an analyst's approval; activate the entry once enough approvals exist.
 
-    Four-eyes (DESIGN.md): the list's ``approvals_required`` counts distinct
-    analysts other than the one who opened the round (the creator, or the
-    analyst who reinstated it); administrators cannot approve.
+    Four-eyes (:mod:`blocklist.foureyes`): the list's ``approvals_required``
+    counts distinct analysts other than the one who opened the round (the
+    creator, or the analyst who reinstated it); administrators cannot approve.
 
     Raises:
         AdminCannotApprove: ``actor_role`` is admin.
@@ -446,10 +476,7 @@ def approve(
     """
     now = audit.resolve_now(now)
     audit.check_actor(actor)
-    if actor_role == "admin":
-        raise AdminCannotApprove("administrators cannot approve (four-eyes counts analysts)")
-    if actor_role != "analyst":
-        raise PermissionDenied("only analysts approve entries")
+    check_approver_role(actor_role)
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     entry = get_entry(session, list_id, entry_id, lock=True)
@@ -457,8 +484,6 @@ def approve(
         raise InvalidState(f"entry {entry_id} is {entry.status}, not pending approval")
     if entry.expires_at is not None and entry.expires_at <= now:
         raise InvalidState(f"entry {entry_id} passed its expiry time before it was approved")
-    if actor == entry.submitted_by:
-        raise SelfApproval("an analyst cannot approve an entry they added or reinstated")
     approvers = set(
         session.scalars(
             select(ApprovalRow.actor).where(
@@ -466,11 +491,12 @@ def approve(
             )
         ).all()
     )
-    if actor in approvers:
-        raise DuplicateApproval(f"{actor} already approved entry {entry_id}")
+    refusal = approval_refusal(actor, entry, approvers)
+    if refusal is not None:
+        raise refusal
     session.add(ApprovalRow(entry_id=entry_id, round=entry.approval_round, actor=actor, at=now))
     approvers.add(actor)
-    if len(approvers) >= lst.approvals_required:
+    if foureyes.is_approved(len(approvers), lst.approvals_required):
         entry.status = STATUS_ACTIVE
         _sync_publish_flag(entry)
     session.flush()
@@ -985,10 +1011,7 @@ def approve_many(
         raise LimitExceeded(f"at most {MAX_APPROVE_ROWS} entries per bulk approval")
     now = audit.resolve_now(now)
     audit.check_actor(actor)
-    if actor_role == "admin":
-        raise AdminCannotApprove("administrators cannot approve (four-eyes counts analysts)")
-    if actor_role != "analyst":
-        raise PermissionDenied("only analysts approve entries")
+    check_approver_role(actor_role)
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     wanted = list(dict.fromkeys(entry_ids))
@@ -1026,10 +1049,8 @@ def approve_many(
             refusal = InvalidState(
                 f"entry {entry_id} passed its expiry time before it was approved"
             )
-        elif actor == found.submitted_by:
-            refusal = SelfApproval("an analyst cannot approve an entry they added or reinstated")
-        elif actor in approvers[entry_id]:
-            refusal = DuplicateApproval(f"{actor} already approved entry {entry_id}")
+        else:
+            refusal = approval_refusal(actor, found, approvers[entry_id])
         if refusal is not None or found is None:
             results.append(
                 ApproveResult(
@@ -1046,7 +1067,7 @@ def approve_many(
         new_approvals.append(
             {"entry_id": entry_id, "round": found.approval_round, "actor": actor, "at": now}
         )
-        if len(seen) >= lst.approvals_required:
+        if foureyes.is_approved(len(seen), lst.approvals_required):
             found.status = STATUS_ACTIVE
             _sync_publish_flag(found)
         events.append(

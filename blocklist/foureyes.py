@@ -14,7 +14,7 @@ The rules (DESIGN.md, "Four-eyes"), stated once here:
 
 This module is pure. The store enforces the rules inside the write
 transaction (:mod:`blocklist.store.entries` and
-:mod:`blocklist.store.entry_bulk`, mapping each :class:`Refusal` to its
+:mod:`blocklist.store.imports`, mapping each :class:`Refusal` to its
 error with a stable code); the offline auditor can re-count them from the
 audit log with the same functions.
 """

@@ -32,6 +32,8 @@ from blocklist.store import (
     NotFound,
 )
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
+from blocklist.store import search as store_search
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import MembershipRow, TreeHashRow
@@ -42,11 +44,11 @@ Unchanged = Callable[[Callable[[], object], type[BaseException]], None]
 def add_active(db: Database, list_id: int, n: int, *, prefix: str = "p") -> list[int]:
     """Add and approve ``n`` pages in one bulk call; return their ids."""
     rows = [
-        store_entries.BulkRow(f"http://{prefix}.example.com/{i}.html", "page", "r")
+        store_imports.BulkRow(f"http://{prefix}.example.com/{i}.html", "page", "r")
         for i in range(n)
     ]
     with db.transaction() as s:
-        results = store_entries.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
     ids = [r.entry_id for r in results if r.entry_id is not None]
     for entry_id in ids:
         with db.transaction() as s:
@@ -226,7 +228,7 @@ def test_record_version_accepts_a_valid_removal(
     db: Database, list_id: int, one_version: list[bytes]
 ) -> None:
     with db.transaction() as s:
-        page = store_entries.search(s, list_id, hash=one_version[0]).items
+        page = store_search.search(s, list_id, hash=one_version[0]).items
         store_entries.expire(s, list_id, page[0].id, actor="dave", reason="off", now=NOW)
     _record(db, list_id, removes=[one_version[0]])
     with db.read() as s:

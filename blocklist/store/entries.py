@@ -196,12 +196,20 @@ def check_approver_role(actor_role: str) -> None:
         raise PermissionDenied("only analysts approve entries")
 
 
-def approval_refusal(actor: str, entry: EntryRow, approvers: set[str]) -> StoreError | None:
+def approval_refusal(
+    actor: str, entry: EntryRow, approvers: set[str], *, now: datetime
+) -> StoreError | None:
     """The error refusing ``actor``'s approval of the entry's open round, or None.
 
-    Four-eyes rules 2 and 3 (:mod:`blocklist.foureyes`); ``approvers`` are
-    the analysts who already approved the round.
+    The entry must be pending and not past its expiry time; then four-eyes
+    rules 2 and 3 (:mod:`blocklist.foureyes`) apply, ``approvers`` being the
+    analysts who already approved the round. :func:`approve` raises this
+    error; :func:`blocklist.store.imports.approve_many` reports it per entry.
     """
+    if entry.status != STATUS_PENDING:
+        return InvalidState(f"entry {entry.id} is {entry.status}, not pending approval")
+    if entry.expires_at is not None and entry.expires_at <= now:
+        return InvalidState(f"entry {entry.id} passed its expiry time before it was approved")
     refusal = foureyes.round_refusal(actor, opener=entry.submitted_by, approvers=approvers)
     if refusal is foureyes.Refusal.OWN_ROUND:
         return SelfApproval("an analyst cannot approve an entry they added or reinstated")
@@ -239,10 +247,6 @@ def approve(
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     entry = get_entry(session, list_id, entry_id, lock=True)
-    if entry.status != STATUS_PENDING:
-        raise InvalidState(f"entry {entry_id} is {entry.status}, not pending approval")
-    if entry.expires_at is not None and entry.expires_at <= now:
-        raise InvalidState(f"entry {entry_id} passed its expiry time before it was approved")
     approvers = set(
         session.scalars(
             select(ApprovalRow.actor).where(
@@ -250,7 +254,7 @@ def approve(
             )
         ).all()
     )
-    refusal = approval_refusal(actor, entry, approvers)
+    refusal = approval_refusal(actor, entry, approvers, now=now)
     if refusal is not None:
         raise refusal
     session.add(ApprovalRow(entry_id=entry_id, round=entry.approval_round, actor=actor, at=now))

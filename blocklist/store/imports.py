@@ -28,7 +28,6 @@ from blocklist.store.entries import (
 )
 from blocklist.store.errors import (
     BulkRejected,
-    InvalidState,
     LimitExceeded,
     NotFound,
     PermissionDenied,
@@ -36,7 +35,6 @@ from blocklist.store.errors import (
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import (
     STATUS_ACTIVE,
-    STATUS_PENDING,
     ApprovalRow,
     EntryRow,
     ImportRow,
@@ -383,14 +381,8 @@ def approve_many(
         refusal: BlocklistError | None = None
         if found is None:
             refusal = NotFound(f"no entry {entry_id} on this list")
-        elif found.status != STATUS_PENDING:
-            refusal = InvalidState(f"entry {entry_id} is {found.status}, not pending approval")
-        elif found.expires_at is not None and found.expires_at <= now:
-            refusal = InvalidState(
-                f"entry {entry_id} passed its expiry time before it was approved"
-            )
         else:
-            refusal = approval_refusal(actor, found, approvers[entry_id])
+            refusal = approval_refusal(actor, found, approvers[entry_id], now=now)
         if refusal is not None or found is None:
             results.append(
                 ApproveResult(

@@ -33,7 +33,6 @@ from api.errors import install_error_handlers
 from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
-from api.queries import checkpoint_age_seconds, list_states
 from api.ratelimit import RateLimiter
 from api.routes import admin, analyst, auditor, hits, isp, ops
 from api.routes.common import GZIP_MINIMUM_SIZE
@@ -68,7 +67,8 @@ string). Errors are `application/problem+json` (RFC 9457) with a stable
 
 def _list_status(ctx: AppContext) -> Iterable[ListStatus]:
     try:
-        states = list_states(ctx.db)
+        with ctx.db.read() as session:
+            states = store_versions.list_states(session)
     except Exception:
         log.warning("metrics: cannot read list states", exc_info=True)
         return []
@@ -77,7 +77,7 @@ def _list_status(ctx: AppContext) -> Iterable[ListStatus]:
         ListStatus(
             list_name=s.name,
             version=s.version,
-            checkpoint_age_seconds=checkpoint_age_seconds(s, now),
+            checkpoint_age_seconds=s.checkpoint_age_seconds(now),
             pending_changes=s.pending_changes,
         )
         for s in states

@@ -26,20 +26,15 @@ from pydantic import (
 from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64encode
 from blocklist.entries import Reach
-from blocklist.store.entries import (
-    DEFAULT_PAGE_SIZE,
-    MAX_APPROVE_ROWS,
-    MAX_BULK_ROWS,
+from blocklist.store.imports import MAX_APPROVE_ROWS, MAX_BULK_ROWS, ApproveResult, BulkResult
+from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow, WitnessKeyRow
+from blocklist.store.search import DEFAULT_PAGE_SIZE, MAX_HOST_CHARS, MAX_PAGE_SIZE
+from blocklist.store.submissions import (
     MAX_CATEGORY_CHARS,
-    MAX_HOST_CHARS,
-    MAX_PAGE_SIZE,
     MAX_REASON_CHARS,
     MAX_REFERENCE_CHARS,
     MAX_URL_CHARS,
-    ApproveResult,
-    BulkResult,
 )
-from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow, WitnessKeyRow
 
 #: Largest integer accepted anywhere in a request: a signed 64-bit column.
 MAX_INT = 2**63 - 1

@@ -1,6 +1,6 @@
 """Per-route request body caps that differ from the middleware's defaults.
 
-The JSON bulk add takes up to :data:`~blocklist.store.entries.MAX_BULK_ROWS`
+The JSON bulk add takes up to :data:`~blocklist.store.imports.MAX_BULK_ROWS`
 rows (docs/api-errors.md, ``limit_exceeded``), so its body cap must hold that
 many rows of the largest size the request model accepts (issue 13, item 9:
 a 1 MiB cap let through about a hundred such rows, not 10,000). The cap is
@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from blocklist.store.entries import (
-    MAX_BULK_ROWS,
+from blocklist.store.imports import MAX_BULK_ROWS
+from blocklist.store.submissions import (
     MAX_CATEGORY_CHARS,
     MAX_REASON_CHARS,
     MAX_REFERENCE_CHARS,

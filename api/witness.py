@@ -18,7 +18,6 @@ The lines live in the store's ``witness_cosignatures`` table (migration
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, format_vkey
 from blocklist.store import witnesses as store_witnesses
 from blocklist.store.db import Database
-from blocklist.store.errors import InvalidField, WitnessNotRegistered
+from blocklist.store.errors import InvalidField
 from blocklist.store.models import WitnessKeyRow
 from signer.note import (
     SIGNATURE_PREFIX,
@@ -107,7 +106,7 @@ class WitnessStore:
     def lines_for(self, session: Session, list_id: int, checkpoint_note: str) -> list[str]:
         """Registered witnesses' lines that cosign this checkpoint's text, by witness name."""
         text = parse_note(checkpoint_note).text
-        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        digest = store_witnesses.checkpoint_text_hash(text)
         return store_witnesses.cosignature_lines(session, list_id, digest)
 
     def submit(
@@ -142,17 +141,15 @@ class WitnessStore:
                 "witness_refused",
                 "a witness cosignature must come from a witness key, not from the log's own key",
             )
-        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        digest = store_witnesses.checkpoint_text_hash(text)
         with self.db.transaction() as session:
-            witness = store_witnesses.find_witness(session, list_id, cosigner.name, cosigner.key_id)
-            # Lockout attack (issue 12 item 1): only registered keys post;
-            # the public key must be the registered one, not merely a key
-            # whose 4-byte ID collides with it.
-            if witness is None or witness.public_key != cosigner.public_key:
-                raise WitnessNotRegistered(
-                    f"witness key {cosigner.name[:64]!r} is not registered for this list; "
-                    "an administrator registers witnesses with `cleanfeed witness add`"
-                )
+            witness = store_witnesses.registered_witness(
+                session,
+                list_id,
+                name=cosigner.name,
+                key_id=cosigner.key_id,
+                public_key=cosigner.public_key,
+            )
             # c2sp.org/tlog-cosignature: the 0x04 line signs
             # "cosignature/v1\ntime <t>\n" + checkpoint text; verified with
             # the registered key.

@@ -36,6 +36,7 @@ from blocklist.statement import MAX_CHANGES_PER_VERSION
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
@@ -173,13 +174,13 @@ def curate(dep: Deployment, adds: int, expires: int = 0) -> None:
         raise ValueError("not enough listed entries to expire")
     now = _now()
     rows = [
-        store_entries.BulkRow(url=url_of(i), scope="page", reason="benchmark entry")
+        store_imports.BulkRow(url=url_of(i), scope="page", reason="benchmark entry")
         for i in range(dep.next_index, dep.next_index + adds)
     ]
     dep.next_index += adds
     with dep.db.transaction() as s:
-        results = store_entries.bulk_add(s, dep.list_id, rows, actor=ADDER, now=now)
-    ids = [r.entry_id for r in results if r.status == store_entries.BULK_ADDED]
+        results = store_imports.bulk_add(s, dep.list_id, rows, actor=ADDER, now=now)
+    ids = [r.entry_id for r in results if r.status == store_imports.BULK_ADDED]
     if len(ids) != adds:
         raise RuntimeError(f"bulk add stored {len(ids)} of {adds} rows: {results[:3]}")
     with dep.db.transaction() as s:

@@ -49,7 +49,7 @@ from blocklist.store import audit as store_audit
 from blocklist.store import versions as store_versions
 from blocklist.store.lists import get_list
 from blocklist.store.models import ListRow, VersionRow
-from blocklist.store.publishing import current_members, has_pending_work
+from blocklist.store.versions import current_members, has_pending_work
 from signer.datadir import online_key_path
 from signer.errors import NoKeyring, OnlineKeyMissing, SignerError
 from signer.highwater import HighWater, HighWaterError, HighWaterMark

@@ -51,16 +51,17 @@ from api.models import (
     entry_out,
     reach_out,
 )
-from api.queries import publish_request_version
 from api.routes.common import EntryIdPath, ListPath, problems
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
 from blocklist.entries import plan_entry, reach
 from blocklist.errors import BlocklistError, FormatError, InvalidHost, InvalidURL
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
+from blocklist.store import search as store_search
 from blocklist.store import versions as store_versions
-from blocklist.store.entries import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
 from blocklist.store.errors import BulkRejected, LimitExceeded
+from blocklist.store.imports import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
 from blocklist.store.models import EntryRow
 from blocklist.store.tokens import Principal
 
@@ -203,9 +204,9 @@ def _bulk(
         with ctx.db.transaction() as session:
             new_import = None
             if import_id is None:
-                new_import = store_entries.create_import(session, info.id, actor=actor)
+                new_import = store_imports.create_import(session, info.id, actor=actor)
                 import_id = new_import.id
-            store_results = store_entries.bulk_add(
+            store_results = store_imports.bulk_add(
                 session,
                 info.id,
                 [r for _, r in parsed],
@@ -323,8 +324,8 @@ def parse_csv(data: bytes) -> list[BulkRow | BulkResult]:
         for record in reader:
             if not any(cell.strip() for cell in record):
                 continue  # blank line
-            if len(rows) >= store_entries.MAX_BULK_ROWS:
-                raise LimitExceeded(f"at most {store_entries.MAX_BULK_ROWS} rows per bulk add")
+            if len(rows) >= store_imports.MAX_BULK_ROWS:
+                raise LimitExceeded(f"at most {store_imports.MAX_BULK_ROWS} rows per bulk add")
             index = len(rows)
             if len(record) != len(columns):
                 rows.append(
@@ -417,19 +418,19 @@ async def approve_entries(
         with ctx.db.transaction() as session:
             next_cursor = None
             if body.import_id is not None:
-                page = store_entries.import_entries(
+                page = store_imports.import_entries(
                     session,
                     info.id,
                     body.import_id,
                     cursor=body.cursor,
-                    limit=store_entries.MAX_APPROVE_ROWS,
+                    limit=store_imports.MAX_APPROVE_ROWS,
                 )
                 ids = page.entry_ids
                 next_cursor = page.next_cursor
             else:
                 assert body.ids is not None  # the model requires one of the two
                 ids = body.ids
-            results = store_entries.approve_many(
+            results = store_imports.approve_many(
                 session, info.id, ids, actor=p.name, actor_role=p.role
             )
             return approve_many_out(results, import_id=body.import_id, next_cursor=next_cursor)
@@ -483,7 +484,7 @@ async def search_entries(
 
     def work() -> EntryPageOut:
         with ctx.db.read() as session:
-            page = store_entries.search(
+            page = store_search.search(
                 session,
                 info.id,
                 url=body.url,
@@ -515,7 +516,7 @@ async def get_entry(
 
     def work() -> EntryHistoryOut:
         with ctx.db.read() as session:
-            history = store_entries.get_entry_with_history(session, info.id, entry_id)
+            history = store_search.get_entry_with_history(session, info.id, entry_id)
             base = entry_out(history.entry, info.name)
             return EntryHistoryOut(
                 **base.model_dump(),
@@ -630,7 +631,8 @@ def _current_version(ctx: AppContext, list_id: int) -> tuple[int, int | None]:
 
 def _request_state(ctx: AppContext, list_id: int, request_id: int) -> int | None:
     """The version that served a publish request, None while it is open."""
-    return publish_request_version(ctx.db, list_id, request_id)
+    with ctx.db.read() as session:
+        return store_versions.publish_request_version(session, list_id, request_id)
 
 
 @router.post(

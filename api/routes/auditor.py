@@ -28,10 +28,10 @@ from api.models import (
     CosignatureOut,
     audit_record_out,
 )
-from api.queries import iter_entries, iter_statement_notes
 from api.routes.common import ListPath, problems
 from blocklist.encoding import b64encode
 from blocklist.store import audit as store_audit
+from blocklist.store import entries as store_entries
 from blocklist.store import versions as store_versions
 from blocklist.store.db import is_postgresql
 
@@ -98,7 +98,7 @@ def _bundle_parts(ctx: AppContext, info: ListInfo, full: bool) -> Iterator[str]:
         yield ',"keyrings":'
         yield from _json_array(keyrings())
         yield ',"statements":'
-        yield from _json_array(iter_statement_notes(session, info.id, upto))
+        yield from _json_array(store_versions.iter_statements(session, info.id, upto))
         yield ',"checkpoints":'
         yield from _json_array(checkpoints())
         if full:
@@ -114,7 +114,7 @@ def _bundle_parts(ctx: AppContext, info: ListInfo, full: bool) -> Iterator[str]:
                     since = page[-1].seq
 
             def entries() -> Iterator[dict[str, Any]]:
-                for e in iter_entries(session, info.id):
+                for e in store_entries.iter_entries(session, info.id):
                     pruned = e.plaintext_pruned_at is not None
                     yield {
                         "id": e.id,

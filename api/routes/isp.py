@@ -39,11 +39,11 @@ from api.auth import (
 from api.context import AppContext, CachedCheckpoint, CachedPage, ListInfo
 from api.errors import ApiProblem, api_problem_response
 from api.models import MAX_INT, ExpressionOut, PlaintextOut, ProofOut, StatementsOut
-from api.queries import plaintext_page
 from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cache_control, problems
 from blocklist import merkle
 from blocklist.encoding import b64encode
 from blocklist.store import versions as store_versions
+from blocklist.store.db import Database
 from blocklist.store.models import KeyringRow
 from blocklist.store.tokens import Principal
 
@@ -483,6 +483,11 @@ def get_snapshot(
     )
 
 
+def _plaintext_page(db: Database, list_id: int, since: int) -> store_versions.PlaintextPage:
+    with db.read() as session:
+        return store_versions.plaintext(session, list_id, since=since)
+
+
 @router.get(
     "/lists/{list}/plaintext",
     response_model=PlaintextOut,
@@ -509,12 +514,12 @@ async def get_plaintext(
     info = await authorised_list(ctx, p, list_name)
     if not p.plaintext:
         raise ApiProblem("not_entitled", "this token is not entitled to plaintext expressions")
-    items, next_since = await run_in_threadpool(plaintext_page, ctx.db, info.id, since)
+    page = await run_in_threadpool(_plaintext_page, ctx.db, info.id, since)
     response.headers["Cache-Control"] = "no-store"
     _note_fetch(request, ctx, IspAccess(info, p), None, "plaintext")
     return PlaintextOut(
-        expressions=[ExpressionOut(hash=b64encode(h), expression=e) for h, e in items],
-        next=next_since,
+        expressions=[ExpressionOut(hash=b64encode(h), expression=e) for h, e in page.items],
+        next=page.next_cursor,
     )
 
 

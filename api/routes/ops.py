@@ -12,8 +12,8 @@ from api.auth import ADMIN, ContextDep, OptionalPrincipalDep
 from api.context import AppContext
 from api.metrics import METRICS_MEDIA_TYPE
 from api.models import HealthOut
-from api.queries import checkpoint_age_seconds, list_states
 from api.routes.common import problems
+from blocklist.store import versions as store_versions
 from blocklist.store.errors import StoreError
 
 router = APIRouter(tags=["ops"])
@@ -41,7 +41,8 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
     checks: dict[str, str] = {}
     try:
         ctx.db.check()
-        states = list_states(ctx.db)
+        with ctx.db.read() as session:
+            states = store_versions.list_states(session)
     except StoreError as e:
         return False, {"database": f"unavailable: {e.code}"}
     except Exception:
@@ -57,7 +58,7 @@ def readiness(ctx: AppContext) -> tuple[bool, dict[str, str]]:
     limit = 2 * ctx.settings.checkpoint_interval
     now = datetime.now(UTC)
     for state in states:
-        age = checkpoint_age_seconds(state, now)
+        age = state.checkpoint_age_seconds(now)
         if age is None:
             checks[f"checkpoint:{state.name}"] = "missing"
             ready = False

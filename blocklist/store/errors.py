@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from blocklist.errors import BlocklistError
 
 if TYPE_CHECKING:
-    from blocklist.store.entries import BulkResult
+    from blocklist.store.imports import BulkResult
 
 
 class StoreError(BlocklistError):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from blocklist import foureyes
 from blocklist.auditlog import Action, Actor
 from blocklist.canonical import split_expression
 from blocklist.checkpoint import validate_origin
@@ -96,7 +97,7 @@ def create_list(
         raise InvalidField(
             f"origin must be 1..{MAX_LIST_ORIGIN} printable ASCII characters without '+'"
         ) from e
-    if approvals_required not in (1, 2) or isinstance(approvals_required, bool):
+    if not foureyes.valid_approvals_required(approvals_required):
         raise InvalidField("approvals_required must be 1 or 2")
     country = normalise_country(home_country, "home_country")
     audit.check_actor(actor)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple, cast
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, CursorResult, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -34,7 +34,7 @@ from blocklist.merkle import leaf_hash as merkle_leaf_hash
 from blocklist.merkle import stored_hash_count, stored_hash_index
 from blocklist.store import audit
 from blocklist.store.db import is_postgresql
-from blocklist.store.entries import expire_due
+from blocklist.store.entries import due_for_expiry, expire_due
 from blocklist.store.errors import (
     Conflict,
     InvalidField,
@@ -53,6 +53,7 @@ from blocklist.store.models import (
     EntryRow,
     IspSeenRow,
     KeyringRow,
+    ListRow,
     MembershipRow,
     PublishRequestRow,
     TokenRow,
@@ -60,8 +61,11 @@ from blocklist.store.models import (
     VersionRow,
 )
 
-#: Largest page of statements or plaintext rows per call (bounded responses).
+#: Largest page of statements per call (bounded responses).
 MAX_PAGE = 1000
+
+#: Rows per plaintext page before it is cut back to a version boundary.
+PLAINTEXT_PAGE_ROWS: Final = 5000
 
 #: Hashes per ``IN (...)`` clause, below every backend's bind parameter limit.
 _IN_CHUNK = 1000
@@ -78,7 +82,7 @@ class PendingChanges(NamedTuple):
 
 @dataclass(frozen=True)
 class PlaintextPage:
-    """``(hash, expression)`` pairs, and the cursor of the next page (``None`` at the end)."""
+    """``(hash, expression)`` pairs, and the ``since`` of the next page (``None`` at the end)."""
 
     items: list[tuple[bytes, str]]
     next_cursor: int | None
@@ -141,6 +145,25 @@ def pending_changes(session: Session, list_id: int, *, now: datetime, limit: int
             )
         ]
     return PendingChanges(adds=adds, removes=removes)
+
+
+def has_pending_work(session: Session, list_id: int, *, now: datetime) -> bool:
+    """Whether a publish at ``now`` would have anything to do (a cheap read, no lock).
+
+    True when an entry is flagged for publication (an approved addition or
+    an expiry not yet published) or an entry's scheduled expiry has come.
+    Lets the publisher skip the write lock when idle, so a busy SQLite
+    database is not locked by a signer that has nothing to sign.
+    """
+    flagged = session.scalar(
+        select(EntryRow.id)
+        .where(EntryRow.list_id == list_id, EntryRow.needs_publish.is_(True))
+        .limit(1)
+    )
+    if flagged is not None:
+        return True
+    due = session.scalar(select(EntryRow.id).where(*due_for_expiry(list_id, now)).limit(1))
+    return due is not None
 
 
 def current_version(session: Session, list_id: int) -> int:
@@ -413,6 +436,18 @@ def statements(session: Session, list_id: int, *, since: int, limit: int) -> lis
     )
 
 
+def iter_statements(session: Session, list_id: int, upto: int) -> Iterator[str]:
+    """The signed notes of versions 1..``upto``, in order, read in pages of :data:`MAX_PAGE`."""
+    after = 0
+    while after < upto:
+        notes = statements(session, list_id, since=after, limit=min(MAX_PAGE, upto - after))
+        if not notes:
+            return
+        yield from notes
+        # Versions are numbered 1, 2, ... without gaps (record_version).
+        after += len(notes)
+
+
 def statement(session: Session, list_id: int, version: int) -> str:
     """The signed note of one version.
 
@@ -544,35 +579,54 @@ def put_keyring(
 
 
 def plaintext(
-    session: Session,
-    list_id: int,
-    *,
-    since: int,
-    cursor: int | None = None,
-    limit: int = MAX_PAGE,
+    session: Session, list_id: int, *, since: int, rows: int | None = None
 ) -> PlaintextPage:
     """Expressions of entries added after version ``since`` and still listed.
 
-    Pages are ordered by entry id; pass the previous ``next_cursor`` on.
+    A page ends on a version boundary so that ``next_cursor`` can be the
+    ``since`` of the following page (as for statements): it holds whole
+    versions ``since + 1 .. next_cursor`` and at least one version, so a page
+    can exceed ``rows`` (default :data:`PLAINTEXT_PAGE_ROWS`) only by one
+    version's additions (at most 10,000, DESIGN.md).
 
     Raises:
-        LimitExceeded: ``limit`` outside 1..MAX_PAGE.
+        LimitExceeded: ``rows`` below 1.
     """
-    if not 1 <= limit <= MAX_PAGE:
-        raise LimitExceeded(f"limit must be 1..{MAX_PAGE}")
-    query = select(EntryRow.id, EntryRow.hash, EntryRow.expression).where(
+    # Read at call time, not bound as a default, so one setting serves all.
+    rows = PLAINTEXT_PAGE_ROWS if rows is None else rows
+    if rows < 1:
+        raise LimitExceeded("rows must be at least 1")
+    listed = (
         EntryRow.list_id == list_id,
         EntryRow.listed.is_(True),
         EntryRow.added_version > since,
     )
-    if cursor is not None:
-        query = query.where(EntryRow.id > cursor)
-    rows = session.execute(query.order_by(EntryRow.id).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    columns = (EntryRow.added_version, EntryRow.hash, EntryRow.expression)
+    found = session.execute(
+        select(*columns)
+        .where(*listed)
+        .order_by(EntryRow.added_version, EntryRow.id)
+        .limit(rows + 1)
+    ).all()
+    if len(found) <= rows:
+        return PlaintextPage(items=[(r.hash, r.expression) for r in found], next_cursor=None)
+    last_version = found[-1].added_version
+    first_version = found[0].added_version
+    if first_version == last_version:
+        # One version larger than a page: serve it whole.
+        found = session.execute(
+            select(*columns)
+            .where(*listed, EntryRow.added_version == first_version)
+            .order_by(EntryRow.id)
+        ).all()
+        end = first_version
+    else:
+        found = [r for r in found if r.added_version < last_version]
+        end = found[-1].added_version
+    more = session.scalar(select(EntryRow.id).where(*listed, EntryRow.added_version > end).limit(1))
     return PlaintextPage(
-        items=[(row.hash, row.expression) for row in rows],
-        next_cursor=rows[-1].id if more else None,
+        items=[(r.hash, r.expression) for r in found],
+        next_cursor=end if more is not None else None,
     )
 
 
@@ -628,6 +682,22 @@ def complete_publish_requests(
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
+def publish_request_version(session: Session, list_id: int, request_id: int) -> int | None:
+    """The version that served a publish request, or None while it is open.
+
+    Raises:
+        NotFound: no such request on this list.
+    """
+    row = session.scalar(
+        select(PublishRequestRow).where(
+            PublishRequestRow.id == request_id, PublishRequestRow.list_id == list_id
+        )
+    )
+    if row is None:
+        raise NotFound(f"no publish request {request_id} on this list")
+    return row.done_version
+
+
 def record_isp_seen(
     session: Session, *, token_id: int, list_id: int, version: int, at: datetime
 ) -> None:
@@ -656,3 +726,55 @@ def isp_versions(session: Session, list_id: int) -> list[IspVersion]:
         .order_by(TokenRow.name, IspSeenRow.token_id)
     ).all()
     return [IspVersion(r.token_id, r.name, r.version, r.at) for r in rows]
+
+
+@dataclass(frozen=True)
+class ListState:
+    """Publish state of one list, for metrics and readiness."""
+
+    list_id: int
+    name: str
+    version: int
+    checkpoint_signed_at: datetime | None
+    pending_changes: int
+
+    def checkpoint_age_seconds(self, now: datetime | None = None) -> float | None:
+        """Seconds since the list's checkpoint was signed, or None without one."""
+        if self.checkpoint_signed_at is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.checkpoint_signed_at).total_seconds()
+
+
+def list_states(session: Session) -> list[ListState]:
+    """Publish state of every list, by name (a few aggregate queries, no per-entry work)."""
+    lists = session.execute(select(ListRow.id, ListRow.name).order_by(ListRow.name)).all()
+    # (Result objects have .keys(), so dict(result) would treat them as
+    # mappings; build the dicts from the rows explicitly.)
+    versions = {
+        list_id: top
+        for list_id, top in session.execute(
+            select(VersionRow.list_id, func.max(VersionRow.version)).group_by(VersionRow.list_id)
+        )
+    }
+    signed = {
+        list_id: at
+        for list_id, at in session.execute(select(CheckpointRow.list_id, CheckpointRow.signed_at))
+    }
+    pending = {
+        list_id: n
+        for list_id, n in session.execute(
+            select(EntryRow.list_id, func.count())
+            .where(EntryRow.needs_publish.is_(True))
+            .group_by(EntryRow.list_id)
+        )
+    }
+    return [
+        ListState(
+            list_id=row.id,
+            name=row.name,
+            version=int(versions.get(row.id) or 0),
+            checkpoint_signed_at=signed.get(row.id),
+            pending_changes=int(pending.get(row.id) or 0),
+        )
+        for row in lists
+    ]

@@ -21,6 +21,7 @@ serves back only lines of registered witnesses for one checkpoint text.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Final
 
@@ -29,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from blocklist.auditlog import Action
 from blocklist.store import audit
-from blocklist.store.errors import Conflict, InvalidField, LimitExceeded, NotFound
+from blocklist.store.errors import (
+    Conflict,
+    InvalidField,
+    LimitExceeded,
+    NotFound,
+    WitnessNotRegistered,
+)
 from blocklist.store.models import (
     HASH_BYTES,
     WITNESS_NAME_LENGTH,
@@ -77,6 +84,32 @@ def find_witness(session: Session, list_id: int, name: str, key_id: bytes) -> Wi
             WitnessKeyRow.key_id == key_id,
         )
     )
+
+
+def registered_witness(
+    session: Session, list_id: int, *, name: str, key_id: bytes, public_key: bytes
+) -> WitnessKeyRow:
+    """The registered witness of a list holding exactly this key.
+
+    Lockout attack (issue 12 item 1): only registered keys post; the public
+    key must be the registered one, not merely a key whose 4-byte ID
+    collides with it.
+
+    Raises:
+        WitnessNotRegistered: no witness of this list holds that key.
+    """
+    witness = find_witness(session, list_id, name, key_id)
+    if witness is None or witness.public_key != public_key:
+        raise WitnessNotRegistered(
+            f"witness key {name[:64]!r} is not registered for this list; "
+            "an administrator registers witnesses with `cleanfeed witness add`"
+        )
+    return witness
+
+
+def checkpoint_text_hash(text: str) -> bytes:
+    """The key under which lines cosigning a checkpoint text are stored (its SHA-256)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 def add_witness(

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from support.api_testing import Deployment, close_deployment, make_deployment
 from support.processes import free_port
 
-from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from cleanfeed.cli import main
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -113,7 +113,7 @@ def test_import_approve_publish_as_the_quickstart_prints_it(
     assert {r["code"] for r in json.loads(out)["results"]} == {"self_approval"}
 
     # Pages of 10 (not 10,000): the CLI follows "next" until the import is done.
-    monkeypatch.setattr(store_entries, "MAX_APPROVE_ROWS", 10)
+    monkeypatch.setattr(store_imports, "MAX_APPROVE_ROWS", 10)
     code, out, err = run(envs["bob"], "entries", "approve", "--import", str(import_id))
     assert code == 0, (out, err)
     assert "25 approved (25 now active), 0 refused" in out

@@ -17,7 +17,7 @@ from support.api_testing import MAIN, OTHER, ApiClient, Deployment, Tokens, db_s
 
 from api.middleware import MAX_JSON_BODY_BYTES
 from api.route_caps import MAX_BULK_JSON_BODY_BYTES, MAX_BULK_ROW_JSON_BYTES
-from blocklist.store.entries import MAX_BULK_ROWS
+from blocklist.store.imports import MAX_BULK_ROWS
 
 ENTRIES = f"/v1/lists/{MAIN}/entries"
 APPROVE = f"{ENTRIES}/approve"
@@ -219,14 +219,14 @@ def test_a_bulk_approved_import_verifies_offline_as_backed_decisions(
 def test_a_large_import_is_approved_page_by_page(
     client: ApiClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from blocklist.store import entries as store_entries
+    from blocklist.store import imports as store_imports
 
     added = client.post(
         f"{ENTRIES}/bulk",
         json=[{"url": u, "scope": "page", "reason": "r"} for u in urls(5)],
         token=tokens.alice,
     ).json()
-    monkeypatch.setattr(store_entries, "MAX_APPROVE_ROWS", 2)  # pages of 2, not 10,000
+    monkeypatch.setattr(store_imports, "MAX_APPROVE_ROWS", 2)  # pages of 2, not 10,000
     seen: list[int] = []
     body: dict[str, int] = {"import": added["import"]}
     for _ in range(5):

@@ -232,10 +232,10 @@ def test_plaintext_for_entitled_tokens_only(client: ApiClient, tokens: Tokens) -
 def test_plaintext_pages_end_on_version_boundaries(
     client: ApiClient, tokens: Tokens, monkeypatch: object
 ) -> None:
-    import api.queries
+    from blocklist.store import versions as store_versions
 
     _publish_versions(client, tokens, 3)  # versions 1 (canary + 1), 2, 3
-    monkeypatch.setattr(api.queries, "PLAINTEXT_PAGE_ROWS", 1)  # type: ignore[attr-defined]
+    monkeypatch.setattr(store_versions, "PLAINTEXT_PAGE_ROWS", 1)  # type: ignore[attr-defined]
     seen: list[str] = []
     since = 0
     pages = 0

@@ -24,7 +24,8 @@ from support.api_testing import MAIN, Deployment, close_deployment, db_state, ma
 
 from api.middleware import MAX_CSV_BODY_BYTES, MAX_JSON_BODY_BYTES, MAX_JSON_DEPTH
 from api.route_caps import route_body_cap
-from blocklist.store.entries import MAX_BULK_ROWS, MAX_PAGE_SIZE
+from blocklist.store.imports import MAX_BULK_ROWS
+from blocklist.store.search import MAX_PAGE_SIZE
 
 
 class Client:

@@ -38,10 +38,10 @@ from support.published_log import sqlite_integrity
 from blocklist.auditlog import Action
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
-from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
-from blocklist.store.entries import BULK_ADDED, BULK_EXISTING, BulkRow
+from blocklist.store.imports import BULK_ADDED, BULK_EXISTING, BulkRow
 from blocklist.store.models import AuditRow, EntryRow
 from signer.datadir import init_data_dir, resolve_database_url
 
@@ -81,7 +81,7 @@ def batch(b):
 
 if mode == "store":
     from blocklist.store import Database
-    from blocklist.store import entries as se
+    from blocklist.store import imports as se
     from blocklist.store import lists as sl
     from blocklist.store.errors import BulkRejected
     from signer.datadir import resolve_database_url
@@ -245,7 +245,7 @@ def _reimport(dep: Deployment, batch: int, present: bool) -> None:
         for i in range(ROWS)
     ]
     with dep.db.transaction() as s:
-        results = store_entries.bulk_add(s, dep.list_id, rows, actor="alice", all_or_nothing=True)
+        results = store_imports.bulk_add(s, dep.list_id, rows, actor="alice", all_or_nothing=True)
     statuses = {r.status for r in results}
     assert statuses == {BULK_EXISTING if present else BULK_ADDED}, statuses
 

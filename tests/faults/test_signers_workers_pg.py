@@ -45,7 +45,7 @@ from blocklist.encoding import b64decode
 from blocklist.store import lists as store_lists
 from blocklist.store import versions as store_versions
 from blocklist.store.models import EntryRow
-from blocklist.store.publishing import has_pending_work
+from blocklist.store.versions import has_pending_work
 from clients.isp.config import IspConfig
 from clients.isp.store import StateStore
 from clients.isp.sync import Syncer

@@ -16,6 +16,7 @@ from blocklist.errors import FormatError
 from blocklist.store import Database, InvalidField
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import AuditRow
@@ -66,10 +67,10 @@ def run_many_operations(db: Database, list_id: int) -> None:
         )
     with db.transaction() as s:
         rows = [
-            store_entries.BulkRow(f"http://b.example.com/{i}.html", "page", "bulk")
+            store_imports.BulkRow(f"http://b.example.com/{i}.html", "page", "bulk")
             for i in range(20)
         ]
-        store_entries.bulk_add(s, list_id, rows, actor="erin", now=later(hours=4))
+        store_imports.bulk_add(s, list_id, rows, actor="erin", now=later(hours=4))
     publish(db, list_id, now=later(hours=5))  # sweeps the due expiry as system:expiry
 
 

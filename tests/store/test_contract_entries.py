@@ -26,6 +26,8 @@ from blocklist.store import (
 )
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
+from blocklist.store import search as store_search
 from blocklist.store import versions as store_versions
 from blocklist.store.models import AuditRow, EntryRow
 
@@ -221,7 +223,7 @@ def test_two_approvals_needed_on_a_two_approval_list(db: Database, list2_id: int
     assert entry(db, list2_id, entry_id).needs_publish is False
     assert approve(db, list2_id, entry_id, "carol") == "active"
     with db.read() as s:
-        history = store_entries.get_entry_with_history(s, list2_id, entry_id)
+        history = store_search.get_entry_with_history(s, list2_id, entry_id)
     assert [(a.actor, a.round) for a in history.approvals] == [("bob", 1), ("carol", 1)]
     assert history.records[-1].details["approvals"] == 2
     assert history.records[-1].details["required"] == 2
@@ -266,7 +268,7 @@ def test_entry_of_another_list_is_not_found(
     entry_id, _ = add(db, list_id)
     unchanged(lambda: approve(db, list2_id, entry_id, "bob"), NotFound)
     with db.read() as s, pytest.raises(NotFound):
-        store_entries.get_entry_with_history(s, list2_id, entry_id)
+        store_search.get_entry_with_history(s, list2_id, entry_id)
 
 
 # --- expiry --------------------------------------------------------------------
@@ -440,7 +442,7 @@ def populated(db: Database, list_id: int) -> dict[str, int]:
 
 def search_ids(db: Database, list_id: int, **kwargs: object) -> set[int]:
     with db.read() as s:
-        page = store_entries.search(s, list_id, limit=500, **kwargs)  # type: ignore[arg-type]
+        page = store_search.search(s, list_id, limit=500, **kwargs)  # type: ignore[arg-type]
     assert page.next_cursor is None
     return {e.id for e in page.items}
 
@@ -470,7 +472,7 @@ def test_search_by_hash_status_and_reference(
     digest = expression_hash("bad.example.com/gallery/")
     assert search_ids(db, list_id, hash=digest) == {populated["prefix"]}
     with db.read() as s:
-        canary = store_entries.search(s, list_id, reference=None, status="active").items
+        canary = store_search.search(s, list_id, reference=None, status="active").items
     assert {e.id for e in canary} == {populated["host"], 1}
     assert search_ids(db, list_id, reference="CASE-1") == {populated["page"], populated["prefix"]}
     assert search_ids(db, list_id, reference="CASE-1", status="active") == set()
@@ -488,7 +490,7 @@ def test_search_pagination_is_stable_under_inserts(db: Database, list_id: int) -
     inserted = 0
     while True:
         with db.read() as s:
-            page = store_entries.search(s, list_id, host="p.example.com", cursor=cursor, limit=5)
+            page = store_search.search(s, list_id, host="p.example.com", cursor=cursor, limit=5)
         seen.extend(e.id for e in page.items)
         if page.next_cursor is None:
             break
@@ -511,7 +513,7 @@ def test_entry_history_lists_every_decision(db: Database, list2_id: int) -> None
     approve(db, list2_id, entry_id, "carol")
     expire(db, list2_id, entry_id, at=later(days=3))
     with db.read() as s:
-        history = store_entries.get_entry_with_history(s, list2_id, entry_id)
+        history = store_search.get_entry_with_history(s, list2_id, entry_id)
     assert history.entry.id == entry_id
     assert [(r.actor, r.action) for r in history.records] == [
         ("alice", Action.ENTRY_ADD),
@@ -528,17 +530,17 @@ def test_entry_history_lists_every_decision(db: Database, list2_id: int) -> None
 def test_bulk_add_reports_each_row(db: Database, list_id: int) -> None:
     existing, _ = add(db, list_id, "http://old.example.com/a.html")
     rows = [
-        store_entries.BulkRow("http://bulk.example.com/1.html", "page", "r1", reference="B-1"),
-        store_entries.BulkRow("http://old.example.com/a.html", "page", "dup of stored"),
-        store_entries.BulkRow("javascript:alert(1)", "page", "bad url"),
-        store_entries.BulkRow("http://bulk.example.com/2.html", "page", ""),
-        store_entries.BulkRow("http://BULK.example.com/1.html", "page", "dup in batch"),
-        store_entries.BulkRow("http://bulk.example.com/dir/", "prefix", "r3"),
-        store_entries.BulkRow("http://x.example.com/y.html", "page", "r4", hosting_country="CA"),
+        store_imports.BulkRow("http://bulk.example.com/1.html", "page", "r1", reference="B-1"),
+        store_imports.BulkRow("http://old.example.com/a.html", "page", "dup of stored"),
+        store_imports.BulkRow("javascript:alert(1)", "page", "bad url"),
+        store_imports.BulkRow("http://bulk.example.com/2.html", "page", ""),
+        store_imports.BulkRow("http://BULK.example.com/1.html", "page", "dup in batch"),
+        store_imports.BulkRow("http://bulk.example.com/dir/", "prefix", "r3"),
+        store_imports.BulkRow("http://x.example.com/y.html", "page", "r4", hosting_country="CA"),
     ]
     before = table_counts(db)
     with db.transaction() as s:
-        results = store_entries.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
     assert [r.index for r in results] == list(range(len(rows)))
     assert [r.status for r in results] == [
         "added",
@@ -573,49 +575,49 @@ def test_bulk_add_reports_each_row(db: Database, list_id: int) -> None:
 
 def test_bulk_all_or_nothing_rolls_back(db: Database, list_id: int, unchanged: Unchanged) -> None:
     rows = [
-        store_entries.BulkRow("http://bulk.example.com/1.html", "page", "r1"),
-        store_entries.BulkRow("ftp:", "page", "bad"),
+        store_imports.BulkRow("http://bulk.example.com/1.html", "page", "r1"),
+        store_imports.BulkRow("ftp:", "page", "bad"),
     ]
 
     def bulk() -> None:
         with db.transaction() as s:
-            store_entries.bulk_add(s, list_id, rows, actor="alice", all_or_nothing=True, now=NOW)
+            store_imports.bulk_add(s, list_id, rows, actor="alice", all_or_nothing=True, now=NOW)
 
-    unchanged(bulk, store_entries.BulkRejected)
-    with db.transaction() as s, pytest.raises(store_entries.BulkRejected) as caught:
-        store_entries.bulk_add(s, list_id, rows, actor="alice", all_or_nothing=True, now=NOW)
+    unchanged(bulk, store_imports.BulkRejected)
+    with db.transaction() as s, pytest.raises(store_imports.BulkRejected) as caught:
+        store_imports.bulk_add(s, list_id, rows, actor="alice", all_or_nothing=True, now=NOW)
     assert [r.status for r in caught.value.results] == ["skipped", "failed"]
 
     with db.transaction() as s:
-        results = store_entries.bulk_add(
+        results = store_imports.bulk_add(
             s, list_id, rows[:1], actor="alice", all_or_nothing=True, now=NOW
         )
     assert [r.status for r in results] == ["added"]
 
 
 def test_bulk_size_is_capped(db: Database, list_id: int, unchanged: Unchanged) -> None:
-    row = store_entries.BulkRow("http://bulk.example.com/1.html", "page", "r1")
-    rows = [row] * (store_entries.MAX_BULK_ROWS + 1)
+    row = store_imports.BulkRow("http://bulk.example.com/1.html", "page", "r1")
+    rows = [row] * (store_imports.MAX_BULK_ROWS + 1)
 
     def bulk() -> None:
         with db.transaction() as s:
-            store_entries.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+            store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
 
-    unchanged(bulk, store_entries.LimitExceeded)
+    unchanged(bulk, store_imports.LimitExceeded)
 
 
 def test_bulk_entries_behave_like_single_entries(db: Database, list_id: int) -> None:
     rows = [
-        store_entries.BulkRow(f"http://bulk.example.com/{i}.html", "page", f"reason {i}")
+        store_imports.BulkRow(f"http://bulk.example.com/{i}.html", "page", f"reason {i}")
         for i in range(50)
     ]
     with db.transaction() as s:
-        results = store_entries.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
     ids = [r.entry_id for r in results]
     assert None not in ids
     approve(db, list_id, ids[7] or 0, "bob")
     with db.read() as s:
-        history = store_entries.get_entry_with_history(s, list_id, ids[7] or 0)
+        history = store_search.get_entry_with_history(s, list_id, ids[7] or 0)
         add_record = history.records[0]
         rows_by_seq = s.scalars(select(AuditRow.seq).where(AuditRow.entry_id.in_(ids))).all()
     assert add_record.details["reason"] == "reason 7"

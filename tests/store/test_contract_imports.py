@@ -23,9 +23,9 @@ from blocklist.store import (
     migrate,
 )
 from blocklist.store import audit as store_audit
-from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import lists as store_lists
-from blocklist.store.entries import APPROVE_APPROVED, APPROVE_REFUSED, BulkRow
+from blocklist.store.imports import APPROVE_APPROVED, APPROVE_REFUSED, BulkRow
 from blocklist.store.models import ApprovalRow, AuditRow, EntryRow
 
 Unchanged = Callable[[Callable[[], object], type[BaseException]], None]
@@ -49,8 +49,8 @@ def import_batch(
 ) -> tuple[int, list[int]]:
     with db.transaction() as s:
         if import_id is None:
-            import_id = store_entries.create_import(s, list_id, actor=actor, now=NOW).id
-        results = store_entries.bulk_add(
+            import_id = store_imports.create_import(s, list_id, actor=actor, now=NOW).id
+        results = store_imports.bulk_add(
             s, list_id, rows(n, start), actor=actor, import_id=import_id, now=NOW
         )
     return import_id, [r.entry_id for r in results if r.entry_id is not None]
@@ -58,15 +58,15 @@ def import_batch(
 
 def approve_many(
     db: Database, list_id: int, ids: list[int], actor: str = "bob", role: str = "analyst"
-) -> list[store_entries.ApproveResult]:
+) -> list[store_imports.ApproveResult]:
     with db.transaction() as s:
-        return store_entries.approve_many(s, list_id, ids, actor=actor, actor_role=role, now=NOW)
+        return store_imports.approve_many(s, list_id, ids, actor=actor, actor_role=role, now=NOW)
 
 
 def test_bulk_add_under_an_import_records_it(db: Database, list_id: int) -> None:
     import_id, ids = import_batch(db, list_id, 3)
     with db.read() as s:
-        page = store_entries.import_entries(s, list_id, import_id)
+        page = store_imports.import_entries(s, list_id, import_id)
         adds = s.scalars(
             select(AuditRow).where(AuditRow.action == Action.ENTRY_ADD, AuditRow.entry_id.in_(ids))
         ).all()
@@ -78,13 +78,13 @@ def test_bulk_add_under_an_import_records_it(db: Database, list_id: int) -> None
 def test_a_second_batch_joins_the_import_and_pages_are_ordered(db: Database, list_id: int) -> None:
     import_id, first = import_batch(db, list_id, 3)
     with db.transaction() as s:
-        second = store_entries.bulk_add(
+        second = store_imports.bulk_add(
             s, list_id, rows(2, start=10), actor="alice", import_id=import_id, now=NOW
         )
     ids = first + [r.entry_id for r in second if r.entry_id is not None]
     with db.read() as s:
-        page1 = store_entries.import_entries(s, list_id, import_id, limit=4)
-        page2 = store_entries.import_entries(
+        page1 = store_imports.import_entries(s, list_id, import_id, limit=4)
+        page2 = store_imports.import_entries(
             s, list_id, import_id, cursor=page1.next_cursor, limit=4
         )
     assert page1.entry_ids == ids[:4]
@@ -100,7 +100,7 @@ def test_another_analysts_import_cannot_be_extended(
 
     def extend() -> None:
         with db.transaction() as s:
-            store_entries.bulk_add(s, list_id, rows(1, 5), actor="carol", import_id=import_id)
+            store_imports.bulk_add(s, list_id, rows(1, 5), actor="carol", import_id=import_id)
 
     unchanged(extend, PermissionDenied)
 
@@ -112,11 +112,11 @@ def test_an_import_of_another_list_is_not_found(
 
     def extend() -> None:
         with db.transaction() as s:
-            store_entries.bulk_add(s, list2_id, rows(1, 5), actor="alice", import_id=import_id)
+            store_imports.bulk_add(s, list2_id, rows(1, 5), actor="alice", import_id=import_id)
 
     unchanged(extend, NotFound)
     with db.read() as s, pytest.raises(NotFound):
-        store_entries.import_entries(s, list2_id, import_id)
+        store_imports.import_entries(s, list2_id, import_id)
 
 
 def test_bulk_approval_applies_four_eyes_per_entry(db: Database, list_id: int) -> None:
@@ -186,7 +186,7 @@ def test_admins_and_oversized_batches_are_refused_whole(
         lambda: approve_many(db, list_id, ids, actor="root", role="admin"), AdminCannotApprove
     )
     unchanged(lambda: approve_many(db, list_id, ids, role="isp"), PermissionDenied)
-    too_many = list(range(1, store_entries.MAX_APPROVE_ROWS + 2))
+    too_many = list(range(1, store_imports.MAX_APPROVE_ROWS + 2))
     unchanged(lambda: approve_many(db, list_id, too_many), LimitExceeded)
 
 
@@ -215,7 +215,7 @@ def test_migration_0005_keeps_existing_entries(empty_db: Database) -> None:
     with empty_db.transaction() as s:
         lst = store_lists.get_list_by_id(s, 1)
         assert lst.name == "m"
-        import_id = store_entries.create_import(s, 1, actor="alice", now=NOW).id
-        store_entries.bulk_add(s, 1, rows(2), actor="alice", import_id=import_id, now=NOW)
+        import_id = store_imports.create_import(s, 1, actor="alice", now=NOW).id
+        store_imports.bulk_add(s, 1, rows(2), actor="alice", import_id=import_id, now=NOW)
     with empty_db.read() as s:
-        assert len(store_entries.import_entries(s, 1, import_id).entry_ids) == 2
+        assert len(store_imports.import_entries(s, 1, import_id).entry_ids) == 2

@@ -14,6 +14,7 @@ from blocklist.store import Conflict, Database, InvalidField, InvalidState, NotF
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
+from blocklist.store import search as store_search
 from blocklist.store import versions as store_versions
 
 Unchanged = Callable[[Callable[[], object], type[BaseException]], None]
@@ -29,7 +30,7 @@ def test_create_list_creates_active_canary(db: Database, list_id: int) -> None:
         assert lst.public is False
         assert lst.created_at == NOW
         assert lst.canary_entry_id is not None
-        history = store_entries.get_entry_with_history(s, list_id, lst.canary_entry_id)
+        history = store_search.get_entry_with_history(s, list_id, lst.canary_entry_id)
         canary = history.entry
         assert canary.expression == "canary.example.org/cleanfeed-canary.html"
         assert canary.hash == expression_hash(canary.expression)

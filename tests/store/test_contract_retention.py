@@ -19,6 +19,7 @@ from blocklist.encoding import b64encode
 from blocklist.store import Database, InvalidField, InvalidState, NotFound, Pruned
 from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import versions as store_versions
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import EntryRow, MembershipRow
@@ -381,9 +382,9 @@ def test_reinstating_a_pruned_entry_is_refused_until_its_url_is_added_again(
 
 def test_bulk_add_restores_pruned_plaintext_once(db: Database, list_id: int) -> None:
     entry_id = _pruned_entry(db, list_id, "bulk")
-    row = store_entries.BulkRow("http://bulk.example.com/page.html", "page", "again")
+    row = store_imports.BulkRow("http://bulk.example.com/page.html", "page", "again")
     with db.transaction() as s:
-        results = store_entries.bulk_add(s, list_id, [row, row], actor="carol", now=later(days=10))
+        results = store_imports.bulk_add(s, list_id, [row, row], actor="carol", now=later(days=10))
     assert [r.status for r in results] == ["existing", "existing"]
     assert _plaintext(db, entry_id) == (
         "bulk.example.com/page.html",

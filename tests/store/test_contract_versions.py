@@ -23,8 +23,17 @@ from blocklist.merkle import (
 )
 from blocklist.statedigest import StateDigest
 from blocklist.statement import Statement
-from blocklist.store import Conflict, Database, InvalidField, InvalidState, NotFound
+from blocklist.store import (
+    Conflict,
+    Database,
+    InvalidField,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+)
 from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
+from blocklist.store import search as store_search
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import MembershipRow, TreeHashRow
@@ -35,11 +44,11 @@ Unchanged = Callable[[Callable[[], object], type[BaseException]], None]
 def add_active(db: Database, list_id: int, n: int, *, prefix: str = "p") -> list[int]:
     """Add and approve ``n`` pages in one bulk call; return their ids."""
     rows = [
-        store_entries.BulkRow(f"http://{prefix}.example.com/{i}.html", "page", "r")
+        store_imports.BulkRow(f"http://{prefix}.example.com/{i}.html", "page", "r")
         for i in range(n)
     ]
     with db.transaction() as s:
-        results = store_entries.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
     ids = [r.entry_id for r in results if r.entry_id is not None]
     for entry_id in ids:
         with db.transaction() as s:
@@ -219,7 +228,7 @@ def test_record_version_accepts_a_valid_removal(
     db: Database, list_id: int, one_version: list[bytes]
 ) -> None:
     with db.transaction() as s:
-        page = store_entries.search(s, list_id, hash=one_version[0]).items
+        page = store_search.search(s, list_id, hash=one_version[0]).items
         store_entries.expire(s, list_id, page[0].id, actor="dave", reason="off", now=NOW)
     _record(db, list_id, removes=[one_version[0]])
     with db.read() as s:
@@ -282,29 +291,126 @@ def test_record_version_refuses_inconsistent_versions(
 
 def test_plaintext_returns_listed_expressions_after_a_version(db: Database, list_id: int) -> None:
     first = add_active(db, list_id, 3, prefix="one")
-    publish(db, list_id)
+    publish(db, list_id)  # version 1: the canary and one/0..2
     add_active(db, list_id, 2, prefix="two")
     expire_ids(db, list_id, first[:1])
-    publish(db, list_id)
+    publish(db, list_id)  # version 2: two/0..1 in, one/0 out
+    add_active(db, list_id, 1, prefix="three")
+    publish(db, list_id)  # version 3: three/0
     with db.read() as s:
         everything = store_versions.plaintext(s, list_id, since=0)
         since_one = store_versions.plaintext(s, list_id, since=1)
     expressions = {e for _, e in everything.items}
+    assert everything.next_cursor is None
     assert "one.example.com/0.html" not in expressions  # removed
     assert {"one.example.com/1.html", "two.example.com/1.html"} <= expressions
     assert all(h == expression_hash(e) for h, e in everything.items)
-    assert {e for _, e in since_one.items} == {"two.example.com/0.html", "two.example.com/1.html"}
-    # Pagination by cursor.
+    assert {e for _, e in since_one.items} == {
+        "two.example.com/0.html",
+        "two.example.com/1.html",
+        "three.example.com/0.html",
+    }
+    # Pages end on version boundaries; next_cursor is the next page's since.
+    # One row a page: each version, larger than a page, is served whole.
     seen: list[tuple[bytes, str]] = []
-    cursor = None
+    cursors: list[int | None] = []
+    since = 0
     while True:
         with db.read() as s:
-            page = store_versions.plaintext(s, list_id, since=0, cursor=cursor, limit=2)
+            page = store_versions.plaintext(s, list_id, since=since, rows=1)
         seen.extend(page.items)
+        cursors.append(page.next_cursor)
         if page.next_cursor is None:
             break
-        cursor = page.next_cursor
+        since = page.next_cursor
+    assert cursors == [1, 2, None]
     assert seen == everything.items
+    with db.read() as s:
+        # Four rows reach into version 2: the page is cut back to version 1.
+        cut = store_versions.plaintext(s, list_id, since=0, rows=3)
+        assert cut.next_cursor == 1
+        assert {e for _, e in cut.items} == {e for _, e in everything.items} - {
+            e for _, e in since_one.items
+        }
+        with pytest.raises(LimitExceeded):
+            store_versions.plaintext(s, list_id, since=0, rows=0)
+
+
+def test_has_pending_work_sees_flags_and_due_expiries(db: Database, list_id: int) -> None:
+    with db.read() as s:
+        # The new list's canary waits for version 1.
+        assert store_versions.has_pending_work(s, list_id, now=NOW)
+    publish(db, list_id)
+    with db.read() as s:
+        assert not store_versions.has_pending_work(s, list_id, now=NOW)
+    (entry_id,) = add_active(db, list_id, 1)
+    with db.read() as s:
+        assert store_versions.has_pending_work(s, list_id, now=NOW)
+    publish(db, list_id)
+    with db.transaction() as s:
+        store_entries.expire(
+            s, list_id, entry_id, actor="dave", reason="off", at=later(hours=1), now=NOW
+        )
+    with db.read() as s:
+        # Scheduled, not yet due: nothing to do until the time comes.
+        assert not store_versions.has_pending_work(s, list_id, now=NOW)
+        assert store_versions.has_pending_work(s, list_id, now=later(hours=1))
+
+
+def test_iter_statements_reads_versions_up_to_a_size(db: Database, list_id: int) -> None:
+    for i in range(3):
+        add_active(db, list_id, 1, prefix=f"v{i}")
+        publish(db, list_id)
+    with db.read() as s:
+        notes = store_versions.statements(s, list_id, since=0, limit=10)
+        assert len(notes) == 3
+        assert list(store_versions.iter_statements(s, list_id, 3)) == notes
+        assert list(store_versions.iter_statements(s, list_id, 2)) == notes[:2]
+        assert list(store_versions.iter_statements(s, list_id, 0)) == []
+
+
+def test_iter_entries_streams_every_entry_in_id_order(
+    db: Database, list_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = add_active(db, list_id, 5)
+    expire_ids(db, list_id, ids[:1])
+    monkeypatch.setattr(store_entries, "ENTRY_BATCH", 2)
+    with db.read() as s:
+        streamed = [(e.id, e.status) for e in store_entries.iter_entries(s, list_id)]
+    # The canary, then the five pages, expired ones included.
+    assert [entry_id for entry_id, _ in streamed][1:] == ids
+    assert len(streamed) == 6
+    assert streamed[1][1] == "removed"
+
+
+def test_list_states_report_version_checkpoint_and_pending(db: Database, list_id: int) -> None:
+    with db.read() as s:
+        (state,) = store_versions.list_states(s)
+    assert (state.list_id, state.name, state.version) == (list_id, "main", 0)
+    assert state.checkpoint_signed_at is None
+    assert state.checkpoint_age_seconds(NOW) is None
+    assert state.pending_changes == 1  # the canary
+    publish(db, list_id)
+    add_active(db, list_id, 2)
+    with db.transaction() as s:
+        store_versions.put_checkpoint(s, list_id, size=1, root=bytes(32), note="n1", signed_at=NOW)
+    with db.read() as s:
+        (state,) = store_versions.list_states(s)
+    assert (state.version, state.pending_changes) == (1, 2)
+    assert state.checkpoint_age_seconds(later(seconds=90)) == 90.0
+
+
+def test_publish_request_version_follows_a_request(db: Database, list_id: int) -> None:
+    with db.transaction() as s:
+        request = store_versions.request_publish(s, list_id, actor="alice", now=NOW)
+    with db.read() as s:
+        assert store_versions.publish_request_version(s, list_id, request.id) is None
+        with pytest.raises(NotFound):
+            store_versions.publish_request_version(s, list_id, request.id + 1)
+    with db.transaction() as s:
+        store_versions.complete_publish_requests(s, list_id, version=7, now=NOW)
+    with db.read() as s:
+        assert store_versions.publish_request_version(s, list_id, request.id) == 7
 
 
 def test_checkpoints_refuse_rollback_and_equivocation(

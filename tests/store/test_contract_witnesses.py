@@ -20,7 +20,7 @@ from blocklist.store import Conflict, Database, InvalidField, LimitExceeded, Not
 from blocklist.store import audit as store_audit
 from blocklist.store import tokens as store_tokens
 from blocklist.store import witnesses as store_witnesses
-from blocklist.store.errors import TokenNameTaken
+from blocklist.store.errors import TokenNameTaken, WitnessNotRegistered
 from blocklist.store.models import TokenNameRow, WitnessCosignatureRow
 
 Unchanged = Callable[[Callable[[], object], type[BaseException]], None]
@@ -78,6 +78,32 @@ def _key_id_of(db: Database, witness_id: int) -> bytes:
 def _lines(db: Database, list_id: int, text_hash: bytes = TEXT_HASH) -> list[str]:
     with db.read() as s:
         return store_witnesses.cosignature_lines(s, list_id, text_hash)
+
+
+def test_registered_witness_needs_the_registered_public_key(
+    db: Database, list_id: int, list2_id: int
+) -> None:
+    key = _key("w.example")
+    with db.transaction() as s:
+        store_witnesses.add_witness(s, list_id, actor="admin", now=NOW, **key)  # type: ignore[arg-type]
+    name, key_id, public = str(key["name"]), key["key_id"], key["public_key"]
+    assert isinstance(key_id, bytes)
+    assert isinstance(public, bytes)
+    with db.read() as s:
+        found = store_witnesses.registered_witness(
+            s, list_id, name=name, key_id=key_id, public_key=public
+        )
+        assert (found.name, found.key_id, found.public_key) == (name, key_id, public)
+        # Lockout attack: a key whose 4-byte ID collides is not the witness.
+        other = bytes(nacl.signing.SigningKey.generate().verify_key)
+        for where, args in (
+            (list_id, {"name": name, "key_id": key_id, "public_key": other}),
+            (list_id, {"name": "v.example", "key_id": key_id, "public_key": public}),
+            (list2_id, {"name": name, "key_id": key_id, "public_key": public}),
+        ):
+            with pytest.raises(WitnessNotRegistered, match="not registered for this list"):
+                store_witnesses.registered_witness(s, where, **args)  # type: ignore[arg-type]
+    assert store_witnesses.checkpoint_text_hash("origin\n1\nroot\n") == TEXT_HASH
 
 
 def test_register_post_serve_and_remove(db: Database, list_id: int, list2_id: int) -> None:

@@ -1,0 +1,82 @@
+"""Four-eyes: who may approve an entry, and when it counts as approved.
+
+The rules (DESIGN.md, "Four-eyes"), stated once here:
+
+1. Only analysts approve (:data:`APPROVER_ROLE`); administrators never do,
+   so an administrator token cannot publish an entry on its own.
+2. Adding an entry opens approval round 1; reinstating it opens the next
+   round. The analyst who opened a round (its *opener*) may not approve it.
+3. An analyst approves a round at most once.
+4. A round is approved once its approvals reach the list's
+   ``approvals_required``, which is one of :data:`APPROVALS_REQUIRED_CHOICES`.
+5. Taking an entry off needs no approval: one analyst suffices, because a
+   wrong block must come off fast (the reason is logged).
+
+This module is pure. The store enforces the rules inside the write
+transaction (:mod:`blocklist.store.entries` and
+:mod:`blocklist.store.imports`, mapping each :class:`Refusal` to its
+error with a stable code); the offline auditor can re-count them from the
+audit log with the same functions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from typing import Final
+
+#: The one role whose approvals count.
+APPROVER_ROLE: Final = "analyst"
+
+#: The role refused outright (rule 1), with its own error code.
+ADMIN_ROLE: Final = "admin"
+
+#: The values a list's ``approvals_required`` may take (rule 4).
+APPROVALS_REQUIRED_CHOICES: Final = (1, 2)
+
+
+class Refusal(enum.Enum):
+    """Why an approval does not count."""
+
+    #: Rule 1: an administrator tried to approve.
+    ADMIN = "admin"
+    #: Rule 1: a role other than analyst or admin tried to approve.
+    NOT_ANALYST = "not_analyst"
+    #: Rule 2: the opener of the round tried to approve it.
+    OWN_ROUND = "own_round"
+    #: Rule 3: the analyst already approved this round.
+    ALREADY_APPROVED = "already_approved"
+
+
+def role_refusal(actor_role: str) -> Refusal | None:
+    """Why ``actor_role`` may not approve at all (rule 1), or None if it may."""
+    if actor_role == ADMIN_ROLE:
+        return Refusal.ADMIN
+    if actor_role != APPROVER_ROLE:
+        return Refusal.NOT_ANALYST
+    return None
+
+
+def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Refusal | None:
+    """Why ``actor``'s approval of a round does not count (rules 2 and 3), or None.
+
+    Args:
+        actor: the approving analyst.
+        opener: the analyst who opened the round (added or reinstated the entry).
+        approvers: the analysts who already approved this round.
+    """
+    if actor == opener:
+        return Refusal.OWN_ROUND
+    if actor in approvers:
+        return Refusal.ALREADY_APPROVED
+    return None
+
+
+def is_approved(approvals: int, required: int) -> bool:
+    """Whether ``approvals`` distinct counted approvals approve a round (rule 4)."""
+    return approvals >= required
+
+
+def valid_approvals_required(value: object) -> bool:
+    """Whether ``value`` is an allowed ``approvals_required`` (an int, not a bool)."""
+    return not isinstance(value, bool) and value in APPROVALS_REQUIRED_CHOICES

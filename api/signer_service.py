@@ -35,7 +35,7 @@ from blocklist.store import lists as store_lists
 from blocklist.store.db import Database
 from blocklist.store.retention import RetentionPolicy, prune_database
 from signer.keyring_ops import renew_keyring_if_needed
-from signer.publisher import CheckpointResult, Publisher, PublishResult
+from signer.publisher import Publisher, PublishResult, SignedCheckpoint
 
 log = logging.getLogger("cleanfeed.signer")
 
@@ -148,7 +148,7 @@ class SignerService:
             self._changed(list_name)
         return result
 
-    def refresh(self, list_name: str, *, force: bool = False) -> CheckpointResult | None:
+    def refresh(self, list_name: str, *, force: bool = False) -> SignedCheckpoint | None:
         """Re-sign ``list_name``'s checkpoint if it is due (or ``force``).
 
         Raises:

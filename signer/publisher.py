@@ -61,11 +61,11 @@ from signer.note import parse_note, verify_note
 __all__ = [
     "DEFAULT_CHECKPOINT_INTERVAL",
     "MAX_VERSIONS_PER_PUBLISH",
-    "CheckpointResult",
     "NoKeyring",
     "OnlineKeyMissing",
     "PublishResult",
     "Publisher",
+    "SignedCheckpoint",
 ]
 
 logger = logging.getLogger("cleanfeed.signer")
@@ -99,7 +99,7 @@ class PublishResult:
 
 
 @dataclass(frozen=True)
-class CheckpointResult:
+class SignedCheckpoint:
     """A checkpoint (re-)signed by :meth:`Publisher.refresh_checkpoint`."""
 
     list_name: str
@@ -447,7 +447,7 @@ class Publisher:
                 return None
             return self.clock() - row.signed_at
 
-    def refresh_checkpoint(self, *, force: bool = False) -> CheckpointResult | None:
+    def refresh_checkpoint(self, *, force: bool = False) -> SignedCheckpoint | None:
         """Re-sign the current checkpoint with a new timestamp when it is older than the interval.
 
         DESIGN.md item 4: the signer re-signs at least every checkpoint
@@ -481,7 +481,7 @@ class Publisher:
 
     def sign_current_checkpoint(
         self, session: Session, lst: ListRow, now: datetime
-    ) -> CheckpointResult:
+    ) -> SignedCheckpoint:
         """Sign the stored tree's head with the open key of the latest keyring.
 
         Runs in the caller's transaction, which must hold the list lock; the
@@ -502,4 +502,4 @@ class Publisher:
         store_versions.put_checkpoint(
             session, lst.id, size=size, root=root, note=note, signed_at=now
         )
-        return CheckpointResult(lst.name, size, root, now)
+        return SignedCheckpoint(lst.name, size, root, now)

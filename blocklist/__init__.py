@@ -17,3 +17,5 @@ I/O, in two named places only (docs/adr/0004-blocklist-io-corners.md):
 
 No pure module imports either (tests/test_layering.py).
 """
+
+__all__: list[str] = []

@@ -34,6 +34,19 @@ from typing import Final
 from blocklist.encoding import format_time
 from blocklist.errors import BlocklistError, FormatError
 
+__all__ = [
+    "AUDIT_DOMAIN",
+    "AUDIT_ZERO",
+    "MAX_DETAILS_DEPTH",
+    "Action",
+    "Actor",
+    "AuditChainError",
+    "AuditRecord",
+    "canonical_json",
+    "chain_hash",
+    "verify_chain",
+]
+
 #: Domain separation prefix of every record hash.
 AUDIT_DOMAIN = b"cleanfeed-audit/v1\n"
 

@@ -30,6 +30,22 @@ import idna
 
 from blocklist.errors import AmbiguousHost, InvalidEntry, InvalidHost, InvalidURL
 
+__all__ = [
+    "ALLOWED_SCHEMES",
+    "LOOKUP_HOST_LABELS",
+    "LOOKUP_PREFIX_DEPTH",
+    "MAX_URL_BYTES",
+    "MIN_ENTRY_HOST_LABELS",
+    "canonicalize",
+    "check_entry_host",
+    "check_entry_url",
+    "expression",
+    "expression_hash",
+    "expressions",
+    "is_ip_host",
+    "split_expression",
+]
+
 #: Largest URL accepted, in bytes, both as input and as canonical output.
 #: 8 KiB is what common servers and proxies accept in a request line (Squid's
 #: MAX_URL, nginx's and Apache's default header buffers); a longer "URL" is

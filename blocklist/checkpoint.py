@@ -27,6 +27,13 @@ from dataclasses import dataclass
 from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode, fits_utf8, parse_decimal
 from blocklist.errors import FormatError
 
+__all__ = [
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_ORIGIN_LENGTH",
+    "Checkpoint",
+    "validate_origin",
+]
+
 #: Longest origin, in characters: room for a host name (253) and a short path
 #: while keeping every header line, and the note key name, small.
 MAX_ORIGIN_LENGTH = 255

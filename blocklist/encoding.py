@@ -16,6 +16,17 @@ from datetime import UTC, datetime
 
 from blocklist.errors import FormatError
 
+__all__ = [
+    "MAX_DECIMAL",
+    "b64decode",
+    "b64encode",
+    "fits_utf8",
+    "format_time",
+    "hash_from_hex",
+    "parse_decimal",
+    "parse_time",
+]
+
 _B64_RE = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
 _DECIMAL_RE = re.compile(r"\A(0|[1-9][0-9]*)\Z")
 _TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")

@@ -41,6 +41,16 @@ from typing import Final, Literal
 from blocklist import canonical
 from blocklist.errors import DomesticHosting, InvalidEntry, InvalidURL
 
+__all__ = [
+    "MAX_EXPRESSION_BYTES",
+    "SCOPES",
+    "PlannedEntry",
+    "Reach",
+    "Scope",
+    "plan_entry",
+    "reach",
+]
+
 #: What an entry blocks (DESIGN.md): one page, a directory, or a whole host.
 Scope = Literal["page", "prefix", "host"]
 

@@ -8,6 +8,18 @@ them.
 
 from __future__ import annotations
 
+__all__ = [
+    "AmbiguousHost",
+    "BlocklistError",
+    "DeltaError",
+    "DomesticHosting",
+    "FormatError",
+    "InvalidEntry",
+    "InvalidHost",
+    "InvalidURL",
+    "ProofError",
+]
+
 
 class BlocklistError(Exception):
     """Root of every error the domain raises on purpose."""

@@ -25,6 +25,17 @@ import enum
 from collections.abc import Collection
 from typing import Final
 
+__all__ = [
+    "ADMIN_ROLE",
+    "APPROVALS_REQUIRED_CHOICES",
+    "APPROVER_ROLE",
+    "Refusal",
+    "is_approved",
+    "role_refusal",
+    "round_refusal",
+    "valid_approvals_required",
+]
+
 #: The one role whose approvals count.
 APPROVER_ROLE: Final = "analyst"
 

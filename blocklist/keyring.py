@@ -60,6 +60,25 @@ from blocklist.encoding import (
 )
 from blocklist.errors import FormatError
 
+__all__ = [
+    "ED25519_PUBLIC_KEY_SIZE",
+    "KEYRING_HEADER",
+    "KEY_ID_SIZE",
+    "MAX_KEYRING_BYTES",
+    "MAX_KEYS",
+    "MAX_NAME_BYTES",
+    "MAX_ROOTS",
+    "SIG_TYPE_COSIGNATURE_V1",
+    "SIG_TYPE_ED25519",
+    "KeyRange",
+    "Keyring",
+    "VkeyParts",
+    "format_vkey",
+    "is_valid_key_name",
+    "key_id",
+    "parse_vkey",
+]
+
 #: First line of every keyring text; a new format gets a new version line.
 KEYRING_HEADER: Final = "cleanfeed-keyring/v1"
 

@@ -33,6 +33,27 @@ from typing import Protocol
 
 from blocklist.errors import ProofError
 
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "MAX_TREE_SIZE",
+    "CompactRange",
+    "HashReader",
+    "MemoryHashStore",
+    "consistency_proof",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "range_hashes",
+    "split_stored_hash_index",
+    "stored_hash_count",
+    "stored_hash_index",
+    "stored_hashes_for_leaf",
+    "tree_root",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
 #: Size of every hash in the tree (SHA-256).
 HASH_SIZE = 32
 

@@ -30,6 +30,15 @@ import numpy.typing as npt
 
 from blocklist.errors import FormatError
 
+__all__ = [
+    "BATCH",
+    "EMPTY_DIGEST",
+    "HASH_SIZE",
+    "LANES",
+    "VECTOR_SIZE",
+    "StateDigest",
+]
+
 #: Size of an entry hash (SHA-256 of the expression).
 HASH_SIZE = 32
 #: Lanes of the LtHash16 vector.

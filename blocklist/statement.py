@@ -60,6 +60,16 @@ from blocklist.encoding import (
 )
 from blocklist.errors import DeltaError, FormatError
 
+__all__ = [
+    "MAGIC",
+    "MAX_CHANGES_PER_VERSION",
+    "MAX_STATEMENT_BYTES",
+    "MIN_TIME",
+    "ZERO_HASH",
+    "Statement",
+    "split_changes",
+]
+
 #: First line of every statement: the format and its version.
 MAGIC = "cleanfeed-version/v1"
 

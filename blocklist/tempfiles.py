@@ -20,6 +20,12 @@ import time
 from pathlib import Path
 from typing import Final
 
+__all__ = [
+    "STALE_TEMPORARY_SECONDS",
+    "remove_stale_temporaries",
+    "temporary_path",
+]
+
 #: Age after which a temporary belongs to no live write. The longest write
 #: (an export of a million entries) takes seconds; an hour leaves room for
 #: a very slow disk without ever deleting a file still being written.

@@ -44,6 +44,28 @@ from blocklist.store.db import advisory_lock
 from blocklist.store.errors import InvalidField, LimitExceeded, NotFound
 from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRow
 
+__all__ = [
+    "DEPLOYMENT_CHAIN",
+    "GLOBAL_HEAD_ACTION",
+    "MAX_AUDIT_PAGE",
+    "PUBLISHER_ACTOR",
+    "AuditEvent",
+    "AuditHead",
+    "append",
+    "append_many",
+    "check_actor",
+    "entry_records",
+    "head",
+    "last_global_head",
+    "lock_list",
+    "parse_global_head",
+    "record_global_head",
+    "records",
+    "resolve_now",
+    "utcnow",
+    "verify",
+]
+
 #: Chain of deployment-wide records (tokens); list chains use the list id.
 DEPLOYMENT_CHAIN = 0
 

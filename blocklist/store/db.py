@@ -37,6 +37,16 @@ from sqlalchemy.pool import StaticPool
 from blocklist.store.errors import StoreUnavailable
 from blocklist.store.models import Base
 
+__all__ = [
+    "ADVISORY_LOCK_NAMESPACE",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "WRITE_EXECUTION_OPTION",
+    "Database",
+    "advisory_lock",
+    "is_postgresql",
+    "normalise_url",
+]
+
 #: How long a SQLite writer waits for the write lock before failing. Writes
 #: are short (one analyst action, one bulk batch, one publish), so a queue of
 #: several seconds absorbs bursts without hanging a request forever.

@@ -62,6 +62,23 @@ from blocklist.store.submissions import (
     validate,
 )
 
+__all__ = [
+    "ENTRY_BATCH",
+    "SYSTEM_EXPIRY",
+    "add_entry",
+    "approval_refusal",
+    "approve",
+    "check_approver_role",
+    "due_for_expiry",
+    "expire",
+    "expire_due",
+    "get_entry",
+    "iter_entries",
+    "reinstate",
+    "restore_plaintext",
+    "sync_publish_flag",
+]
+
 #: Entries read per query while streaming every entry of a list.
 ENTRY_BATCH = 1000
 

@@ -37,6 +37,27 @@ from blocklist.errors import BlocklistError
 if TYPE_CHECKING:
     from blocklist.store.imports import BulkResult
 
+__all__ = [
+    "AdminCannotApprove",
+    "BelowThreshold",
+    "BulkRejected",
+    "Conflict",
+    "DuplicateApproval",
+    "InvalidField",
+    "InvalidState",
+    "LimitExceeded",
+    "NotFound",
+    "PermissionDenied",
+    "Pruned",
+    "SelfApproval",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenNameTaken",
+    "UnknownBlockRef",
+    "WeekNotOver",
+    "WitnessNotRegistered",
+]
+
 
 class StoreError(BlocklistError):
     """Root of the errors raised by :mod:`blocklist.store`."""

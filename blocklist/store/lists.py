@@ -26,6 +26,19 @@ from blocklist.store.models import (
     ListRow,
 )
 
+__all__ = [
+    "CANARY_REASON",
+    "COUNTRY_RE",
+    "LIST_NAME_RE",
+    "MAX_LIST_ORIGIN",
+    "SYSTEM_CANARY",
+    "create_list",
+    "get_list",
+    "get_list_by_id",
+    "list_lists",
+    "normalise_country",
+]
+
 #: List names appear in URL paths (/v1/lists/{list}/...): lower-case
 #: letters, digits and hyphens only, so they never need escaping.
 LIST_NAME_RE = re.compile(r"\A[a-z0-9-]{1,64}\Z")

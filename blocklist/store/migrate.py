@@ -18,6 +18,14 @@ from sqlalchemy import text
 
 from blocklist.store.db import ADVISORY_LOCK_NAMESPACE, WRITE_EXECUTION_OPTION, Database
 
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "upgrade",
+]
+
 #: Directory holding env.py and versions/ (shipped as package data).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

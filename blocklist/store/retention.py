@@ -54,6 +54,17 @@ from blocklist.store.models import (
 if TYPE_CHECKING:
     from blocklist.store.db import Database
 
+__all__ = [
+    "MAX_RETENTION_DAYS",
+    "PRUNE_BATCH",
+    "SYSTEM_RETENTION",
+    "PruneResult",
+    "RetentionPolicy",
+    "floor_at",
+    "prune_database",
+    "prune_list",
+]
+
 #: Actor of the audit records retention appends.
 SYSTEM_RETENTION: Final = Actor.RETENTION
 

@@ -30,6 +30,16 @@ from blocklist.store.submissions import (
     LINE_CONTROLS,
 )
 
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_HOST_CHARS",
+    "MAX_PAGE_SIZE",
+    "EntryHistory",
+    "EntryPage",
+    "get_entry_with_history",
+    "search",
+]
+
 #: Longest host accepted by search (DNS names are at most 253 characters;
 #: bracketed IPv6 literals are shorter).
 MAX_HOST_CHARS = 253

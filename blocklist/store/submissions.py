@@ -32,6 +32,20 @@ from blocklist.store.models import (
     STATUS_PENDING,
 )
 
+__all__ = [
+    "LINE_CONTROLS",
+    "MAX_CATEGORY_CHARS",
+    "MAX_REASON_CHARS",
+    "MAX_REFERENCE_CHARS",
+    "MAX_URL_CHARS",
+    "BulkRow",
+    "Validated",
+    "add_event",
+    "check_text",
+    "new_entry_values",
+    "validate",
+]
+
 #: Longest submitted URL stored (characters): canonicalisation refuses more
 #: than MAX_URL_BYTES anyway; checked first so oversized input costs nothing.
 MAX_URL_CHARS = MAX_URL_BYTES

@@ -51,6 +51,25 @@ from blocklist.store.models import (
     UTCDateTime,
 )
 
+__all__ = [
+    "EVERY_LIST",
+    "LAST_USE_BATCH",
+    "LIST_ROLES",
+    "MAX_TOKEN_CHARS",
+    "PREFIX_SECRET_CHARS",
+    "TOKEN_SECRET_BYTES",
+    "Principal",
+    "claim_scopes",
+    "create_token",
+    "get_token",
+    "list_tokens",
+    "lookup_token",
+    "record_last_use",
+    "revoke_token",
+    "role_prefix",
+    "token_hash",
+]
+
 #: Random bytes per token: 256 bits, beyond any guessing.
 TOKEN_SECRET_BYTES = 32
 

@@ -61,6 +61,42 @@ from blocklist.store.models import (
     VersionRow,
 )
 
+__all__ = [
+    "MAX_PAGE",
+    "PLAINTEXT_PAGE_ROWS",
+    "IspVersion",
+    "ListState",
+    "PendingChanges",
+    "PlaintextPage",
+    "TreeHashReader",
+    "checkpoint_history",
+    "complete_publish_requests",
+    "current_members",
+    "current_version",
+    "get_checkpoint",
+    "get_keyring",
+    "get_version",
+    "has_pending_work",
+    "isp_versions",
+    "iter_statements",
+    "latest_version",
+    "list_states",
+    "lock_list",
+    "open_publish_requests",
+    "pending_changes",
+    "plaintext",
+    "publish_request_version",
+    "put_checkpoint",
+    "put_keyring",
+    "record_isp_seen",
+    "record_version",
+    "request_publish",
+    "snapshot",
+    "statement",
+    "statements",
+    "still_listed",
+]
+
 #: Largest page of statements per call (bounded responses).
 MAX_PAGE = 1000
 

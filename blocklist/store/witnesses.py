@@ -44,6 +44,20 @@ from blocklist.store.models import (
     WitnessKeyRow,
 )
 
+__all__ = [
+    "MAX_LINE_CHARS",
+    "MAX_VKEY_CHARS",
+    "MAX_WITNESSES_PER_LIST",
+    "add_witness",
+    "checkpoint_text_hash",
+    "cosignature_lines",
+    "find_witness",
+    "list_witnesses",
+    "put_cosignature",
+    "registered_witness",
+    "remove_witness",
+]
+
 #: Most witnesses registered per list: bounds the served checkpoint (each
 #: line is about 120 bytes) and what an ISP verifies per poll.
 MAX_WITNESSES_PER_LIST: Final = 32

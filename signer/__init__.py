@@ -1,1 +1,3 @@
 """signer."""
+
+__all__: list[str] = []

@@ -11,6 +11,28 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+__all__ = [
+    "KEYRING_REASONS",
+    "AlreadyInitialised",
+    "BadSignature",
+    "ForkRefused",
+    "HighWaterError",
+    "HighWaterMissing",
+    "InsecureKeyFile",
+    "KeyFileError",
+    "KeyringError",
+    "KeyringReason",
+    "MalformedNote",
+    "NoKeyring",
+    "NotInitialised",
+    "NoteError",
+    "OnlineKeyMissing",
+    "PassphraseRequired",
+    "RootKeyOffline",
+    "SignerError",
+    "UnknownKey",
+]
+
 
 class SignerError(Exception):
     """Root of every error the signer package raises on purpose."""

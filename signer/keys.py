@@ -54,6 +54,7 @@ __all__ = [
     "KEY_FILE_HEADER",
     "KdfParams",
     "SecretKey",
+    "check_key_files",
     "load_key",
     "save_key",
 ]

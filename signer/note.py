@@ -60,6 +60,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_NOTE_BYTES",
     "MAX_SIGNATURES",
+    "SIGNATURE_PREFIX",
     "CosignatureVerifier",
     "Note",
     "NoteSignature",

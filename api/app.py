@@ -44,6 +44,14 @@ from blocklist.store import versions as store_versions
 from blocklist.store.db import Database
 from cleanfeed import __version__
 
+__all__ = [
+    "API_DESCRIPTION",
+    "GZIP_EXCLUDED",
+    "MIN_REFRESH_SECONDS",
+    "app_from_env",
+    "create_app",
+]
+
 log = logging.getLogger("cleanfeed.api")
 
 #: Shortest period of the checkpoint refresher (seconds).

@@ -36,6 +36,34 @@ from api.errors import ApiProblem
 from api.ratelimit import limited_detail, retry_after_header
 from blocklist.store.tokens import MAX_TOKEN_CHARS, Principal
 
+__all__ = [
+    "ADMIN",
+    "ANALYST",
+    "AUDITOR",
+    "ISP",
+    "AdminDep",
+    "AnalystDep",
+    "AnalystOrAdminDep",
+    "AuditReaderDep",
+    "AuditorDep",
+    "ContextDep",
+    "IspDep",
+    "OptionalPrincipalDep",
+    "PrincipalDep",
+    "authorised_list",
+    "check_access_after_bad_body",
+    "get_context",
+    "list_not_found",
+    "may_read",
+    "optional_principal",
+    "principal",
+    "rate_limit_anonymous",
+    "rate_limited_problem",
+    "require_role",
+    "required_roles",
+    "resolve_list",
+]
+
 #: Role names (DESIGN.md, "API shape").
 ADMIN: Final = "admin"
 ANALYST: Final = "analyst"

@@ -36,6 +36,17 @@ from api.context import AppContext
 from api.errors import ApiProblem, api_problem_response
 from blocklist.store.tokens import MAX_TOKEN_CHARS
 
+__all__ = [
+    "BODY_CAP_ATTR",
+    "DEFAULT_BODY_GRACE_SECONDS",
+    "DEFAULT_BODY_MIN_RATE",
+    "PREAUTH_BODY_BYTES",
+    "PUBLIC_BODY_BYTES",
+    "BodyGate",
+    "BodyRoute",
+    "body_cap",
+]
+
 #: Bytes of a request body read before the caller is authorised for the
 #: route. Every single-entry JSON request (an entry with reason and
 #: reference, a token, a cosignature) is far below it; only bulk bodies are

@@ -23,6 +23,22 @@ from typing import Any, Final
 
 import click
 
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "init_command",
+    "insecure_data_paths",
+    "parse_expiry",
+    "serve_command",
+    "token_create_command",
+    "token_group",
+    "token_list_command",
+    "token_revoke_command",
+    "witness_add_command",
+    "witness_group",
+    "witness_list_command",
+    "witness_remove_command",
+]
+
 #: The data directory of the embedded default.
 DEFAULT_DATA_DIR: Final = Path("./cleanfeed-data")
 

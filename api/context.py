@@ -55,6 +55,23 @@ if TYPE_CHECKING:
     from api.signer_service import SignerService
     from api.witness import WitnessStore
 
+__all__ = [
+    "MAX_BUFFERED_USES",
+    "MAX_CACHED_PAGE_BYTES",
+    "MAX_CACHED_TOKENS",
+    "REFRESH_AHEAD_FRACTION",
+    "AppContext",
+    "CachedCheckpoint",
+    "CachedPage",
+    "CheckpointCache",
+    "ListCache",
+    "ListInfo",
+    "StatementPageCache",
+    "TokenCache",
+    "UsageRecorder",
+    "checkpoint_etag",
+]
+
 log = logging.getLogger("cleanfeed.api")
 
 #: Most cached token lookups kept: beyond it the cache is cleared (a burst of

@@ -24,6 +24,16 @@ from starlette.responses import HTMLResponse, Response
 
 from api.errors import ApiProblem
 
+__all__ = [
+    "ASSETS",
+    "ASSETS_PREFIX",
+    "ASSET_CACHE_CONTROL",
+    "ASSET_FOLDER",
+    "ASSET_PACKAGE",
+    "DOCS_CSP",
+    "install_docs",
+]
+
 #: Where the assets are served.
 ASSETS_PREFIX: Final = "/docs/assets"
 

@@ -34,6 +34,22 @@ from blocklist.auditlog import AuditChainError
 from blocklist.store import errors as store
 from signer import errors as signer
 
+__all__ = [
+    "API_PROBLEMS",
+    "PROBLEM_MEDIA_TYPE",
+    "PROBLEM_TYPE_PREFIX",
+    "STATUS_BY_ERROR",
+    "UNAVAILABLE_RETRY_AFTER_SECONDS",
+    "ApiProblem",
+    "api_problem_response",
+    "documented_codes",
+    "domain_problem",
+    "install_error_handlers",
+    "problem_body",
+    "problem_response",
+    "status_for",
+]
+
 log = logging.getLogger("cleanfeed.api")
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"

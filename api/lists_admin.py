@@ -22,6 +22,13 @@ from blocklist.store.models import ListRow
 from signer.datadir import default_origin, provision_list
 from signer.log import utc_seconds
 
+__all__ = [
+    "DEFAULT_CANARY_TEMPLATE",
+    "CreatedList",
+    "create_list_with_keys",
+    "default_canary_url",
+]
+
 #: Canary URL of a new list when none is given: a reserved .invalid host, so
 #: the canary can never block a real site.
 DEFAULT_CANARY_TEMPLATE = "http://canary-{name}.cleanfeed.invalid/"

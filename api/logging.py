@@ -20,6 +20,17 @@ from typing import Final
 
 from blocklist.jsonlog import JsonFormatter
 
+__all__ = [
+    "API_LOGGER",
+    "ISP_LOGGER",
+    "LOG_BUFFER_BYTES",
+    "LOG_FLUSH_SECONDS",
+    "BufferedStreamHandler",
+    "JsonFormatter",
+    "configure_logging",
+    "flush_logs",
+]
+
 #: Longest time a log line waits in the buffer (seconds).
 LOG_FLUSH_SECONDS: Final = 1.0
 

@@ -23,6 +23,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+__all__ = [
+    "LATENCY_BUCKETS",
+    "METRICS_MEDIA_TYPE",
+    "IspSeen",
+    "ListStatus",
+    "Metrics",
+]
+
 #: Media type of the Prometheus text exposition format 0.0.4.
 METRICS_MEDIA_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -41,6 +41,20 @@ from api.metrics import Metrics
 from api.ratelimit import MIN_WAIT_HEADER
 from api.route_caps import route_body_cap
 
+__all__ = [
+    "CREDENTIAL_QUERY_PARAMS",
+    "CSV_UPLOAD_SUFFIX",
+    "MAX_CSV_BODY_BYTES",
+    "MAX_JSON_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INT_DIGITS",
+    "BodyTimer",
+    "BodyTooSlow",
+    "CleanfeedMiddleware",
+    "JsonTooComplex",
+    "check_json_shape",
+]
+
 #: Largest JSON request body: a bulk page of 1,000 rows of URL, reason and
 #: reference fits in well under 1 MiB; anything larger is refused before it
 #: is parsed (endless-data protection).

@@ -27,6 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+__all__ = [
+    "LIMITED_ROLES",
+    "MAX_BUCKETS",
+    "MIN_WAIT_HEADER",
+    "RateLimiter",
+    "limited_detail",
+    "retry_after_header",
+]
+
 #: Header naming the minimum seconds between polls (docs/architecture.md).
 MIN_WAIT_HEADER: Final = "Cleanfeed-Min-Wait"
 

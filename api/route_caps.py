@@ -22,6 +22,13 @@ from blocklist.store.submissions import (
     MAX_URL_CHARS,
 )
 
+__all__ = [
+    "BULK_JSON_SUFFIX",
+    "MAX_BULK_JSON_BODY_BYTES",
+    "MAX_BULK_ROW_JSON_BYTES",
+    "route_body_cap",
+]
+
 #: Path suffix of the JSON bulk add (``POST /v1/lists/{list}/entries/bulk``).
 BULK_JSON_SUFFIX: Final = "/entries/bulk"
 

@@ -30,6 +30,22 @@ from pydantic_settings import (
 from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE
 from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
 
+__all__ = [
+    "DEFAULT_ADMIN_BURST",
+    "DEFAULT_ADMIN_RATE",
+    "DEFAULT_ANALYST_BURST",
+    "DEFAULT_ANALYST_RATE",
+    "DEFAULT_AUDITOR_BURST",
+    "DEFAULT_AUDITOR_RATE",
+    "MAX_AUTH_CACHE_TTL_SECONDS",
+    "SETTINGS_FILE",
+    "SQLITE_FILE",
+    "Settings",
+    "SettingsError",
+    "describe_validation_error",
+    "load_settings",
+]
+
 #: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
 #: a revoked token must stop working within a few seconds.
 MAX_AUTH_CACHE_TTL_SECONDS = 5.0

@@ -37,6 +37,14 @@ from blocklist.store.retention import RetentionPolicy, prune_database
 from signer.keyring_ops import renew_keyring_if_needed
 from signer.publisher import Publisher, PublishResult, SignedCheckpoint
 
+__all__ = [
+    "KEYRING_CHECK_SECONDS",
+    "MIN_CHECKPOINT_CHECK_SECONDS",
+    "REQUEST_POLL_SECONDS",
+    "RETENTION_CHECK_SECONDS",
+    "SignerService",
+]
+
 log = logging.getLogger("cleanfeed.signer")
 
 T = TypeVar("T")

@@ -38,6 +38,15 @@ from signer.note import (
     verify_cosignature,
 )
 
+__all__ = [
+    "MAX_WITNESSES_PER_LIST",
+    "AcceptedCosignature",
+    "WitnessStore",
+    "canonical_witness_vkey",
+    "parse_witness_vkey",
+    "register_witness",
+]
+
 log = logging.getLogger("cleanfeed.api")
 
 #: Most witnesses registered per list (the store's cap).

@@ -5,3 +5,5 @@ One module per audience: :mod:`.analyst`, :mod:`.isp`, :mod:`.auditor`,
 domain errors or :class:`api.errors.ApiProblem`, mapped to problem+json by
 :mod:`api.errors`.
 """
+
+__all__: list[str] = []

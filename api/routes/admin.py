@@ -42,6 +42,22 @@ from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store import witnesses as store_witnesses
 
+__all__ = [
+    "TokenIdPath",
+    "WitnessIdPath",
+    "add_witness",
+    "create_list",
+    "create_token",
+    "get_list",
+    "list_isps",
+    "list_lists",
+    "list_tokens",
+    "list_witnesses",
+    "remove_witness",
+    "revoke_token",
+    "router",
+]
+
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 TokenIdPath = Annotated[int, Path_(ge=1, le=MAX_INT, description="token id")]

@@ -65,6 +65,29 @@ from blocklist.store.imports import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkR
 from blocklist.store.models import EntryRow
 from blocklist.store.tokens import Principal
 
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_REQUIRED",
+    "PUBLISH_POLL_SECONDS",
+    "AllOrNothing",
+    "ImportQuery",
+    "add_entry",
+    "approve_entries",
+    "approve_entry",
+    "bulk_add",
+    "bulk_add_csv",
+    "expire_entry",
+    "get_entry",
+    "list_entries_hint",
+    "parse_csv",
+    "preview_entry",
+    "publish",
+    "publish_request",
+    "reinstate_entry",
+    "router",
+    "search_entries",
+]
+
 router = APIRouter(prefix="/v1", tags=["analyst"])
 
 #: CSV columns of a bulk upload; ``url``, ``scope`` and ``reason`` are required.

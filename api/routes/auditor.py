@@ -35,6 +35,16 @@ from blocklist.store import entries as store_entries
 from blocklist.store import versions as store_versions
 from blocklist.store.db import is_postgresql
 
+__all__ = [
+    "BUNDLE_CHUNK_BYTES",
+    "BUNDLE_FORMAT",
+    "MAX_AUDIT_PAGE",
+    "get_audit_log",
+    "get_bundle",
+    "post_cosignature",
+    "router",
+]
+
 router = APIRouter(prefix="/v1", tags=["auditor"])
 
 #: Bundle format identifier (docs/architecture.md).

@@ -10,6 +10,16 @@ from fastapi import Path
 from api.errors import PROBLEM_MEDIA_TYPE
 from api.models import MAX_INT, ProblemOut
 
+__all__ = [
+    "GZIP_MINIMUM_SIZE",
+    "IMMUTABLE_MAX_AGE",
+    "TEXT_MEDIA_TYPE",
+    "EntryIdPath",
+    "ListPath",
+    "cache_control",
+    "problems",
+]
+
 #: Media type of every signed note (DESIGN.md interface table).
 TEXT_MEDIA_TYPE: Final = "text/plain; charset=utf-8"
 

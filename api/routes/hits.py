@@ -30,6 +30,18 @@ from api.routes.common import ListPath, problems
 from blocklist.blockref import BLOCK_REF_LENGTH
 from blocklist.store import hits as store_hits
 
+__all__ = [
+    "WEEK_PATTERN",
+    "EntryHitsOut",
+    "HitCountIn",
+    "HitsIn",
+    "HitsOut",
+    "HitsPostOut",
+    "get_hits",
+    "post_hits",
+    "router",
+]
+
 router = APIRouter(prefix="/v1", tags=["hits"])
 
 #: ``YYYY-Www`` (ISO 8601 week date, week precision).

@@ -47,6 +47,33 @@ from blocklist.store.db import Database
 from blocklist.store.models import KeyringRow
 from blocklist.store.tokens import Principal
 
+__all__ = [
+    "CHECKPOINT_TEMPLATE",
+    "FAST_PATH",
+    "MAX_STATEMENTS_PAGE",
+    "MAX_STATEMENTS_PAGE_BYTES",
+    "STATEMENTS_TEMPLATE",
+    "VERSION_HEADER",
+    "IspAccess",
+    "IspAccessDep",
+    "Version",
+    "checkpoint_headers",
+    "etag_matches",
+    "etag_presented",
+    "fast_isp",
+    "get_checkpoint",
+    "get_consistency_proof",
+    "get_inclusion_proof",
+    "get_keyring",
+    "get_plaintext",
+    "get_range",
+    "get_snapshot",
+    "get_statement",
+    "get_statements",
+    "isp_access",
+    "router",
+]
+
 router = APIRouter(prefix="/v1", tags=["isp"])
 
 #: Most statements per page (docs/architecture.md, "Wire details").

@@ -16,6 +16,14 @@ from api.routes.common import problems
 from blocklist.store import versions as store_versions
 from blocklist.store.errors import StoreError
 
+__all__ = [
+    "healthz",
+    "metrics",
+    "readiness",
+    "readyz",
+    "router",
+]
+
 router = APIRouter(tags=["ops"])
 
 

@@ -25,6 +25,14 @@ import click
 
 from cleanfeed import __version__
 
+__all__ = [
+    "LAZY_COMMANDS",
+    "SERVER_COMMANDS",
+    "LazyGroup",
+    "main",
+    "missing_modules",
+]
+
 #: command name -> "module:attribute" of the click command implementing it.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, token."),

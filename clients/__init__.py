@@ -1,1 +1,3 @@
 """clients."""
+
+__all__: list[str] = []

@@ -35,6 +35,49 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+__all__ = [
+    "AccessDenied",
+    "AuditError",
+    "BadData",
+    "BadSignature",
+    "BundleError",
+    "BundleTooLarge",
+    "ChainBroken",
+    "ClientError",
+    "ConfigError",
+    "CosignRefused",
+    "DeltaInvalid",
+    "Equivocation",
+    "KeyringRejected",
+    "LocalCorruption",
+    "LocalStateError",
+    "MalformedData",
+    "NetworkError",
+    "NotFound",
+    "NotInitialised",
+    "NotVerified",
+    "Oversize",
+    "PlaintextMismatch",
+    "ProofMismatch",
+    "RateLimited",
+    "RequestRejected",
+    "Rollback",
+    "RootKeyMismatch",
+    "ServerError",
+    "ServerUrlRefused",
+    "Stale",
+    "StateLocked",
+    "StateMismatch",
+    "Timeout",
+    "TransportError",
+    "Undecodable",
+    "UnknownKey",
+    "WitnessError",
+    "WitnessQuorum",
+    "WitnessStateError",
+    "WrongOrigin",
+]
+
 
 class ClientError(Exception):
     """Root of every error the client packages raise on purpose."""

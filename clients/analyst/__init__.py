@@ -3,3 +3,5 @@
 Runs from a base install (httpx and click only), so analysts can script
 their work from a workstation without the server extra.
 """
+
+__all__: list[str] = []

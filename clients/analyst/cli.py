@@ -41,6 +41,38 @@ from cleanfeed import __version__
 from clients.errors import ConfigError
 from clients.isp.config import read_token_file
 
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EXIT_CODES",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_REFUSED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "LIST_ENV",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_ROWS",
+    "MAX_IMPORT_FILE_BYTES",
+    "MAX_RATE_RETRIES",
+    "MAX_RETRY_AFTER",
+    "NOT_SENT",
+    "RESULT_BY_STATUS",
+    "RESULT_COLUMNS",
+    "SERVER_ENV",
+    "TOKEN_ENV",
+    "TOKEN_FILE_ENV",
+    "Api",
+    "CliFailure",
+    "add_command",
+    "approve_command",
+    "entries_group",
+    "expire_command",
+    "import_command",
+    "publish_command",
+    "search_command",
+    "show_command",
+]
+
 #: Environment variables of the common options.
 SERVER_ENV: Final = "CLEANFEED_SERVER"
 TOKEN_ENV: Final = "CLEANFEED_TOKEN"  # noqa: S105 - a variable name, not a secret

@@ -1,1 +1,3 @@
 """clients/audit."""
+
+__all__: list[str] = []

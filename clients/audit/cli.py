@@ -43,6 +43,20 @@ from clients.errors import BadData, ClientError, ConfigError
 if TYPE_CHECKING:
     from clients.audit.report import AuditReport
 
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "ISP_CHECKPOINTS_FORMAT",
+    "MAX_CHECKPOINT_FILE_BYTES",
+    "audit_group",
+    "fetch_command",
+    "prove_command",
+    "verify_command",
+    "witness_command",
+    "witness_key_command",
+]
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Exit statuses shared by the audit commands.

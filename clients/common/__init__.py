@@ -17,3 +17,5 @@ behave identically live here once (issue 14, item 2):
 
 Nothing here imports :mod:`clients.isp` or :mod:`clients.audit`.
 """
+
+__all__: list[str] = []

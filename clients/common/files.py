@@ -27,6 +27,14 @@ from pathlib import Path
 
 from blocklist.tempfiles import remove_stale_temporaries
 
+__all__ = [
+    "EXPORT_MODE",
+    "PLAINTEXT_MODE",
+    "file_digest",
+    "write_atomic",
+    "write_if_changed",
+]
+
 #: Mode of published exports: readable by the filter daemon's own user.
 EXPORT_MODE = 0o644
 

@@ -1,1 +1,3 @@
 """clients/isp."""
+
+__all__: list[str] = []

@@ -20,6 +20,16 @@ from urllib.parse import urlsplit
 from clients.errors import ConfigError
 from clients.isp.hits import HitsConfig, parse_hits_table
 
+__all__ = [
+    "DEFAULT_ALLOW_CLIENTS",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MESSAGE",
+    "DEFAULT_TITLE",
+    "BlockPageConfig",
+    "load_blockpage_config",
+    "parse_listen",
+]
+
 #: Client networks answered by default: loopback only, so that a server
 #: started without a configuration answers nobody else (deployments list
 #: their subscribers' networks in ``allow_clients``).

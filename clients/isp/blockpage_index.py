@@ -19,6 +19,12 @@ from blocklist.errors import InvalidURL
 from clients.errors import NotInitialised
 from clients.isp.store import DB_NAME, StateStore
 
+__all__ = [
+    "MAX_HOST_CHARS",
+    "HostIndex",
+    "host_expressions",
+]
+
 #: Longest Host name looked up (RFC 1035 section 2.3.4: 253 characters of
 #: name, plus a bracketed IPv6 literal and a port fit in 300).
 MAX_HOST_CHARS: Final = 300

@@ -21,6 +21,16 @@ from clients.isp.blockpage_config import (
     BlockPageConfig,
 )
 
+__all__ = [
+    "DEFAULT_STYLESHEET",
+    "DEFAULT_TEMPLATE",
+    "STYLESHEET_PATH",
+    "PageContext",
+    "PageRenderer",
+    "appeal_link",
+    "page_values",
+]
+
 #: Path of the page's stylesheet on the blocked origin (CSP style-src 'self').
 STYLESHEET_PATH: Final = "/.cleanfeed-blockpage.css"
 

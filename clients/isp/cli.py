@@ -81,6 +81,25 @@ from clients.isp.lookup import (
 )
 from clients.isp.store import StateStore
 
+__all__ = [
+    "CHECK_ERROR",
+    "CHECK_LISTED",
+    "CHECK_NOT_LISTED",
+    "INDEX_PROBE_MAX_URLS",
+    "MAX_CHECK_URLS",
+    "MAX_CHECK_WORKERS",
+    "PARALLEL_CHUNK",
+    "PARALLEL_MIN_URLS",
+    "StoreMatcher",
+    "check_command",
+    "checkpoints_command",
+    "export_command",
+    "isp_group",
+    "run_command",
+    "status_command",
+    "sync_command",
+]
+
 #: Exit statuses of ``check``.
 CHECK_LISTED: Final = 0
 CHECK_NOT_LISTED: Final = 1

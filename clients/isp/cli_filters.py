@@ -30,6 +30,13 @@ from clients.isp.lookup import (
 )
 from clients.isp.store import StateStore
 
+__all__ = [
+    "StateDirSource",
+    "blockpage_command",
+    "squid_helper_command",
+    "squid_template_command",
+]
+
 
 class StateDirSource:
     """A Squid-helper matcher source over the state directory.

@@ -25,6 +25,23 @@ from clients.isp.config import IspConfig, load_config
 from clients.isp.records import ExportReport
 from clients.isp.store import StateStore
 
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_POST_COMMIT",
+    "EXIT_REJECTED",
+    "CommandError",
+    "IspGroup",
+    "common_options",
+    "config_from",
+    "echo_exports",
+    "emit_json",
+    "iso_time",
+    "open_store",
+    "setup_logging",
+    "state_dir_of",
+]
+
 #: Exit statuses of ``sync --once``.
 EXIT_OK: Final = 0
 

@@ -42,6 +42,17 @@ from clients.isp.records import REPORT_SCOPES, Status
 from clients.isp.store import StateStore
 from clients.isp.sync import SyncOutcome
 
+__all__ = [
+    "BACKOFF_BASE",
+    "INTERVAL_SPREAD",
+    "MIN_ERROR_DELAY",
+    "Daemon",
+    "log_outcome",
+    "next_delay",
+    "render_metrics",
+    "write_metrics_file",
+]
+
 log = logging.getLogger("cleanfeed.isp")
 
 #: First retry delay scale after an error (seconds).

@@ -36,6 +36,21 @@ import numpy.typing as npt
 from blocklist.canonical import expressions
 from blocklist.errors import FormatError, InvalidURL
 
+__all__ = [
+    "HASH_SIZE",
+    "NOT_LISTED",
+    "PREFILTER_SLOTS_PER_HASH",
+    "BatchMatches",
+    "HashIndex",
+    "MatchResult",
+    "Matcher",
+    "init_match_worker",
+    "match_batch",
+    "match_in_worker",
+    "parse_hashes",
+    "read_hashes_file",
+]
+
 #: Size of an entry hash: SHA-256 (DESIGN.md, "Its id on the wire").
 HASH_SIZE: Final = 32
 

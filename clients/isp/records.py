@@ -11,6 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+__all__ = [
+    "REPORT_SCOPES",
+    "Evidence",
+    "ExportReport",
+    "Status",
+]
+
 #: Scopes of :attr:`ExportReport.left_out`, in report order (the same as
 #: :data:`clients.isp.exports.SCOPES`; "other": not a canonical expression).
 REPORT_SCOPES: Final = ("page", "prefix", "host", "other")

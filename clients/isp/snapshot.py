@@ -23,6 +23,13 @@ from clients.errors import (
     MalformedData,
 )
 
+__all__ = [
+    "HASH_SIZE",
+    "PARALLEL_DIGEST_MIN",
+    "SnapshotHashes",
+    "snapshot_digest",
+]
+
 #: Size of an entry hash (SHA-256 of an expression).
 HASH_SIZE: Final = 32
 

@@ -75,6 +75,18 @@ from blocklist.blockref import block_ref
 from blocklist.errors import FormatError, InvalidURL
 from clients.isp.lookup import Matcher, read_hashes_file
 
+__all__ = [
+    "DEFAULT_RELOAD_INTERVAL",
+    "MAX_MESSAGE",
+    "MAX_REQUEST_LINE",
+    "HashesFileSource",
+    "MatcherSource",
+    "StaticSource",
+    "main",
+    "respond",
+    "serve",
+]
+
 #: Longest request line accepted, in bytes. Squid's MAX_URL is 8 KiB and its
 #: URL-escaping at most triples a byte; the rest is room for the channel ID
 #: and ``%DATA``. A longer line is answered BH (prevents unbounded memory).

@@ -19,6 +19,11 @@ from typing import Final
 
 from clients.errors import StateLocked
 
+__all__ = [
+    "LOCK_NAME",
+    "StateLock",
+]
+
 #: Lock file name inside the state directory.
 LOCK_NAME: Final = "lock"
 #: Poll period while waiting for the state directory's lock.

@@ -60,6 +60,19 @@ from clients.isp.records import ExportReport
 from clients.isp.store import DB_NAME, StateStore
 from clients.isp.trusted import CheckpointOutcome, TrustedState
 
+__all__ = [
+    "HOOK_TIMEOUT",
+    "MAX_PLAINTEXT_PAGES",
+    "SUCCESS",
+    "UP_TO_DATE",
+    "HookFailed",
+    "Status",
+    "SyncOutcome",
+    "Syncer",
+    "export_report",
+    "run_hook",
+]
+
 log = logging.getLogger("cleanfeed.isp")
 
 #: Reason of a sync that applied something (metrics label).

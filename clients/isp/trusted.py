@@ -93,6 +93,16 @@ from signer.note import (
     verify_note,
 )
 
+__all__ = [
+    "EMPTY_VECTOR",
+    "ZERO_HASH",
+    "CheckpointOutcome",
+    "HashChanges",
+    "StateRecord",
+    "TrustedState",
+    "check_pins",
+]
+
 #: ``previous`` of statement 1 (DESIGN.md item 2: 32 zero bytes).
 ZERO_HASH: Final = bytes(32)
 #: The state vector of the empty set (2048 zero bytes).

@@ -36,6 +36,8 @@ from clients.isp.exports.formats import (
     ExportResult,
 )
 
+__all__: list[str] = []
+
 
 def _normalise_zone(zone: str) -> str:
     name = zone.lower().rstrip(".")

@@ -34,6 +34,8 @@ from clients.isp.exports.formats import (
     MissingPlaintext,
 )
 
+__all__: list[str] = []
+
 _DNS_LABEL_RE = re.compile(rf"[a-z0-9_-]{{1,{MAX_LABEL_OCTETS}}}")
 
 

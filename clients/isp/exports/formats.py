@@ -22,6 +22,43 @@ from blocklist.canonical import (
 from clients.common.files import EXPORT_MODE, PLAINTEXT_MODE
 from clients.errors import ClientError
 
+__all__ = [
+    "BLOCKPAGE_FORMATS",
+    "DEFAULT_MODES",
+    "DEFAULT_RPZ_ZONE",
+    "EDE_BLOCKED",
+    "EDE_CENSORED",
+    "EDE_FILTERED",
+    "EDE_KEYWORDS",
+    "EDE_UNSUPPORTED",
+    "FILE_SUFFIXES",
+    "FORMATS",
+    "HASH_SIZE",
+    "MAX_BLOCKPAGE_ADDRESSES",
+    "MAX_LABEL_OCTETS",
+    "MAX_NAME_TEXT",
+    "MAX_PREFIX_DEPTH",
+    "MAX_SUFFIX_LABELS",
+    "RPZ_EXPIRE",
+    "RPZ_NEGATIVE_TTL",
+    "RPZ_POLICY_SUFFIX",
+    "RPZ_REFRESH",
+    "RPZ_RETRY",
+    "RPZ_TTL",
+    "SCOPES",
+    "SCOPE_OTHER",
+    "SERIAL_MODULUS",
+    "ExportError",
+    "ExportFormat",
+    "ExportInput",
+    "ExportResult",
+    "ExportWriteError",
+    "MissingPlaintext",
+    "UnknownFormat",
+    "check_blockpage",
+    "check_ede",
+]
+
 ExportFormat = Literal["hashes", "urls", "squid", "rpz", "unbound", "dnsmasq", "hosts"]
 
 

@@ -41,6 +41,12 @@ from clients.isp.exports.squid import (
     _render_squid,
 )
 
+__all__ = [
+    "output_paths",
+    "render",
+    "write_export",
+]
+
 # --- errors ------------------------------------------------------------------
 
 

@@ -26,6 +26,10 @@ from clients.isp.exports.formats import (
     ExportResult,
 )
 
+__all__ = [
+    "squid_url_regex",
+]
+
 # POSIX ERE (regcomp REG_EXTENDED) metacharacters outside a bracket
 # expression. Only these are backslash-escaped: a backslash before any other
 # character is undefined in POSIX and means something else in GNU regex

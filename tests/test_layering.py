@@ -7,6 +7,7 @@ packages. A regression here would break every base install.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,85 @@ def test_clients_use_only_the_verify_side_of_signer() -> None:
         and not any(_matches(name, allowed) for allowed in CLIENT_SIGNER_MODULES[1:])
     )
     assert not broken, "clients reach past signer's verify side:\n" + "\n".join(broken)
+
+
+# --- what each module offers (issue 14, item 8: "`__all__` or a leading underscore") ----
+
+
+def _module_sources() -> dict[str, Path]:
+    """Each module of :data:`PACKAGES` (dotted name, packages without ``__init__``) -> path."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue  # Alembic scripts: loaded by Alembic, never imported
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[module.removesuffix(".__init__")] = path
+    return found
+
+
+def _bound_and_all(tree: ast.Module) -> tuple[set[str], list[str] | None]:
+    """The names a module binds at top level, and its ``__all__`` literal (or None)."""
+    bound: set[str] = set()
+    declared: list[str] | None = None
+    for node in tree.body:
+        # Top-level `if`/`try` blocks (TYPE_CHECKING, optional imports) bind too.
+        for inner in ast.walk(node) if isinstance(node, ast.If | ast.Try) else (node,):
+            if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(inner.name)
+            elif isinstance(inner, ast.Import | ast.ImportFrom):
+                bound.update((a.asname or a.name).split(".")[0] for a in inner.names)
+            elif isinstance(inner, ast.Assign | ast.AnnAssign):
+                targets = inner.targets if isinstance(inner, ast.Assign) else [inner.target]
+                for target in targets:
+                    bound.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+                    if isinstance(target, ast.Name) and target.id == "__all__":
+                        assert inner.value is not None
+                        declared = list(ast.literal_eval(inner.value))
+    return bound, declared
+
+
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module a (possibly relative) ``from … import`` names."""
+    if node.level == 0:
+        return node.module or ""
+    base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def test_every_module_declares_what_it_offers() -> None:
+    """Every module lists its offer in ``__all__``; every other package takes only from it.
+
+    Issue 14, item 8: "``__all__`` or a leading underscore marks what each
+    package offers to the others". A name another top-level package imports
+    must be declared, so dropping it from ``__all__`` (or importing a helper
+    that was never offered) fails here, not only under mypy.
+    """
+    sources = _module_sources()
+    trees = {m: ast.parse(p.read_text(encoding="utf-8")) for m, p in sources.items()}
+    declared: dict[str, set[str]] = {}
+    problems: list[str] = []
+    for module, tree in trees.items():
+        bound, names = _bound_and_all(tree)
+        if names is None:
+            problems.append(f"{module} has no __all__")
+            continue
+        declared[module] = set(names)
+        problems.extend(
+            f"{module}.__all__ names {n!r}, which it does not bind" for n in names if n not in bound
+        )
+    for module, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _absolute(module, sources[module], node)
+            if source not in declared or source.split(".")[0] == module.split(".")[0]:
+                continue  # third-party, or inside one top-level package
+            problems.extend(
+                f"{module} imports {source}.{a.name}, not in {source}.__all__"
+                for a in node.names
+                if a.name not in declared[source] and f"{source}.{a.name}" not in sources
+            )
+    assert len(declared) > 100, "fewer modules than expected: is the walk broken?"
+    assert not problems, "\n".join(sorted(problems))

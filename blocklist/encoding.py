@@ -93,7 +93,11 @@ def format_time(when: datetime) -> str:
     """Format an aware datetime as UTC RFC 3339 with seconds and ``Z``."""
     if when.tzinfo is None:
         raise ValueError("format_time needs an aware datetime")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = when.astimezone(UTC)
+    # Not strftime("%Y"): glibc writes years below 1000 without leading
+    # zeros ("27-11-28"), which parse_time (four digits) refuses, so a signed
+    # document dated so would not round-trip (found by the parser fuzzing).
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
 
 
 def parse_time(text: str, *, what: str = "time") -> datetime:

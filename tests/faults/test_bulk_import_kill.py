@@ -277,9 +277,15 @@ def _trial(dep: Deployment, rng: random.Random, mode: str, calibration: Calibrat
     started = range(first, first + BATCHES_PER_CHILD)
     dep.next_batch += BATCHES_PER_CHILD
     delay = rng.uniform(0.0, calibration.seconds[mode])
-    reported, _ = _run_child(dep, mode, first, delay)
+    reported, seconds = _run_child(dep, mode, first, delay)
     counts = _check(dep, reported, started)
     killed = len(reported) < BATCHES_PER_CHILD
+    if not killed:
+        # The child finished before its kill: the machine got faster than
+        # when the range was measured (load from other tests went away).
+        # Kill delays follow the latest full run, so kills stay spread over
+        # the whole import instead of mostly landing after it.
+        calibration.seconds[mode] = seconds
     # The batch in flight (the first one not reported) can be imported again.
     for batch in started:
         if batch not in reported and not _is_invalid(batch):

@@ -13,10 +13,12 @@ token is also in ``DATA_DIR/admin-token`` (mode 0600).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Final
@@ -352,6 +354,27 @@ _witness_list_option = click.option(
 )
 
 
+@contextlib.contextmanager
+def _list_session(
+    data_dir: Path, database_url: str | None, list_name: str, *, write: bool
+) -> Iterator[tuple[Any, Any]]:
+    """One transaction (or read) on ``list_name``: yields (session, list row).
+
+    Domain errors become a one-line CLI failure; the database is disposed.
+    """
+    from blocklist.errors import BlocklistError
+    from blocklist.store import lists as store_lists
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() if write else db.read() as session:
+            yield session, store_lists.get_list(session, list_name)
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+
+
 @witness_group.command("add")
 @_data_dir_option
 @_database_option
@@ -363,18 +386,9 @@ def witness_add_command(
 ) -> None:
     """Register witness key VKEY (type 0x04 or 0x01; `cleanfeed audit witness-key` prints it)."""
     from api.witness import register_witness
-    from blocklist.errors import BlocklistError
-    from blocklist.store import lists as store_lists
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() as session:
-            lst = store_lists.get_list(session, list_name)
-            out = _witness_dict(register_witness(session, lst.id, lst.origin, vkey, actor=_actor()))
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
+    with _list_session(data_dir, database_url, list_name, write=True) as (session, lst):
+        out = _witness_dict(register_witness(session, lst.id, lst.origin, vkey, actor=_actor()))
     if as_json:
         _echo_json({"list": list_name, **out})
     else:
@@ -393,33 +407,23 @@ def witness_remove_command(
 ) -> None:
     """Unregister WITNESS (its id from `witness list`, or its vkey); its line goes too."""
     from api.witness import canonical_witness_vkey, parse_witness_vkey
-    from blocklist.errors import BlocklistError
-    from blocklist.store import lists as store_lists
     from blocklist.store import witnesses as store_witnesses
     from blocklist.store.errors import NotFound
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() as session:
-            lst = store_lists.get_list(session, list_name)
-            if witness.isdigit():
-                witness_id = int(witness)
-            else:
-                wanted = canonical_witness_vkey(parse_witness_vkey(witness.strip()))
-                match = [
-                    r.id
-                    for r in store_witnesses.list_witnesses(session, lst.id)
-                    if r.vkey == wanted
-                ]
-                if not match:
-                    raise NotFound(f"no witness with this vkey is registered for {list_name!r}")
-                witness_id = match[0]
-            row = store_witnesses.remove_witness(session, lst.id, witness_id, actor=_actor())
-            out = _witness_dict(row)
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
+    with _list_session(data_dir, database_url, list_name, write=True) as (session, lst):
+        if witness.isdigit():
+            witness_id = int(witness)
+        else:
+            wanted = canonical_witness_vkey(parse_witness_vkey(witness.strip()))
+            match = [
+                r.id for r in store_witnesses.list_witnesses(session, lst.id) if r.vkey == wanted
+            ]
+            if not match:
+                raise NotFound(f"no witness with this vkey is registered for {list_name!r}")
+            witness_id = match[0]
+        out = _witness_dict(
+            store_witnesses.remove_witness(session, lst.id, witness_id, actor=_actor())
+        )
     if as_json:
         _echo_json({"list": list_name, **out})
     else:
@@ -435,19 +439,10 @@ def witness_list_command(
     data_dir: Path, database_url: str | None, list_name: str, as_json: bool
 ) -> None:
     """List the witnesses registered for a list."""
-    from blocklist.errors import BlocklistError
-    from blocklist.store import lists as store_lists
     from blocklist.store import witnesses as store_witnesses
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.read() as session:
-            lst = store_lists.get_list(session, list_name)
-            rows = [_witness_dict(r) for r in store_witnesses.list_witnesses(session, lst.id)]
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
+    with _list_session(data_dir, database_url, list_name, write=False) as (session, lst):
+        rows = [_witness_dict(r) for r in store_witnesses.list_witnesses(session, lst.id)]
     if as_json:
         _echo_json({"list": list_name, "witnesses": rows})
         return

@@ -50,8 +50,9 @@ from blocklist.store import Database
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
-from blocklist.store.errors import Conflict, NotFound
+from blocklist.store.errors import Conflict, InvalidField, NotFound
 from blocklist.store.models import ListRow
+from blocklist.store.retention import RetentionPolicy
 from signer.errors import AlreadyInitialised, SignerError
 from signer.highwater import HighWater, HighWaterMark
 from signer.keyring import sign_keyring
@@ -77,7 +78,9 @@ __all__ = [
     "online_key_path",
     "provision_list",
     "resolve_database_url",
+    "resolve_retention",
     "root_key_path",
+    "signer_setting",
 ]
 
 #: Lifetime of every keyring the signer writes: a year. Clients refuse an
@@ -146,6 +149,47 @@ def online_key_path(keys_dir: Path, list_name: str, vkey: str) -> Path:
     return list_key_dir(keys_dir, list_name) / f"online-{parse_vkey(vkey).key_id.hex()}.key"
 
 
+def _settings_file_values(data_dir: Path) -> dict[str, object]:
+    """The top-level values of ``DATA_DIR/settings.toml`` (empty when there is none).
+
+    Raises:
+        SignerError: settings.toml is unreadable or not valid TOML.
+    """
+    settings = Path(data_dir) / SETTINGS_FILE
+    if not settings.exists():
+        return {}
+    try:
+        with settings.open("rb") as f:
+            return dict(tomllib.load(f))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SignerError(f"{settings}: cannot read settings: {e}") from e
+
+
+def signer_setting(data_dir: Path, name: str) -> str | int | None:
+    """One setting the signer's process reads, with the API's precedence.
+
+    ``CLEANFEED_<NAME>`` in the environment, else ``<name>`` in
+    ``DATA_DIR/settings.toml``, else ``None``: the order
+    :func:`api.settings.load_settings` uses, so a signer started with
+    ``cleanfeed signer run`` and an API with its embedded signer read a
+    deployment's settings alike. Environment values are strings; file
+    values are returned as TOML typed them (string or integer).
+
+    Raises:
+        SignerError: settings.toml is unreadable, or the value is neither a
+            string nor an integer.
+    """
+    env = os.environ.get(f"CLEANFEED_{name.upper()}", "").strip()
+    if env:
+        return env
+    value = _settings_file_values(data_dir).get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SignerError(f"{Path(data_dir) / SETTINGS_FILE}: {name} must be a string or a number")
+    return value
+
+
 def resolve_database_url(data_dir: Path, database_url: str | None = None) -> str:
     """The database URL: explicit, else ``CLEANFEED_DATABASE_URL``, else
     ``database_url`` in ``DATA_DIR/settings.toml``, else SQLite in the data directory.
@@ -155,21 +199,49 @@ def resolve_database_url(data_dir: Path, database_url: str | None = None) -> str
     """
     if database_url:
         return database_url
-    env = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if env:
-        return env
-    settings = Path(data_dir) / SETTINGS_FILE
-    if settings.exists():
-        try:
-            with settings.open("rb") as f:
-                value = tomllib.load(f).get("database_url")
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise SignerError(f"{settings}: cannot read settings: {e}") from e
-        if value is not None:
-            if not isinstance(value, str):
-                raise SignerError(f"{settings}: database_url must be a string")
-            return value
+    value = signer_setting(data_dir, "database_url")
+    if value is not None:
+        if not isinstance(value, str):
+            raise SignerError(f"{Path(data_dir) / SETTINGS_FILE}: database_url must be a string")
+        return value
     return f"sqlite:///{(Path(data_dir) / SQLITE_FILE).resolve()}"
+
+
+def _retention_days(data_dir: Path, name: str, given: int | None) -> int | None:
+    if given is not None:
+        return given
+    value = signer_setting(data_dir, name)
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise SignerError(
+            f"CLEANFEED_{name.upper()} must be a whole number of days, not {value!r}"
+        ) from None
+
+
+def resolve_retention(
+    data_dir: Path, snapshot_days: int | None = None, plaintext_days: int | None = None
+) -> RetentionPolicy:
+    """The retention policy of the signer's process: options, else environment, else file.
+
+    The one reader of the retention settings outside the API's settings
+    object, with its precedence (:func:`signer_setting`) and the
+    validation of :class:`blocklist.store.retention.RetentionPolicy`.
+
+    Raises:
+        SignerError: a value that is not a whole number of days, or out of range.
+    """
+    try:
+        return RetentionPolicy(
+            snapshot_days=_retention_days(data_dir, "snapshot_retention_days", snapshot_days),
+            plaintext_days=_retention_days(data_dir, "plaintext_retention_days", plaintext_days),
+        )
+    except InvalidField as e:
+        raise SignerError(f"retention settings: {e}") from e
 
 
 def _initialised_marker(data_dir: Path) -> Path | None:

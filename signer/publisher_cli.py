@@ -74,24 +74,37 @@ database_option = click.option(
 )
 
 
+# No envvar here: the environment and settings.toml are read by
+# signer.datadir.resolve_retention, the signer's one reader of these settings,
+# so an option left out falls back exactly as the API's settings do.
 _snapshot_days_option = click.option(
     "--snapshot-retention-days",
     "snapshot_days",
-    envvar="CLEANFEED_SNAPSHOT_RETENTION_DAYS",
-    type=click.IntRange(min=1, max=36_500),
+    type=int,
     default=None,
     help="Prune snapshots of versions superseded more than N days ago "
-    "[env CLEANFEED_SNAPSHOT_RETENTION_DAYS; default: keep all]. Statements stay forever.",
+    "[else CLEANFEED_SNAPSHOT_RETENTION_DAYS, else snapshot_retention_days in "
+    "DATA_DIR/settings.toml; default: keep all]. Statements stay forever.",
 )
 _plaintext_days_option = click.option(
     "--plaintext-retention-days",
     "plaintext_days",
-    envvar="CLEANFEED_PLAINTEXT_RETENTION_DAYS",
-    type=click.IntRange(min=1, max=36_500),
+    type=int,
     default=None,
     help="Erase the plaintext of entries off the list for more than N days "
-    "[env CLEANFEED_PLAINTEXT_RETENTION_DAYS; default: keep it]. Hashes and decisions stay.",
+    "[else CLEANFEED_PLAINTEXT_RETENTION_DAYS, else plaintext_retention_days in "
+    "DATA_DIR/settings.toml; default: keep it]. Hashes and decisions stay.",
 )
+
+
+def _retention(data_dir: Path, snapshot_days: int | None, plaintext_days: int | None) -> Any:
+    from signer.datadir import resolve_retention
+    from signer.errors import SignerError
+
+    try:
+        return resolve_retention(data_dir, snapshot_days, plaintext_days)
+    except SignerError as e:
+        raise click.UsageError(str(e)) from e
 
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
@@ -173,12 +186,12 @@ def run_command(
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from blocklist.store.retention import RetentionPolicy, prune_database
+    from blocklist.store.retention import prune_database
     from signer.datadir import keys_dir_of
     from signer.keyring_ops import renew_keyring_if_needed
     from signer.publisher import Publisher
 
-    policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
+    policy = _retention(data_dir, snapshot_days, plaintext_days)
 
     _configure_logging(log_level)
     db = _database(data_dir, database_url)
@@ -394,13 +407,13 @@ def prune_command(
     does the same hourly when given the same options.
     """
     from blocklist.errors import BlocklistError
-    from blocklist.store.retention import PruneResult, RetentionPolicy, prune_database
+    from blocklist.store.retention import PruneResult, prune_database
 
-    policy = RetentionPolicy(snapshot_days=snapshot_days, plaintext_days=plaintext_days)
+    policy = _retention(data_dir, snapshot_days, plaintext_days)
     if not policy.enabled:
         raise click.UsageError(
             "nothing to prune: give --snapshot-retention-days and/or --plaintext-retention-days "
-            "(or their CLEANFEED_* environment variables)"
+            "(or their CLEANFEED_* environment variables or settings.toml keys)"
         )
     db = _database(data_dir, database_url)
 

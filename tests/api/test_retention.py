@@ -56,6 +56,52 @@ def test_settings_read_the_periods_and_refuse_bad_ones(
         load_settings(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("env", "toml"),
+    [
+        ({}, ""),
+        ({"CLEANFEED_SNAPSHOT_RETENTION_DAYS": "90"}, ""),
+        ({}, "plaintext_retention_days = 365\n"),
+        ({"CLEANFEED_PLAINTEXT_RETENTION_DAYS": "30"}, "plaintext_retention_days = 365\n"),
+        ({}, "snapshot_retention_days = 7\nplaintext_retention_days = 14\n"),
+    ],
+)
+def test_the_signer_process_reads_retention_as_the_api_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], toml: str
+) -> None:
+    """`cleanfeed signer run` and `serve` resolve one deployment's retention alike.
+
+    Before issue 14 the signer's options read only the environment, so a
+    period set in settings.toml pruned under `serve` and never under a
+    separate signer.
+    """
+    from signer.datadir import resolve_retention
+
+    for name in ("CLEANFEED_SNAPSHOT_RETENTION_DAYS", "CLEANFEED_PLAINTEXT_RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if toml:
+        (tmp_path / "settings.toml").write_text(toml, encoding="utf-8")
+    assert resolve_retention(tmp_path) == load_settings(tmp_path).retention
+    # A command-line period wins over both, as an override does for the API.
+    assert resolve_retention(tmp_path, snapshot_days=3).snapshot_days == 3
+
+
+def test_the_signer_refuses_a_bad_period_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signer.datadir import resolve_retention
+    from signer.errors import SignerError
+
+    monkeypatch.setenv("CLEANFEED_SNAPSHOT_RETENTION_DAYS", "ninety")
+    with pytest.raises(SignerError, match="CLEANFEED_SNAPSHOT_RETENTION_DAYS"):
+        resolve_retention(tmp_path)
+    monkeypatch.setenv("CLEANFEED_SNAPSHOT_RETENTION_DAYS", "0")
+    with pytest.raises(SignerError, match="snapshot_days must be 1"):
+        resolve_retention(tmp_path)
+
+
 def _age(deployment: Deployment, *, versions: list[int], entry_id: int) -> None:
     """Move versions' times and an entry's removal 60 days back (tests cannot wait)."""
     shift = timedelta(days=2 * DAYS)

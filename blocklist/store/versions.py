@@ -13,6 +13,14 @@ The publisher (``signer/publisher.py``) cuts a version inside one
 
 Everything here is O(changes) except :func:`snapshot` and :func:`plaintext`
 from version 0, which are O(list) by nature.
+
+Why this is one file of more than 800 lines: it is the one idea "what a
+version is, in rows": the publisher's transaction above and the readers of
+what it wrote (statements, snapshots, tree hashes, checkpoints, keyrings)
+share the row layout and its invariants (a version's statement, membership
+rows and tree hashes are written together and read back by the same
+keys). Splitting writer from readers would put the two halves of each
+invariant in different files.
 """
 
 from __future__ import annotations

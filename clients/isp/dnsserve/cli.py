@@ -71,6 +71,13 @@ __all__ = ["dns_serve_command"]
     "admits it by its allow-notify address (repeatable).",
 )
 @click.option("--zonemd", is_flag=True, help="Add an RFC 8976 ZONEMD record (SHA-384, simple).")
+@click.option(
+    "--print-secondary",
+    type=click.Choice(["bind", "unbound"]),
+    default=None,
+    help="Print the named.conf or unbound.conf lines of a secondary of this server "
+    "(--listen and --zone; --tsig-key names BIND's key) and exit.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every transfer and NOTIFY.")
 def dns_serve_command(
     config_file: Path | None,
@@ -82,6 +89,7 @@ def dns_serve_command(
     notify: tuple[str, ...],
     notify_unsigned: tuple[str, ...],
     zonemd: bool,
+    print_secondary: str | None,
     verbose: bool,
 ) -> None:
     """Serve the verified RPZ zone to the ISP's resolvers by AXFR and IXFR.
@@ -101,8 +109,23 @@ def dns_serve_command(
     """
     from clients.isp.config import load_config
     from clients.isp.dnsserve.acl import Admission, parse_cidrs, parse_hostport, read_key_file
+    from clients.isp.dnsserve.secondaries import SecondarySpec, bind_secondary, unbound_secondary
     from clients.isp.dnsserve.server import ServeConfig, run
 
+    if print_secondary is not None:
+        try:
+            host, port = parse_hostport(listen, "--listen")
+            key_name = None if tsig_key is None else read_key_file(tsig_key).name.to_text(True)
+        except ClientError as e:
+            click.echo(f"error: {e.reason}: {e}", err=True)
+            sys.exit(EXIT_FAILED)
+        spec = SecondarySpec(
+            zone.rstrip("."), host, port, *(() if key_name is None else (key_name,))
+        )
+        click.echo(
+            bind_secondary(spec) if print_secondary == "bind" else unbound_secondary(spec), nl=False
+        )
+        return
     setup_logging(verbose)
     logging.getLogger("cleanfeed.dns-serve").setLevel(logging.INFO)
     try:

@@ -41,12 +41,14 @@ def bind_secondary(spec: SecondarySpec) -> str:
     ``allow-notify``), and signs its SOA queries and transfers with the key.
     ``min-update-interval 0``: apply each transfer at once (BIND otherwise
     defers a policy update arriving within 60 s of the previous one).
-    ``allow-query { none; }``: the zone is policy, not data to look up (it
+    ``break-dnssec yes`` and ``qname-wait-recurse no``: as for the ``rpz``
+    export (docs/isp.md "BIND"). ``allow-query { none; }``: the zone is policy, not data to look up (it
     lists blocked hosts).
     """
     return (
         "# inside options { }:\n"
-        f'response-policy {{ zone "{spec.zone}" min-update-interval 0; }};\n'
+        f'response-policy {{ zone "{spec.zone}" min-update-interval 0; }}\n'
+        "    break-dnssec yes qname-wait-recurse no;\n"
         "\n"
         "# at the top level (the key file is the one given to dns-serve --tsig-key):\n"
         f'zone "{spec.zone}" {{\n'

@@ -209,7 +209,7 @@ def zonemd_record(origin: dns.name.Name, soa: dns.rrset.RRset, records: Sequence
     and ``records``; the ZONEMD record itself is excluded as section 3.3.1
     requires (it is not in ``records`` yet).
     """
-    zone = dns.zone.Zone(origin)
+    zone = dns.zone.Zone(origin, relativize=False)
     with zone.writer() as txn:
         txn.add(soa)
         for line in records:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dns.message
 import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -404,3 +405,35 @@ def test_port_in_use_is_reported(served: Served) -> None:
     assert "port in use" in r.stderr
     with socket.socket() as s:  # the first server still answers
         s.connect(("127.0.0.1", served.port))
+
+
+def test_only_admitted_soa_and_transfers_are_answered(served: Served) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    with sock:
+        sock.connect(("127.0.0.1", served.port))
+        # A response sent to the server (reflection): never answered. The SOA
+        # query after it is, so the first reply must be the SOA's.
+        response = dns.message.make_response(dns.message.make_query(ORIGIN, "SOA"))
+        response.id = 1111
+        sock.send(response.to_wire())
+        soa = dns.message.make_query(ORIGIN, "SOA")
+        soa.id = 2222
+        soa.use_tsig(served.key)
+        sock.send(soa.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.id == 2222
+        assert reply.rcode() == dns.rcode.NOERROR
+        # No lookups in the zone (it would be an oracle of the list), even signed.
+        probe = dns.message.make_query(dns.name.from_text("h0.example", ORIGIN), "CNAME")
+        probe.use_tsig(served.key)
+        sock.send(probe.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.rcode() == dns.rcode.REFUSED
+        assert not reply.answer
+        # NOTIFY to the primary: not implemented here.
+        notify = dns.message.make_query(ORIGIN, "SOA")
+        notify.set_opcode(dns.opcode.NOTIFY)
+        sock.send(notify.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.rcode() == dns.rcode.NOTIMP

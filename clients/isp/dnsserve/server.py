@@ -544,10 +544,9 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
     store = StateStore(config.state_dir, create=False)
     loop = asyncio.get_running_loop()
     try:
-        with contextlib.suppress(ZoneNotReady):
-            server.refresh(store)
-        if server.journal.current is None:
-            log.warning("no zone yet (no verified list with plaintext): transfers get SERVFAIL")
+        # Bound first (a port in use is reported at once), then the state
+        # is rendered by the watcher; meanwhile the journal's last good
+        # zone is served, or SERVFAIL when there is none yet.
         slots = asyncio.Semaphore(MAX_TCP_CONNECTIONS)
         tcp = await asyncio.start_server(
             lambda r, w: _serve_tcp(server, r, w, slots),
@@ -575,6 +574,8 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
         if server.journal.current is not None:
             # A restart may have missed a generation the secondaries lack.
             server.notifier.zone_changed(server.journal.current.soa)
+        else:
+            log.warning("no zone yet: transfers get SERVFAIL until the state is rendered")
         watcher = asyncio.create_task(server.watch(store))
         if ready is not None:
             ready.set()

@@ -247,10 +247,16 @@ def entries(n: int, prefix: str = "h") -> list[str]:
     return [f"{prefix}{i}.example/" for i in range(n)]
 
 
+class NotReady(Exception):
+    """dns-serve answers SERVFAIL: no zone yet."""
+
+
 def soa_serial(port: int, key: dns.tsig.Key) -> int:
     q = dns.message.make_query(ORIGIN, "SOA")
     q.use_tsig(key)
     r = dns.query.udp(q, "127.0.0.1", port=port, timeout=1)
+    if r.rcode() == dns.rcode.SERVFAIL:
+        raise NotReady  # dns-serve has not rendered the state yet
     assert r.rcode() == dns.rcode.NOERROR
     return int(r.answer[0][0].serial)
 
@@ -309,7 +315,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
             try:
                 soa_serial(port, key)
                 break
-            except (dns.exception.Timeout, OSError):
+            except (dns.exception.Timeout, OSError, NotReady):
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "dns-serve did not start"
                 time.sleep(0.1)

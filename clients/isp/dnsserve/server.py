@@ -47,8 +47,9 @@ import contextlib
 import logging
 import signal
 import struct
+import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
@@ -176,6 +177,9 @@ class ZoneServer:
         self._rdatas = _Rdatas(config.zone)
         #: to_serial -> (removed, added) record sets of the newest deltas.
         self._prepared: dict[int, tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]] = {}
+        #: The unsigned IXFR reply from the previous generation to the
+        #: current one, rendered once: (from, to, {edns?: messages}).
+        self._ready_ixfr: tuple[int, int, dict[bool, list[bytes]]] | None = None
         self._key: object = None
         self.notifier = Notifier(
             config.zone, config.notify, config.admission.key, unsigned=config.notify_unsigned
@@ -212,6 +216,8 @@ class ZoneServer:
                 for d in self.journal.deltas[-PREPARED_DELTAS:]
             }
             self._prepared = prepared  # one assignment: readers see old or new
+            if now is not None:
+                self._ready_ixfr = self._render_newest(now, delta)
         if now is not None and now is not before:
             self.counters["generations"] += 1
             log.info(
@@ -223,6 +229,26 @@ class ZoneServer:
                 0 if delta is None else len(delta.added),
             )
         return delta
+
+    def _render_newest(
+        self, zone: ZoneSnapshot, delta: Delta
+    ) -> tuple[int, int, dict[bool, list[bytes]]]:
+        """Render the IXFR reply of the newest delta once, without and with EDNS.
+
+        The secondaries NOTIFY wakes all ask for exactly this difference;
+        an unsigned request then gets these messages with its own ID
+        (signed requests are rendered per request: the MACs cover the
+        request's).
+        """
+        variants: dict[bool, list[bytes]] = {}
+        for edns in (False, True):
+            template = dns.message.make_query(
+                self.config.zone, dns.rdatatype.IXFR, use_edns=0 if edns else None
+            )
+            template.id = 0
+            template.flags = 0
+            variants[edns] = list(self._messages(template, self._ixfr(zone, [delta])))
+        return delta.from_serial, delta.to_serial, variants
 
     def _refresh_own_connection(self) -> Delta | None:
         with StateStore(self.config.state_dir, create=False) as store:
@@ -238,7 +264,7 @@ class ZoneServer:
                     before = self.journal.current
                     # Rendering is O(zone): a worker thread, with its own
                     # connection (SQLite connections stay in their thread).
-                    await asyncio.to_thread(self._refresh_own_connection)
+                    await _in_daemon_thread(self._refresh_own_connection)
                     key = current_key
                     now = self.journal.current
                     if now is not None and now is not before:
@@ -375,6 +401,19 @@ class ZoneServer:
             yield self._soa_reply(query, zone)
             return
         kind, rrsets, detail = self._transfer(query, rdtype, zone)
+        ready = self._ready_ixfr
+        messages: Iterator[bytes] | None = None
+        if (
+            kind == "IXFR"
+            and not query.had_tsig
+            and ready is not None
+            and ready[1] == zone.serial
+            and ready[0] == _ixfr_serial(query)
+        ):
+            # The same reply for everyone but the ID (RFC 1035 4.1.1: the
+            # first two octets of the header).
+            messages = (struct.pack("!H", query.id) + m[2:] for m in ready[2][query.edns >= 0])
+            detail += " prerendered=yes"
         self.counters[kind.lower()] += 1
         log.info(
             "transfer zone=%s peer=%s auth=%s kind=%s %s serial=%d",
@@ -385,7 +424,7 @@ class ZoneServer:
             detail,
             zone.serial,
         )
-        yield from self._messages(query, rrsets)
+        yield from messages if messages is not None else self._messages(query, rrsets)
 
     def _transfer(
         self, query: dns.message.Message, rdtype: int, zone: ZoneSnapshot
@@ -470,6 +509,37 @@ class ZoneServer:
                 batch = []
         if batch or first:
             yield pack()
+
+
+def _in_daemon_thread(fn: Callable[[], object]) -> asyncio.Future[object]:
+    """Run ``fn`` in a daemon thread; its result as a future of the running loop.
+
+    Not :func:`asyncio.to_thread`: its worker threads are joined at exit, so
+    SIGTERM during a rendering of a large zone would wait for it to end.
+    Stopping mid-rendering loses nothing: the journal is replaced
+    atomically or not at all.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def settle(result: object, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as e:  # handed to the awaiting coroutine
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is closed: exiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="dns-serve-render", daemon=True).start()
+    return future
 
 
 def _ixfr_serial(query: dns.message.Message) -> int | None:

@@ -443,3 +443,49 @@ def test_only_admitted_soa_and_transfers_are_answered(served: Served) -> None:
         sock.send(notify.to_wire())
         reply = dns.message.from_wire(sock.recv(65535), keyring=False)
         assert reply.rcode() == dns.rcode.NOTIMP
+
+
+def test_a_configuration_change_is_a_new_generation_without_a_new_version(
+    tmp_path: Path,
+) -> None:
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.store import StateStore
+
+    log = new_log()
+    listed = entries(3)
+    log.publish(sorted(sha(e) for e in listed), now=NOW)
+    server = MemoryServer(log, expressions={sha(e): e for e in listed})
+    config = IspConfig(
+        server=SERVER,
+        list=LIST,
+        token="cf_isp_test",
+        root_keys=(log.root_vkey,),
+        state_dir=tmp_path / "state",
+        plaintext=True,
+        lock_timeout=5.0,
+        full_check_interval=10 * 365 * 86400.0,
+    )
+    with server.client() as client:
+        assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
+    assert config.state_dir is not None
+
+    def generation(blockpage: tuple[str, ...]) -> tuple[int, int, tuple[str, ...]]:
+        serve = ServeConfig(
+            config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()), blockpage=blockpage
+        )
+        zs = ZoneServer(serve)
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+        assert zs.journal.current is not None
+        return zs.journal.current.serial, zs.journal.current.version, zs.journal.current.records
+
+    serial, version, records = generation(())
+    assert "h0.example CNAME ." in records
+    # A restart with the same configuration: same generation.
+    assert generation(()) == (serial, version, records)
+    # The block page addresses change the rendering, not the list version.
+    serial2, version2, records2 = generation(("192.0.2.80",))
+    assert version2 == version
+    assert serial2 == next_serial(serial)
+    assert "h0.example A 192.0.2.80" in records2
+    assert "h0.example CNAME ." not in records2

@@ -92,6 +92,9 @@ log = logging.getLogger("cleanfeed.dns-serve")
 
 #: Seconds between two looks at the state (see the module docstring).
 POLL_INTERVAL: Final = 1.0
+#: Seconds before a failed refresh (state or journal unusable) is tried
+#: again: each try renders the whole zone.
+ERROR_BACKOFF: Final = 30.0
 #: Records per transfer message. An owner name is at most 255 octets and
 #: the largest record (AAAA) adds 26, so 200 records stay below the 65,535
 #: octets of one TCP DNS message (RFC 1035 4.2.2) with room for the TSIG.
@@ -255,9 +258,17 @@ class ZoneServer:
             return self.refresh(store)
 
     async def watch(self, store: StateStore) -> None:
-        """Poll the state forever; refresh and NOTIFY on every change."""
+        """Poll the state forever; refresh and NOTIFY on every change.
+
+        A state that cannot be rendered yet (plaintext still arriving) is
+        tried again when the state changes, not every second (rendering is
+        O(zone)); another failure after :data:`ERROR_BACKOFF` seconds.
+        """
         key: object = None
+        not_ready = ""
         while True:
+            wait = self.config.poll_interval
+            current_key: object = None
             try:
                 current_key = state_key(store)
                 if current_key != key:
@@ -270,10 +281,12 @@ class ZoneServer:
                     if now is not None and now is not before:
                         self.notifier.zone_changed(now.soa)
             except ZoneNotReady as e:
-                key = None
-                log.warning("zone not ready: %s", e)
+                key = current_key
+                if str(e) != not_ready:  # once per reason, not every second
+                    not_ready = str(e)
+                    log.warning("zone not ready: %s", e)
             except ClientError as e:
-                key = None
+                key, wait = None, ERROR_BACKOFF
                 log.error(
                     "cannot refresh the zone (%s): %s; still serving serial %s",
                     e.reason,
@@ -282,9 +295,9 @@ class ZoneServer:
                 )
             except Exception:
                 # Never let the watcher die silently: the zone would freeze.
-                key = None
+                key, wait = None, ERROR_BACKOFF
                 log.exception("cannot refresh the zone; still serving the previous one")
-            await asyncio.sleep(self.config.poll_interval)
+            await asyncio.sleep(wait)
 
     # --- requests ---------------------------------------------------------------
 

@@ -511,7 +511,10 @@ class ZoneServer:
                     msg.use_tsig(query.keyring, query.keyname, algorithm=query.keyalgorithm)
             msg.flags |= dns.flags.AA
             msg.answer = batch
-            wire = msg.to_wire(multi=query.had_tsig, tsig_ctx=ctx)
+            # TCP: up to 65,535 octets whatever the EDNS payload says (that
+            # is a UDP size, RFC 6891 6.2.5); dnspython would otherwise cap
+            # the message at the request's payload.
+            wire = msg.to_wire(max_size=65535, multi=query.had_tsig, tsig_ctx=ctx)
             ctx = msg.tsig_ctx if query.had_tsig else None
             return wire
 

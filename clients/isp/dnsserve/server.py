@@ -613,6 +613,11 @@ async def _serve_tcp(
             # Shutdown: the connection's task is the outermost frame here,
             # so ending it quietly loses nothing.
             return
+        except Exception:
+            # A bug answering one request must not pass silently; the
+            # connection is closed and the server goes on.
+            log.exception("error answering peer=%s; connection closed", peer)
+            return
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):

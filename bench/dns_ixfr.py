@@ -58,7 +58,7 @@ TARGET = Target("<=", 1.5, "<= 1.5x BIND")
 ZONE_A = "rpz-a.bench.invalid"
 ZONE_B = "rpz-b.bench.invalid"
 CHANGES = 1000  # 500 additions + 500 removals per version
-START_TIMEOUT = 600.0  # seconds: initial AXFRs of a 2,000,000-record zone
+START_TIMEOUT = 1800.0  # seconds: initial AXFRs of a 2,000,000-record zone (busy machine)
 STEP_TIMEOUT = 300.0
 
 
@@ -158,10 +158,10 @@ def _journal(state_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def _write_zone(path: Path, doc: dict[str, Any]) -> None:
+def _write_zone(path: Path, doc: dict[str, Any], zone: str = ZONE_B) -> None:
     timers = " ".join(str(t) for t in doc["timers"])
     body = [
-        f"$ORIGIN {ZONE_B}.\n$TTL 300\n",
+        f"$ORIGIN {zone}.\n$TTL 300\n",
         f"@ IN SOA {doc['mname']} {doc['rname']} {doc['serial']} {timers}\n",
     ]
     body += [line + "\n" for line in doc["records"]]
@@ -257,12 +257,18 @@ def run(ctx: BenchContext) -> Section:
             "ixfr-from-differences yes; allow-transfer { 127.0.0.1; }; notify explicit; "
             f"also-notify {{ 127.0.0.1 port {secondary_port}; }}; }};\n"
         )
+        # The secondary starts with both zones at the current serial (text
+        # zone files written from the journal): what is measured is the
+        # IXFR, and an initial AXFR of 2,000,000 records from dns-serve
+        # takes minutes (see docs/isp.md "Cost").
+        _write_zone(sdir / "a.db", doc, ZONE_A)
+        _write_zone(sdir / "b.db", doc, ZONE_B)
         (sdir / "named.conf").write_text(
             _named_base(sdir, secondary_port)
             + f'zone "{ZONE_A}" {{ type secondary; primaries {{ 127.0.0.1 port {serve_port}; }}; '
-            'file "a.db"; };\n'
+            'file "a.db"; masterfile-format text; };\n'
             f'zone "{ZONE_B}" {{ type secondary; primaries {{ 127.0.0.1 port {primary_port}; }}; '
-            'file "b.db"; };\n'
+            'file "b.db"; masterfile-format text; };\n'
         )
         plog, slog = pdir / "named.log", sdir / "named.log"
         for conf, log in ((pdir / "named.conf", plog), (sdir / "named.conf", slog)):
@@ -279,7 +285,7 @@ def run(ctx: BenchContext) -> Section:
         _wait_serial(primary_port, ZONE_B, serial, START_TIMEOUT)
         _wait_serial(secondary_port, ZONE_A, serial, START_TIMEOUT)
         _wait_serial(secondary_port, ZONE_B, serial, START_TIMEOUT)
-        ctx.log(f"dns_ixfr: secondary loaded both zones in {time.monotonic() - t0:.1f} s")
+        ctx.log(f"dns_ixfr: primary and secondary up in {time.monotonic() - t0:.1f} s")
         for run_no in range(repeats):
             serial = (serial + 1) % 2**32
             # dns-serve: the commit is noticed, rendered, journalled, NOTIFY sent.

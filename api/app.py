@@ -173,6 +173,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         witnesses=WitnessStore(database),
     )
     holder["ctx"] = ctx
+    metrics.waiters.set_function(lambda: ctx.waiters.active)
     watch = _publish_watch(ctx)
     if isinstance(watch, PublishListener):
         ctx.publish_listener = watch

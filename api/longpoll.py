@@ -113,18 +113,19 @@ class CheckpointWaiters:
         self.limit = limit
         self._events: dict[int, asyncio.Event] = {}
         self._counts: dict[int, int] = {}
+        self._active = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._closing = False
 
     @property
     def active(self) -> int:
-        """Requests held now."""
-        return sum(self._counts.values())
+        """Requests held now (any thread: the metrics scrape reads it)."""
+        return self._active
 
     def waited_lists(self) -> list[int]:
-        """Lists with at least one request held now."""
-        return [list_id for list_id, n in self._counts.items() if n > 0]
+        """Lists with at least one request held now (event loop only)."""
+        return list(self._counts)
 
     @contextlib.contextmanager
     def slot(self, list_id: int) -> Iterator[bool]:
@@ -134,9 +135,11 @@ class CheckpointWaiters:
             return
         self._loop = asyncio.get_running_loop()
         self._counts[list_id] = self._counts.get(list_id, 0) + 1
+        self._active += 1
         try:
             yield True
         finally:
+            self._active -= 1
             left = self._counts[list_id] - 1
             if left:
                 self._counts[list_id] = left
@@ -215,18 +218,19 @@ class CheckpointPoller:
         self.reload = reload
         self.period = period
 
-    def _round(self) -> None:
-        for list_id in self.waiters.waited_lists():
+    def _round(self, list_ids: list[int]) -> None:
+        for list_id in list_ids:
             self.reload(list_id)
 
     async def run(self) -> None:
         """Poll until cancelled."""
         while True:
             await asyncio.sleep(self.period)
-            if not self.waiters.waited_lists():
+            waited = self.waiters.waited_lists()  # on the loop, where the counts change
+            if not waited:
                 continue
             try:
-                await run_in_threadpool(self._round)
+                await run_in_threadpool(self._round, waited)
             except Exception:
                 log.warning("could not re-read checkpoints for waiting ISPs", exc_info=True)
 

@@ -71,6 +71,7 @@ from clients.isp.cli_options import (
     open_store,
     setup_logging,
 )
+from clients.isp.dnsserve.cli import dns_serve_command
 from clients.isp.lookup import (
     BatchMatches,
     HashIndex,
@@ -579,3 +580,7 @@ def checkpoints_command(output: Path | None, **common: Any) -> None:
 
 for _command in (squid_helper_command, squid_template_command, blockpage_command):
     isp_group.add_command(_command)
+
+# --- serving the RPZ zone to secondaries (clients.isp.dnsserve) --------------------
+
+isp_group.add_command(dns_serve_command)

@@ -1,0 +1,569 @@
+"""The ``cleanfeed isp dns-serve`` server: AXFR/IXFR over TCP, SOA over UDP.
+
+What it answers (nothing else; the zone lists blocked hosts, so answering
+ordinary queries from it would make this server an oracle for the list):
+
+- ``SOA`` of the zone (UDP and TCP), so a secondary can compare serials;
+- ``AXFR`` (TCP only, RFC 5936): SOA, every record, SOA again, in as many
+  messages as needed;
+- ``IXFR`` (RFC 1995): over TCP, the deltas from the secondary's serial
+  (section 4: current SOA, then per delta old SOA, removed records, new
+  SOA, added records, then the current SOA), or the whole zone when the
+  journal does not reach back to that serial, or a single SOA when the
+  secondary is current; over UDP, always a single SOA (section 2: a reply
+  that does not fit is replaced by the SOA, and the secondary retries over
+  TCP).
+
+Every one of them is admitted only with a TSIG signature by the
+configured key (RFC 8945; dnspython verifies it while parsing) or from an
+``--allow-transfer`` network; others get REFUSED (a bad or unknown key:
+NOTAUTH, RFC 8945 section 5.2), and a log line with the zone name, the
+peer address and the reason, never anything else of the request.
+
+Responses to a signed request are signed, each message of a transfer in
+turn with the running digest of RFC 8945 section 5.3.1 (dnspython's
+``multi`` TSIG context).
+
+How a commit is noticed: dns-serve is its own process and never talks to
+the hotline; every :data:`POLL_INTERVAL` seconds it reads the state's
+version and plaintext progress (three indexed reads of ``state.db``'s
+``meta`` table, WAL readers never block the sync). When they change it
+re-renders the zone, and when the rendering differs it becomes the next
+generation, is journalled, served, and NOTIFY goes to every target
+(:mod:`clients.isp.dnsserve.notify`). Polling was chosen over inotify:
+the same code on every platform and filesystem, no missed events across
+SQLite's WAL checkpoints, and a second at most of added latency.
+
+Logging: one ``key=value`` line per transfer, refusal, generation and
+NOTIFY. Peer addresses are logged: the peers are the ISP's own
+resolvers (this server is not for subscribers), and a refusal without an
+address cannot be acted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import struct
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, cast
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+
+from clients.errors import ClientError
+from clients.isp.dnsserve.acl import Admission
+from clients.isp.dnsserve.journal import Delta, Journal
+from clients.isp.dnsserve.notify import Notifier
+from clients.isp.dnsserve.zone import (
+    ZoneNotReady,
+    ZoneSnapshot,
+    read_rendered,
+    serial_gt,
+    state_key,
+)
+from clients.isp.exports import RPZ_TTL
+from clients.isp.store import StateStore
+
+__all__ = [
+    "MAX_RECORDS_PER_MESSAGE",
+    "POLL_INTERVAL",
+    "ServeConfig",
+    "ZoneServer",
+    "run",
+]
+
+log = logging.getLogger("cleanfeed.dns-serve")
+
+#: Seconds between two looks at the state (see the module docstring).
+POLL_INTERVAL: Final = 1.0
+#: Records per transfer message. An owner name is at most 255 octets and
+#: the largest record (AAAA) adds 26, so 200 records stay below the 65,535
+#: octets of one TCP DNS message (RFC 1035 4.2.2) with room for the TSIG.
+MAX_RECORDS_PER_MESSAGE: Final = 200
+#: Largest request accepted over TCP: a transfer request is one question,
+#: an SOA and a TSIG; anything larger is not one.
+MAX_REQUEST_OCTETS: Final = 4096
+#: Seconds a TCP client may take to send its request (slow-loris bound).
+TCP_READ_TIMEOUT: Final = 30.0
+#: Concurrent TCP connections; further ones are closed at once (bounded
+#: memory: each transfer holds its zone snapshot reference only).
+MAX_TCP_CONNECTIONS: Final = 64
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``dns-serve`` was started with.
+
+    Attributes:
+        state_dir: the ISP client's state directory (read only, plus the
+            journal file).
+        host: listening address.
+        port: listening port (UDP and TCP).
+        zone: the zone name.
+        admission: who may transfer.
+        notify: NOTIFY targets (address, port), signed when a key is set.
+        notify_unsigned: NOTIFY targets that get it unsigned (Unbound).
+        zonemd: add an RFC 8976 ZONEMD record.
+        blockpage: the ``rpz`` export's blockpage addresses (ISP config).
+        list_name: the list's name (zone file header).
+        poll_interval: seconds between looks at the state.
+    """
+
+    state_dir: Path
+    host: str
+    port: int
+    zone: dns.name.Name
+    admission: Admission
+    notify: tuple[tuple[str, int], ...] = ()
+    notify_unsigned: tuple[tuple[str, int], ...] = ()
+    zonemd: bool = False
+    blockpage: tuple[str, ...] = ()
+    list_name: str = ""
+    poll_interval: float = POLL_INTERVAL
+
+
+@dataclass
+class _Rdatas:
+    """Parsed rdata by its text: an RPZ zone has only a few distinct ones."""
+
+    origin: dns.name.Name
+    cache: dict[str, dns.rdata.Rdata] = field(default_factory=dict)
+
+    def rrset(self, line: str) -> dns.rrset.RRset:
+        owner, rest = line.split(" ", 1)
+        rd = self.cache.get(rest)
+        if rd is None:
+            rdtype, text = rest.split(" ", 1)
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=self.origin)
+            if len(self.cache) < 1024:
+                self.cache[rest] = rd
+        name = self.origin if owner == "@" else dns.name.from_text(owner, self.origin)
+        return dns.rrset.from_rdata(name, RPZ_TTL, rd)
+
+
+class ZoneServer:
+    """The served zone, its journal, and the request handling."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        """Load the journal (the last good zone) of ``config.state_dir``.
+
+        Raises:
+            LocalCorruption: the journal file is not one.
+            LocalStateError: it cannot be read.
+        """
+        self.config = config
+        self.journal = Journal(config.state_dir, config.zone, zonemd=config.zonemd)
+        self.counters: Counter[str] = Counter()
+        self._rdatas = _Rdatas(config.zone)
+        self._key: object = None
+        self.notifier = Notifier(
+            config.zone, config.notify, config.admission.key, unsigned=config.notify_unsigned
+        )
+
+    # --- following the state --------------------------------------------------
+
+    def refresh(self, store: StateStore) -> Delta | None:
+        """Re-render the state; journal and serve it if it changed.
+
+        Returns:
+            The new delta (None: unchanged, or the first generation).
+
+        Raises:
+            ZoneNotReady: nothing to serve from the state yet.
+            ClientError: the state or the journal cannot be used.
+        """
+        rendered = read_rendered(
+            store,
+            zone=self.config.zone.to_text(),
+            blockpage=self.config.blockpage,
+            list_name=self.config.list_name,
+        )
+        before = self.journal.current
+        delta = self.journal.advance(rendered)
+        now = self.journal.current
+        if now is not None and now is not before:
+            self.counters["generations"] += 1
+            log.info(
+                "zone serial=%d version=%d records=%d removed=%d added=%d",
+                now.serial,
+                now.version,
+                len(now.records),
+                0 if delta is None else len(delta.removed),
+                0 if delta is None else len(delta.added),
+            )
+        return delta
+
+    def _refresh_own_connection(self) -> Delta | None:
+        with StateStore(self.config.state_dir, create=False) as store:
+            return self.refresh(store)
+
+    async def watch(self, store: StateStore) -> None:
+        """Poll the state forever; refresh and NOTIFY on every change."""
+        key: object = None
+        while True:
+            try:
+                current_key = state_key(store)
+                if current_key != key:
+                    before = self.journal.current
+                    # Rendering is O(zone): a worker thread, with its own
+                    # connection (SQLite connections stay in their thread).
+                    await asyncio.to_thread(self._refresh_own_connection)
+                    key = current_key
+                    now = self.journal.current
+                    if now is not None and now is not before:
+                        self.notifier.zone_changed(now.soa)
+            except ZoneNotReady as e:
+                key = None
+                log.warning("zone not ready: %s", e)
+            except ClientError as e:
+                key = None
+                log.error(
+                    "cannot refresh the zone (%s): %s; still serving serial %s",
+                    e.reason,
+                    e,
+                    None if self.journal.current is None else self.journal.current.serial,
+                )
+            except Exception:
+                # Never let the watcher die silently: the zone would freeze.
+                key = None
+                log.exception("cannot refresh the zone; still serving the previous one")
+            await asyncio.sleep(self.config.poll_interval)
+
+    # --- requests ---------------------------------------------------------------
+
+    def _parse(self, wire: bytes, peer: str) -> tuple[dns.message.Message | None, bytes | None]:
+        """Parse a request; returns (query, None) or (None, an error reply or None)."""
+        try:
+            query = dns.message.from_wire(wire, keyring=self.config.admission.keyring)
+        except (
+            dns.message.UnknownTSIGKey,
+            dns.tsig.BadSignature,
+            dns.tsig.BadTime,
+            dns.tsig.BadAlgorithm,
+            dns.tsig.PeerError,
+        ) as e:
+            # RFC 8945 section 5.2: a request whose TSIG fails is answered
+            # NOTAUTH, unsigned.
+            self.counters["refused"] += 1
+            log.warning(
+                "refused zone=%s peer=%s reason=bad_tsig (%s)",
+                self.config.zone,
+                peer,
+                type(e).__name__,
+            )
+            try:
+                bare = dns.message.from_wire(wire, keyring=False)
+            except dns.exception.DNSException:
+                return None, None
+            if bare.flags & dns.flags.QR:
+                return None, None
+            reply = dns.message.make_response(bare)
+            reply.set_rcode(dns.rcode.NOTAUTH)
+            return None, reply.to_wire()
+        except dns.exception.DNSException:
+            self.counters["malformed"] += 1
+            return None, None
+        if query.flags & dns.flags.QR:
+            return None, None  # a response: never answered (no reflection loops)
+        return query, None
+
+    def _refuse(self, query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+        reply = dns.message.make_response(query)
+        reply.set_rcode(rcode)
+        return reply.to_wire()
+
+    def _check(
+        self, query: dns.message.Message, peer: str, transport: str
+    ) -> tuple[int, str] | bytes:
+        """Admit a request: (rdtype, how admitted), or the refusal to send."""
+        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+            return self._refuse(
+                query, dns.rcode.NOTIMP if query.opcode() != dns.opcode.QUERY else dns.rcode.FORMERR
+            )
+        q = query.question[0]
+        if q.name != self.config.zone or q.rdclass != dns.rdataclass.IN:
+            self.counters["refused"] += 1
+            return self._refuse(query, dns.rcode.REFUSED)
+        how = self.config.admission.admits(peer, query.had_tsig)
+        if how is None:
+            self.counters["refused"] += 1
+            log.warning(
+                "refused zone=%s peer=%s type=%s transport=%s reason=%s",
+                self.config.zone,
+                peer,
+                dns.rdatatype.to_text(q.rdtype),
+                transport,
+                "not_admitted" if not query.had_tsig else "key_not_configured",
+            )
+            return self._refuse(query, dns.rcode.REFUSED)
+        if q.rdtype not in (dns.rdatatype.SOA, dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            return self._refuse(query, dns.rcode.REFUSED)
+        if self.journal.current is None:
+            return self._refuse(query, dns.rcode.SERVFAIL)
+        return int(q.rdtype), how
+
+    def _soa_reply(self, query: dns.message.Message, zone: ZoneSnapshot) -> bytes:
+        reply = dns.message.make_response(query)
+        reply.flags |= dns.flags.AA
+        reply.answer.append(zone.soa)
+        return reply.to_wire()
+
+    def answer_udp(self, wire: bytes, peer: str) -> bytes | None:
+        """The reply to one UDP request (None: send nothing)."""
+        query, error = self._parse(wire, peer)
+        if query is None:
+            return error
+        checked = self._check(query, peer, "udp")
+        if isinstance(checked, bytes):
+            return checked
+        rdtype, _how = checked
+        zone = self.journal.current
+        assert zone is not None
+        if rdtype == dns.rdatatype.AXFR:
+            # RFC 5936 section 4.2: AXFR is TCP only.
+            return self._refuse(query, dns.rcode.REFUSED)
+        # SOA, and IXFR over UDP (RFC 1995 section 2: the SOA alone tells
+        # the secondary to come back over TCP).
+        return self._soa_reply(query, zone)
+
+    def answer_tcp(self, wire: bytes, peer: str) -> Iterator[bytes]:
+        """The reply messages (wire, without length prefix) to one TCP request."""
+        query, error = self._parse(wire, peer)
+        if query is None:
+            if error is not None:
+                yield error
+            return
+        checked = self._check(query, peer, "tcp")
+        if isinstance(checked, bytes):
+            yield checked
+            return
+        rdtype, how = checked
+        zone = self.journal.current
+        assert zone is not None
+        if rdtype == dns.rdatatype.SOA:
+            yield self._soa_reply(query, zone)
+            return
+        kind, rrsets, detail = self._transfer(query, rdtype, zone)
+        self.counters[kind.lower()] += 1
+        log.info(
+            "transfer zone=%s peer=%s auth=%s kind=%s %s serial=%d",
+            self.config.zone,
+            peer,
+            how,
+            kind,
+            detail,
+            zone.serial,
+        )
+        yield from self._messages(query, rrsets)
+
+    def _transfer(
+        self, query: dns.message.Message, rdtype: int, zone: ZoneSnapshot
+    ) -> tuple[str, Iterator[dns.rrset.RRset], str]:
+        """What to send: the kind (for logs and counters), the records, a detail."""
+        if rdtype == dns.rdatatype.IXFR:
+            client = _ixfr_serial(query)
+            if client is None:
+                return "AXFR", self._axfr(zone), "requested=IXFR without_soa"
+            if client == zone.serial or serial_gt(client, zone.serial):
+                # RFC 1995 section 2: same or newer: the current SOA alone.
+                return "UPTODATE", iter((zone.soa,)), f"from={client}"
+            path = self.journal.path_from(client)
+            if path is None:
+                # RFC 1995 section 4: incremental transfer not available.
+                return "AXFR", self._axfr(zone), f"requested=IXFR from={client} too_old"
+            changes = sum(d.size for d in path)
+            return (
+                "IXFR",
+                self._ixfr(zone, path),
+                f"from={client} deltas={len(path)} changes={changes}",
+            )
+        return "AXFR", self._axfr(zone), f"records={len(zone.records)}"
+
+    def _axfr(self, zone: ZoneSnapshot) -> Iterator[dns.rrset.RRset]:
+        yield zone.soa
+        for line in zone.records:
+            yield self._rdatas.rrset(line)
+        yield zone.soa
+
+    def _ixfr(self, zone: ZoneSnapshot, path: Sequence[Delta]) -> Iterator[dns.rrset.RRset]:
+        yield zone.soa
+        for delta in path:
+            yield self.journal.soa_at(delta.from_serial)
+            for line in delta.removed:
+                yield self._rdatas.rrset(line)
+            yield self.journal.soa_at(delta.to_serial)
+            for line in delta.added:
+                yield self._rdatas.rrset(line)
+        yield zone.soa
+
+    def _messages(
+        self, query: dns.message.Message, rrsets: Iterator[dns.rrset.RRset]
+    ) -> Iterator[bytes]:
+        """Pack the records into messages, each signed in turn when the request was.
+
+        RFC 5936 section 2.2: the first message repeats the question, later
+        ones may leave it out; RFC 8945 section 5.3.1: every message's MAC
+        covers the previous one's (dnspython's ``tsig_ctx``).
+        """
+        ctx = None
+        first = True
+        batch: list[dns.rrset.RRset] = []
+
+        def pack() -> bytes:
+            nonlocal ctx, first
+            if first:
+                msg = dns.message.make_response(query)
+                first = False
+            else:
+                msg = dns.message.Message(id=query.id)
+                msg.flags = dns.flags.QR
+                if query.had_tsig:
+                    assert query.keyalgorithm is not None
+                    msg.use_tsig(query.keyring, query.keyname, algorithm=query.keyalgorithm)
+            msg.flags |= dns.flags.AA
+            msg.answer = batch
+            wire = msg.to_wire(multi=query.had_tsig, tsig_ctx=ctx)
+            ctx = msg.tsig_ctx if query.had_tsig else None
+            return wire
+
+        for rrset in rrsets:
+            batch.append(rrset)
+            if len(batch) >= MAX_RECORDS_PER_MESSAGE:
+                yield pack()
+                batch = []
+        if batch or first:
+            yield pack()
+
+
+def _ixfr_serial(query: dns.message.Message) -> int | None:
+    """The secondary's serial: the SOA in an IXFR request's authority section."""
+    for rrset in query.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return int(rrset[0].serial)
+    return None
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: ZoneServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint's transport (the selector transport is not a
+        # subclass of DatagramTransport at runtime).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = self.server.answer_udp(data, addr[0])
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+async def _serve_tcp(
+    server: ZoneServer,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    slots: asyncio.Semaphore,
+) -> None:
+    peer = str(writer.get_extra_info("peername")[0])
+    if slots.locked():
+        writer.close()
+        return
+    async with slots:
+        try:
+            # RFC 7766 section 6.2.1: several requests may follow on one connection.
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2), TCP_READ_TIMEOUT)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return
+                (size,) = struct.unpack("!H", head)
+                if size > MAX_REQUEST_OCTETS:
+                    return
+                wire = await asyncio.wait_for(reader.readexactly(size), TCP_READ_TIMEOUT)
+                for message in server.answer_tcp(wire, peer):
+                    writer.write(struct.pack("!H", len(message)) + message)
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            return
+        except asyncio.CancelledError:
+            # Shutdown: the connection's task is the outermost frame here,
+            # so ending it quietly loses nothing.
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT.
+
+    Raises:
+        OSError: the address cannot be bound (port in use).
+        ClientError: the state or the journal cannot be used.
+    """
+    server = ZoneServer(config)
+    store = StateStore(config.state_dir, create=False)
+    loop = asyncio.get_running_loop()
+    try:
+        with contextlib.suppress(ZoneNotReady):
+            server.refresh(store)
+        if server.journal.current is None:
+            log.warning("no zone yet (no verified list with plaintext): transfers get SERVFAIL")
+        slots = asyncio.Semaphore(MAX_TCP_CONNECTIONS)
+        tcp = await asyncio.start_server(
+            lambda r, w: _serve_tcp(server, r, w, slots),
+            config.host,
+            config.port,
+            reuse_address=True,
+        )
+        try:
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(server), local_addr=(config.host, config.port)
+            )
+        except OSError:
+            tcp.close()
+            raise
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "listening zone=%s address=%s port=%d serial=%s",
+            config.zone,
+            config.host,
+            config.port,
+            None if server.journal.current is None else server.journal.current.serial,
+        )
+        if server.journal.current is not None:
+            # A restart may have missed a generation the secondaries lack.
+            server.notifier.zone_changed(server.journal.current.soa)
+        watcher = asyncio.create_task(server.watch(store))
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            watcher.cancel()
+            await server.notifier.close()
+            udp.close()
+            tcp.close()
+            await tcp.wait_closed()
+            log.info("stopped counters=%s", dict(server.counters))
+    finally:
+        store.close()

@@ -172,6 +172,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         blockpage,
         body_flood,
         bulk_import,
+        freshness,
         http_ratio,
         isp_sync,
         load,
@@ -193,6 +194,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "audit": _audit,
         "blockpage": blockpage.run,
         "bodies": body_flood.run,
+        "freshness": freshness.run,
     }
 
 

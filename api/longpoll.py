@@ -11,7 +11,7 @@ How waiters are held: no thread each. Every waiting request is a coroutine
 parked on one :class:`asyncio.Event` per list; a publish sets that event
 (one wake-up per list, however many waiters), and the waiters read the new
 checkpoint from the in-memory :class:`~api.context.CheckpointCache`. A
-waiter costs its connection and a few hundred bytes; at most
+waiter costs its connection and request state (about 60 KiB); at most
 :data:`MAX_WAITERS_PER_WORKER` are held per worker, beyond which requests
 are answered at once with ``Cleanfeed-Wait: 0`` (the client then polls on
 its regular schedule).
@@ -78,12 +78,14 @@ WAIT_HEADER: Final = "Cleanfeed-Wait"
 MAX_WAIT_SECONDS: Final = 55
 
 #: Most requests held at once by one worker. Each holds a connection (a file
-#: descriptor: raise ``LimitNOFILE`` above this) and about 10 KiB of
-#: connection and coroutine state (bench/longpoll_memory.py), so the cap
-#: bounds a worker's extra memory near 100 MiB even under a flood of
-#: tokens. Beyond it, requests are answered at once (``Cleanfeed-Wait: 0``)
-#: and those ISPs poll on their schedule.
-MAX_WAITERS_PER_WORKER: Final = 10_000
+#: descriptor: raise ``LimitNOFILE`` above this) and about 60 KiB of server
+#: RSS (connection, request and coroutine state, token and limiter entries:
+#: bench/freshness.py measured 58 MB for 1,000), so the cap bounds a
+#: worker's extra memory near 300 MB even under a flood of tokens, while
+#: one worker still serves several thousand ISPs. Beyond it, requests are
+#: answered at once (``Cleanfeed-Wait: 0``) and those ISPs poll on their
+#: schedule.
+MAX_WAITERS_PER_WORKER: Final = 5_000
 
 #: SQLite has no LISTEN/NOTIFY: period of the re-read of waited-on lists'
 #: checkpoints (one indexed one-row read each, only while someone waits).

@@ -28,7 +28,8 @@ from support.processes import free_port
 
 from api.context import AppContext
 from clients.common.fetcher import Fetcher
-from clients.isp.config import IspConfig, Timeouts
+from clients.errors import ConfigError
+from clients.isp.config import IspConfig, Timeouts, load_config
 from clients.isp.daemon import Daemon
 from clients.isp.store import StateStore
 from clients.isp.sync import Syncer, SyncOutcome, WatchOutcome
@@ -264,3 +265,19 @@ def test_long_poll_zero_is_plain_polling() -> None:
     with running(daemon):
         _until(lambda: len(syncs) >= 3)
     assert watches == []
+
+
+@pytest.mark.parametrize("value", ["56", "-1", "true", "5.5"])
+def test_a_long_poll_setting_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "isp.toml"
+    path.write_text(f"long_poll = {value}\n")
+    with pytest.raises(ConfigError, match="long_poll"):
+        load_config(path, environ={})
+
+
+def test_long_poll_defaults_to_55_and_can_be_turned_off(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).long_poll == 55
+    path = tmp_path / "isp.toml"
+    path.write_text("long_poll = 0\n")
+    assert load_config(path, environ={}).long_poll == 0
+    assert load_config(path, overrides={"long_poll": 20}, environ={}).long_poll == 20

@@ -13,10 +13,10 @@ and ``If-None-Match`` answers 304 without touching the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import re
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from api.auth import (
     ISP,
@@ -273,7 +273,7 @@ async def get_checkpoint(
         # Only a named ETag can be waited on: "*" matches every checkpoint
         # there will ever be, and a client without one needs the note now.
         if inm is not None and etag_presented(inm, cached.etag):
-            cached, hold = await _hold(ctx, access.list.id, inm, cached, seconds)
+            cached, hold = await _hold(ctx, access.list.id, inm, cached, seconds, request.receive)
         echo[WAIT_HEADER] = str(hold)
     headers = {**checkpoint_headers(cached, access.shared), **echo}
     if inm is not None and etag_matches(inm, cached.etag):
@@ -287,9 +287,17 @@ async def get_checkpoint(
 
 
 async def _hold(
-    ctx: AppContext, list_id: int, inm: str, cached: CachedCheckpoint, seconds: int
+    ctx: AppContext,
+    list_id: int,
+    inm: str,
+    cached: CachedCheckpoint,
+    seconds: int,
+    receive: Receive,
 ) -> tuple[CachedCheckpoint, int]:
     """Wait until ``list_id``'s checkpoint is not one ``inm`` names, or ``seconds`` pass.
+
+    A client that disconnects ends the hold at once (its answer goes
+    nowhere), so a dropped connection does not keep a waiter's place.
 
     Returns:
         The checkpoint to answer with, and the hold to echo: ``seconds``,
@@ -302,21 +310,37 @@ async def _hold(
             return cached, 0
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        while True:
-            # The event first, then the read: a change landing in between
-            # still sets this event (CheckpointWaiters.event).
-            event = waiters.event(list_id)
-            current = await ctx.checkpoint(list_id)
-            if current is not None:
-                cached = current
-            if not etag_presented(inm, cached.etag):
-                return cached, seconds
-            left = end - loop.time()
-            if left <= 0 or waiters.closing:
-                return cached, seconds
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await event.wait()
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while True:
+                # The event first, then the read: a change landing in
+                # between still sets this event (CheckpointWaiters.event).
+                event = waiters.event(list_id)
+                current = await ctx.checkpoint(list_id)
+                if current is not None:
+                    cached = current
+                if not etag_presented(inm, cached.etag):
+                    return cached, seconds
+                left = end - loop.time()
+                if left <= 0 or waiters.closing or gone.done():
+                    return cached, seconds
+                woken = asyncio.ensure_future(event.wait())
+                try:
+                    await asyncio.wait({woken, gone}, timeout=left, return_when=FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+        finally:
+            gone.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (ASGI ``http.disconnect``).
+
+    A GET's only ``http.request`` message (no body) is read and dropped;
+    nothing else reads this request's body.
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 #: ISP paths answered by the fast path (list names: store.lists.LIST_NAME_RE).

@@ -360,3 +360,47 @@ def test_a_publish_in_one_process_wakes_a_waiter_in_another_postgres(tmp_path: P
         finally:
             _ctx(worker).db.dispose()
             close_deployment(d)
+
+
+def test_a_client_that_disconnects_gives_up_its_place(deployment: Deployment) -> None:
+    # Served for real (uvicorn on loopback): only a real connection can drop.
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from support.processes import free_port
+
+    d = deployment
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(d.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def until(predicate: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + GUARD_SECONDS
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            time.sleep(0.02)
+
+    try:
+        until(lambda: server.started)
+        etag = httpx.get(f"http://127.0.0.1:{port}{PATH}", headers=_auth(d.tokens.isp)).headers[
+            "etag"
+        ]
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                (
+                    f"GET {PATH}?wait={MAX_WAIT_SECONDS} HTTP/1.1\r\nHost: cf.test\r\n"
+                    f"Authorization: Bearer {d.tokens.isp}\r\nIf-None-Match: {etag}\r\n\r\n"
+                ).encode()
+            )
+            until(lambda: _ctx(d.app).waiters.active == 1)
+        # The connection is closed: the place is free long before the 55 s.
+        until(lambda: _ctx(d.app).waiters.active == 0)
+    finally:
+        _ctx(d.app).waiters.release_all()
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -172,6 +172,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         blockpage,
         body_flood,
         bulk_import,
+        dns_ixfr,
         freshness,
         http_ratio,
         isp_sync,
@@ -194,6 +195,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "audit": _audit,
         "blockpage": blockpage.run,
         "bodies": body_flood.run,
+        "dns_ixfr": dns_ixfr.run,
         "freshness": freshness.run,
     }
 

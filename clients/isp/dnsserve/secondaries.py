@@ -42,8 +42,8 @@ def bind_secondary(spec: SecondarySpec) -> str:
     ``min-update-interval 0``: apply each transfer at once (BIND otherwise
     defers a policy update arriving within 60 s of the previous one).
     ``break-dnssec yes`` and ``qname-wait-recurse no``: as for the ``rpz``
-    export (docs/isp.md "BIND"). ``allow-query { none; }``: the zone is policy, not data to look up (it
-    lists blocked hosts).
+    export (docs/isp.md "BIND"). ``allow-query { none; }``: the zone is
+    policy, not data to look up (it lists blocked hosts).
     """
     return (
         "# inside options { }:\n"

@@ -47,8 +47,9 @@ import contextlib
 import logging
 import signal
 import struct
+import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
@@ -91,10 +92,17 @@ log = logging.getLogger("cleanfeed.dns-serve")
 
 #: Seconds between two looks at the state (see the module docstring).
 POLL_INTERVAL: Final = 1.0
+#: Seconds before a failed refresh (state or journal unusable) is tried
+#: again: each try renders the whole zone.
+ERROR_BACKOFF: Final = 30.0
 #: Records per transfer message. An owner name is at most 255 octets and
 #: the largest record (AAAA) adds 26, so 200 records stay below the 65,535
 #: octets of one TCP DNS message (RFC 1035 4.2.2) with room for the TSIG.
 MAX_RECORDS_PER_MESSAGE: Final = 200
+#: Newest deltas kept as ready-made record sets (built in the worker thread
+#: when the generation is made, so the IXFR that NOTIFY triggers only
+#: serialises them). At 1,000 changes a delta is 2,000 records, a few MB.
+PREPARED_DELTAS: Final = 4
 #: Largest request accepted over TCP: a transfer request is one question,
 #: an SOA and a TSIG; anything larger is not one.
 MAX_REQUEST_OCTETS: Final = 4096
@@ -170,6 +178,11 @@ class ZoneServer:
         self.journal = Journal(config.state_dir, config.zone, zonemd=config.zonemd)
         self.counters: Counter[str] = Counter()
         self._rdatas = _Rdatas(config.zone)
+        #: to_serial -> (removed, added) record sets of the newest deltas.
+        self._prepared: dict[int, tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]] = {}
+        #: The unsigned IXFR reply from the previous generation to the
+        #: current one, rendered once: (from, to, {edns?: messages}).
+        self._ready_ixfr: tuple[int, int, dict[bool, list[bytes]]] | None = None
         self._key: object = None
         self.notifier = Notifier(
             config.zone, config.notify, config.admission.key, unsigned=config.notify_unsigned
@@ -196,6 +209,18 @@ class ZoneServer:
         before = self.journal.current
         delta = self.journal.advance(rendered)
         now = self.journal.current
+        if delta is not None:
+            prepared = {
+                d.to_serial: self._prepared.get(d.to_serial)
+                or (
+                    [self._rdatas.rrset(line) for line in d.removed],
+                    [self._rdatas.rrset(line) for line in d.added],
+                )
+                for d in self.journal.deltas[-PREPARED_DELTAS:]
+            }
+            self._prepared = prepared  # one assignment: readers see old or new
+            if now is not None:
+                self._ready_ixfr = self._render_newest(now, delta)
         if now is not None and now is not before:
             self.counters["generations"] += 1
             log.info(
@@ -208,30 +233,60 @@ class ZoneServer:
             )
         return delta
 
+    def _render_newest(
+        self, zone: ZoneSnapshot, delta: Delta
+    ) -> tuple[int, int, dict[bool, list[bytes]]]:
+        """Render the IXFR reply of the newest delta once, without and with EDNS.
+
+        The secondaries NOTIFY wakes all ask for exactly this difference;
+        an unsigned request then gets these messages with its own ID
+        (signed requests are rendered per request: the MACs cover the
+        request's).
+        """
+        variants: dict[bool, list[bytes]] = {}
+        for edns in (False, True):
+            template = dns.message.make_query(
+                self.config.zone, dns.rdatatype.IXFR, use_edns=0 if edns else None
+            )
+            template.id = 0
+            template.flags = 0
+            variants[edns] = list(self._messages(template, self._ixfr(zone, [delta])))
+        return delta.from_serial, delta.to_serial, variants
+
     def _refresh_own_connection(self) -> Delta | None:
         with StateStore(self.config.state_dir, create=False) as store:
             return self.refresh(store)
 
     async def watch(self, store: StateStore) -> None:
-        """Poll the state forever; refresh and NOTIFY on every change."""
+        """Poll the state forever; refresh and NOTIFY on every change.
+
+        A state that cannot be rendered yet (plaintext still arriving) is
+        tried again when the state changes, not every second (rendering is
+        O(zone)); another failure after :data:`ERROR_BACKOFF` seconds.
+        """
         key: object = None
+        not_ready = ""
         while True:
+            wait = self.config.poll_interval
+            current_key: object = None
             try:
                 current_key = state_key(store)
                 if current_key != key:
                     before = self.journal.current
                     # Rendering is O(zone): a worker thread, with its own
                     # connection (SQLite connections stay in their thread).
-                    await asyncio.to_thread(self._refresh_own_connection)
+                    await _in_daemon_thread(self._refresh_own_connection)
                     key = current_key
                     now = self.journal.current
                     if now is not None and now is not before:
                         self.notifier.zone_changed(now.soa)
             except ZoneNotReady as e:
-                key = None
-                log.warning("zone not ready: %s", e)
+                key = current_key
+                if str(e) != not_ready:  # once per reason, not every second
+                    not_ready = str(e)
+                    log.warning("zone not ready: %s", e)
             except ClientError as e:
-                key = None
+                key, wait = None, ERROR_BACKOFF
                 log.error(
                     "cannot refresh the zone (%s): %s; still serving serial %s",
                     e.reason,
@@ -240,9 +295,9 @@ class ZoneServer:
                 )
             except Exception:
                 # Never let the watcher die silently: the zone would freeze.
-                key = None
+                key, wait = None, ERROR_BACKOFF
                 log.exception("cannot refresh the zone; still serving the previous one")
-            await asyncio.sleep(self.config.poll_interval)
+            await asyncio.sleep(wait)
 
     # --- requests ---------------------------------------------------------------
 
@@ -359,6 +414,19 @@ class ZoneServer:
             yield self._soa_reply(query, zone)
             return
         kind, rrsets, detail = self._transfer(query, rdtype, zone)
+        ready = self._ready_ixfr
+        messages: Iterator[bytes] | None = None
+        if (
+            kind == "IXFR"
+            and not query.had_tsig
+            and ready is not None
+            and ready[1] == zone.serial
+            and ready[0] == _ixfr_serial(query)
+        ):
+            # The same reply for everyone but the ID (RFC 1035 4.1.1: the
+            # first two octets of the header).
+            messages = (struct.pack("!H", query.id) + m[2:] for m in ready[2][query.edns >= 0])
+            detail += " prerendered=yes"
         self.counters[kind.lower()] += 1
         log.info(
             "transfer zone=%s peer=%s auth=%s kind=%s %s serial=%d",
@@ -369,7 +437,7 @@ class ZoneServer:
             detail,
             zone.serial,
         )
-        yield from self._messages(query, rrsets)
+        yield from messages if messages is not None else self._messages(query, rrsets)
 
     def _transfer(
         self, query: dns.message.Message, rdtype: int, zone: ZoneSnapshot
@@ -402,13 +470,19 @@ class ZoneServer:
 
     def _ixfr(self, zone: ZoneSnapshot, path: Sequence[Delta]) -> Iterator[dns.rrset.RRset]:
         yield zone.soa
+        prepared = self._prepared
         for delta in path:
+            ready = prepared.get(delta.to_serial)
             yield self.journal.soa_at(delta.from_serial)
-            for line in delta.removed:
-                yield self._rdatas.rrset(line)
+            if ready is not None:
+                yield from ready[0]
+            else:
+                yield from (self._rdatas.rrset(line) for line in delta.removed)
             yield self.journal.soa_at(delta.to_serial)
-            for line in delta.added:
-                yield self._rdatas.rrset(line)
+            if ready is not None:
+                yield from ready[1]
+            else:
+                yield from (self._rdatas.rrset(line) for line in delta.added)
         yield zone.soa
 
     def _messages(
@@ -437,7 +511,10 @@ class ZoneServer:
                     msg.use_tsig(query.keyring, query.keyname, algorithm=query.keyalgorithm)
             msg.flags |= dns.flags.AA
             msg.answer = batch
-            wire = msg.to_wire(multi=query.had_tsig, tsig_ctx=ctx)
+            # TCP: up to 65,535 octets whatever the EDNS payload says (that
+            # is a UDP size, RFC 6891 6.2.5); dnspython would otherwise cap
+            # the message at the request's payload.
+            wire = msg.to_wire(max_size=65535, multi=query.had_tsig, tsig_ctx=ctx)
             ctx = msg.tsig_ctx if query.had_tsig else None
             return wire
 
@@ -448,6 +525,37 @@ class ZoneServer:
                 batch = []
         if batch or first:
             yield pack()
+
+
+def _in_daemon_thread(fn: Callable[[], object]) -> asyncio.Future[object]:
+    """Run ``fn`` in a daemon thread; its result as a future of the running loop.
+
+    Not :func:`asyncio.to_thread`: its worker threads are joined at exit, so
+    SIGTERM during a rendering of a large zone would wait for it to end.
+    Stopping mid-rendering loses nothing: the journal is replaced
+    atomically or not at all.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def settle(result: object, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as e:  # handed to the awaiting coroutine
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is closed: exiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="dns-serve-render", daemon=True).start()
+    return future
 
 
 def _ixfr_serial(query: dns.message.Message) -> int | None:
@@ -505,6 +613,11 @@ async def _serve_tcp(
             # Shutdown: the connection's task is the outermost frame here,
             # so ending it quietly loses nothing.
             return
+        except Exception:
+            # A bug answering one request must not pass silently; the
+            # connection is closed and the server goes on.
+            log.exception("error answering peer=%s; connection closed", peer)
+            return
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -522,10 +635,9 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
     store = StateStore(config.state_dir, create=False)
     loop = asyncio.get_running_loop()
     try:
-        with contextlib.suppress(ZoneNotReady):
-            server.refresh(store)
-        if server.journal.current is None:
-            log.warning("no zone yet (no verified list with plaintext): transfers get SERVFAIL")
+        # Bound first (a port in use is reported at once), then the state
+        # is rendered by the watcher; meanwhile the journal's last good
+        # zone is served, or SERVFAIL when there is none yet.
         slots = asyncio.Semaphore(MAX_TCP_CONNECTIONS)
         tcp = await asyncio.start_server(
             lambda r, w: _serve_tcp(server, r, w, slots),
@@ -553,6 +665,8 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
         if server.journal.current is not None:
             # A restart may have missed a generation the secondaries lack.
             server.notifier.zone_changed(server.journal.current.soa)
+        else:
+            log.warning("no zone yet: transfers get SERVFAIL until the state is rendered")
         watcher = asyncio.create_task(server.watch(store))
         if ready is not None:
             ready.set()

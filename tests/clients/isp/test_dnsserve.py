@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dns.message
 import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -246,10 +247,16 @@ def entries(n: int, prefix: str = "h") -> list[str]:
     return [f"{prefix}{i}.example/" for i in range(n)]
 
 
+class NotReady(Exception):
+    """dns-serve answers SERVFAIL: no zone yet."""
+
+
 def soa_serial(port: int, key: dns.tsig.Key) -> int:
     q = dns.message.make_query(ORIGIN, "SOA")
     q.use_tsig(key)
     r = dns.query.udp(q, "127.0.0.1", port=port, timeout=1)
+    if r.rcode() == dns.rcode.SERVFAIL:
+        raise NotReady  # dns-serve has not rendered the state yet
     assert r.rcode() == dns.rcode.NOERROR
     return int(r.answer[0][0].serial)
 
@@ -308,7 +315,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
             try:
                 soa_serial(port, key)
                 break
-            except (dns.exception.Timeout, OSError):
+            except (dns.exception.Timeout, OSError, NotReady):
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "dns-serve did not start"
                 time.sleep(0.1)
@@ -320,9 +327,10 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
 
 
 def transfer(s: Served, zone: dns.zone.Zone, serial: int | None) -> None:
-    query, _ = dns.xfr.make_query(zone, serial=serial, use_edns=False)
+    # With EDNS (payload 1232): the TCP messages are still up to 64 KB.
+    query, _ = dns.xfr.make_query(zone, serial=serial, use_edns=0)
     if serial is None:
-        query = dns.message.make_query(ORIGIN, "AXFR")
+        query = dns.message.make_query(ORIGIN, "AXFR", use_edns=0)
     query.use_tsig(s.key)
     dns.query.inbound_xfr("127.0.0.1", zone, query, port=s.port, timeout=10)
 
@@ -404,3 +412,81 @@ def test_port_in_use_is_reported(served: Served) -> None:
     assert "port in use" in r.stderr
     with socket.socket() as s:  # the first server still answers
         s.connect(("127.0.0.1", served.port))
+
+
+def test_only_admitted_soa_and_transfers_are_answered(served: Served) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    with sock:
+        sock.connect(("127.0.0.1", served.port))
+        # A response sent to the server (reflection): never answered. The SOA
+        # query after it is, so the first reply must be the SOA's.
+        response = dns.message.make_response(dns.message.make_query(ORIGIN, "SOA"))
+        response.id = 1111
+        sock.send(response.to_wire())
+        soa = dns.message.make_query(ORIGIN, "SOA")
+        soa.id = 2222
+        soa.use_tsig(served.key)
+        sock.send(soa.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.id == 2222
+        assert reply.rcode() == dns.rcode.NOERROR
+        # No lookups in the zone (it would be an oracle of the list), even signed.
+        probe = dns.message.make_query(dns.name.from_text("h0.example", ORIGIN), "CNAME")
+        probe.use_tsig(served.key)
+        sock.send(probe.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.rcode() == dns.rcode.REFUSED
+        assert not reply.answer
+        # NOTIFY to the primary: not implemented here.
+        notify = dns.message.make_query(ORIGIN, "SOA")
+        notify.set_opcode(dns.opcode.NOTIFY)
+        sock.send(notify.to_wire())
+        reply = dns.message.from_wire(sock.recv(65535), keyring=False)
+        assert reply.rcode() == dns.rcode.NOTIMP
+
+
+def test_a_configuration_change_is_a_new_generation_without_a_new_version(
+    tmp_path: Path,
+) -> None:
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.store import StateStore
+
+    log = new_log()
+    listed = entries(3)
+    log.publish(sorted(sha(e) for e in listed), now=NOW)
+    server = MemoryServer(log, expressions={sha(e): e for e in listed})
+    config = IspConfig(
+        server=SERVER,
+        list=LIST,
+        token="cf_isp_test",
+        root_keys=(log.root_vkey,),
+        state_dir=tmp_path / "state",
+        plaintext=True,
+        lock_timeout=5.0,
+        full_check_interval=10 * 365 * 86400.0,
+    )
+    with server.client() as client:
+        assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
+    assert config.state_dir is not None
+
+    def generation(blockpage: tuple[str, ...]) -> tuple[int, int, tuple[str, ...]]:
+        serve = ServeConfig(
+            config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()), blockpage=blockpage
+        )
+        zs = ZoneServer(serve)
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+        assert zs.journal.current is not None
+        return zs.journal.current.serial, zs.journal.current.version, zs.journal.current.records
+
+    serial, version, records = generation(())
+    assert "h0.example CNAME ." in records
+    # A restart with the same configuration: same generation.
+    assert generation(()) == (serial, version, records)
+    # The block page addresses change the rendering, not the list version.
+    serial2, version2, records2 = generation(("192.0.2.80",))
+    assert version2 == version
+    assert serial2 == next_serial(serial)
+    assert "h0.example A 192.0.2.80" in records2
+    assert "h0.example CNAME ." not in records2

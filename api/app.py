@@ -18,8 +18,11 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Iterable
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -31,6 +34,7 @@ from api.context import AppContext
 from api.docs_ui import install_docs
 from api.errors import install_error_handlers
 from api.logging import configure_logging, flush_logs
+from api.longpoll import CheckpointPoller, PublishListener, psycopg_conninfo
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
@@ -169,19 +173,27 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         witnesses=WitnessStore(database),
     )
     holder["ctx"] = ctx
+    metrics.waiters.set_function(lambda: ctx.waiters.active)
+    watch = _publish_watch(ctx)
+    if isinstance(watch, PublishListener):
+        ctx.publish_listener = watch
     if signer is not None:
-        signer.listeners.append(lambda name: _invalidate_by_name(ctx, name))
+        signer.listeners.append(lambda name: _reload_by_name(ctx, name))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_flush_loop(ctx))]
         if settings.checkpoint_cache_ttl > 0:
             tasks.append(asyncio.create_task(_refresh_loop(ctx)))
+        tasks.append(asyncio.create_task(watch.run()))
+        restore_signals = _release_waiters_on_signal(ctx)
         if signer is not None and settings.schedule:
             signer.start()
         try:
             yield
         finally:
+            restore_signals()
+            ctx.waiters.release_all()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -234,12 +246,71 @@ def _gzip_options() -> dict[str, Any]:
     return options
 
 
-def _invalidate_by_name(ctx: AppContext, list_name: str) -> None:
+def _reload_by_name(ctx: AppContext, list_name: str) -> None:
+    """The embedded signer changed ``list_name``'s checkpoint: reload it now.
+
+    Runs in the signer's thread. Loading (rather than only dropping) the
+    note wakes this worker's long-polls at once (the cache reports the new
+    ETag to :class:`~api.longpoll.CheckpointWaiters`).
+    """
     info = ctx.lists.get(list_name)
-    if info is not None:
-        ctx.checkpoints.invalidate(info.id)
-    else:
+    if info is None:
         ctx.checkpoints.invalidate()
+        return
+    ctx.checkpoints.invalidate(info.id)
+    try:
+        ctx.load_checkpoint(info.id)
+    except Exception:
+        # The next request or refresh loads it; waiters wake then.
+        log.warning("could not reload the checkpoint after a publish", exc_info=True)
+
+
+def _publish_watch(ctx: AppContext) -> PublishListener | CheckpointPoller:
+    """How this worker learns of other processes' publishes (api.longpoll).
+
+    PostgreSQL: LISTEN for the publish transaction's NOTIFY; SQLite: poll.
+    """
+    if ctx.db.backend == "postgresql":
+
+        async def reload(list_id: int) -> object:
+            return await run_in_threadpool(ctx.load_checkpoint, list_id)
+
+        return PublishListener(psycopg_conninfo(ctx.db), reload, ctx.waiters)
+    return CheckpointPoller(ctx.waiters, ctx.load_checkpoint)
+
+
+def _release_waiters_on_signal(ctx: AppContext) -> Callable[[], None]:
+    """Answer held long-polls as soon as the server is asked to stop.
+
+    uvicorn waits for in-flight requests before it runs the lifespan's
+    shutdown, so without this a SIGTERM would wait up to
+    :data:`~api.longpoll.MAX_WAIT_SECONDS` for idle long-polls. The
+    handlers uvicorn installed are chained, not replaced. Returns the
+    function restoring them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers live on the main thread only
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        ctx.waiters.release_all()
+        chained = previous.get(signum)
+        if callable(chained):
+            chained(signum, frame)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(signum)
+        if current in (signal.SIG_DFL, signal.SIG_IGN, None):
+            continue  # nobody handles it gracefully: leave the default alone
+        previous[signum] = current
+        signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            if signal.getsignal(signum) is handler:
+                signal.signal(signum, old)
+
+    return restore
 
 
 def app_from_env() -> FastAPI:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.concurrency import run_in_threadpool
 
+from api.longpoll import CheckpointWaiters, PublishListener
 from api.ratelimit import RateLimiter
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
@@ -252,6 +253,12 @@ class CheckpointCache:
         self.ttl = ttl
         self._clock = clock
         self._items: dict[int, CachedCheckpoint] = {}
+        #: ETag of the last note loaded per list (kept across invalidation
+        #: and with the cache disabled): a load that differs is a change.
+        self._etags: dict[int, str] = {}
+        #: Called with a list id (from the loading thread) when a load finds
+        #: a note other than the previous one: wakes long-polls.
+        self.on_change: Callable[[int], None] | None = None
 
     def get(self, list_id: int) -> CachedCheckpoint | None:
         """A fresh cached checkpoint, or ``None``."""
@@ -271,6 +278,10 @@ class CheckpointCache:
         )
         if self.ttl > 0:
             self._items[list_id] = item
+        previous = self._etags.get(list_id)
+        self._etags[list_id] = item.etag
+        if previous is not None and previous != item.etag and self.on_change is not None:
+            self.on_change(list_id)
         return item
 
     def list_ids(self) -> list[int]:
@@ -424,6 +435,12 @@ class AppContext:
         self.checkpoints = CheckpointCache(settings.checkpoint_cache_ttl, clock=clock)
         self.pages = StatementPageCache()
         self._checkpoint_locks: dict[int, asyncio.Lock] = {}
+        # Long-polls of the checkpoint (api.longpoll): woken whenever a load
+        # of a list's checkpoint finds a new note, whoever loaded it.
+        self.waiters = CheckpointWaiters()
+        self.checkpoints.on_change = self.waiters.changed
+        #: PostgreSQL: the worker's LISTEN connection (the app sets it).
+        self.publish_listener: PublishListener | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.usage = UsageRecorder()
 

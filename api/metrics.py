@@ -136,6 +136,11 @@ class Metrics:
             registry=self.public,
         )
         self.started.set(time.time())
+        self.waiters = Gauge(
+            "cleanfeed_checkpoint_waiters",
+            "Checkpoint long-polls (?wait=S) held by this process now.",
+            registry=self.public,
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._list_status = list_status
         self._isp_seen = isp_seen

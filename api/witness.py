@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from api.errors import ApiProblem
 from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_COSIGNATURE_V1, format_vkey
+from blocklist.store import versions as store_versions
 from blocklist.store import witnesses as store_witnesses
 from blocklist.store.db import Database
 from blocklist.store.errors import InvalidField
@@ -167,4 +168,7 @@ class WitnessStore:
             store_witnesses.put_cosignature(
                 session, witness, text_hash=digest, size=size, timestamp=timestamp, line=line
             )
+            # The served note gains a line: long-polling ISPs of every
+            # worker learn of it at commit (PostgreSQL NOTIFY).
+            store_versions.notify_checkpoint_changed(session, list_id)
         return AcceptedCosignature(size=size, timestamp=timestamp, line=line)

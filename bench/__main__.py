@@ -173,6 +173,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         body_flood,
         bulk_import,
         dns_ixfr,
+        freshness,
         http_ratio,
         isp_sync,
         load,
@@ -195,6 +196,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "blockpage": blockpage.run,
         "bodies": body_flood.run,
         "dns_ixfr": dns_ixfr.run,
+        "freshness": freshness.run,
     }
 
 

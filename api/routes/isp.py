@@ -12,9 +12,11 @@ and ``If-None-Match`` answers 304 without touching the database.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import re
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -24,7 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from api.auth import (
     ISP,
@@ -38,6 +40,7 @@ from api.auth import (
 )
 from api.context import AppContext, CachedCheckpoint, CachedPage, ListInfo
 from api.errors import ApiProblem, api_problem_response
+from api.longpoll import MAX_WAIT_SECONDS, WAIT_HEADER, clamp_wait
 from api.models import MAX_INT, ExpressionOut, PlaintextOut, ProofOut, StatementsOut
 from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cache_control, problems
 from blocklist import merkle
@@ -233,19 +236,46 @@ def checkpoint_headers(cached: CachedCheckpoint, shared: bool) -> dict[str, str]
     ),
     summary="The latest checkpoint note (ETag over the whole note)",
 )
-async def get_checkpoint(request: Request, ctx: ContextDep, access: IspAccessDep) -> Response:
+async def get_checkpoint(
+    request: Request,
+    ctx: ContextDep,
+    access: IspAccessDep,
+    wait: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_INT,
+            description="Long-poll: with If-None-Match naming the current checkpoint, "
+            f"hold the request up to this many seconds (capped at {MAX_WAIT_SECONDS}) "
+            "until another checkpoint exists; echoed in Cleanfeed-Wait.",
+        ),
+    ] = None,
+) -> Response:
     """Return the current checkpoint, or 304 when the client holds it.
 
     Polls that hit every cache are answered by :func:`fast_isp`
     before routing; this route is the authoritative path for the rest.
+    With ``wait=S`` (:mod:`api.longpoll`) and an ``If-None-Match`` naming
+    the current checkpoint, the answer waits until another checkpoint
+    exists or S seconds pass; ``Cleanfeed-Wait`` says how long the server
+    was prepared to hold it (0: it declined, the worker holds its maximum).
     """
     cached = await ctx.checkpoint(access.list.id)
     if cached is None:
         raise ApiProblem(
             "not_ready", "this list has no signed checkpoint yet; is the signer running?"
         )
-    headers = checkpoint_headers(cached, access.shared)
     inm = request.headers.get("if-none-match")
+    seconds = clamp_wait(wait)
+    echo: dict[str, str] = {}
+    if seconds:
+        hold = seconds
+        # Only a named ETag can be waited on: "*" matches every checkpoint
+        # there will ever be, and a client without one needs the note now.
+        if inm is not None and etag_presented(inm, cached.etag):
+            cached, hold = await _hold(ctx, access.list.id, inm, cached, seconds, request.receive)
+        echo[WAIT_HEADER] = str(hold)
+    headers = {**checkpoint_headers(cached, access.shared), **echo}
     if inm is not None and etag_matches(inm, cached.etag):
         # Only the exact ETag shows the ISP holds this checkpoint (and so is
         # on this version); "*" is a 304 that proves nothing.
@@ -254,6 +284,63 @@ async def get_checkpoint(request: Request, ctx: ContextDep, access: IspAccessDep
         return Response(status_code=304, headers=headers)
     _note_fetch(request, ctx, access, None, "checkpoint")
     return Response(content=cached.body, media_type=TEXT_MEDIA_TYPE, headers=headers)
+
+
+async def _hold(
+    ctx: AppContext,
+    list_id: int,
+    inm: str,
+    cached: CachedCheckpoint,
+    seconds: int,
+    receive: Receive,
+) -> tuple[CachedCheckpoint, int]:
+    """Wait until ``list_id``'s checkpoint is not one ``inm`` names, or ``seconds`` pass.
+
+    A client that disconnects ends the hold at once (its answer goes
+    nowhere), so a dropped connection does not keep a waiter's place.
+
+    Returns:
+        The checkpoint to answer with, and the hold to echo: ``seconds``,
+        or 0 when the worker already holds its most waiters (answered at
+        once; the client falls back to its poll schedule).
+    """
+    waiters = ctx.waiters
+    with waiters.slot(list_id) as admitted:
+        if not admitted:
+            return cached, 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while True:
+                # The event first, then the read: a change landing in
+                # between still sets this event (CheckpointWaiters.event).
+                event = waiters.event(list_id)
+                current = await ctx.checkpoint(list_id)
+                if current is not None:
+                    cached = current
+                if not etag_presented(inm, cached.etag):
+                    return cached, seconds
+                left = end - loop.time()
+                if left <= 0 or waiters.closing or gone.done():
+                    return cached, seconds
+                woken = asyncio.ensure_future(event.wait())
+                try:
+                    await asyncio.wait({woken, gone}, timeout=left, return_when=FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+        finally:
+            gone.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (ASGI ``http.disconnect``).
+
+    A GET's only ``http.request`` message (no body) is read and dropped;
+    nothing else reads this request's body.
+    """
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 #: ISP paths answered by the fast path (list names: store.lists.LIST_NAME_RE).

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, CursorResult, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -72,6 +72,7 @@ from blocklist.store.models import (
 __all__ = [
     "MAX_PAGE",
     "PLAINTEXT_PAGE_ROWS",
+    "PUBLISH_CHANNEL",
     "IspVersion",
     "ListState",
     "PendingChanges",
@@ -90,6 +91,7 @@ __all__ = [
     "latest_version",
     "list_states",
     "lock_list",
+    "notify_checkpoint_changed",
     "open_publish_requests",
     "pending_changes",
     "plaintext",
@@ -537,6 +539,29 @@ def get_checkpoint(session: Session, list_id: int) -> CheckpointRow | None:
     return session.get(CheckpointRow, list_id)
 
 
+#: PostgreSQL LISTEN/NOTIFY channel on which every change of a list's served
+#: checkpoint is announced (payload: the list id as decimal text), so every
+#: API worker wakes its long-polling ISPs at once (DESIGN.md, "Freshness").
+PUBLISH_CHANNEL: Final = "cleanfeed_publish"
+
+
+def notify_checkpoint_changed(session: Session, list_id: int) -> None:
+    """Announce, at commit, that ``list_id``'s served checkpoint changed.
+
+    PostgreSQL: ``pg_notify`` inside the caller's transaction, delivered to
+    listeners only if and when it commits (PostgreSQL documentation, NOTIFY:
+    "if a NOTIFY is executed inside a transaction, the notify events are
+    not delivered until and unless the transaction is committed"), so a
+    waiter never wakes for a version that was rolled back. SQLite has no
+    such channel: the API polls instead (:mod:`api.longpoll`).
+    """
+    if is_postgresql(session):
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": PUBLISH_CHANNEL, "payload": str(list_id)},
+        )
+
+
 def put_checkpoint(
     session: Session, list_id: int, *, size: int, root: bytes, note: str, signed_at: datetime
 ) -> CheckpointRow:
@@ -576,6 +601,7 @@ def put_checkpoint(
     else:
         latest.size, latest.root, latest.note, latest.signed_at = size, root, note, signed_at
     session.flush()
+    notify_checkpoint_changed(session, list_id)
     return latest
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,14 +40,17 @@ from blocklist.errors import FormatError
 from cleanfeed import __version__
 from clients.common.http import Answer, check_etag, check_server_url, fetch, wait_hint
 from clients.common.limits import Limits, Timeouts
-from clients.errors import MalformedData, Oversize
+from clients.errors import ClientError, MalformedData, Oversize
 
 __all__ = [
     "DEFAULT_RESPONSE_DEADLINE",
+    "LONG_POLL_MARGIN_SECONDS",
+    "MAX_LONG_POLL_SECONDS",
     "MAX_PROOF_HASHES",
     "MIN_WAIT_HEADER",
     "STATEMENTS_PAGE_LIMIT",
     "VERSION_HEADER",
+    "WAIT_HEADER",
     "CheckpointResponse",
     "Fetcher",
     "PlaintextPage",
@@ -66,16 +70,30 @@ STATEMENTS_PAGE_LIMIT: Final = 1000
 MAX_PROOF_HASHES: Final = 64
 #: Overall deadline per response (connect, headers, 1xx, body).
 DEFAULT_RESPONSE_DEADLINE: Final = Timeouts().deadline
+#: Header a long-polling server echoes (DESIGN.md, "Freshness").
+WAIT_HEADER: Final = "Cleanfeed-Wait"
+#: Longest hold a client asks for (DESIGN.md: S <= 55).
+MAX_LONG_POLL_SECONDS: Final = 55
+#: Extra seconds a long-poll's timeouts allow beyond the hold: the server's
+#: answer after S seconds still has to reach us through proxies.
+LONG_POLL_MARGIN_SECONDS: Final = 15.0
+_WAIT_RE: Final = re.compile(r"\A[0-9]{1,2}\Z")
 #: Hash size on the wire.
 _HASH_SIZE: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
 class CheckpointResponse:
-    """A checkpoint answer: ``note`` is ``None`` on 304 Not Modified."""
+    """A checkpoint answer: ``note`` is ``None`` on 304 Not Modified.
+
+    ``wait`` is the server's ``Cleanfeed-Wait`` echo of a long-poll (the
+    seconds it was prepared to hold the request; 0: it declined), or
+    ``None`` when the server sent none (it does not long-poll).
+    """
 
     note: str | None
     etag: str | None
+    wait: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +175,13 @@ class Fetcher:
         params: dict[str, int | str] | None = None,
         headers: dict[str, str] | None = None,
         allow_304: bool = False,
+        hold: float = 0.0,
     ) -> Answer:
         """GET ``path`` within the deadline and read its decoded body with a cap.
+
+        ``hold``: seconds the server may legitimately keep the request
+        before answering (a long-poll); the read timeout and the overall
+        deadline of this request grow by it plus a margin.
 
         Raises:
             TransportError, RequestRejected, Oversize, MalformedData.
@@ -166,11 +189,24 @@ class Fetcher:
         all_headers = dict(self._headers)
         if headers:
             all_headers.update(headers)
+        seconds = self._deadline
+        timeout: httpx.Timeout | None = None
+        if hold > 0:
+            extra = hold + LONG_POLL_MARGIN_SECONDS
+            seconds += extra
+            base = self._client.timeout
+            timeout = httpx.Timeout(
+                connect=base.connect,
+                read=None if base.read is None else base.read + extra,
+                write=base.write,
+                pool=base.pool,
+            )
         return fetch(
             self._client,
             self._base + path,
             cap=cap,
-            seconds=self._deadline,
+            seconds=seconds,
+            timeout=timeout,
             what=path,
             params=params,
             headers=all_headers,
@@ -217,23 +253,53 @@ class Fetcher:
         r = self._get("/keyring", cap=self.limits.keyring, params=params)
         return self._text(r.body, "keyring")
 
-    def checkpoint(self, etag: str | None = None) -> CheckpointResponse:
+    def checkpoint(self, etag: str | None = None, *, wait: int = 0) -> CheckpointResponse:
         """Fetch the checkpoint note (``If-None-Match`` when ``etag`` is given).
+
+        Args:
+            etag: the validator of the checkpoint held.
+            wait: long-poll (with ``etag``): ask the server to hold the
+                request up to this many seconds (at most
+                :data:`MAX_LONG_POLL_SECONDS`) until another checkpoint
+                exists; this request's timeouts grow to cover it.
 
         Raises:
             TransportError, RequestRejected, Oversize, MalformedData.
+            ValueError: ``wait`` out of range.
         """
+        if not 0 <= wait <= MAX_LONG_POLL_SECONDS:
+            raise ValueError(f"wait must be 0..{MAX_LONG_POLL_SECONDS} seconds")
         headers = {"If-None-Match": etag} if etag else None
-        r = self._get("/checkpoint", cap=self.limits.checkpoint, headers=headers, allow_304=True)
+        params: dict[str, int | str] | None = {"wait": wait} if wait else None
+        r = self._get(
+            "/checkpoint",
+            cap=self.limits.checkpoint,
+            headers=headers,
+            params=params,
+            allow_304=True,
+            hold=wait,
+        )
+        echoed = self._wait_echo(r) if wait else None
         if r.status == 304:
-            return CheckpointResponse(note=None, etag=etag)
+            return CheckpointResponse(note=None, etag=etag, wait=echoed)
         served_etag = r.header("ETag")
         new_etag = check_etag(served_etag)
         if served_etag is not None and new_etag is None:
             # Not stored: sent back in If-None-Match it could make the server
             # or a proxy refuse every later poll (RFC 9110 8.8.3).
             log.warning("ignoring a malformed or oversized ETag (%d bytes)", len(served_etag))
-        return CheckpointResponse(note=self._text(r.body, "checkpoint"), etag=new_etag)
+        return CheckpointResponse(note=self._text(r.body, "checkpoint"), etag=new_etag, wait=echoed)
+
+    @staticmethod
+    def _wait_echo(r: Answer) -> int | None:
+        """The ``Cleanfeed-Wait`` echo, if well formed; anything else counts as absent."""
+        try:
+            value = r.header(WAIT_HEADER)
+        except ClientError:
+            return None
+        if value is None or not _WAIT_RE.match(value.strip()):
+            return None
+        return min(int(value.strip()), MAX_LONG_POLL_SECONDS)
 
     def statements_page(self, since: int, limit: int = STATEMENTS_PAGE_LIMIT) -> StatementsPage:
         """Fetch one page of statements after version ``since``.

@@ -609,6 +609,7 @@ def fetch(
     progress: Progress | None = None,
     on_headers: Callable[[httpx.Response], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    timeout: httpx.Timeout | None = None,
 ) -> Answer:
     """GET ``url`` within an overall deadline and read its decoded body with a cap.
 
@@ -630,6 +631,8 @@ def fetch(
         on_headers: called with the response once its headers arrived (for
             hints such as ``Cleanfeed-Min-Wait``), whatever the status.
         clock: the monotonic clock of the body-chunk deadline check.
+        timeout: per-operation timeouts of this request instead of the
+            client's (a long-poll waits longer for its headers).
 
     Returns:
         The 200 answer (or one of ``pass_statuses``) with its decoded body.
@@ -648,7 +651,13 @@ def fetch(
     try:
         with (
             deadline(seconds),
-            client.stream("GET", url, params=params, headers=headers) as r,
+            client.stream(
+                "GET",
+                url,
+                params=params,
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            ) as r,
         ):
             if on_headers is not None:
                 on_headers(r)

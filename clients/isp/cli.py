@@ -180,9 +180,25 @@ def sync_command(once: bool, as_json: bool, verbose: bool, **common: Any) -> Non
     default=None,
     help="Rewrite this Prometheus text file after every sync.",
 )
+@click.option(
+    "--long-poll",
+    type=click.IntRange(0, 55),
+    default=None,
+    metavar="SECONDS",
+    help="Between scheduled syncs, let the server hold a checkpoint request this long and "
+    "sync as soon as it reports a new version (default 55, or long_poll in the file; "
+    "0: plain polling). Servers without long-poll get plain polling.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every sync (default: warnings only).")
-def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) -> None:
+def run_command(
+    prometheus_textfile: Path | None, long_poll: int | None, verbose: bool, **common: Any
+) -> None:
     """Sync on a schedule until SIGTERM or SIGINT.
+
+    Between syncs, long-polls the server (GET …/checkpoint?wait=S) so a new
+    version is verified and applied seconds after its publish; the regular
+    schedule (interval) still runs, and is all there is against a server
+    that does not long-poll.
 
     With ``[hits] enabled = true`` in the configuration file (off by
     default), also posts the block page's hit counts of each completed
@@ -197,14 +213,15 @@ def run_command(prometheus_textfile: Path | None, verbose: bool, **common: Any) 
     from clients.isp.sync import Syncer
 
     setup_logging(verbose)
-    config = config_from(**common, prometheus_textfile=prometheus_textfile)
+    config = config_from(**common, prometheus_textfile=prometheus_textfile, long_poll=long_poll)
     try:
         config.require_sync()
         with build_http_client(config) as client:
             syncer = Syncer(config, client)
             syncer.check_state()
             post_hits = hits_poster(config, client)
-            sys.exit(Daemon(config, syncer.sync_once, post_hits=post_hits).run())
+            daemon = Daemon(config, syncer.sync_once, post_hits=post_hits, watch=syncer.watch)
+            sys.exit(daemon.run())
     except ClientError as e:
         click.echo(f"failed: {e.reason}: {e}", err=True)
         sys.exit(EXIT_FAILED)

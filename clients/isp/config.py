@@ -14,6 +14,7 @@ Example file (every key optional; flags win)::
     root_keys = ["@/etc/cleanfeed/root.vkey"]
     state_dir = "/var/lib/cleanfeed"
     interval = 600
+    long_poll = 55   # seconds a poll may be held by the server; 0: plain polling
     max_age = 2700
     ca_bundle = "/etc/ssl/certs/hotline-ca.pem"
     # allow_insecure_http = false  # clear-text http:// off loopback (warns every sync)
@@ -67,6 +68,7 @@ from clients.errors import ConfigError
 from clients.isp.hits import HitsConfig, parse_hits_table
 
 __all__ = [
+    "DEFAULT_LONG_POLL",
     "DEFAULT_MAX_AGE",
     "MAX_FUTURE_SKEW",
     "TOKEN_ENV",
@@ -91,6 +93,12 @@ MAX_FUTURE_SKEW: Final = 5 * 60.0
 DEFAULT_INTERVAL: Final = DEFAULT_CHECKPOINT_INTERVAL
 #: Never poll faster than this, whatever the file says (be kind to the server).
 MIN_INTERVAL: Final = 10.0
+#: ``run`` long-polls by default (DESIGN.md, "Freshness"): the server holds
+#: the checkpoint request up to this many seconds and answers as soon as a
+#: new checkpoint exists, so a version is applied seconds after its publish.
+DEFAULT_LONG_POLL: Final = 55
+#: The server holds a request at most 55 s (DESIGN.md): a longer ask is moot.
+MAX_LONG_POLL: Final = 55
 #: Cap of the exponential back-off after errors: below the default max age, so
 #: a client recovers before its list goes stale.
 DEFAULT_MAX_BACKOFF: Final = 900.0
@@ -122,6 +130,10 @@ class IspConfig:
     #: Expected list origin; when unset, pinned from the first verified keyring.
     origin: str | None = None
     interval: float = DEFAULT_INTERVAL
+    #: ``run`` only: between scheduled syncs, hold a checkpoint request up
+    #: to this many seconds and sync at once when it reports a change
+    #: (0: plain polling; servers that do not long-poll get plain polling).
+    long_poll: int = DEFAULT_LONG_POLL
     max_age: float = DEFAULT_MAX_AGE
     max_future_skew: float = MAX_FUTURE_SKEW
     #: Upper bound of the random delay before ``run``'s first poll.
@@ -247,6 +259,7 @@ _FILE_KEYS: Final = frozenset(
         "state_dir",
         "origin",
         "interval",
+        "long_poll",
         "max_age",
         "first_poll_jitter",
         "max_backoff",
@@ -307,6 +320,8 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     ):
         if key in data:
             out[key] = _as_float(key, data[key])
+    if "long_poll" in data:
+        out["long_poll"] = _as_int("long_poll", data["long_poll"])
     for key in ("plaintext", "allow_insecure_http"):
         if key in data:
             if not isinstance(data[key], bool):
@@ -484,6 +499,8 @@ def _validate(config: IspConfig) -> IspConfig:
             raise ConfigError(str(e)) from e
     if config.interval < MIN_INTERVAL:
         raise ConfigError(f"interval must be at least {MIN_INTERVAL:g} s")
+    if not 0 <= config.long_poll <= MAX_LONG_POLL:
+        raise ConfigError(f"long_poll must be 0 (off) to {MAX_LONG_POLL} seconds")
     if config.max_age <= 0 or config.max_future_skew < 0:
         raise ConfigError("max_age must be positive")
     if config.token is not None and (not config.token or any(c.isspace() for c in config.token)):

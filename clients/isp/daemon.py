@@ -14,6 +14,12 @@ DESIGN.md "ISP sync", step 7, and Safe Browsing's update discipline:
 - SIGTERM and SIGINT stop the scheduler; a sync in progress finishes (its
   commit is one transaction either way) before the process exits.
 
+- between scheduled syncs, a watcher thread long-polls the checkpoint
+  (``long_poll`` seconds, DESIGN.md "Freshness") and moves the next sync to
+  now when the server reports another checkpoint; a server that does not
+  long-poll (no ``Cleanfeed-Wait`` echo), declines, answers early or fails
+  leaves the plain schedule in force until the next sync tries again.
+
 The scheduler is APScheduler's ``BlockingScheduler`` with one one-shot job
 rescheduled after every run, so the next delay always depends on the last
 outcome. An optional Prometheus text file (node_exporter's textfile
@@ -22,6 +28,7 @@ collector) is rewritten atomically after every sync.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import signal
@@ -33,6 +40,7 @@ from types import FrameType
 from typing import Final
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -40,7 +48,7 @@ from clients.common.files import write_atomic
 from clients.isp.config import IspConfig
 from clients.isp.records import REPORT_SCOPES, Status
 from clients.isp.store import StateStore
-from clients.isp.sync import SyncOutcome
+from clients.isp.sync import SyncOutcome, WatchOutcome
 
 __all__ = [
     "BACKOFF_BASE",
@@ -217,6 +225,8 @@ class Daemon:
         rng: random source for jitter.
         post_hits: posts the completed weeks' hit counts after each sync
             (``[hits]`` opted in; :func:`clients.isp.hits.post_completed_weeks`).
+        watch: long-polls for up to N seconds (``Syncer(...).watch``); used
+            between syncs when ``config.long_poll`` is positive.
     """
 
     def __init__(
@@ -226,10 +236,18 @@ class Daemon:
         *,
         rng: random.Random | None = None,
         post_hits: Callable[[], object] | None = None,
+        watch: Callable[[int], WatchOutcome] | None = None,
     ) -> None:
         self.config = config
         self._sync = sync
         self._post_hits = post_hits
+        self._watch = watch if config.long_poll > 0 else None
+        #: Set after each successful sync: the watcher may long-poll.
+        self._watching = threading.Event()
+        self._job: Job | None = None
+        self._job_lock = threading.Lock()
+        #: Long-polls that reported a change (syncs started early).
+        self.wakeups = 0
         self._rng = rng or random.SystemRandom()
         self._failures = 0
         self._min_wait: float | None = None
@@ -247,8 +265,44 @@ class Daemon:
         when = datetime.now(UTC) + timedelta(seconds=delay)
         # A fresh job id each time: the scheduler removes the finished
         # one-shot job after it ran, which must not remove its successor.
-        self._scheduler.add_job(self._run_once, trigger="date", run_date=when, name=_JOB_ID)
+        with self._job_lock:
+            self._job = self._scheduler.add_job(
+                self._run_once, trigger="date", run_date=when, name=_JOB_ID
+            )
         log.info("next sync in %.0f s", delay)
+
+    def _sync_soon(self) -> None:
+        """Move the pending sync to now (a long-poll saw a new checkpoint)."""
+        with self._job_lock:
+            job = self._job
+            if job is None or self._stopping.is_set():
+                return
+            # JobLookupError: it is running or just ran; its successor is
+            # scheduled and the watcher resumes after it.
+            with contextlib.suppress(JobLookupError):
+                job.modify(next_run_time=datetime.now(UTC))
+        self.wakeups += 1
+
+    def _watch_loop(self) -> None:
+        """The watcher thread: long-poll between syncs until stopped."""
+        watch = self._watch
+        assert watch is not None
+        while not self._stopping.is_set():
+            if not self._watching.wait(timeout=1.0):
+                continue
+            try:
+                outcome = watch(self.config.long_poll)
+            except Exception:  # a bug must not end freshness; the schedule still runs
+                log.exception("long-poll crashed")
+                outcome = WatchOutcome.UNAVAILABLE
+            if self._stopping.is_set():
+                return
+            if outcome is WatchOutcome.CHANGED:
+                log.info("new checkpoint announced; syncing now")
+                self._watching.clear()  # the sync sets it again
+                self._sync_soon()
+            elif outcome is WatchOutcome.UNAVAILABLE:
+                self._watching.clear()  # plain polling until the next sync
 
     def _run_once(self) -> None:
         outcome: SyncOutcome | None = None
@@ -284,6 +338,8 @@ class Daemon:
             rng=self._rng,
         )
         self._schedule(delay)
+        if self._watch is not None and ok:
+            self._watching.set()
 
     def stop(self, *_: object) -> None:
         """Stop after the sync in progress (signal-handler safe)."""
@@ -309,6 +365,12 @@ class Daemon:
             signal.signal(signal.SIGINT, handler)
         first = self._rng.uniform(0.0, max(self.config.first_poll_jitter, 0.0))
         self._schedule(first)
+        if self._watch is not None:
+            # A daemon thread: a long-poll in progress never delays exit,
+            # and it holds nothing that needs finishing (no lock, no write).
+            threading.Thread(
+                target=self._watch_loop, name="cleanfeed-long-poll", daemon=True
+            ).start()
         if self._stopping.is_set():
             return 0
         try:

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Final, Literal
 
 import httpx
@@ -69,6 +70,7 @@ __all__ = [
     "Status",
     "SyncOutcome",
     "Syncer",
+    "WatchOutcome",
     "export_report",
     "run_hook",
 ]
@@ -126,6 +128,19 @@ class SyncOutcome:
     def ok(self) -> bool:
         """Whether the list is verified and current (updated or already current)."""
         return self.status in ("updated", "current")
+
+
+class WatchOutcome(Enum):
+    """What a long-poll between syncs (:meth:`Syncer.watch`) found."""
+
+    #: The server answered another checkpoint: sync now.
+    CHANGED = "changed"
+    #: The server held the request for the whole wait; nothing new: ask again.
+    HELD = "held"
+    #: No long-poll here (the server does not echo ``Cleanfeed-Wait``, or
+    #: declined, or answered early, or an error): plain polling until the
+    #: next scheduled sync, which tries again.
+    UNAVAILABLE = "unavailable"
 
 
 def run_hook(command: str) -> int:
@@ -218,6 +233,43 @@ class Syncer:
                 TrustedState(c.root_keys, origin=c.origin, record=store.load_record())
             except LocalCorruption:
                 return
+
+    # --- long-poll between syncs --------------------------------------------------
+
+    def watch(self, seconds: int) -> WatchOutcome:
+        """Wait up to ``seconds`` for the server to have another checkpoint.
+
+        A trigger only: nothing fetched here is verified or kept, and the
+        state directory's lock is not taken (a sync or ``status`` may run
+        meanwhile). The next :meth:`sync_once` fetches and verifies as
+        always, so fail-closed behaviour is the sync's.
+
+        Returns:
+            :class:`WatchOutcome`; never raises a :class:`ClientError`.
+        """
+        if seconds <= 0 or not (self.config.state_path / DB_NAME).exists():
+            return WatchOutcome.UNAVAILABLE
+        try:
+            with StateStore(self.config.state_path, create=False) as store:
+                etag = check_etag(store.etag())
+            if etag is None:
+                return WatchOutcome.UNAVAILABLE  # nothing to name: the sync fetches plainly
+            started = time.monotonic()
+            response = self._fetcher().checkpoint(etag, wait=seconds)
+        except ClientError as e:
+            log.info("long-poll failed (%s); polling on schedule", e.reason)
+            return WatchOutcome.UNAVAILABLE
+        if not response.wait:
+            # No echo: a server without long-poll answered at once. 0: it
+            # holds its most waiters. Either way: the regular schedule.
+            return WatchOutcome.UNAVAILABLE
+        if response.note is not None:
+            return WatchOutcome.CHANGED
+        if time.monotonic() - started < response.wait / 2:
+            # A 304 long before the hold ended (a proxy answering from its
+            # cache, a restarting server): asking again at once could spin.
+            return WatchOutcome.UNAVAILABLE
+        return WatchOutcome.HELD
 
     # --- the sync -----------------------------------------------------------------
 

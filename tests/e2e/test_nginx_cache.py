@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,12 +37,14 @@ from support.ci import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from api.longpoll import MAX_WAIT_SECONDS, WAIT_HEADER  # noqa: E402
 from bench.common import ServerProcess, cleanfeed_server  # noqa: E402
 from bench.nginx_cache import (  # noqa: E402
     CACHE_STATUS_HEADER,
     DOC_LIST,
     AccessLine,
     NginxCache,
+    documented_config,
     find_nginx,
     read_access_log,
     start_nginx,
@@ -367,6 +371,62 @@ def test_requests_with_a_token_are_never_served_from_or_stored_in_the_cache(
         again = c.get(checkpoint, headers={**token, "If-None-Match": first.headers["etag"]})
         assert (again.status_code, _status(again)) == (304, "BYPASS")
         assert again.headers["cache-control"] == "private, no-cache"
+
+
+# --- long-poll ------------------------------------------------------------------------
+
+
+def _waiters(upstream: Upstream) -> int:
+    """Long-polls ``cleanfeed serve`` holds now (its public metrics)."""
+    text = httpx.get(f"{upstream.base}/metrics", timeout=10.0).text
+    match = re.search(r"^cleanfeed_checkpoint_waiters ([0-9.]+)$", text, re.MULTILINE)
+    assert match is not None, "no cleanfeed_checkpoint_waiters metric"
+    return int(float(match.group(1)))
+
+
+def test_a_long_poll_passes_through_uncached_and_is_woken_by_a_publish(
+    upstream: Upstream, start_cache: Callable[..., NginxCache]
+) -> None:
+    cache = start_cache()  # the documented 10 s validity
+    url = f"{cache.base}/v1/lists/{LIST}/checkpoint"
+    with httpx.Client(timeout=10.0) as c:
+        etag = c.get(url).headers["etag"]
+        assert _status(c.get(url)) == "HIT"  # a cached answer is at hand...
+    held = {"If-None-Match": etag}
+    with httpx.Client(timeout=30.0) as c:
+        # ...but a long-poll is held upstream, not answered from the cache.
+        short = c.get(url, params={"wait": 1}, headers=held)
+        # Held by the API (it echoes the hold), not answered by nginx.
+        assert (short.status_code, _status(short)) == (304, None)
+        assert short.headers[WAIT_HEADER] == "1"
+
+    answer: dict[str, httpx.Response] = {}
+
+    def long_poll() -> None:
+        with httpx.Client(timeout=MAX_WAIT_SECONDS + 30.0) as c:
+            answer["r"] = c.get(url, params={"wait": MAX_WAIT_SECONDS}, headers=held)
+
+    poller = threading.Thread(target=long_poll, daemon=True)
+    poller.start()
+    _wait_for("the server to hold the long-poll", lambda: _waiters(upstream) == 1 or None)
+    assert poller.is_alive()
+    version = upstream.publish(f"http://h{time.monotonic_ns()}.example.test/held.html")
+    poller.join(DEADLINE_SECONDS)
+    assert not poller.is_alive(), "the publish did not end the long-poll"
+    r = answer["r"]
+    assert (r.status_code, _status(r)) == (200, None)
+    assert r.headers[WAIT_HEADER] == str(MAX_WAIT_SECONDS)
+    assert _size(r) == version
+    # Not stored: a plain poll is not a HIT on the long-poll's answer.
+    after = httpx.get(url, timeout=10.0)
+    assert not (_status(after) == "HIT" and after.headers["etag"] == r.headers["etag"])
+
+
+def test_the_documented_read_timeout_covers_the_longest_hold() -> None:
+    timeouts = re.findall(r"^\s*proxy_read_timeout ([0-9]+)s;", documented_config(), re.MULTILINE)
+    assert timeouts, "docs/operations.md: the nginx block sets no proxy_read_timeout"
+    # nginx's default (60 s) leaves no room for the answer after a 55 s hold.
+    assert all(int(t) >= MAX_WAIT_SECONDS + 15 for t in timeouts)
 
 
 # --- an ISP client through the cache -------------------------------------------------

@@ -127,14 +127,19 @@ def _token_specs() -> list[tuple[str, str, str, list[str], dict[str, bool]]]:
     ]
 
 
-def make_deployment(root: Path, **settings: Any) -> Deployment:
+def make_deployment(root: Path, *, database_url: str | None = None, **settings: Any) -> Deployment:
     """Initialise ``root/data`` with lists MAIN and OTHER and a token per role.
 
     ``settings`` override the test defaults (no scheduler, no rate limits,
-    plain-text logs, no checkpoint cache).
+    plain-text logs, no checkpoint cache); ``database_url`` puts the
+    deployment on that database (default: SQLite in the data directory).
     """
     data_dir = root / "data"
-    result = init_data_dir(data_dir, list_name=MAIN, approvals_required=1)
+    result = init_data_dir(
+        data_dir, list_name=MAIN, approvals_required=1, database_url=database_url
+    )
+    if database_url is not None:
+        settings = {"database_url": database_url, **settings}
     options: dict[str, Any] = {
         "schedule": False,
         "rate_limit_per_second": 0,

@@ -152,6 +152,14 @@ def signer_group() -> None:
 )
 @_snapshot_days_option
 @_plaintext_days_option
+@click.option(
+    "--reverify-config",
+    envvar="CLEANFEED_REVERIFY_CONFIG",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Re-verify active entries as configured by this TOML file (vantage points, cadence, "
+    "limits; docs/reverification.md) [env CLEANFEED_REVERIFY_CONFIG; default: off].",
+)
 def run_command(
     data_dir: Path,
     database_url: str | None,
@@ -161,6 +169,7 @@ def run_command(
     log_level: str,
     snapshot_days: int | None,
     plaintext_days: int | None,
+    reverify_config: Path | None,
 ) -> None:
     """Run the signer daemon until SIGTERM or SIGINT.
 
@@ -168,8 +177,9 @@ def run_command(
     publish requests of an API started with --no-signer within about a
     second, and keeps each list's checkpoint fresh. With a retention period
     set, prunes old snapshots and off-list plaintext hourly (see `cleanfeed
-    signer prune`). A second signer against the same database waits on the
-    list lock and never forks the log.
+    signer prune`). With --reverify-config, re-checks active entries on the
+    configured cadence (docs/reverification.md). A second signer against
+    the same database waits on the list lock and never forks the log.
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -287,6 +297,23 @@ def run_command(
         for name, result in results.items():
             if result.changed:
                 logger.info("retention pruned list %s", name, extra=result.summary(name))
+
+    if reverify_config is not None:
+        # Issue 16 item 4: re-verification in the signer's process.
+        from signer.reverify import Reverifier, ReverifyConfigError, load_config
+
+        try:
+            reverifier = Reverifier(db, load_config(reverify_config))
+        except ReverifyConfigError as e:
+            db.dispose()
+            raise click.ClickException(str(e)) from e
+        scheduler.add_job(
+            lambda: reverifier.run_all(list(lists) or None),
+            "interval",
+            seconds=reverifier.config.interval,
+            next_run_time=start + timedelta(seconds=3),
+            id="reverify",
+        )
 
     if policy.enabled:
         scheduler.add_job(

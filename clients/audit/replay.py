@@ -31,10 +31,11 @@ the entry becomes approved once the count reaches ``approvals_required``
 not earlier than it, or, by ``system:reverify`` (re-verification's
 ``auto_expire_gone``), when it gives reason ``gone`` and at least two
 distinct vantage points that all saw the entry gone. An addition of hash
-h in version V needs h's entry to be approved at V's head; a removal needs an expiry record after the head of
-the version that listed it. The list's canary, created with the list by
-``system:canary`` in the record right after ``list.create``, is the one
-entry approved without analysts (reported).
+h in version V needs h's entry to be approved at V's head; a removal
+needs an expiry record after the head of the version that listed it. The
+list's canary, created with the list by ``system:canary`` in the record
+right after ``list.create``, is the one entry approved without analysts
+(reported).
 
 The action and actor names are :class:`blocklist.auditlog.Action` and
 :class:`blocklist.auditlog.Actor`, the names the store writes.

@@ -16,7 +16,6 @@ The rules live in :mod:`blocklist.verification` (pure); the checks in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -289,24 +288,20 @@ def proposals(session: Session, list_id: int) -> list[Proposal]:
     Only active entries: once an analyst expired a proposed entry (the normal
     expiry route accepts the proposal) it leaves the queue.
     """
-    rows: Sequence[tuple[VerificationRow, EntryRow]] = (
-        session.execute(
-            select(VerificationRow, EntryRow)
-            .join(EntryRow, EntryRow.id == VerificationRow.entry_id)
-            .where(
-                VerificationRow.list_id == list_id,
-                EntryRow.status == STATUS_ACTIVE,
-                (VerificationRow.expiry_proposed_at.is_not(None))
-                | (VerificationRow.referral_proposed_at.is_not(None))
-                | (VerificationRow.flagged_at.is_not(None)),
-            )
-            .order_by(VerificationRow.entry_id)
+    rows = session.scalars(
+        select(VerificationRow)
+        .join(EntryRow, EntryRow.id == VerificationRow.entry_id)
+        .where(
+            VerificationRow.list_id == list_id,
+            EntryRow.status == STATUS_ACTIVE,
+            (VerificationRow.expiry_proposed_at.is_not(None))
+            | (VerificationRow.referral_proposed_at.is_not(None))
+            | (VerificationRow.flagged_at.is_not(None)),
         )
-        .tuples()
-        .all()
-    )
+        .order_by(VerificationRow.entry_id)
+    ).all()
     out: list[Proposal] = []
-    for row, _entry in rows:
+    for row in rows:
         for kind, since in (
             (KIND_EXPIRY, row.expiry_proposed_at),
             (KIND_REFERRAL, row.referral_proposed_at),

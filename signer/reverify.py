@@ -150,6 +150,12 @@ class ReverifyConfig:
     per_host_interval: float = DEFAULT_PER_HOST_INTERVAL_SECONDS
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     batch: int = DEFAULT_BATCH
+    #: Direct checks (no proxy) may connect to loopback, private, link-local
+    #: and other non-global addresses. Off by default: a listed name whose
+    #: owner points it at 127.0.0.1 or 10.x would otherwise turn the signer
+    #: into a probe of the hotline's own network (SSRF). Tests on loopback
+    #: turn it on; a proxy applies its own ACL (docs/reverification.md).
+    allow_private_addresses: bool = False
 
 
 _KEYS: Final = {
@@ -233,7 +239,8 @@ def parse_config(data: Mapping[str, Any]) -> ReverifyConfig:
             vantage points with one name, or ``auto_expire_gone`` with fewer
             than two vantage points.
     """
-    unknown = sorted(set(data) - set(_KEYS) - {"auto_expire_gone", "vantage_point"})
+    flags = {"auto_expire_gone", "allow_private_addresses", "vantage_point"}
+    unknown = sorted(set(data) - set(_KEYS) - flags)
     if unknown:
         raise ReverifyConfigError(f"unknown key(s): {', '.join(unknown)}")
     values: dict[str, Any] = {}
@@ -243,6 +250,10 @@ def parse_config(data: Mapping[str, Any]) -> ReverifyConfig:
     auto = data.get("auto_expire_gone", False)
     if not isinstance(auto, bool):
         raise ReverifyConfigError("auto_expire_gone: must be true or false")
+    private = data.get("allow_private_addresses", False)
+    if not isinstance(private, bool):
+        raise ReverifyConfigError("allow_private_addresses: must be true or false")
+    values["allow_private_addresses"] = private
     raw = data.get("vantage_point", [])
     if not isinstance(raw, list):
         raise ReverifyConfigError("vantage_point: must be an array of tables ([[vantage_point]])")
@@ -427,10 +438,18 @@ class Checker:
             url = _target_url(raw_url)
         except httpx.InvalidURL:
             return Observation(point.name, dns_outcome, addresses, error="url")
+        usable = addresses
+        if point.proxy is None and not self.config.allow_private_addresses:
+            # SSRF: never connect into the hotline's own networks because a
+            # listed name points there (the proxy's ACL does this for proxied
+            # checks).
+            usable = tuple(a for a in addresses if ipaddress.ip_address(a).is_global)
+            if not usable:
+                return Observation(point.name, dns_outcome, addresses, error="private_address")
         try:
-            status, location = self._request(point, "HEAD", url, host, addresses[0])
+            status, location = self._request(point, "HEAD", url, host, usable[0])
             if status in HEAD_REFUSED_STATUSES:
-                status, location = self._request(point, "GET", url, host, addresses[0])
+                status, location = self._request(point, "GET", url, host, usable[0])
         except httpx.HTTPError as e:
             return Observation(point.name, dns_outcome, addresses, error=_error_name(e))
         moved_to: str | None = None

@@ -10,6 +10,7 @@ Nothing here touches the internet; names are reserved (``*.example.com``).
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,7 @@ def config(dns_server: DnsServer, **overrides: Any) -> ReverifyConfig:
         gone_threshold=3,
         per_host_interval=0.0,
         timeout=5.0,
+        allow_private_addresses=True,  # the origins are on loopback
     )
     return replace(base, **overrides)
 
@@ -249,7 +251,7 @@ def test_concurrency_and_per_host_rate_hold(
     for host in HOSTS[:6]:
         for i in range(3):
             approved(client, deployment, origin.url(host, f"/p{i}.html"))
-    interval = 0.25
+    interval = 0.5
     job = Reverifier(
         deployment.db,
         config(dns_server, concurrency=3, per_host_interval=interval),
@@ -261,12 +263,29 @@ def test_concurrency_and_per_host_rate_hold(
     # Concurrency: never more connections at once than the limit.
     assert origin.max_active <= 3
     # Per-host rate: consecutive requests to one host at least `interval`
-    # apart (a small allowance for the time between the send and the accept).
+    # apart (an allowance for the time between the send and the accept on a
+    # loaded machine; without the pacer the gaps are near zero).
     for host in HOSTS[:6]:
         times = origin.arrivals[host]
         assert len(times) == 3
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= interval - 0.02, (host, gaps)
+        assert min(gaps) >= interval - 0.15, (host, gaps)
+
+
+def test_direct_checks_never_connect_to_private_addresses_by_default(
+    deployment: Deployment, client: ApiClient, origin: Origin, dns_server: DnsServer
+) -> None:
+    eid = approved(client, deployment, origin.url(HOSTS[0], "/inside.html"))
+    Reverifier(
+        deployment.db, config(dns_server, allow_private_addresses=False), clock=Clock()
+    ).run_list(MAIN)
+    state = verification(client, deployment, eid)
+    # The name resolves to 127.0.0.1: no connection is made (SSRF into the
+    # hotline's own network), and the check says it could not verify.
+    assert state["status"] == "unreachable"
+    assert state["vantage_points"][0]["error"] == "private_address"
+    assert state["hosting"] == ["127.0.0.1"]
+    assert origin.requests == []
 
 
 def test_the_canary_is_never_checked(
@@ -441,3 +460,60 @@ def test_bad_config_file_stops_the_server_at_start(tmp_path: Path) -> None:
         load_settings(tmp_path / "data", reverify_config=path)
     assert "reverify_config" in str(e.value)
     assert "gone_threshold" in str(e.value)
+
+
+# --- the schedule: the job runs in the signer's process ------------------------------
+
+
+def test_the_embedded_signer_schedules_the_job(
+    tmp_path: Path, origin: Origin, dns_server: DnsServer
+) -> None:
+    conf = tmp_path / "reverify.toml"
+    conf.write_text(
+        "interval_seconds = 3600\n"
+        "per_host_interval_seconds = 0\n"
+        "allow_private_addresses = true\n"
+        "[[vantage_point]]\n"
+        'name = "direct"\n'
+        f'resolver = "{dns_server.address}"\n'
+    )
+    d = make_deployment(tmp_path / "d", reverify_config=conf)
+    c = ApiClient(d.app)
+    try:
+        signer = d.app.state.cf.signer
+        assert signer is not None
+        assert signer.reverifier is not None
+        assert signer.reverifier.config.interval == 3600.0
+        eid = approved(c, d, origin.url(HOSTS[0], "/scheduled.html"))
+        # What the app's lifespan does with schedule on: the first run of
+        # every job is due at once.
+        signer.start()
+        try:
+            deadline = time.monotonic() + 60
+            while verification(c, d, eid)["status"] == "unchecked":
+                assert time.monotonic() < deadline, "the scheduled job never ran"
+                time.sleep(0.2)
+        finally:
+            signer.shutdown()
+        assert verification(c, d, eid)["status"] == "live"
+        assert (HOSTS[0], "HEAD", "/scheduled.html") in origin.requests
+    finally:
+        c.close()
+        close_deployment(d)
+
+
+def test_signer_run_refuses_a_bad_config_with_the_key_to_fix(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from signer.publisher_cli import signer_group
+
+    conf = tmp_path / "bad.toml"
+    conf.write_text("concurrency = 0\n")
+    result = CliRunner().invoke(
+        signer_group,
+        ["run", "--data-dir", str(deployment.settings.data_dir), "--reverify-config", str(conf)],
+    )
+    assert result.exit_code == 1, result.output
+    assert "concurrency: must be between 1 and 64" in result.output

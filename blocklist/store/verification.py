@@ -320,16 +320,21 @@ def summaries(session: Session) -> list[ListSummary]:
     """Per list: active entries by verification status, proposals, flags, last run."""
     out: list[ListSummary] = []
     for lst in session.scalars(select(ListRow).order_by(ListRow.name)).all():
+        # Grouped by the nullable column (no row: never checked), mapped in
+        # Python: PostgreSQL refuses to group by a parameterised coalesce().
         active = (
-            select(func.coalesce(VerificationRow.status, STATUS_UNCHECKED), func.count())
+            select(VerificationRow.status, func.count())
             .select_from(EntryRow)
             .outerjoin(VerificationRow, VerificationRow.entry_id == EntryRow.id)
             .where(EntryRow.list_id == lst.id, EntryRow.status == STATUS_ACTIVE)
-            .group_by(func.coalesce(VerificationRow.status, STATUS_UNCHECKED))
+            .group_by(VerificationRow.status)
         )
         if lst.canary_entry_id is not None:
             active = active.where(EntryRow.id != lst.canary_entry_id)
-        counts = {str(status): int(n) for status, n in session.execute(active).all()}
+        counts: dict[str, int] = {}
+        for status, n in session.execute(active).all():
+            key = str(status) if status is not None else STATUS_UNCHECKED
+            counts[key] = counts.get(key, 0) + int(n)
         queued = session.execute(
             select(
                 func.count(VerificationRow.expiry_proposed_at)

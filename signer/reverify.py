@@ -21,10 +21,16 @@ egress configuration), else straight to the first address DNS returned,
 with the entry's host in ``Host`` and in TLS SNI.
 
 Limits (each a named constant and a setting): a timeout per DNS query and
-per connect/read, at most ``concurrency`` checks at once (each check holds
+per connect/read, an overall deadline per request (a listed site may drip
+its headers a byte per read timeout), at most ``concurrency`` checks at once (each check holds
 one connection at a time, so the origins see at most that many), and at
 most one request per ``per_host_interval`` seconds to one host across all
 vantage points.
+
+SSRF: a listed name may point at the hotline's own networks. Direct checks
+connect only to globally routable addresses unless
+``allow_private_addresses`` is set (loopback tests); a proxy applies its
+own ACL (docs/reverification.md).
 
 Privacy: log lines and metrics name entries by id and carry verdicts, never
 a URL, a host or a body.
@@ -32,8 +38,10 @@ a URL, a host or a body.
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import logging
+import ssl
 import threading
 import time
 import tomllib
@@ -47,6 +55,7 @@ from typing import Any, Final
 import dns.exception
 import dns.rdatatype
 import dns.resolver
+import httpcore
 import httpx
 
 from blocklist.store import lists as store_lists
@@ -66,6 +75,7 @@ from signer.errors import SignerError
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_DEADLINE_SECONDS",
     "DEFAULT_GONE_THRESHOLD",
     "DEFAULT_INTERVAL_SECONDS",
     "DEFAULT_MAX_UNVERIFIED_DAYS",
@@ -107,6 +117,11 @@ DEFAULT_PER_HOST_INTERVAL_SECONDS: Final = 10.0
 #: Seconds for a DNS query, a connect, or one read (the status line and the
 #: header section; h11 caps the header section at 64 KiB).
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+#: Seconds one request may take in all (connect, TLS, status line and
+#: headers): httpx's timeouts are per read, and a listed site is an
+#: adversary that can drip one header byte per read timeout to hold a
+#: worker for days (h11 allows 64 KiB of header section).
+DEFAULT_DEADLINE_SECONDS: Final = 30.0
 #: Entries checked per list per run, least recently checked first, so one
 #: run stays bounded whatever the list's size.
 DEFAULT_BATCH: Final = 1000
@@ -149,6 +164,7 @@ class ReverifyConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     per_host_interval: float = DEFAULT_PER_HOST_INTERVAL_SECONDS
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    deadline: float = DEFAULT_DEADLINE_SECONDS
     batch: int = DEFAULT_BATCH
     #: Direct checks (no proxy) may connect to loopback, private, link-local
     #: and other non-global addresses. Off by default: a listed name whose
@@ -165,6 +181,7 @@ _KEYS: Final = {
     "concurrency": ("concurrency", int, 1, MAX_CONCURRENCY),
     "per_host_interval_seconds": ("per_host_interval", float, 0.0, 86_400.0),
     "timeout_seconds": ("timeout", float, 0.1, 300.0),
+    "deadline_seconds": ("deadline", float, 0.1, 3600.0),
     "batch": ("batch", int, 1, 1_000_000),
 }
 
@@ -333,6 +350,112 @@ def _error_name(error: Exception) -> str:
     return "transport"
 
 
+#: Monotonic time by which the current thread's request must be answered.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "cleanfeed_reverify_deadline", default=None
+)
+
+
+def _clamp(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of the request's deadline; raise once it passed."""
+    end = _DEADLINE.get()
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise error("the overall deadline of the check passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends at the request's overall deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._inner.start_tls(
+                ssl_context, server_hostname, _clamp(timeout, httpcore.ConnectTimeout)
+            )
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with every connection a :class:`_DeadlineStream`."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(
+            self._inner.connect_tcp(
+                host,
+                port,
+                _clamp(timeout, httpcore.ConnectTimeout),
+                local_address,
+                socket_options,
+            )
+        )
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("re-verification never connects to a Unix socket")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_deadline(client: httpx.Client) -> None:
+    """Wrap the network backend of each transport of ``client`` (direct and proxy).
+
+    httpx offers no way to pass a network backend, so each pool's backend is
+    wrapped after construction; a layout change fails loudly here (and the
+    deadline test with it) rather than running without a deadline.
+
+    Raises:
+        RuntimeError: a transport without the expected connection pool.
+    """
+    mounts: Mapping[Any, Any] = getattr(client, "_mounts", {})
+    for transport in (getattr(client, "_transport", None), *mounts.values()):
+        if transport is None:
+            continue
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if pool is None or backend is None:
+            raise RuntimeError("cannot install the re-verification deadline on this httpx")
+        if not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)
+
+
 class Checker:
     """Makes the DNS and HTTP observations of one run (thread-safe)."""
 
@@ -358,6 +481,7 @@ class Checker:
                     "Connection": "close",
                 },
             )
+            _install_deadline(self._clients[point.name])
             self._resolvers[point.name] = self._resolver(point)
 
     def _resolver(self, point: VantagePoint) -> dns.resolver.Resolver:
@@ -420,14 +544,18 @@ class Checker:
                 extensions["sni_hostname"] = url.host
         self.pacer.wait(host)
         request = client.build_request(method, target, headers=headers, extensions=extensions)
-        # stream=True: only the status line and header section are read.
-        # Leaving without reading the body closes the response, and with it
-        # the connection (keep-alive is off): the body is never read.
-        response = client.send(request, stream=True)
+        token = _DEADLINE.set(time.monotonic() + self.config.deadline)
         try:
-            return response.status_code, response.headers.get("location")
+            # stream=True: only the status line and header section are read.
+            # Leaving without reading the body closes the response, and with
+            # it the connection (keep-alive is off): the body is never read.
+            response = client.send(request, stream=True)
+            try:
+                return response.status_code, response.headers.get("location")
+            finally:
+                response.close()
         finally:
-            response.close()
+            _DEADLINE.reset(token)
 
     def observe(self, point: VantagePoint, raw_url: str, host: str) -> Observation:
         """One vantage point's observation of one entry (never raises for the network)."""

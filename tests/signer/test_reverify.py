@@ -244,6 +244,20 @@ def test_an_endless_body_is_never_read(
     assert record.sent < 16 * 1024 * 1024, record.sent
 
 
+def test_a_header_drip_is_cut_off_at_the_deadline(
+    deployment: Deployment, client: ApiClient, origin: Origin, dns_server: DnsServer
+) -> None:
+    origin.modes["/drip"] = "drip"
+    eid = approved(client, deployment, origin.url(HOSTS[3], "/drip"))
+    # Every read gets a byte within the 2 s read timeout; only the overall
+    # deadline ends the check (without it, it would never end).
+    job = Reverifier(deployment.db, config(dns_server, timeout=2.0, deadline=1.5), clock=Clock())
+    job.run_list(MAIN)
+    state = verification(client, deployment, eid)
+    assert state["status"] == "unreachable"
+    assert state["vantage_points"][0]["error"] == "timeout"
+
+
 def test_concurrency_and_per_host_rate_hold(
     deployment: Deployment, client: ApiClient, origin: Origin, dns_server: DnsServer
 ) -> None:

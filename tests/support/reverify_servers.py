@@ -38,6 +38,10 @@ ENDLESS_SNDBUF = 32_768
 #: so a client that reads the body finishes (and fails the test) instead of
 #: hanging it.
 ENDLESS_CAP = 64 * 1024 * 1024
+#: Pause between the bytes of a dripped header section.
+DRIP_SECONDS = 0.2
+#: Header bytes dripped before the section is finished (about 12 s).
+DRIP_BYTES = 60
 #: Longest request head the origin reads.
 MAX_HEAD = 65_536
 
@@ -68,7 +72,8 @@ class Origin:
     (``"200"``, ``"404"``, ``"410"``, ``"500"``), ``"redirect-away"`` (302 to
     another host), ``"redirect-same"`` (301 to another path on this host),
     ``"reset"`` (a TCP reset instead of an answer), ``"endless"`` (405 to
-    HEAD; a GET gets 200 and a body that never ends).
+    HEAD; a GET gets 200 and a body that never ends), ``"drip"`` (a header
+    section sent a byte at a time, never finished).
     """
 
     delay: float = 0.0
@@ -160,6 +165,19 @@ class Origin:
             self._send(conn, method, 302, {"Location": "http://elsewhere.example.org/moved.html"})
         elif mode == "redirect-same":
             self._send(conn, method, 301, {"Location": "/elsewhere-on-this-host.html"})
+        elif mode == "drip":
+            # One header byte per DRIP_SECONDS, never finishing the header
+            # section: each read sees data, so per-read timeouts never fire.
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            with contextlib.suppress(OSError):
+                for _ in range(DRIP_BYTES):
+                    if self._stop.is_set():
+                        return
+                    time.sleep(DRIP_SECONDS)
+                    conn.sendall(b"x")
+                # Finished at last: a checker without a deadline sees a 200
+                # (and fails its test) instead of hanging it.
+                conn.sendall(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         elif mode == "endless":
             if method == "HEAD":
                 self._send(conn, method, 405, {"Allow": "GET"})

@@ -9,7 +9,6 @@ Nothing here touches the internet; names are reserved (``*.example.com``).
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -261,29 +260,31 @@ def test_a_header_drip_is_cut_off_at_the_deadline(
 def test_concurrency_and_per_host_rate_hold(
     deployment: Deployment, client: ApiClient, origin: Origin, dns_server: DnsServer
 ) -> None:
-    origin.delay = 0.1  # each answer holds its connection, so overlaps show
-    for host in HOSTS[:6]:
-        for i in range(3):
+    origin.delay = 0.05  # each answer holds its connection, so overlaps show
+    hosts, per_host = HOSTS[:4], 5
+    for i in range(per_host):
+        for host in hosts:
             approved(client, deployment, origin.url(host, f"/p{i}.html"))
-    interval = 0.5
+    interval = 0.3
     job = Reverifier(
         deployment.db,
         config(dns_server, concurrency=3, per_host_interval=interval),
         clock=Clock(),
     )
     run = job.run_list(MAIN)
-    assert run.checked == 18
-    assert run.by_status == {"live": 18}
+    assert run.checked == len(hosts) * per_host
+    assert run.by_status == {"live": len(hosts) * per_host}
     # Concurrency: never more connections at once than the limit.
     assert origin.max_active <= 3
-    # Per-host rate: consecutive requests to one host at least `interval`
-    # apart (an allowance for the time between the send and the accept on a
-    # loaded machine; without the pacer the gaps are near zero).
-    for host in HOSTS[:6]:
+    # Per-host rate: n requests to one host span at least (n - 1) intervals.
+    # Measured over the whole span, the scheduling jitter of a loaded machine
+    # (first and last arrival only) stays far inside the allowance; without
+    # the pacer the span is a fraction of one interval.
+    for host in hosts:
         times = origin.arrivals[host]
-        assert len(times) == 3
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= interval - 0.15, (host, gaps)
+        assert len(times) == per_host
+        span = times[-1] - times[0]
+        assert span >= (per_host - 1) * interval - 0.3, (host, span)
 
 
 def test_direct_checks_never_connect_to_private_addresses_by_default(

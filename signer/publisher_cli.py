@@ -389,6 +389,58 @@ def publish_command(
         db.dispose()
 
 
+@signer_group.command("reverify")
+@data_dir_option
+@database_option
+@click.option("--list", "lists", multiple=True, help="List to check (repeat; default: all).")
+@click.option(
+    "--reverify-config",
+    envvar="CLEANFEED_REVERIFY_CONFIG",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The re-verification TOML file (docs/reverification.md) [env CLEANFEED_REVERIFY_CONFIG].",
+)
+def reverify_command(
+    data_dir: Path, database_url: str | None, lists: tuple[str, ...], reverify_config: Path
+) -> None:
+    """Re-verify active entries once, as `cleanfeed signer run --reverify-config` does on
+    its cadence.
+
+    Checks up to `batch` entries per list (least recently checked first;
+    never the canary) by DNS and one headers-only HTTP(S) request per
+    vantage point, records each verdict, proposes expiries and, with
+    auto_expire_gone, expires what every vantage point saw gone. Prints one
+    JSON object of counts per list on stdout (no URL, no host).
+    """
+    from signer.reverify import Reverifier, ReverifyConfigError, load_config
+
+    try:
+        config = load_config(reverify_config)
+    except ReverifyConfigError as e:
+        raise click.ClickException(str(e)) from e
+    db = _database(data_dir, database_url)
+    try:
+        runs = Reverifier(db, config).run_all(_list_names(db, lists))
+    finally:
+        db.dispose()
+    for run in runs:
+        click.echo(
+            json.dumps(
+                {
+                    "list": run.list_name,
+                    "checked": run.checked,
+                    "by_status": run.by_status,
+                    "proposed": run.proposed,
+                    "expired": run.expired,
+                    "referrals": run.referrals,
+                    "flagged": run.flagged,
+                    "seconds": round(run.seconds, 3),
+                },
+                sort_keys=True,
+            )
+        )
+
+
 @signer_group.command("prune")
 @data_dir_option
 @database_option

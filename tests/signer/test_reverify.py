@@ -532,3 +532,37 @@ def test_signer_run_refuses_a_bad_config_with_the_key_to_fix(
     )
     assert result.exit_code == 1, result.output
     assert "concurrency: must be between 1 and 64" in result.output
+
+
+def test_signer_reverify_runs_once_and_prints_counts(
+    deployment: Deployment, client: ApiClient, origin: Origin, dns_server: DnsServer, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from signer.publisher_cli import signer_group
+
+    origin.modes["/gone.html"] = "410"
+    live = approved(client, deployment, origin.url(HOSTS[0], "/live.html"))
+    approved(client, deployment, origin.url(HOSTS[0], "/gone.html"))
+    conf = tmp_path / "reverify.toml"
+    conf.write_text(
+        "per_host_interval_seconds = 0\n"
+        "allow_private_addresses = true\n"
+        "[[vantage_point]]\n"
+        'name = "direct"\n'
+        f'resolver = "{dns_server.address}"\n'
+    )
+    args = ["reverify", "--data-dir", str(deployment.settings.data_dir)]
+    result = CliRunner().invoke(
+        signer_group, [*args, "--list", MAIN, "--reverify-config", str(conf)]
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.strip().splitlines()
+    summary = json.loads(line)
+    assert summary["list"] == MAIN
+    assert summary["checked"] == 2
+    assert summary["by_status"] == {"gone": 1, "live": 1}
+    assert "example.com" not in result.output  # counts only, no host or URL
+    assert verification(client, deployment, live)["status"] == "live"

@@ -570,6 +570,9 @@ class VerificationRow(Base):
     expiry_proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     referral_proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The entry's ``approval_round`` the state belongs to: a reinstated
+    #: entry starts afresh (no stale proposal from before its expiry).
+    approval_round: Mapped[int] = mapped_column(Integer)
 
 
 class VerificationRunRow(Base):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from blocklist.auditlog import Action, Actor
@@ -110,6 +110,13 @@ class ListSummary:
     last_run_seconds: float | None
 
 
+#: A verification row that belongs to its entry's current approval round.
+_current_round = and_(
+    VerificationRow.entry_id == EntryRow.id,
+    VerificationRow.approval_round == EntryRow.approval_round,
+)
+
+
 def _state(row: VerificationRow | None) -> VerificationState:
     if row is None:
         return VerificationState()
@@ -127,8 +134,13 @@ def _state(row: VerificationRow | None) -> VerificationState:
 
 
 def get_state(session: Session, entry_id: int) -> VerificationState:
-    """An entry's verification state (``unchecked`` when never checked)."""
-    return _state(session.get(VerificationRow, entry_id))
+    """An entry's verification state (``unchecked`` when never checked in its
+    current approval round)."""
+    row = session.get(VerificationRow, entry_id)
+    entry = session.get(EntryRow, entry_id)
+    if row is None or entry is None or row.approval_round != entry.approval_round:
+        return VerificationState()
+    return _state(row)
 
 
 def entry_state(session: Session, list_id: int, entry_id: int) -> VerificationState | None:
@@ -175,7 +187,15 @@ def targets(session: Session, list_id: int, *, limit: int) -> list[Target]:
     if lst.canary_entry_id is not None:
         query = query.where(EntryRow.id != lst.canary_entry_id)
     return [
-        Target(entry.id, entry.url, entry.host, entry.created_at, _state(row))
+        Target(
+            entry.id,
+            entry.url,
+            entry.host,
+            entry.created_at,
+            # A state of an earlier round (before an expiry and reinstatement)
+            # says nothing about the entry as re-approved.
+            _state(row if row is not None and row.approval_round == entry.approval_round else None),
+        )
         for entry, row in session.execute(query).all()
     ]
 
@@ -247,6 +267,7 @@ def record(
     row.expiry_proposed_at = state.expiry_proposed_at
     row.referral_proposed_at = state.referral_proposed_at
     row.flagged_at = state.flagged_at
+    row.approval_round = entry.approval_round
     session.flush()
     if outcome.propose_expiry:
         audit.append(
@@ -294,6 +315,7 @@ def proposals(session: Session, list_id: int) -> list[Proposal]:
         .where(
             VerificationRow.list_id == list_id,
             EntryRow.status == STATUS_ACTIVE,
+            VerificationRow.approval_round == EntryRow.approval_round,
             (VerificationRow.expiry_proposed_at.is_not(None))
             | (VerificationRow.referral_proposed_at.is_not(None))
             | (VerificationRow.flagged_at.is_not(None)),
@@ -325,7 +347,7 @@ def summaries(session: Session) -> list[ListSummary]:
         active = (
             select(VerificationRow.status, func.count())
             .select_from(EntryRow)
-            .outerjoin(VerificationRow, VerificationRow.entry_id == EntryRow.id)
+            .outerjoin(VerificationRow, _current_round)
             .where(EntryRow.list_id == lst.id, EntryRow.status == STATUS_ACTIVE)
             .group_by(VerificationRow.status)
         )
@@ -341,7 +363,7 @@ def summaries(session: Session) -> list[ListSummary]:
                 + func.count(VerificationRow.referral_proposed_at),
                 func.count(VerificationRow.flagged_at),
             )
-            .join(EntryRow, EntryRow.id == VerificationRow.entry_id)
+            .join(EntryRow, _current_round)
             .where(VerificationRow.list_id == lst.id, EntryRow.status == STATUS_ACTIVE)
         ).one()
         run = session.get(VerificationRunRow, lst.id)

@@ -117,3 +117,29 @@ def test_auto_expiry_is_a_system_decision_with_the_vantage_points(
     assert [v["name"] for v in record.details["vantage_points"]] == ["a", "b"]
     # An expired entry is no longer checked, and a late result is not stored.
     assert not check(db, list_id, eid, LIVE, 3).stored
+
+
+def test_a_reinstated_entry_starts_afresh(db: Database, list_id: int) -> None:
+    (eid,) = listed(db, list_id, 1)
+    check(db, list_id, eid, GONE, 1)
+    check(db, list_id, eid, GONE, 2)
+    with db.transaction() as s:
+        store_entries.expire(s, list_id, eid, actor="alice", reason="proposal accepted", now=NOW)
+    with db.read() as s:
+        assert store_verification.proposals(s, list_id) == []
+    with db.transaction() as s:
+        store_entries.reinstate(s, list_id, eid, actor="carol", reason="back", now=NOW)
+    with db.transaction() as s:
+        store_entries.approve(s, list_id, eid, actor="bob", actor_role="analyst", now=NOW)
+    with db.read() as s:
+        # No stale expiry proposal from the previous round, and unchecked again.
+        assert store_verification.proposals(s, list_id) == []
+        assert store_verification.get_state(s, eid) == VerificationState()
+        (target,) = store_verification.targets(s, list_id, limit=10)
+        (summary,) = [x for x in store_verification.summaries(s) if x.list_name == "main"]
+    assert target.state == VerificationState()
+    assert summary.counts == {"unchecked": 1}
+    # The new round's first gone check is the first of its run.
+    assert not check(db, list_id, eid, GONE, 3).proposed
+    with db.read() as s:
+        assert store_verification.get_state(s, eid).consecutive_gone == 1

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("expiry_proposed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("referral_proposed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("approval_round", sa.Integer(), nullable=False),
         sa.CheckConstraint(
             "status IN ('live', 'gone', 'unreachable', 'moved', 'unchecked')",
             name=op.f("ck_entry_verification_status"),

@@ -35,15 +35,16 @@ from api.docs_ui import install_docs
 from api.errors import install_error_handlers
 from api.logging import configure_logging, flush_logs
 from api.longpoll import CheckpointPoller, PublishListener, psycopg_conninfo
-from api.metrics import IspSeen, ListStatus, Metrics
+from api.metrics import IspSeen, ListStatus, ListVerification, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, hits, isp, ops
+from api.routes import admin, analyst, auditor, hits, isp, ops, reverify
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
-from api.signer_service import SignerService
+from api.signer_service import SignerService, reverifier_for
 from api.witness import WitnessStore
 from blocklist.store import lists as store_lists
+from blocklist.store import verification as store_verification
 from blocklist.store import versions as store_versions
 from blocklist.store.db import Database
 from cleanfeed import __version__
@@ -111,6 +112,27 @@ def _isp_seen(ctx: AppContext) -> Iterable[IspSeen]:
     return list(seen.values())
 
 
+def _verification(ctx: AppContext) -> Iterable[ListVerification]:
+    """Re-verification figures per list (issue 16 item 4), for the admin scrape."""
+    try:
+        with ctx.db.read() as session:
+            summaries = store_verification.summaries(session)
+    except Exception:
+        log.warning("metrics: cannot read re-verification state", exc_info=True)
+        return []
+    return [
+        ListVerification(
+            list_name=s.list_name,
+            counts=s.counts,
+            proposals=s.proposals,
+            flagged=s.flagged,
+            last_run_timestamp=s.last_run_at.timestamp() if s.last_run_at else None,
+            last_run_seconds=s.last_run_seconds,
+        )
+        for s in summaries
+    ]
+
+
 async def _refresh_loop(ctx: AppContext) -> None:
     """Keep polled checkpoints cached: reload them twice per cache lifetime."""
     period = max(MIN_REFRESH_SECONDS, ctx.settings.checkpoint_cache_ttl / 2)
@@ -158,11 +180,13 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
             data_dir=settings.data_dir,
             database_url=settings.database_url,
             retention=settings.retention,
+            reverifier=reverifier_for(database, settings.reverify_config),
         )
     holder: dict[str, AppContext] = {}
     metrics = Metrics(
         list_status=lambda: _list_status(holder["ctx"]),
         isp_seen=lambda: _isp_seen(holder["ctx"]),
+        verification=lambda: _verification(holder["ctx"]),
     )
     ctx = AppContext(
         settings=settings,
@@ -220,7 +244,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits)
+    modules = (analyst, isp, auditor, admin, ops, hits, reverify)
     for module in modules:
         app.include_router(module.router)
     # The routers' own routes (their paths carry the prefix): what the body

@@ -628,11 +628,12 @@ def serve_command(
         os.environ["CLEANFEED_DATABASE_URL"] = settings.database_url
     service = None
     if settings.signer:
-        from api.signer_service import SignerService
+        from api.signer_service import SignerService, reverifier_for
         from blocklist.store.db import Database
 
+        database = Database(settings.resolved_database_url)
         service = SignerService(
-            Database(settings.resolved_database_url),
+            database,
             settings.keys_dir,
             publish_interval=settings.publish_interval,
             checkpoint_interval=settings.checkpoint_interval,
@@ -640,6 +641,7 @@ def serve_command(
             data_dir=settings.data_dir,
             database_url=settings.database_url,
             retention=settings.retention,
+            reverifier=reverifier_for(database, settings.reverify_config),
         )
         try:
             service.start()

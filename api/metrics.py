@@ -28,6 +28,7 @@ __all__ = [
     "METRICS_MEDIA_TYPE",
     "IspSeen",
     "ListStatus",
+    "ListVerification",
     "Metrics",
 ]
 
@@ -75,6 +76,18 @@ class ListStatus:
     pending_changes: int
 
 
+@dataclass(frozen=True)
+class ListVerification:
+    """Re-verification figures of one list (issue 16 item 4; admin scrape only)."""
+
+    list_name: str
+    counts: dict[str, int]
+    proposals: int
+    flagged: int
+    last_run_timestamp: float | None
+    last_run_seconds: float | None
+
+
 class _CallbackCollector(Collector):
     """Collects gauges computed at scrape time by a callback."""
 
@@ -97,6 +110,7 @@ class Metrics:
         self,
         list_status: Callable[[], Iterable[ListStatus]],
         isp_seen: Callable[[], Iterable[IspSeen]],
+        verification: Callable[[], Iterable[ListVerification]] | None = None,
     ) -> None:
         """Create the metrics.
 
@@ -104,6 +118,8 @@ class Metrics:
             list_status: returns per-list publish state at scrape time (admin
                 scrape only).
             isp_seen: returns the per-ISP last-seen versions (admin scrape only).
+            verification: returns per-list re-verification figures (admin
+                scrape only); None: no such gauges.
         """
         self.public = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
@@ -148,6 +164,9 @@ class Metrics:
         self.admin.register(_CallbackCollector(self._collect_public))
         self.admin.register(_CallbackCollector(self._collect_lists))
         self.admin.register(_CallbackCollector(self._collect_isps))
+        self._verification = verification
+        if verification is not None:
+            self.admin.register(_CallbackCollector(self._collect_verification))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request and record its latency."""
@@ -206,6 +225,49 @@ class Metrics:
             when.add_metric([item.token_name, item.list_name], item.at)
         yield seen
         yield when
+
+    def _collect_verification(self) -> Iterator[Metric]:
+        # Counts and times only: no URL, host or address (DESIGN.md privacy).
+        assert self._verification is not None
+        entries = GaugeMetricFamily(
+            "cleanfeed_verification_entries",
+            "Active entries (canary excluded) by re-verification status.",
+            labels=["list", "status"],
+        )
+        proposals = GaugeMetricFamily(
+            "cleanfeed_verification_proposals",
+            "Re-verification proposals (expiry, referral) waiting for analysts.",
+            labels=["list"],
+        )
+        flagged = GaugeMetricFamily(
+            "cleanfeed_verification_unverified",
+            "Active entries not seen live for max_unverified_days.",
+            labels=["list"],
+        )
+        last = GaugeMetricFamily(
+            "cleanfeed_verification_last_run_timestamp_seconds",
+            "Unix time the latest re-verification run of the list finished.",
+            labels=["list"],
+        )
+        duration = GaugeMetricFamily(
+            "cleanfeed_verification_last_run_duration_seconds",
+            "Seconds the latest re-verification run of the list took.",
+            labels=["list"],
+        )
+        for item in self._verification():
+            for status, count in sorted(item.counts.items()):
+                entries.add_metric([item.list_name, status], count)
+            proposals.add_metric([item.list_name], item.proposals)
+            flagged.add_metric([item.list_name], item.flagged)
+            if item.last_run_timestamp is not None:
+                last.add_metric([item.list_name], item.last_run_timestamp)
+            if item.last_run_seconds is not None:
+                duration.add_metric([item.list_name], item.last_run_seconds)
+        yield entries
+        yield proposals
+        yield flagged
+        yield last
+        yield duration
 
     def render(self, *, admin: bool) -> bytes:
         """Render the text exposition; ``admin`` adds the per-list and per-ISP gauges."""

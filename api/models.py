@@ -35,6 +35,7 @@ from blocklist.store.submissions import (
     MAX_REFERENCE_CHARS,
     MAX_URL_CHARS,
 )
+from blocklist.verification import VerificationState
 
 __all__ = [
     "MAX_INT",
@@ -96,6 +97,7 @@ __all__ = [
     "Url",
     "UtcTime",
     "ValidationIssueOut",
+    "VerificationOut",
     "WitnessIn",
     "WitnessListOut",
     "WitnessOut",
@@ -108,6 +110,7 @@ __all__ = [
     "list_out",
     "reach_out",
     "token_out",
+    "verification_out",
     "witness_out",
 ]
 
@@ -270,11 +273,37 @@ class AuditRecordOut(Out):
     hash: str | None = Field(description="base64 chain hash after this record")
 
 
+class VerificationOut(Out):
+    """An entry's re-verification state (DESIGN.md part 2; docs/reverification.md)."""
+
+    status: Literal["live", "gone", "unreachable", "moved", "unchecked"]
+    checked_at: datetime | None = Field(description="time of the latest check")
+    consecutive_gone: int = Field(description="consecutive checks that found it gone")
+    hosting: list[str] = Field(description="addresses observed by the latest check")
+    last_live_at: datetime | None = Field(description="last check that found it live")
+    vantage_points: list[dict[str, Any]] = Field(
+        description="each vantage point's verdict in the latest check (name, status, dns, "
+        "http_status, error)"
+    )
+    expiry_proposed_at: datetime | None = Field(
+        description="proposed for expiry (gone for k consecutive checks) since"
+    )
+    referral_proposed_at: datetime | None = Field(
+        description="proposed for referral (observed hosting in the home country) since"
+    )
+    flagged_at: datetime | None = Field(
+        description="flagged: not seen live for max_unverified_days, since"
+    )
+
+
 class EntryHistoryOut(EntryOut):
     """An entry with every approval and every audit record naming it."""
 
     approvals: list[ApprovalOut]
     history: list[AuditRecordOut]
+    verification: VerificationOut | None = Field(
+        default=None, description="re-verification state; null for the canary (never checked)"
+    )
 
 
 class ExpireIn(Forbid):
@@ -635,6 +664,21 @@ class HealthOut(Out):
 
 
 # --- conversions -----------------------------------------------------------
+
+
+def verification_out(state: VerificationState) -> VerificationOut:
+    """Serialise an entry's re-verification state."""
+    return VerificationOut(
+        status=state.status,  # type: ignore[arg-type]
+        checked_at=state.checked_at,
+        consecutive_gone=state.consecutive_gone,
+        hosting=list(state.hosting),
+        last_live_at=state.last_live_at,
+        vantage_points=[dict(v) for v in state.vantage_points],
+        expiry_proposed_at=state.expiry_proposed_at,
+        referral_proposed_at=state.referral_proposed_at,
+        flagged_at=state.flagged_at,
+    )
 
 
 def entry_out(entry: EntryRow, list_name: str) -> EntryOut:

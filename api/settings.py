@@ -238,6 +238,15 @@ class Settings(BaseSettings):
         description="Seconds a request body may take before body_min_rate applies.",
     )
 
+    # --- re-verification (issue 16 item 4; docs/reverification.md) ---
+    reverify_config: Path | None = Field(
+        default=None,
+        description="TOML file configuring re-verification of active entries (vantage points: "
+        "egress proxies and resolvers, cadence, limits, auto_expire_gone); unset: off. "
+        "Read by the embedded signer; `cleanfeed signer run --reverify-config` for a daemon.",
+    )
+    # --- end re-verification ---
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -262,6 +271,19 @@ class Settings(BaseSettings):
                 f"must be at most {MAX_AUTH_CACHE_TTL_SECONDS:g} seconds so a revoked token "
                 "stops working quickly; set CLEANFEED_AUTH_CACHE_TTL to 5 or less"
             )
+        return value
+
+    @field_validator("reverify_config")
+    @classmethod
+    def _reverify_config_valid(cls, value: Path | None) -> Path | None:
+        # Refused at start with the key to fix, not at the first scheduled run.
+        if value is not None:
+            from signer.reverify import ReverifyConfigError, load_config
+
+            try:
+                load_config(value)
+            except ReverifyConfigError as e:
+                raise ValueError(str(e)) from e
         return value
 
     @field_validator("default_list")

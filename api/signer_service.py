@@ -11,7 +11,8 @@ and the signer share one process. This module wraps
   ``publish_interval``; keep each checkpoint fresh (re-signed once older
   than ``checkpoint_interval``, DESIGN.md item 4); renew keyrings; apply the
   retention policy hourly when one is configured
-  (:mod:`blocklist.store.retention`); and, when other processes record
+  (:mod:`blocklist.store.retention`); re-verify active entries when
+  configured (:mod:`signer.reverify`); and, when other processes record
   publish requests (``--workers`` > 1, or separate API hosts), serve them
   every second.
 
@@ -36,6 +37,7 @@ from blocklist.store.db import Database
 from blocklist.store.retention import RetentionPolicy, prune_database
 from signer.keyring_ops import renew_keyring_if_needed
 from signer.publisher import Publisher, PublishResult, SignedCheckpoint
+from signer.reverify import Reverifier, load_config
 
 __all__ = [
     "KEYRING_CHECK_SECONDS",
@@ -43,6 +45,7 @@ __all__ = [
     "REQUEST_POLL_SECONDS",
     "RETENTION_CHECK_SECONDS",
     "SignerService",
+    "reverifier_for",
 ]
 
 log = logging.getLogger("cleanfeed.signer")
@@ -64,6 +67,17 @@ RETENTION_CHECK_SECONDS: Final = 3600.0
 MIN_CHECKPOINT_CHECK_SECONDS: Final = 1.0
 
 
+def reverifier_for(db: Database, config: Path | None) -> Reverifier | None:
+    """The re-verification job a ``reverify_config`` file describes (None: off).
+
+    Raises:
+        ReverifyConfigError: the file is unreadable or invalid.
+    """
+    if config is None:
+        return None
+    return Reverifier(db, load_config(config))
+
+
 class SignerService:
     """Publishers for every list of one database, plus their schedule."""
 
@@ -78,6 +92,7 @@ class SignerService:
         data_dir: Path | None = None,
         database_url: str | None = None,
         retention: RetentionPolicy | None = None,
+        reverifier: Reverifier | None = None,
     ) -> None:
         """Prepare publishers (keys are read on first use, not here).
 
@@ -92,6 +107,8 @@ class SignerService:
             database_url: the database URL, for keyring renewal.
             retention: what to prune hourly (``None`` or nothing enabled:
                 keep everything).
+            reverifier: the re-verification job (issue 16 item 4), run every
+                ``reverifier.config.interval`` seconds; ``None``: off.
         """
         self.db = db
         self.keys_dir = Path(keys_dir)
@@ -101,6 +118,7 @@ class SignerService:
         self.data_dir = data_dir
         self.database_url = database_url
         self.retention = retention
+        self.reverifier = reverifier
         self._publishers: dict[str, Publisher] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -287,6 +305,14 @@ class SignerService:
                 "interval",
                 seconds=RETENTION_CHECK_SECONDS,
                 id="retention",
+                **common,
+            )
+        if self.reverifier is not None:
+            scheduler.add_job(
+                self.reverifier.run_all,
+                "interval",
+                seconds=self.reverifier.config.interval,
+                id="reverify",
                 **common,
             )
         if self.serve_requests:

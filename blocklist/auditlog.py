@@ -86,6 +86,12 @@ class Action:
     #: A list-chain record carrying the global chain's head (written by the
     #: publisher, so the statements commit to the global records).
     GLOBAL_HEAD: Final = "global.head"
+    # --- re-verification (issue 16 item 4; blocklist.store.verification) ---
+    #: Gone for ``k`` consecutive checks: proposed for expiry in the
+    #: analysts' queue (no state change; an analyst expires it, or
+    #: ``auto_expire_gone`` does with ``entry.expire`` by :data:`Actor.REVERIFY`).
+    ENTRY_VERIFY_PROPOSE_EXPIRY: Final = "entry.verify_propose_expiry"
+    # --- end re-verification ---
     # The global chain (no list).
     TOKEN_CREATE: Final = "token.create"  # noqa: S105 - an action name
     TOKEN_REVOKE: Final = "token.revoke"  # noqa: S105 - an action name
@@ -120,6 +126,10 @@ class Actor:
     RETENTION: Final = "system:retention"
     #: Records written by a schema migration (frozen in its migration file).
     MIGRATION: Final = "system:migration"
+    #: Re-verification (issue 16 item 4): proposes expiries and, under
+    #: ``auto_expire_gone``, expires entries with reason ``gone`` and the
+    #: agreeing vantage points in the record (checked by the auditor).
+    REVERIFY: Final = "system:reverify"
 
     @staticmethod
     def is_system(actor: str) -> bool:

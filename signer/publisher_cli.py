@@ -165,6 +165,14 @@ def signer_group() -> None:
 )
 @_snapshot_days_option
 @_plaintext_days_option
+@click.option(
+    "--reverify-config",
+    envvar="CLEANFEED_REVERIFY_CONFIG",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Re-verify active entries as configured by this TOML file (vantage points, cadence, "
+    "limits; docs/reverification.md) [env CLEANFEED_REVERIFY_CONFIG; default: off].",
+)
 def run_command(
     data_dir: Path,
     database_url: str | None,
@@ -174,6 +182,7 @@ def run_command(
     log_level: str,
     snapshot_days: int | None,
     plaintext_days: int | None,
+    reverify_config: Path | None,
 ) -> None:
     """Run the signer daemon until SIGTERM or SIGINT.
 
@@ -181,8 +190,9 @@ def run_command(
     publish requests of an API started with --no-signer within about a
     second, and keeps each list's checkpoint fresh. With a retention period
     set, prunes old snapshots and off-list plaintext hourly (see `cleanfeed
-    signer prune`). A second signer against the same database waits on the
-    list lock and never forks the log.
+    signer prune`). With --reverify-config, re-checks active entries on the
+    configured cadence (docs/reverification.md). A second signer against
+    the same database waits on the list lock and never forks the log.
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -301,6 +311,23 @@ def run_command(
             if result.changed:
                 logger.info("retention pruned list %s", name, extra=result.summary(name))
 
+    if reverify_config is not None:
+        # Issue 16 item 4: re-verification in the signer's process.
+        from signer.reverify import Reverifier, ReverifyConfigError, load_config
+
+        try:
+            reverifier = Reverifier(db, load_config(reverify_config))
+        except ReverifyConfigError as e:
+            db.dispose()
+            raise click.ClickException(str(e)) from e
+        scheduler.add_job(
+            lambda: reverifier.run_all(list(lists) or None),
+            "interval",
+            seconds=reverifier.config.interval,
+            next_run_time=start + timedelta(seconds=3),
+            id="reverify",
+        )
+
     if policy.enabled:
         scheduler.add_job(
             prune,
@@ -373,6 +400,58 @@ def publish_command(
             )
     finally:
         db.dispose()
+
+
+@signer_group.command("reverify")
+@data_dir_option
+@database_option
+@click.option("--list", "lists", multiple=True, help="List to check (repeat; default: all).")
+@click.option(
+    "--reverify-config",
+    envvar="CLEANFEED_REVERIFY_CONFIG",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The re-verification TOML file (docs/reverification.md) [env CLEANFEED_REVERIFY_CONFIG].",
+)
+def reverify_command(
+    data_dir: Path, database_url: str | None, lists: tuple[str, ...], reverify_config: Path
+) -> None:
+    """Re-verify active entries once, as `cleanfeed signer run --reverify-config` does on
+    its cadence.
+
+    Checks up to `batch` entries per list (least recently checked first;
+    never the canary) by DNS and one headers-only HTTP(S) request per
+    vantage point, records each verdict, proposes expiries and, with
+    auto_expire_gone, expires what every vantage point saw gone. Prints one
+    JSON object of counts per list on stdout (no URL, no host).
+    """
+    from signer.reverify import Reverifier, ReverifyConfigError, load_config
+
+    try:
+        config = load_config(reverify_config)
+    except ReverifyConfigError as e:
+        raise click.ClickException(str(e)) from e
+    db = _database(data_dir, database_url)
+    try:
+        runs = Reverifier(db, config).run_all(_list_names(db, lists))
+    finally:
+        db.dispose()
+    for run in runs:
+        click.echo(
+            json.dumps(
+                {
+                    "list": run.list_name,
+                    "checked": run.checked,
+                    "by_status": run.by_status,
+                    "proposed": run.proposed,
+                    "expired": run.expired,
+                    "referrals": run.referrals,
+                    "flagged": run.flagged,
+                    "seconds": round(run.seconds, 3),
+                },
+                sort_keys=True,
+            )
+        )
 
 
 @signer_group.command("prune")

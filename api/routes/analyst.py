@@ -50,6 +50,7 @@ from api.models import (
     bulk_out,
     entry_out,
     reach_out,
+    verification_out,
 )
 from api.routes.common import EntryIdPath, ListPath, problems
 from blocklist import canonical
@@ -59,6 +60,7 @@ from blocklist.errors import BlocklistError, FormatError, InvalidHost, InvalidUR
 from blocklist.store import entries as store_entries
 from blocklist.store import imports as store_imports
 from blocklist.store import search as store_search
+from blocklist.store import verification as store_verification
 from blocklist.store import versions as store_versions
 from blocklist.store.errors import BulkRejected, LimitExceeded
 from blocklist.store.imports import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
@@ -541,10 +543,14 @@ async def get_entry(
         with ctx.db.read() as session:
             history = store_search.get_entry_with_history(session, info.id, entry_id)
             base = entry_out(history.entry, info.name)
+            # Re-verification state (issue 16 item 4); the canary is never checked.
+            state = store_verification.entry_state(session, info.id, entry_id)
+            verification = verification_out(state) if state is not None else None
             return EntryHistoryOut(
                 **base.model_dump(),
                 approvals=[approval_out(a) for a in history.approvals],
                 history=[audit_record_out(r) for r in history.records],
+                verification=verification,
             )
 
     return await run_in_threadpool(work)

@@ -80,6 +80,8 @@ __all__ = [
     "TokenRow",
     "TreeHashRow",
     "UTCDateTime",
+    "VerificationRow",
+    "VerificationRunRow",
     "VersionRow",
     "WitnessCosignatureRow",
     "WitnessKeyRow",
@@ -533,3 +535,54 @@ class HitCountRow(Base):
     token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), primary_key=True)
     entry_id: Mapped[int] = mapped_column(Integer, ForeignKey("entries.id"), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- re-verification (issue 16 item 4; migration 0009) ---------------------------
+
+
+class VerificationRow(Base):
+    """An entry's re-verification state (:mod:`blocklist.store.verification`).
+
+    Its own table rather than columns on ``entries``: the job writes it on
+    its own cadence, and nothing in it forms the signed history (decisions
+    it leads to are audit records). ``hosting`` and ``vantage_points`` hold
+    addresses and per-vantage-point verdicts, never a URL or a body.
+    """
+
+    __tablename__ = "entry_verification"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('live', 'gone', 'unreachable', 'moved', 'unchecked')", name="status"
+        ),
+        Index("ix_entry_verification_list", "list_id", "status"),
+    )
+
+    entry_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("entries.id"), primary_key=True, autoincrement=False
+    )
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    status: Mapped[str] = mapped_column(String(12))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consecutive_gone: Mapped[int] = mapped_column(Integer)
+    last_live_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    hosting: Mapped[list[str]] = mapped_column(JSON)
+    vantage_points: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    expiry_proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    referral_proposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The entry's ``approval_round`` the state belongs to: a reinstated
+    #: entry starts afresh (no stale proposal from before its expiry).
+    approval_round: Mapped[int] = mapped_column(Integer)
+
+
+class VerificationRunRow(Base):
+    """The latest re-verification run of a list (metrics: last run, duration, counts)."""
+
+    __tablename__ = "verification_runs"
+
+    list_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("lists.id"), primary_key=True, autoincrement=False
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    checked: Mapped[int] = mapped_column(Integer)

@@ -28,11 +28,14 @@ the entry becomes approved once the count reaches ``approvals_required``
 (DESIGN.md, four-eyes). ``entry.expire`` takes it off; an expiry by a
 ``system:`` actor counts only when it carries the ``at`` an analyst set
 (``expires_at`` of ``entry.add`` or an ``entry.schedule_expiry``) and is
-not earlier than it. An addition of hash h in version V needs h's entry to
-be approved at V's head; a removal needs an expiry record after the head of
-the version that listed it. The list's canary, created with the list by
-``system:canary`` in the record right after ``list.create``, is the one
-entry approved without analysts (reported).
+not earlier than it, or, by ``system:reverify`` (re-verification's
+``auto_expire_gone``), when it gives reason ``gone`` and at least two
+distinct vantage points that all saw the entry gone. An addition of hash
+h in version V needs h's entry to be approved at V's head; a removal
+needs an expiry record after the head of the version that listed it. The
+list's canary, created with the list by ``system:canary`` in the record
+right after ``list.create``, is the one entry approved without analysts
+(reported).
 
 The action and actor names are :class:`blocklist.auditlog.Action` and
 :class:`blocklist.auditlog.Actor`, the names the store writes.
@@ -58,6 +61,7 @@ from blocklist.canonical import expression as canonical_expression
 from blocklist.encoding import b64decode, b64encode, format_time, parse_time
 from blocklist.errors import BlocklistError, FormatError
 from blocklist.statement import Statement
+from blocklist.verification import vantage_agreement
 from clients.audit.bundle import Bundle, BundleEntry
 from clients.audit.report import (
     CHECK_ADDITION,
@@ -92,6 +96,7 @@ class EntryState:
     scheduled_at: str | None = None
     expire_seq: int | None = None
     expire_backed: bool = False
+    expire_actor: str | None = None
     listed_pos: int | None = None
     claimed_status: object = None
     pruned_seq: int | None = None
@@ -179,6 +184,7 @@ class Decisions:
         elif r.action == Action.ENTRY_EXPIRE:
             state.status = _OFF
             state.expire_seq = r.seq
+            state.expire_actor = r.actor
             state.expire_backed = self._expiry_backed(r, state)
         elif r.action == Action.ENTRY_PRUNE_PLAINTEXT:
             # Retention erases plaintext only of entries taken off the list.
@@ -242,6 +248,19 @@ class Decisions:
     def _expiry_backed(r: AuditRecord, state: EntryState) -> bool:
         if not Actor.is_system(r.actor):
             return True  # an analyst's own decision, logged with its reason
+        # --- re-verification (issue 16 item 4) ---
+        if r.actor == Actor.REVERIFY:
+            # auto_expire_gone: a system decision only with reason "gone"
+            # and at least two distinct vantage points that all saw it gone
+            # (blocklist.verification.vantage_agreement); never the canary.
+            points = r.details.get("vantage_points")
+            return (
+                not state.canary
+                and r.details.get("reason") == "gone"
+                and isinstance(points, list)
+                and vantage_agreement(points)
+            )
+        # --- end re-verification ---
         at = r.details.get("at")
         if state.scheduled_at is None or at != state.scheduled_at:
             return False
@@ -301,7 +320,13 @@ class Decisions:
             fail(
                 CHECK_REMOVAL,
                 f"removes {b64encode(h)} (entry {state.entry_id}) on the strength of record "
-                f"{state.expire_seq}, a system expiry that no analyst scheduled",
+                f"{state.expire_seq}, "
+                + (
+                    "a system:reverify expiry without reason 'gone' agreed by at least two "
+                    "vantage points"
+                    if state.expire_actor == Actor.REVERIFY
+                    else "a system expiry that no analyst scheduled"
+                ),
                 version=version,
                 entry_id=state.entry_id,
             )

@@ -320,6 +320,12 @@ ENDPOINTS = [
         200,
         lambda env, ln: ("GET", f"/v1/lists/{ln}/hits", {"params": {"week": _LAST_WEEK}}),
     ),
+    _e(
+        "proposals",
+        "analyst admin",
+        200,
+        lambda env, ln: ("GET", f"/v1/lists/{ln}/proposals", {}),
+    ),
     _e("witness-list", "admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/witnesses", {})),
     _e(
         "witness-add",
@@ -453,6 +459,7 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("GET", "/v1/lists/{list}"),
         ("POST", "/v1/lists/{list}/hits"),
         ("GET", "/v1/lists/{list}/hits"),
+        ("GET", "/v1/lists/{list}/proposals"),
         ("GET", "/v1/lists/{list}/isps"),
         ("POST", "/v1/tokens"),
         ("GET", "/v1/tokens"),

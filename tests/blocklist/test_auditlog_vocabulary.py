@@ -32,6 +32,8 @@ ACTIONS = {
     "TOKEN_CREATE": "token.create",
     "TOKEN_REVOKE": "token.revoke",
     "TOKEN_RENAME": "token.rename",
+    # re-verification (issue 16 item 4)
+    "ENTRY_VERIFY_PROPOSE_EXPIRY": "entry.verify_propose_expiry",
 }
 
 ACTORS = {
@@ -43,6 +45,8 @@ ACTORS = {
     "PUBLISHER": "system:publisher",
     "RETENTION": "system:retention",
     "MIGRATION": "system:migration",
+    # re-verification (issue 16 item 4)
+    "REVERIFY": "system:reverify",
 }
 
 
@@ -58,7 +62,7 @@ def test_action_names_are_the_published_ones() -> None:
     assert _names(Action, "ENTRY_PREFIX") == ACTIONS
     assert Action.ENTRY_PREFIX == "entry."
     entry_actions = {v for v in ACTIONS.values() if v.startswith(Action.ENTRY_PREFIX)}
-    assert len(entry_actions) == 7
+    assert len(entry_actions) == 8
 
 
 def test_actor_names_are_the_published_ones() -> None:

@@ -345,4 +345,5 @@ def test_accounts_are_recorded_without_secrets(ctx: AppContext, clock: Clock) ->
     enrolled_person(ctx, "ana", [("analyst", "*")], clock=clock)
     with ctx.db.read() as s:
         row = s.scalar(select(AccountRow))
-        assert row is not None and row.enrolled_at is not None
+        assert row is not None
+        assert row.enrolled_at is not None

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: A password that passes the length rule (test data, not a real secret).
-PASSWORD = "correct horse battery staple"  # noqa: S105 - synthetic test password
+PASSWORD = "correct horse battery staple"
 
 #: A fixed start time, aligned to a TOTP step boundary.
 T0 = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
@@ -76,8 +76,8 @@ def enrolled_person(
 ) -> Person:
     """Create an account with ``(role, list or '*')`` grants and enrol it.
 
-    ``clock`` (if given) becomes ``ctx.wall_clock`` and moves one TOTP step past enrolment, so the first
-    login's code is a fresh one.
+    ``clock`` (if given) becomes ``ctx.wall_clock`` and moves one TOTP step
+    past enrolment, so the first login's code is a fresh one.
     """
     if clock is not None:
         ctx.wall_clock = clock

@@ -271,16 +271,18 @@ def approve(
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     entry = get_entry(session, list_id, entry_id, lock=True)
-    approvers = {
-        foureyes.identity_of(who, who_person)
-        for who, who_person in session.execute(
-            select(ApprovalRow.actor, ApprovalRow.person).where(
-                ApprovalRow.entry_id == entry_id, ApprovalRow.round == entry.approval_round
-            )
-        ).all()
-    }
+    rows = session.execute(
+        select(ApprovalRow.actor, ApprovalRow.person).where(
+            ApprovalRow.entry_id == entry_id, ApprovalRow.round == entry.approval_round
+        )
+    ).all()
+    approvers = {foureyes.identity_of(who, who_person) for who, who_person in rows}
     identity = foureyes.identity_of(actor, person)
     refusal = approval_refusal(identity, entry, approvers, now=now)
+    if refusal is None and actor in {who for who, _ in rows}:
+        # A person and an unattached token of the same name: the actor name
+        # in the audit chain would not tell them apart, so one approval only.
+        refusal = DuplicateApproval(f"{actor} already approved entry {entry.id}")
     if refusal is not None:
         raise refusal
     session.add(

@@ -29,6 +29,7 @@ from blocklist.store.entries import (
 )
 from blocklist.store.errors import (
     BulkRejected,
+    DuplicateApproval,
     LimitExceeded,
     NotFound,
     PermissionDenied,
@@ -358,6 +359,7 @@ def approve_many(
     wanted = list(dict.fromkeys(entry_ids))
     entries: dict[int, EntryRow] = {}
     approvers: dict[int, set[str]] = {}
+    names: dict[int, set[str]] = {}  # actor names, as in approve()
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
         for entry in session.scalars(
@@ -375,6 +377,7 @@ def approve_many(
             owner = entries.get(entry_id)
             if owner is not None and round_ == owner.approval_round:
                 approvers[entry_id].add(foureyes.identity_of(who, who_person))
+                names.setdefault(entry_id, set()).add(who)
     identity = foureyes.identity_of(actor, person)
 
     results: list[ApproveResult] = []
@@ -387,6 +390,8 @@ def approve_many(
             refusal = NotFound(f"no entry {entry_id} on this list")
         else:
             refusal = approval_refusal(identity, found, approvers[entry_id], now=now)
+            if refusal is None and actor in names.get(entry_id, ()):
+                refusal = DuplicateApproval(f"{actor} already approved entry {entry_id}")
         if refusal is not None or found is None:
             results.append(
                 ApproveResult(

@@ -274,7 +274,7 @@ def login(
     result: tuple[str, SessionPerson] | None = None
     with ctx.db.transaction() as session:
         try:
-            row: AccountRow | None = store_accounts.get_account_by_name(session, name)
+            row: AccountRow | None = store_accounts.get_account_by_name(session, name, lock=True)
         except NotFound:
             row = None
         if not store_accounts.check_password(row, password) or row is None:

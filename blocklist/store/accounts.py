@@ -348,13 +348,19 @@ def get_account(session: Session, account_id: int) -> AccountRow:
     return row
 
 
-def get_account_by_name(session: Session, name: str) -> AccountRow:
-    """An account by name.
+def get_account_by_name(session: Session, name: str, *, lock: bool = False) -> AccountRow:
+    """An account by name; ``lock`` holds its row until the transaction ends.
+
+    Login locks it, so two logins racing with one TOTP code cannot both
+    pass the "code accepted once" check (RFC 6238 section 5.2).
 
     Raises:
         NotFound: no such account.
     """
-    row = session.scalar(select(AccountRow).where(AccountRow.name == name))
+    query = select(AccountRow).where(AccountRow.name == name)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalar(query)
     if row is None:
         raise NotFound(f"no account named {name[:NAME_LENGTH]!r}")
     return row

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
+from api.accounts import admin as accounts_admin
 from api.bodygate import BodyGate
 from api.context import AppContext
 from api.docs_ui import install_docs
@@ -244,7 +245,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits, reverify)
+    modules = (analyst, isp, auditor, admin, ops, hits, reverify, accounts_admin)
     for module in modules:
         app.include_router(module.router)
     # The routers' own routes (their paths carry the prefix): what the body

@@ -7,6 +7,10 @@ The rules (DESIGN.md, "Four-eyes"), stated once here:
 2. Adding an entry opens approval round 1; reinstating it opens the next
    round. The analyst who opened a round (its *opener*) may not approve it.
 3. An analyst approves a round at most once.
+
+"The analyst" is an identity (:func:`identity_of`, issue 15): the person
+behind a token or console session, so two tokens of one person are one
+analyst; a token attached to no person is identified by its name.
 4. A round is approved once its approvals reach the list's
    ``approvals_required``, which is one of :data:`APPROVALS_REQUIRED_CHOICES`.
 5. Taking an entry off needs no approval: one analyst suffices, because a
@@ -30,6 +34,7 @@ __all__ = [
     "APPROVALS_REQUIRED_CHOICES",
     "APPROVER_ROLE",
     "Refusal",
+    "identity_of",
     "is_approved",
     "role_refusal",
     "round_refusal",
@@ -59,6 +64,21 @@ class Refusal(enum.Enum):
     ALREADY_APPROVED = "already_approved"
 
 
+def identity_of(actor: str, person: int | None) -> str:
+    """The identity separation of duties compares: the person, else the token name.
+
+    Issue 15 item 4: one person never counts twice, so two tokens (or a
+    token and a console session) of one person are one identity. A token
+    attached to no person keeps today's rule: its name is its identity.
+    Both forms carry a prefix, so no token name can pass for a person.
+    Every rule that asks "the same person?" (four-eyes here; guard approval
+    and appeal review) calls this one function.
+    """
+    if person is not None:
+        return f"person:{person}"
+    return f"token:{actor}"
+
+
 def role_refusal(actor_role: str) -> Refusal | None:
     """Why ``actor_role`` may not approve at all (rule 1), or None if it may."""
     if actor_role == ADMIN_ROLE:
@@ -72,9 +92,10 @@ def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Ref
     """Why ``actor``'s approval of a round does not count (rules 2 and 3), or None.
 
     Args:
-        actor: the approving analyst.
-        opener: the analyst who opened the round (added or reinstated the entry).
-        approvers: the analysts who already approved this round.
+        actor: the approving analyst's identity (:func:`identity_of`).
+        opener: the identity of the analyst who opened the round (added or
+            reinstated the entry).
+        approvers: the identities of the analysts who already approved this round.
     """
     if actor == opener:
         return Refusal.OWN_ROUND

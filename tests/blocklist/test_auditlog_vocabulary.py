@@ -34,6 +34,17 @@ ACTIONS = {
     "TOKEN_RENAME": "token.rename",
     # re-verification (issue 16 item 4)
     "ENTRY_VERIFY_PROPOSE_EXPIRY": "entry.verify_propose_expiry",
+    # --- persons' accounts (issue 15) ---
+    "ACCOUNTS_START": "accounts.start",
+    "ACCOUNT_CREATE": "account.create",
+    "ACCOUNT_ENROL": "account.enrol",
+    "ACCOUNT_GRANT": "account.grant",
+    "ACCOUNT_GRANT_CONFIRM": "account.grant_confirm",
+    "ACCOUNT_REVOKE_ROLE": "account.revoke_role",
+    "ACCOUNT_DISABLE": "account.disable",
+    "ACCOUNT_RESET": "account.reset",
+    "TOKEN_ATTACH": "token.attach",
+    # --- end of persons' accounts ---
 }
 
 ACTORS = {

@@ -159,6 +159,7 @@ def _render(
         request=request,
         person=person,
         csrf=getattr(person, "csrf_token", ""),
+        csrf_name=accounts.CSRF_FIELD,
         prefix=CONSOLE_PREFIX,
         static=STATIC_PATH,
         lists=_person_lists(request, person) if person is not None else [],
@@ -172,13 +173,8 @@ def _refused(request: Request, person: Any, status: int, title: str, detail: str
     return _render(request, "error.html", person=person, status=status, title=title, detail=detail)
 
 
-def _roles_on(person: Any, list_name: str) -> frozenset[str]:
-    roles: Mapping[str, frozenset[str]] = person.roles
-    return frozenset(roles.get(list_name, frozenset()) | roles.get("*", frozenset()))
-
-
 def _holds_anywhere(person: Any, role: str) -> bool:
-    return any(role in held for held in person.roles.values())
+    return bool(person.holds(role, None))
 
 
 def _person_lists(request: Request, person: Any) -> list[str]:
@@ -202,12 +198,9 @@ def _chosen_list(request: Request, person: Any, value: str | None = None) -> str
 
 
 def _principal(person: Any, role: str, list_name: str | None) -> Principal | None:
-    if list_name is None or role not in _roles_on(person, list_name):
+    if list_name is None or not person.holds(role, list_name):
         return None
-    try:
-        principal: Principal = person.principal(role, list_name)
-    except (KeyError, ValueError, PermissionError):
-        return None
+    principal: Principal = person.principal(role, list_name)
     return principal
 
 
@@ -252,7 +245,7 @@ async def _form(request: Request, person: Any) -> tuple[FormData | None, Respons
     if why is not None:
         return None, _refused(request, person, 403, "Refused: cross-site request", why)
     form = await request.form(max_part_size=MAX_IMPORT_BYTES)
-    submitted = form.get("csrf")
+    submitted = form.get(accounts.CSRF_FIELD)
     if not isinstance(submitted, str) or not accounts.check_csrf(person, submitted):
         return None, _refused(
             request,
@@ -295,6 +288,14 @@ async def login_form(request: Request) -> Response:
     return _render(request, "login.html", next=_safe_next(request.query_params.get("next")))
 
 
+#: What the login page says per ``LoginRefused.code``.
+_LOGIN_REFUSALS: Final = {
+    "bad_credentials": "Name, password or code is wrong.",
+    "totp_reused": "This code was already used: wait for the next code of your app.",
+    "account_disabled": "This account is disabled: ask an administrator.",
+}
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login_submit(request: Request) -> Response:
     """Check both factors; a new session (new id: no fixation) on success."""
@@ -318,15 +319,19 @@ async def login_submit(request: Request) -> Response:
             password if isinstance(password, str) else "",
             code,
             client,
+            # Session fixation: a cookie the browser already had is ended,
+            # never promoted; the new session gets a new id.
+            previous_cookie=request.cookies.get(accounts.SESSION_COOKIE),
         )
     except accounts.LoginBackoff as e:
         wait = int(getattr(e, "retry_after", 1) + 0.999)
         error = f"Too many failed logins: wait {wait} seconds before trying again."
         status = 429
         headers["Retry-After"] = str(wait)
-    except accounts.LoginRefused:
-        # One message for every cause: it must not tell which factor was wrong.
-        error = "Name, password or code is wrong, or the code was already used."
+    except accounts.LoginRefused as e:
+        # The accounts layer words its refusals so that they never tell
+        # which factor was wrong (bad_credentials covers all three).
+        error = _LOGIN_REFUSALS.get(e.code, _LOGIN_REFUSALS["bad_credentials"])
         status = 401
     if error is not None:
         page = _render(request, "login.html", status=status, error=error, name=name, next=target)
@@ -366,7 +371,7 @@ async def _enrol_page(
     request: Request, token: str, *, error: str | None = None, status: int = 200
 ) -> Response:
     try:
-        name, secret, uri = await _call(accounts.enrolment_info, _ctx(request), token)
+        info = await _call(accounts.enrolment_info, _ctx(request), token)
     except accounts.EnrolmentInvalid:
         return _refused(
             request,
@@ -379,9 +384,9 @@ async def _enrol_page(
         request,
         "enrol.html",
         status=status,
-        name=name,
-        secret=secret,
-        qr_svg=_qr_svg(uri),
+        name=info.name,
+        secret=info.totp_secret,
+        qr_svg=_qr_svg(info.provisioning_uri),
         token=token,
         error=error,
     )
@@ -1236,10 +1241,9 @@ async def mint_token(request: Request) -> Response:
         error = f"you do not hold the {role} role on that list"
     else:
         try:
-            minted = await _call(
+            token, _ = await _call(
                 accounts.mint_person_token, _ctx(request), person, role, list_name, name
             )
-            token = minted if isinstance(minted, str) else str(getattr(minted, "token", minted))
         except _DOMAIN_ERRORS as e:
             _, code, detail = _problem_text(e)
             error = f"{detail} ({code})"

@@ -117,7 +117,10 @@ def cross_site(request: Request) -> str | None:
             return f"the request came from another site (Sec-Fetch-Site: {fetch_site})"
         return None
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        if urlsplit(origin).netloc.lower() != _own_host(request):
-            return "the request came from another origin"
+    if (
+        origin is not None
+        and origin != "null"
+        and urlsplit(origin).netloc.lower() != _own_host(request)
+    ):
+        return "the request came from another origin"
     return None

@@ -56,11 +56,7 @@ def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> 
     violations = axe_violations(driver)
     assert not violations, f"{driver.current_url}:\n{describe(violations)}"
     # data: URLs (the browser's own date-picker icon) touch no network.
-    foreign = [
-        u
-        for u in requested_urls(driver)
-        if not u.startswith((console.base + "/", "data:"))
-    ]
+    foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
     assert not foreign, f"{driver.current_url} requested other hosts: {foreign}"
     if SHOTS and shot:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
@@ -149,7 +145,7 @@ def test_a_wrong_or_reused_totp_code_is_refused(driver: Any, console: ConsoleSer
     driver.find_element(By.ID, "password").send_keys(alice.password)
     driver.find_element(By.ID, "totp").send_keys(str(used))
     driver.find_element(By.ID, "login").click()
-    assert "already used" in wait_for(driver, "#error").text
+    assert "already used" in wait_for(driver, "#error").text  # totp_reused
     assert not driver.find_elements(By.ID, "whoami")
 
 
@@ -194,10 +190,29 @@ def test_an_isp_syncs_a_first_version(console: ConsoleServer, tmp_path_factory: 
 def isp_sync(console: ConsoleServer) -> dict[str, Any]:
     root = (console.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
     proc = subprocess.run(
-        [sys.executable, "-m", "cleanfeed", "isp", "sync", "--once", "--json",
-         "--server", console.base, "--token", state["isp_token"], "--list", LIST,
-         "--root-key", root, "--state-dir", str(state["isp_state"])],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "cleanfeed",
+            "isp",
+            "sync",
+            "--once",
+            "--json",
+            "--server",
+            console.base,
+            "--token",
+            state["isp_token"],
+            "--list",
+            LIST,
+            "--root-key",
+            root,
+            "--state-dir",
+            str(state["isp_state"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={k: v for k, v in os.environ.items() if k != "CLEANFEED_TOKEN"},
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -273,7 +288,10 @@ def test_a_publishes_and_the_isp_catches_up(driver: Any, console: ConsoleServer)
     assert notice.startswith("Published version ")
     published = int(notice.removeprefix("Published version ").rstrip("."))
     assert published > state["synced"]
-    assert "203.0.113.7/reports/case-17.html" in driver.find_element(By.CSS_SELECTOR, "details.version").text
+    assert (
+        "203.0.113.7/reports/case-17.html"
+        in driver.find_element(By.CSS_SELECTOR, "details.version").text
+    )
     check_page(driver, console, "versions")
     driver.get(f"{console.base}/console/isps?list={LIST}")
     row = wait_for(driver, 'tr[data-isp="isp-example"]')
@@ -289,7 +307,9 @@ def test_a_publishes_and_the_isp_catches_up(driver: Any, console: ConsoleServer)
     check_page(driver, console, "isps")
 
 
-def test_search_finds_the_entry_by_its_canonicalised_url(driver: Any, console: ConsoleServer) -> None:
+def test_search_finds_the_entry_by_its_canonicalised_url(
+    driver: Any, console: ConsoleServer
+) -> None:
     driver.get(f"{console.base}/console/search?list={LIST}")
     check_page(driver, console, None)
     # Upper-case host and a fragment: canonicalised as lookups do.

@@ -135,7 +135,11 @@ def make_driver(download_dir: Path | None = None) -> Any:
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     if download_dir is not None:
         options.add_experimental_option(
-            "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+            "prefs",
+            {
+                "download.default_directory": str(download_dir),
+                "download.prompt_for_download": False,
+            },
         )
     service = Service(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)

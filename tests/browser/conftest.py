@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.browser import ConsoleServer, browser_available, make_driver, start_console_server
 
 

@@ -107,7 +107,7 @@ def start_console_server(data_dir: Path, **settings: Any) -> ConsoleServer:
     return ConsoleServer(f"http://127.0.0.1:{port}", data_dir, app, server, thread)
 
 
-def make_driver(download_dir: Path | None = None) -> Any:
+def make_driver() -> Any:
     """Headless Debian Chromium through Debian's chromedriver (never Selenium Manager)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -133,14 +133,6 @@ def make_driver(download_dir: Path | None = None) -> Any:
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    if download_dir is not None:
-        options.add_experimental_option(
-            "prefs",
-            {
-                "download.default_directory": str(download_dir),
-                "download.prompt_for_download": False,
-            },
-        )
     service = Service(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(WAIT_SECONDS * 2)

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
+from api.accounts import admin as accounts_admin
 from api.bodygate import BodyGate
 from api.console import ConsoleHeaders, install_console
 from api.context import AppContext
@@ -210,7 +211,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits)
+    modules = (analyst, isp, auditor, admin, ops, hits, accounts_admin)
     for module in modules:
         app.include_router(module.router)
     # The analysts' console (/console/): pages, static files, and its

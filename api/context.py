@@ -50,6 +50,9 @@ from blocklist.store.errors import NotFound
 from blocklist.store.tokens import Principal
 
 if TYPE_CHECKING:
+    from blocklist.store.accounts import AccountSecrets
+
+if TYPE_CHECKING:
     from api.metrics import Metrics
     from api.settings import Settings
     from api.signer_service import SignerService
@@ -426,6 +429,11 @@ class AppContext:
         self._checkpoint_locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.usage = UsageRecorder()
+        #: Wall clock of persons' sessions and logins (issue 15); tests
+        #: replace it to expire a session without sleeping.
+        self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        #: The account-secrets key, loaded at first need (:mod:`api.accounts`).
+        self.account_secrets: AccountSecrets | None = None
 
     def limiter_for(self, role: str | None) -> RateLimiter:
         """The rate limiter of a role (ISPs' for ISP tokens and anonymous reads)."""

@@ -89,6 +89,8 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     store.LimitExceeded: 422,
     store.BulkRejected: 422,
     store.StoreUnavailable: 503,
+    # persons' accounts (issue 15); the others inherit their parent's status
+    store.AccountSecretsUnavailable: 503,
     # signer.errors: a note someone submitted (witness cosignature) is bad
     # input; key or signing trouble is the operator's to fix.
     signer.SignerError: 500,

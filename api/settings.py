@@ -217,6 +217,32 @@ class Settings(BaseSettings):
         description="Threshold k of posted hit counts: a count below it is refused "
         "(privacy floor, DESIGN.md part 2 'Hit counts').",
     )
+    # --- persons' accounts and console sessions (issue 15) ---
+    public_url: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Public base URL of this server as people reach it (e.g. "
+        "https://hotline.example.org), used in enrolment links; unset: http://127.0.0.1:8080.",
+    )
+    session_idle_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a console session may stay unused before it ends (30 min).",
+    )
+    session_absolute_timeout: float = Field(
+        default=43_200.0,
+        gt=0,
+        le=7 * 86_400,
+        description="Seconds after login a console session ends however busy (12 h).",
+    )
+    enrolment_link_hours: int = Field(
+        default=72,
+        ge=1,
+        le=24 * 31,
+        description="Hours an enrolment link (account create, account reset) stays valid.",
+    )
+    # --- end of accounts ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     docs: bool | None = Field(
@@ -263,6 +289,23 @@ class Settings(BaseSettings):
                 "stops working quickly; set CLEANFEED_AUTH_CACHE_TTL to 5 or less"
             )
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if (
+            scheme not in ("http", "https")
+            or not sep
+            or not rest
+            or any(c.isspace() or c in "?#" for c in value)
+        ):
+            raise ValueError(
+                "use an http(s) URL without query or fragment, e.g. https://hotline.example.org"
+            )
+        return value.rstrip("/")
 
     @field_validator("default_list")
     @classmethod
@@ -326,6 +369,16 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         """``DATA_DIR/keys`` (docs/architecture.md, "Data directory")."""
         return self.data_dir / "keys"
+
+    @property
+    def account_secrets_file(self) -> Path:
+        """``DATA_DIR/account-secrets.key``: seals TOTP secrets (mode 0600, issue 15)."""
+        return self.data_dir / "account-secrets.key"
+
+    @property
+    def enrol_base_url(self) -> str:
+        """Base of enrolment links: ``public_url``, else the local default server."""
+        return self.public_url or "http://127.0.0.1:8080"
 
     @property
     def admin_token_file(self) -> Path:

@@ -90,6 +90,21 @@ class Action:
     TOKEN_CREATE: Final = "token.create"  # noqa: S105 - an action name
     TOKEN_REVOKE: Final = "token.revoke"  # noqa: S105 - an action name
     TOKEN_RENAME: Final = "token.rename"  # noqa: S105 - an action name
+    # --- persons' accounts (issue 15; global chain) ---
+    #: Written once before the first account record: from here on the
+    #: auditor checks that approvals come from distinct enabled persons.
+    ACCOUNTS_START: Final = "accounts.start"
+    ACCOUNT_CREATE: Final = "account.create"
+    ACCOUNT_ENROL: Final = "account.enrol"
+    #: ``details.status`` "granted" or "pending" (a second admin must confirm).
+    ACCOUNT_GRANT: Final = "account.grant"
+    ACCOUNT_GRANT_CONFIRM: Final = "account.grant_confirm"
+    ACCOUNT_REVOKE_ROLE: Final = "account.revoke_role"
+    ACCOUNT_DISABLE: Final = "account.disable"
+    ACCOUNT_RESET: Final = "account.reset"
+    #: An existing token attached to a person (migration path, issue 15 item 5).
+    TOKEN_ATTACH: Final = "token.attach"  # noqa: S105 - an action name
+    # --- end of persons' accounts ---
 
     #: Prefix of the actions about one entry (they name it in ``entry``).
     ENTRY_PREFIX: Final = "entry."

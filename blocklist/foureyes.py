@@ -30,6 +30,7 @@ __all__ = [
     "APPROVALS_REQUIRED_CHOICES",
     "APPROVER_ROLE",
     "Refusal",
+    "identity_of",
     "is_approved",
     "role_refusal",
     "round_refusal",
@@ -59,6 +60,21 @@ class Refusal(enum.Enum):
     ALREADY_APPROVED = "already_approved"
 
 
+def identity_of(actor: str, person: int | None) -> str:
+    """The identity separation of duties compares: the person, else the token name.
+
+    Issue 15 item 4: one person never counts twice, so two tokens (or a
+    token and a console session) of one person are one identity. A token
+    attached to no person keeps today's rule: its name is its identity.
+    Both forms carry a prefix, so no token name can pass for a person.
+    Every rule that asks "the same person?" (four-eyes here; guard approval
+    and appeal review) calls this one function.
+    """
+    if person is not None:
+        return f"person:{person}"
+    return f"token:{actor}"
+
+
 def role_refusal(actor_role: str) -> Refusal | None:
     """Why ``actor_role`` may not approve at all (rule 1), or None if it may."""
     if actor_role == ADMIN_ROLE:
@@ -72,9 +88,10 @@ def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Ref
     """Why ``actor``'s approval of a round does not count (rules 2 and 3), or None.
 
     Args:
-        actor: the approving analyst.
-        opener: the analyst who opened the round (added or reinstated the entry).
-        approvers: the analysts who already approved this round.
+        actor: the approving analyst's identity (:func:`identity_of`).
+        opener: the identity of the analyst who opened the round (added or
+            reinstated the entry).
+        approvers: the identities of the analysts who already approved this round.
     """
     if actor == opener:
         return Refusal.OWN_ROUND

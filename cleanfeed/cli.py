@@ -38,6 +38,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, token."),
     "serve": ("api.cli:serve_command", "Run the API (and, by default, the embedded signer)."),
     "token": ("api.cli:token_group", "Create, list and revoke API tokens."),
+    "account": (
+        "api.accounts.cli:account_group",
+        "Persons' accounts: create, enrolment links, roles, disable, attach tokens.",
+    ),
     "witness": (
         "api.cli:witness_group",
         "Register the witness keys whose cosignatures a list accepts.",
@@ -67,6 +71,7 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
     "init": ("fastapi", "sqlalchemy", "alembic"),
     "serve": ("fastapi", "sqlalchemy", "uvicorn", "alembic"),
     "token": ("sqlalchemy", "alembic"),
+    "account": ("sqlalchemy", "alembic", "argon2", "pyotp"),
     "witness": ("sqlalchemy", "alembic"),
     "signer": ("sqlalchemy", "alembic"),
 }

@@ -141,7 +141,7 @@ async def add_entry(ctx: ContextDep, p: AnalystDep, list_name: ListPath, body: E
     def work() -> tuple[EntryOut, bool]:
         with ctx.db.transaction() as session:
             row, created = store_entries.add_entry(
-                session, info.id, actor=p.name, **_entry_kwargs(body)
+                session, info.id, actor=p.name, person=p.account_id, **_entry_kwargs(body)
             )
             return entry_out(row, info.name), created
 
@@ -208,6 +208,7 @@ def _bulk(
     rows: list[BulkRow | BulkResult],
     all_or_nothing: bool,
     import_id: int | None = None,
+    person: int | None = None,
 ) -> BulkOut:
     """Run a bulk add where some rows already failed to parse (BulkResult).
 
@@ -236,6 +237,7 @@ def _bulk(
                 actor=actor,
                 all_or_nothing=all_or_nothing,
                 import_id=import_id,
+                person=person,
             )
             if new_import is not None and not any(r.status == BULK_ADDED for r in store_results):
                 # Nothing added: no empty import is left behind.
@@ -310,7 +312,9 @@ async def bulk_add(
     """
     info = await _list_for(ctx, p, list_name)
     rows: list[BulkRow | BulkResult] = [_bulk_row(item) for item in body]
-    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing, import_id)
+    return await run_in_threadpool(
+        _bulk, ctx, info, p.name, rows, all_or_nothing, import_id, p.account_id
+    )
 
 
 def parse_csv(data: bytes) -> list[BulkRow | BulkResult]:
@@ -413,7 +417,9 @@ async def bulk_add_csv(
     if media != "text/csv":
         raise ApiProblem("unsupported_media_type", "send the CSV with Content-Type: text/csv")
     rows = parse_csv(await request.body())
-    return await run_in_threadpool(_bulk, ctx, info, p.name, rows, all_or_nothing, import_id)
+    return await run_in_threadpool(
+        _bulk, ctx, info, p.name, rows, all_or_nothing, import_id, p.account_id
+    )
 
 
 @router.post(
@@ -454,7 +460,7 @@ async def approve_entries(
                 assert body.ids is not None  # the model requires one of the two
                 ids = body.ids
             results = store_imports.approve_many(
-                session, info.id, ids, actor=p.name, actor_role=p.role
+                session, info.id, ids, actor=p.name, actor_role=p.role, person=p.account_id
             )
             return approve_many_out(results, import_id=body.import_id, next_cursor=next_cursor)
 
@@ -586,7 +592,7 @@ async def approve_entry(
         ctx,
         info,
         lambda session: store_entries.approve(
-            session, info.id, entry_id, actor=p.name, actor_role=p.role
+            session, info.id, entry_id, actor=p.name, actor_role=p.role, person=p.account_id
         ),
     )
 
@@ -612,7 +618,13 @@ async def expire_entry(
         ctx,
         info,
         lambda session: store_entries.expire(
-            session, info.id, entry_id, actor=p.name, reason=request.reason, at=request.at
+            session,
+            info.id,
+            entry_id,
+            actor=p.name,
+            reason=request.reason,
+            at=request.at,
+            person=p.account_id,
         ),
     )
 
@@ -638,7 +650,7 @@ async def reinstate_entry(
         ctx,
         info,
         lambda session: store_entries.reinstate(
-            session, info.id, entry_id, actor=p.name, reason=request.reason
+            session, info.id, entry_id, actor=p.name, reason=request.reason, person=p.account_id
         ),
     )
 

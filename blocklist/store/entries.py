@@ -98,6 +98,7 @@ def add_entry(
     category: str | None = None,
     hosting_country: str | None = None,
     expires_at: datetime | None = None,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> tuple[EntryRow, bool]:
     """Add a URL to a list as a pending entry; return ``(entry, created)``.
@@ -131,10 +132,10 @@ def add_entry(
     if existing is not None:
         restore_plaintext(session, list_id, [(existing, v)], actor, now)
         return existing, False
-    entry = EntryRow(**new_entry_values(list_id, v, actor, now))
+    entry = EntryRow(**new_entry_values(list_id, v, actor, now, person=person))
     session.add(entry)
     session.flush()
-    audit.append_many(session, list_id, [add_event(entry.id, v, actor)], now=now)
+    audit.append_many(session, list_id, [add_event(entry.id, v, actor, person=person)], now=now)
     return entry, True
 
 
@@ -215,12 +216,14 @@ def check_approver_role(actor_role: str) -> None:
 
 
 def approval_refusal(
-    actor: str, entry: EntryRow, approvers: set[str], *, now: datetime
+    identity: str, entry: EntryRow, approvers: set[str], *, now: datetime
 ) -> StoreError | None:
-    """The error refusing ``actor``'s approval of the entry's open round, or None.
+    """The error refusing an approval of the entry's open round, or None.
 
     The entry must be pending and not past its expiry time; then four-eyes
-    rules 2 and 3 (:mod:`blocklist.foureyes`) apply, ``approvers`` being the
+    rules 2 and 3 (:mod:`blocklist.foureyes`) apply to identities
+    (:func:`blocklist.foureyes.identity_of`: the person, else the token
+    name): ``identity`` is the approver's, ``approvers`` those of the
     analysts who already approved the round. :func:`approve` raises this
     error; :func:`blocklist.store.imports.approve_many` reports it per entry.
     """
@@ -228,11 +231,13 @@ def approval_refusal(
         return InvalidState(f"entry {entry.id} is {entry.status}, not pending approval")
     if entry.expires_at is not None and entry.expires_at <= now:
         return InvalidState(f"entry {entry.id} passed its expiry time before it was approved")
-    refusal = foureyes.round_refusal(actor, opener=entry.submitted_by, approvers=approvers)
+    opener = foureyes.identity_of(entry.submitted_by, entry.submitted_person)
+    refusal = foureyes.round_refusal(identity, opener=opener, approvers=approvers)
     if refusal is foureyes.Refusal.OWN_ROUND:
         return SelfApproval("an analyst cannot approve an entry they added or reinstated")
     if refusal is foureyes.Refusal.ALREADY_APPROVED:
-        return DuplicateApproval(f"{actor} already approved entry {entry.id}")
+        who = identity.removeprefix("token:")
+        return DuplicateApproval(f"{who} already approved entry {entry.id}")
     return None
 
 
@@ -243,6 +248,7 @@ def approve(
     *,
     actor: str,
     actor_role: str,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> EntryRow:
     """Record an analyst's approval; activate the entry once enough approvals exist.
@@ -265,18 +271,26 @@ def approve(
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     entry = get_entry(session, list_id, entry_id, lock=True)
-    approvers = set(
-        session.scalars(
-            select(ApprovalRow.actor).where(
-                ApprovalRow.entry_id == entry_id, ApprovalRow.round == entry.approval_round
-            )
-        ).all()
-    )
-    refusal = approval_refusal(actor, entry, approvers, now=now)
+    rows = session.execute(
+        select(ApprovalRow.actor, ApprovalRow.person).where(
+            ApprovalRow.entry_id == entry_id, ApprovalRow.round == entry.approval_round
+        )
+    ).all()
+    approvers = {foureyes.identity_of(who, who_person) for who, who_person in rows}
+    identity = foureyes.identity_of(actor, person)
+    refusal = approval_refusal(identity, entry, approvers, now=now)
+    if refusal is None and actor in {who for who, _ in rows}:
+        # A person and an unattached token of the same name: the actor name
+        # in the audit chain would not tell them apart, so one approval only.
+        refusal = DuplicateApproval(f"{actor} already approved entry {entry.id}")
     if refusal is not None:
         raise refusal
-    session.add(ApprovalRow(entry_id=entry_id, round=entry.approval_round, actor=actor, at=now))
-    approvers.add(actor)
+    session.add(
+        ApprovalRow(
+            entry_id=entry_id, round=entry.approval_round, actor=actor, at=now, person=person
+        )
+    )
+    approvers.add(identity)
     if foureyes.is_approved(len(approvers), lst.approvals_required):
         entry.status = STATUS_ACTIVE
         sync_publish_flag(entry)
@@ -293,6 +307,7 @@ def approve(
             "approvals": len(approvers),
             "required": lst.approvals_required,
             "status": entry.status,
+            **({} if person is None else {"person": person}),
         },
         now=now,
     )
@@ -307,6 +322,7 @@ def expire(
     actor: str,
     reason: str,
     at: datetime | None = None,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> EntryRow:
     """Take an entry off the list now (``at`` None or past) or schedule it for ``at``.
@@ -354,6 +370,7 @@ def expire(
             "reason": reason,
             "at": format_time(effective),
             "status": entry.status,
+            **({} if person is None else {"person": person}),
         },
         now=now,
     )
@@ -367,6 +384,7 @@ def reinstate(
     *,
     actor: str,
     reason: str,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> EntryRow:
     """Put an expired or removed entry back to pending, needing fresh approvals.
@@ -395,6 +413,7 @@ def reinstate(
     entry.status = STATUS_PENDING
     entry.approval_round += 1
     entry.submitted_by = actor
+    entry.submitted_person = person
     entry.expires_at = None
     sync_publish_flag(entry)
     session.flush()
@@ -409,6 +428,7 @@ def reinstate(
             "reason": reason,
             "round": entry.approval_round,
             "status": entry.status,
+            **({} if person is None else {"person": person}),
         },
         now=now,
     )

@@ -22,6 +22,12 @@ stable ``code`` that the API maps to problem+json:
 | BelowThreshold | hits_below_threshold | a posted hit count below the server's k |
 | UnknownBlockRef | unknown_block_ref | a posted block_ref names no published entry |
 | WeekNotOver | week_not_over | hit counts of an ISO week not yet ended |
+| AccountNameTaken | account_name_taken | an account with this name exists |
+| EnrolmentInvalid | enrolment_invalid | an enrolment link unknown, used, expired or disabled |
+| WeakPassword | weak_password | a password shorter than the minimum (or too long) |
+| TotpInvalid | totp_invalid | a TOTP code that does not match the secret |
+| SecondAdminRequired | second_admin_required | a grant's confirmation by its own requester |
+| AccountSecretsUnavailable | account_secrets_unavailable | the account-secrets key is unusable |
 
 Every refused operation changes nothing: services validate before they
 write, and the caller's transaction rolls back on any exception.
@@ -38,22 +44,28 @@ if TYPE_CHECKING:
     from blocklist.store.imports import BulkResult
 
 __all__ = [
+    "AccountNameTaken",
+    "AccountSecretsUnavailable",
     "AdminCannotApprove",
     "BelowThreshold",
     "BulkRejected",
     "Conflict",
     "DuplicateApproval",
+    "EnrolmentInvalid",
     "InvalidField",
     "InvalidState",
     "LimitExceeded",
     "NotFound",
     "PermissionDenied",
     "Pruned",
+    "SecondAdminRequired",
     "SelfApproval",
     "StoreError",
     "StoreUnavailable",
     "TokenNameTaken",
+    "TotpInvalid",
     "UnknownBlockRef",
+    "WeakPassword",
     "WeekNotOver",
     "WitnessNotRegistered",
 ]
@@ -174,3 +186,45 @@ class WeekNotOver(InvalidField):
     """Hit counts: the ISO week has not ended yet (only completed weeks are posted)."""
 
     code = "week_not_over"
+
+
+# --- persons' accounts (issue 15) --------------------------------------------
+
+
+class AccountNameTaken(Conflict):
+    """An account with this name exists (names identify persons)."""
+
+    code = "account_name_taken"
+
+
+class EnrolmentInvalid(NotFound):
+    """An enrolment link that is unknown, used, expired or of a disabled account.
+
+    One answer for all four, so a guessed link learns nothing.
+    """
+
+    code = "enrolment_invalid"
+
+
+class WeakPassword(InvalidField):
+    """A password outside the accepted length (NIST SP 800-63B section 5.1.1.2)."""
+
+    code = "weak_password"
+
+
+class TotpInvalid(InvalidField):
+    """A TOTP code that does not match the account's secret (enrolment)."""
+
+    code = "totp_invalid"
+
+
+class SecondAdminRequired(PermissionDenied):
+    """A pending grant confirmed by its requester or by no admin person."""
+
+    code = "second_admin_required"
+
+
+class AccountSecretsUnavailable(StoreError):
+    """The account-secrets key file is missing, malformed or readable by others."""
+
+    code = "account_secrets_unavailable"

@@ -29,6 +29,7 @@ from blocklist.store.entries import (
 )
 from blocklist.store.errors import (
     BulkRejected,
+    DuplicateApproval,
     LimitExceeded,
     NotFound,
     PermissionDenied,
@@ -138,6 +139,7 @@ def bulk_add(
     actor: str,
     all_or_nothing: bool = False,
     import_id: int | None = None,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> list[BulkResult]:
     """Add many URLs at once; return one result per row, in order.
@@ -225,13 +227,13 @@ def bulk_add(
     if to_insert:
         inserted = session.execute(
             insert(EntryRow).returning(EntryRow.id, EntryRow.hash, sort_by_parameter_order=True),
-            [new_entry_values(list_id, v, actor, now, import_id) for _, v in to_insert],
+            [new_entry_values(list_id, v, actor, now, import_id, person) for _, v in to_insert],
         ).all()
         events = []
         for (i, v), (entry_id, digest) in zip(to_insert, inserted, strict=True):
             results[i] = BulkResult(index=i, status=BULK_ADDED, entry_id=entry_id, hash=digest)
             known[digest] = entry_id
-            events.append(add_event(entry_id, v, actor, import_id))
+            events.append(add_event(entry_id, v, actor, import_id, person))
         audit.append_many(session, list_id, events, now=now)
 
     for i, v in valid:
@@ -330,6 +332,7 @@ def approve_many(
     *,
     actor: str,
     actor_role: str,
+    person: int | None = None,
     now: datetime | None = None,
 ) -> list[ApproveResult]:
     """Approve many entries in one transaction; one result per id, in order.
@@ -356,6 +359,7 @@ def approve_many(
     wanted = list(dict.fromkeys(entry_ids))
     entries: dict[int, EntryRow] = {}
     approvers: dict[int, set[str]] = {}
+    names: dict[int, set[str]] = {}  # actor names, as in approve()
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
         for entry in session.scalars(
@@ -365,14 +369,16 @@ def approve_many(
         ):
             entries[entry.id] = entry
             approvers[entry.id] = set()
-        for entry_id, round_, who in session.execute(
-            select(ApprovalRow.entry_id, ApprovalRow.round, ApprovalRow.actor).where(
-                ApprovalRow.entry_id.in_(chunk)
-            )
+        for entry_id, round_, who, who_person in session.execute(
+            select(
+                ApprovalRow.entry_id, ApprovalRow.round, ApprovalRow.actor, ApprovalRow.person
+            ).where(ApprovalRow.entry_id.in_(chunk))
         ):
             owner = entries.get(entry_id)
             if owner is not None and round_ == owner.approval_round:
-                approvers[entry_id].add(who)
+                approvers[entry_id].add(foureyes.identity_of(who, who_person))
+                names.setdefault(entry_id, set()).add(who)
+    identity = foureyes.identity_of(actor, person)
 
     results: list[ApproveResult] = []
     new_approvals: list[dict[str, object]] = []
@@ -383,7 +389,9 @@ def approve_many(
         if found is None:
             refusal = NotFound(f"no entry {entry_id} on this list")
         else:
-            refusal = approval_refusal(actor, found, approvers[entry_id], now=now)
+            refusal = approval_refusal(identity, found, approvers[entry_id], now=now)
+            if refusal is None and actor in names.get(entry_id, ()):
+                refusal = DuplicateApproval(f"{actor} already approved entry {entry_id}")
         if refusal is not None or found is None:
             results.append(
                 ApproveResult(
@@ -396,9 +404,15 @@ def approve_many(
             )
             continue
         seen = approvers[entry_id]
-        seen.add(actor)
+        seen.add(identity)
         new_approvals.append(
-            {"entry_id": entry_id, "round": found.approval_round, "actor": actor, "at": now}
+            {
+                "entry_id": entry_id,
+                "round": found.approval_round,
+                "actor": actor,
+                "at": now,
+                "person": person,
+            }
         )
         if foureyes.is_approved(len(seen), lst.approvals_required):
             found.status = STATUS_ACTIVE
@@ -414,6 +428,7 @@ def approve_many(
                     "approvals": len(seen),
                     "required": lst.approvals_required,
                     "status": found.status,
+                    **({} if person is None else {"person": person}),
                 },
             )
         )

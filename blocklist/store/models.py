@@ -43,6 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "ACCOUNT_ROLES",
     "ACTION_LENGTH",
     "ACTOR_LENGTH",
     "CATEGORY_LENGTH",
@@ -62,6 +63,8 @@ __all__ = [
     "TOKEN_NAME_LENGTH",
     "TOKEN_PREFIX_LENGTH",
     "WITNESS_NAME_LENGTH",
+    "AccountRoleRow",
+    "AccountRow",
     "ApprovalRow",
     "AuditRow",
     "Base",
@@ -73,8 +76,11 @@ __all__ = [
     "IspSeenRow",
     "KeyringRow",
     "ListRow",
+    "LoginFailureRow",
     "MembershipRow",
+    "PendingGrantRow",
     "PublishRequestRow",
+    "SessionRow",
     "TokenListRow",
     "TokenNameRow",
     "TokenRow",
@@ -106,6 +112,9 @@ SCOPES = ("page", "prefix", "host")
 
 #: Token roles (DESIGN.md, "API shape").
 ROLES = ("admin", "analyst", "isp", "auditor")
+
+#: Roles a person's account may hold (issue 15); ISPs are organisations.
+ACCOUNT_ROLES = ("admin", "analyst", "auditor")
 
 #: Column sizes. Names and actors are short identifiers; the caps in the
 #: services are the same numbers so a valid value always fits.
@@ -235,6 +244,9 @@ class EntryRow(Base):
     # may not approve it.
     approval_round: Mapped[int] = mapped_column(Integer)
     submitted_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    # The person (account) who opened the round, when the actor was a
+    # person's token or session (migration 0007): four-eyes counts persons.
+    submitted_person: Mapped[int | None] = mapped_column(Integer, ForeignKey("accounts.id"))
     # Set when retention erased ``expression``, ``url`` and ``host`` (to "")
     # of an entry long off the list; the hash and the decisions stay.
     plaintext_pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -270,6 +282,8 @@ class ApprovalRow(Base):
     round: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The approving person (migration 0007); None for a token of no person.
+    person: Mapped[int | None] = mapped_column(Integer, ForeignKey("accounts.id"))
 
 
 class MembershipRow(Base):
@@ -418,6 +432,9 @@ class TokenRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    #: The person the token belongs to (migration 0007); None: an
+    #: organisation's token (ISP, auditor) or one not attached yet.
+    account_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("accounts.id"), index=True)
 
     lists: Mapped[list[ListRow]] = relationship(
         secondary="token_lists", lazy="selectin", order_by="ListRow.name"
@@ -533,3 +550,95 @@ class HitCountRow(Base):
     token_id: Mapped[int] = mapped_column(Integer, ForeignKey("tokens.id"), primary_key=True)
     entry_id: Mapped[int] = mapped_column(Integer, ForeignKey("entries.id"), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- persons' accounts (migration 0007, issue 15) ----------------------------
+
+
+class AccountRow(Base):
+    """A person: the identity four-eyes counts (:mod:`blocklist.store.accounts`).
+
+    ``password_hash`` is an argon2id PHC string; ``totp_secret`` is the RFC
+    6238 secret sealed with the deployment's account-secrets key (never in
+    clear in the database); ``totp_last_step`` is the last accepted TOTP
+    time-step (RFC 6238 section 5.2: a code is accepted once). Both factors
+    are unset until the person enrols through the one-time link whose
+    SHA-256 is ``enrol_token_hash``.
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    enrol_token_hash: Mapped[bytes | None] = mapped_column(_hash_column(), unique=True)
+    enrol_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class AccountRoleRow(Base):
+    """A role a person holds on one list, or on every list (``list_id`` 0)."""
+
+    __tablename__ = "account_roles"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'analyst', 'auditor')", name="role"),)
+
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id"), primary_key=True)
+    #: 0 = every list (no list has id 0, hence no foreign key).
+    list_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    granted_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class PendingGrantRow(Base):
+    """A grant of analyst or admin waiting for a second admin's confirmation."""
+
+    __tablename__ = "account_pending_grants"
+    __table_args__ = (
+        UniqueConstraint("account_id", "list_id", "role"),
+        CheckConstraint("role IN ('admin', 'analyst', 'auditor')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id"))
+    list_id: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    #: The requesting admin person (None: the command line, an admin token).
+    requested_by_person: Mapped[int | None] = mapped_column(Integer, ForeignKey("accounts.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SessionRow(Base):
+    """A console session; only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "account_sessions"
+
+    id_hash: Mapped[bytes] = mapped_column(_hash_column(), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoginFailureRow(Base):
+    """Failed logins of one account name or one client address (back-off state).
+
+    ``key`` is a keyed hash (HMAC-SHA-256 under the account-secrets key) of
+    the name or address: the address is never stored, and its hash cannot
+    be reversed by trying the few billion IPv4 addresses without the key.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_last", "last_failure_at"),)
+
+    key: Mapped[bytes] = mapped_column(_hash_column(), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -147,7 +147,12 @@ def validate(row: BulkRow, home_country: str | None, now: datetime) -> Validated
 
 
 def new_entry_values(
-    list_id: int, v: Validated, actor: str, now: datetime, import_id: int | None = None
+    list_id: int,
+    v: Validated,
+    actor: str,
+    now: datetime,
+    import_id: int | None = None,
+    person: int | None = None,
 ) -> dict[str, object]:
     return {
         "list_id": list_id,
@@ -170,16 +175,23 @@ def new_entry_values(
         "removed_version": None,
         "approval_round": 1,
         "submitted_by": actor,
+        "submitted_person": person,
         "import_id": import_id,
     }
 
 
 def add_event(
-    entry_id: int, v: Validated, actor: str, import_id: int | None = None
+    entry_id: int,
+    v: Validated,
+    actor: str,
+    import_id: int | None = None,
+    person: int | None = None,
 ) -> audit.AuditEvent:
-    # The import id is recorded only when there is one, so entries added one
-    # at a time keep exactly the details they always had.
+    # The import id (and the person, issue 15) are recorded only when there
+    # is one, so other entries keep exactly the details they always had.
     extra: dict[str, object] = {} if import_id is None else {"import": import_id}
+    if person is not None:
+        extra["person"] = person
     return audit.AuditEvent(
         actor=actor,
         action=Action.ENTRY_ADD,

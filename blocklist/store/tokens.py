@@ -45,6 +45,7 @@ from blocklist.store.errors import InvalidField, InvalidState, NotFound, TokenNa
 from blocklist.store.models import (
     ROLES,
     TOKEN_NAME_LENGTH,
+    AccountRow,
     ListRow,
     TokenNameRow,
     TokenRow,
@@ -139,6 +140,10 @@ class Principal:
     plaintext: bool
     full_audit: bool
     expires_at: datetime | None
+    #: The person (account id) acting: the token's owner, or the person of
+    #: a console session (issue 15). None: a token of no person, whose name
+    #: is its four-eyes identity (:func:`blocklist.foureyes.identity_of`).
+    account_id: int | None = None
 
 
 def role_prefix(role: str) -> str:
@@ -161,9 +166,15 @@ def create_token(
     full_audit: bool = False,
     expires_at: datetime | None = None,
     actor: str = Actor.CLI,
+    account_id: int | None = None,
     now: datetime | None = None,
 ) -> tuple[str, TokenRow]:
     """Issue a token; return ``(token, row)``. The token is never stored.
+
+    ``account_id`` makes it a person's token (only
+    :func:`blocklist.store.accounts.mint_person_token` passes it, from the
+    person's own session); its ``token.create`` record then names the
+    ``account``.
 
     Raises:
         InvalidField: bad name or role, plaintext for a non-ISP, full_audit
@@ -210,6 +221,7 @@ def create_token(
         last_used_at=None,
         created_at=now,
         created_by=actor,
+        account_id=account_id,
     )
     row.lists = sorted(rows, key=lambda r: r.name)
     session.add(row)
@@ -232,6 +244,7 @@ def create_token(
             "plaintext": row.plaintext,
             "full_audit": row.full_audit,
             "expires_at": format_time(expires_at) if expires_at else None,
+            **({} if account_id is None else {"account": account_id, "person": account_id}),
         },
         now=now,
     )
@@ -254,6 +267,14 @@ def lookup_token(session: Session, token: str, *, now: datetime | None = None) -
         return None
     if not token.startswith(role_prefix(row.role)):
         return None
+    if row.account_id is not None:
+        # A disabled person's tokens stop at once (disabling also revokes
+        # them; this covers a token attached after the fact).
+        disabled = session.scalar(
+            select(AccountRow.disabled).where(AccountRow.id == row.account_id)
+        )
+        if disabled is None or disabled:
+            return None
     return Principal(
         token_id=row.id,
         name=row.name,
@@ -263,6 +284,7 @@ def lookup_token(session: Session, token: str, *, now: datetime | None = None) -
         plaintext=row.plaintext,
         full_audit=row.full_audit,
         expires_at=row.expires_at,
+        account_id=row.account_id,
     )
 
 
@@ -302,7 +324,12 @@ def revoke_token(
         list_id=None,
         actor=actor,
         action=Action.TOKEN_REVOKE,
-        details={"token": row.id, "name": row.name, "prefix": row.prefix},
+        details={
+            "token": row.id,
+            "name": row.name,
+            "prefix": row.prefix,
+            **({} if row.account_id is None else {"account": row.account_id}),
+        },
         now=now,
     )
     return row

@@ -101,7 +101,8 @@ def test_upgrade_from_0003_renames_duplicates_and_drops_stored_lines(empty_db: D
     migrate.upgrade(db, "0004")
     assert migrate.current_revision(db) == "0004"
     with db.read() as s:
-        names = {t.id: t.name for t in s.scalars(sa.select(TokenRow)).all()}
+        # Columns, not the ORM row: later migrations add token columns (0007).
+        names = {i: n for i, n in s.execute(sa.select(TokenRow.id, TokenRow.name)).all()}
         assert [names[i] for i in ids] == [
             "isp-a",
             f"isp-a#{ids[1]}",

@@ -493,7 +493,12 @@ async def queue(request: Request) -> Response:
 
             for row in await run_in_threadpool(work):
                 view = _entry_view(row)
-                own = principal.name in (row.created_by, row.submitted_by)
+                # Four-eyes counts persons: an entry this person submitted
+                # through any of their tokens is theirs too.
+                own = principal.name in (row.created_by, row.submitted_by) or (
+                    row.submitted_person is not None
+                    and row.submitted_person == principal.account_id
+                )
                 (mine if own else waiting).append(view)
     return _render(
         request,
@@ -804,7 +809,14 @@ async def import_submit(request: Request) -> Response:
         parsed = parse_csv(data)
         info = await authorised_list(ctx, principal, list_name)
         out = await run_in_threadpool(
-            analyst_routes._bulk, ctx, info, principal.name, parsed, False
+            analyst_routes._bulk,
+            ctx,
+            info,
+            principal.name,
+            parsed,
+            False,
+            None,
+            principal.account_id,
         )
         import_id = out.import_id
         counts = {

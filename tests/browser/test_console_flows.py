@@ -112,8 +112,8 @@ def as_person(driver: Any, console: ConsoleServer, person: Person) -> None:
 
 
 def test_a_person_enrols_from_the_link(driver: Any, console: ConsoleServer) -> None:
-    url_a = create_person(console, "alice", {LIST: {"analyst"}})
-    url_b = create_person(console, "bob", {LIST: {"analyst"}})
+    url_a = create_person(console, "alice", "analyst", [LIST])
+    url_b = create_person(console, "bob", "analyst", [LIST])
     secret_a, code_a = enrol(driver, console, url_a, PASSWORD_A, "enrol")
     secret_b, code_b = enrol(driver, console, url_b, PASSWORD_B, None)
     # The enrolment's code counts as used: the first login needs the next one.

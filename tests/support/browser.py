@@ -88,10 +88,16 @@ def start_console_server(data_dir: Path, **settings: Any) -> ConsoleServer:
     from signer.datadir import ensure_initialised
 
     ensure_initialised(data_dir, list_name="main", origin="hotline.example.org/main")
-    values: dict[str, Any] = {"schedule": False, "json_logs": True, "log_level": "WARNING"}
+    port = free_port()
+    values: dict[str, Any] = {
+        "schedule": False,
+        "json_logs": True,
+        "log_level": "WARNING",
+        # Enrolment links name this server.
+        "public_url": f"http://127.0.0.1:{port}",
+    }
     values.update(settings)
     app = create_app(load_settings(data_dir, **values))
-    port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
     )

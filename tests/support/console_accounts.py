@@ -1,14 +1,25 @@
-"""Accounts for the console's browser tests: a person and their enrolment link."""
+"""Accounts for the console's browser tests, made through the admin API (the curl path)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
 from typing import Any
 
+import httpx
 
-def create_person(console: Any, name: str, roles: Mapping[str, Set[str]]) -> str:
-    """Create the account ``name`` with ``roles`` per list; its one-time enrolment URL."""
-    from api.accounts import stub_create  # DEV: replaced by the accounts API
 
-    token = stub_create(console.ctx, name, {k: set(v) for k, v in roles.items()})
-    return f"{console.base}/console/enrol/{token}"
+def create_person(console: Any, name: str, role: str, lists: list[str]) -> str:
+    """Create the account ``name`` with ``role`` on ``lists``; its one-time enrolment URL.
+
+    ``POST /v1/admin/accounts`` with the deployment's first admin token, as
+    an administrator does with curl or ``cleanfeed account create``.
+    """
+    r = httpx.post(
+        f"{console.base}/v1/admin/accounts",
+        json={"name": name, "role": role, "lists": lists},
+        headers={"Authorization": f"Bearer {console.admin_token}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    url: str = r.json()["enrol_url"]
+    assert url.startswith(f"{console.base}/console/enrol/"), url
+    return url

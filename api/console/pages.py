@@ -37,6 +37,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.staticfiles import StaticFiles
 
 from api import accounts
+from api.accounts import admin as accounts_admin
 from api.auth import ADMIN, ANALYST, authorised_list
 from api.console.security import CONSOLE_PREFIX, cross_site
 from api.context import AppContext
@@ -1275,10 +1276,17 @@ async def mint_token(request: Request) -> Response:
 # --- admin --------------------------------------------------------------------------
 
 
+def _admin_principal(person: Any) -> Principal | None:
+    if not person.holds(ADMIN, None):
+        return None
+    principal: Principal = person.principal(ADMIN, None)
+    return principal
+
+
 async def _admin_page(request: Request, person: Any, **extra: Any) -> Response:
     ctx = _ctx(request)
     list_name = _chosen_list(request, person, extra.pop("chosen", None))
-    principal = _principal(person, ADMIN, list_name) or _principal(person, ADMIN, "*")
+    principal = _admin_principal(person)
     if principal is None:
         return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
     tokens = await admin_routes.list_tokens(ctx, principal)
@@ -1288,10 +1296,7 @@ async def _admin_page(request: Request, person: Any, **extra: Any) -> Response:
         if list_name is not None
         else []
     )
-    people: list[Any] = []
-    lister = getattr(accounts, "list_accounts", None)
-    if lister is not None:
-        people = list(await _call(lister, ctx))
+    people = (await accounts_admin.list_accounts(ctx, principal)).accounts
     return _render(
         request,
         "admin.html",
@@ -1326,7 +1331,7 @@ async def admin_action(request: Request, action: str) -> Response:
         return refusal or _login_redirect(request)
     ctx = _ctx(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
-    principal = _principal(person, ADMIN, list_name) or _principal(person, ADMIN, "*")
+    principal = _admin_principal(person)
     if principal is None:
         return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
     message: str | None = None
@@ -1368,24 +1373,37 @@ async def admin_action(request: Request, action: str) -> Response:
             )
             message = f"List {created_list.name} created."
         elif action == "account":
-            creator = getattr(accounts, "create_account", None)
-            if creator is None:
-                raise ApiProblem(
-                    "not_ready", "accounts are created with `cleanfeed account create`"
-                )
-            created_account = await _call(
-                creator,
+            role = _text(form, "role") or ANALYST
+            created_account = await accounts_admin.create_account(
                 ctx,
-                person,
-                _text(form, "name") or "",
-                _text(form, "role") or ANALYST,
-                [list_name] if list_name is not None else [],
+                principal,
+                accounts_admin.AccountCreateIn.model_validate(
+                    {
+                        "name": _text(form, "name") or "",
+                        "role": role,
+                        "lists": [list_name] if list_name is not None else [],
+                    }
+                ),
             )
-            url = getattr(created_account, "enrol_url", None) or (
-                created_account.get("enrol_url") if isinstance(created_account, dict) else None
+            waiting = [g for g in created_account.grants if g.status == "pending"]
+            message = f"Account {created_account.name} created. Hand over this one-time link"
+            if waiting:
+                message += " (the role waits for a second administrator's confirmation)"
+            message += ":"
+            secret = created_account.enrol_url
+        elif action == "reset":
+            reset = await accounts_admin.reset_account(ctx, principal, _text(form, "name") or "")
+            message = f"New enrolment link for {reset.name} (the old factors stop working):"
+            secret = reset.enrol_url
+        elif action == "disable":
+            disabled = await accounts_admin.disable_account(
+                ctx, principal, _text(form, "name") or ""
             )
-            message = "Account created. Hand over this one-time enrolment link:"
-            secret = str(url)
+            message = f"Account {disabled.name} disabled; its tokens are revoked."
+        elif action == "confirm":
+            grant_id = int(_text(form, "grant") or "0")
+            confirmed = await accounts_admin.confirm_grant(ctx, principal, grant_id)
+            message = f"Grant {confirmed.grant} confirmed: {confirmed.role} on {confirmed.list}."
         else:
             return _refused(request, person, 404, "No such action", action)
     except ValidationError as e:

@@ -183,18 +183,28 @@ def describe(violations: list[dict[str, Any]]) -> str:
     )
 
 
-def totp_code(secret: str, *, after: str | None = None) -> str:
-    """The current TOTP code of ``secret``; waits for the next step when it equals ``after``.
+#: Time-steps either side of now whose code the server accepts (RFC 6238
+#: section 5.2 drift allowance; blocklist.store.accounts.TOTP_WINDOW).
+TOTP_DRIFT_STEPS = 1
+TOTP_STEP_SECONDS = 30
 
-    A code is accepted once (RFC 6238 section 5.2), so a test that logs in
-    twice within one 30-second step waits for the next code.
+
+def totp_code(secret: str, *, after_step: int | None = None) -> tuple[str, int]:
+    """A TOTP code the server accepts now, and its time-step, later than ``after_step``.
+
+    A code is accepted once and never one of an earlier step (RFC 6238
+    section 5.2), so a second login uses the next step's code, which the
+    drift allowance accepts; only a third login within one step waits.
     """
     totp = pyotp.TOTP(secret)
-    code = totp.now()
-    while code == after:
+    while True:
+        now_step = int(time.time()) // TOTP_STEP_SECONDS
+        for step in range(now_step - TOTP_DRIFT_STEPS, now_step + TOTP_DRIFT_STEPS + 1):
+            if after_step is None or step > after_step:
+                if after_step is None:
+                    step = now_step
+                return totp.generate_otp(step), step
         time.sleep(0.5)
-        code = totp.now()
-    return code
 
 
 def wait_for(driver: Any, css: str, timeout: float = WAIT_SECONDS) -> Any:
@@ -226,7 +236,7 @@ class Person:
     name: str
     password: str
     secret: str
-    last_code: str | None = None
+    last_step: int | None = None
 
 
 def driver_fixture() -> Iterator[Any]:

@@ -30,6 +30,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from api.accounts import admin as accounts_admin
 from api.bodygate import BodyGate
 from api.console import ConsoleHeaders, install_console
+from api.console import router as console_router
 from api.context import AppContext
 from api.docs_ui import install_docs
 from api.errors import install_error_handlers
@@ -220,7 +221,9 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_console(app)
     # The routers' own routes (their paths carry the prefix): what the body
     # gate matches a request against before routing.
-    body_routes = tuple(route for module in modules for route in module.router.routes)
+    body_routes = tuple(route for module in modules for route in module.router.routes) + tuple(
+        console_router.routes
+    )
     app.add_middleware(GZipMiddleware, **_gzip_options())
     app.add_middleware(
         CleanfeedMiddleware,

@@ -35,13 +35,16 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from api import accounts
 from api.accounts import admin as accounts_admin
 from api.auth import ADMIN, ANALYST, authorised_list
+from api.bodygate import SESSION_AUTH_ATTR, body_cap
 from api.console.security import CONSOLE_PREFIX, cross_site
 from api.context import AppContext
 from api.errors import ApiProblem, status_for
+from api.middleware import MAX_CSV_BODY_BYTES
 from api.models import (
     ApproveManyIn,
     EntryIn,
@@ -94,8 +97,9 @@ ISP_STALE_AFTER: Final = timedelta(hours=1)
 #: first): the table is on the page too, so a dropped one costs nothing.
 IMPORT_RESULTS_KEPT: Final = 64
 
-#: Largest CSV the console's import form accepts (the API's own CSV cap).
-MAX_IMPORT_BYTES: Final = 16 * 1024 * 1024
+#: Largest import form the console accepts: the API's CSV cap, plus room
+#: for the multipart framing and the form's other fields.
+MAX_IMPORT_BYTES: Final = MAX_CSV_BODY_BYTES + 64 * 1024
 
 _TEMPLATES = Environment(
     loader=PackageLoader("api.console", "templates"),
@@ -780,7 +784,16 @@ async def import_form(request: Request) -> Response:
 _RESULT_COLUMNS: Final = ("row", "url", "status", "entry", "code", "message")
 
 
+async def _has_session(ctx: AppContext, scope: Scope) -> bool:
+    """Whether a request carries a live console session (the body gate's check)."""
+    cookie = Request(scope).cookies.get(accounts.SESSION_COOKIE)
+    if not cookie:
+        return False
+    return await _call(accounts.load_session, ctx, cookie) is not None
+
+
 @router.post("/import", response_class=HTMLResponse)
+@body_cap(MAX_IMPORT_BYTES)
 async def import_submit(request: Request) -> Response:
     """Add the uploaded CSV's rows; a result per row, kept for download."""
     person, refusal = await _need(request)
@@ -932,6 +945,11 @@ async def import_approve(request: Request, import_id: int) -> Response:
         summary=summary,
         error=error,
     )
+
+
+# Issue 12, item 8: only a logged-in person may send the import's large
+# body; anyone else gets no more than the small pre-authentication cap.
+setattr(import_submit, SESSION_AUTH_ATTR, _has_session)
 
 
 # --- search -------------------------------------------------------------------------

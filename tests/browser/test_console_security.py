@@ -249,6 +249,40 @@ def test_script_in_a_url_and_a_reason_renders_inert(driver: Any, console: Consol
     assert errors == [], errors
 
 
+def test_a_large_import_needs_a_session(console: ConsoleServer, driver: Any) -> None:
+    """Issue 12, item 8 for the console: only a logged-in person's body may be large."""
+    import re
+
+    from api.accounts import SESSION_COOKIE
+    from api.bodygate import PREAUTH_BODY_BYTES
+
+    reason = "bulk import row " * 10
+    rows = "".join(
+        f"http://198.51.100.{i % 250}/big/{i}.html,page,{reason},case-{i}\n" for i in range(900)
+    )
+    data = ("url,scope,reason,reference\n" + rows).encode()
+    assert len(data) > 2 * PREAUTH_BODY_BYTES
+    with httpx.Client(base_url=console.base, timeout=60) as anonymous:
+        r = anonymous.post(
+            "/console/import", files={"file": ("big.csv", data, "text/csv")}, data={"list": LIST}
+        )
+        assert r.status_code in (401, 413), r.text
+    cookie = session_cookie(driver)
+    with httpx.Client(
+        base_url=console.base, timeout=120, cookies={SESSION_COOKIE: cookie}
+    ) as client:
+        page = client.get(f"/console/import?list={LIST}").text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found is not None
+        r = client.post(
+            "/console/import",
+            files={"file": ("big.csv", data, "text/csv")},
+            data={"list": LIST, "csrf_token": found.group(1)},
+        )
+        assert r.status_code == 200, r.text[:500]
+        assert "900 created" in r.text
+
+
 def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     requested_urls(driver)  # forget the attacker page's late favicon request
     # An analyst is refused the admin page.

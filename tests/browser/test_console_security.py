@@ -8,10 +8,12 @@ failures per client address, which every test here shares).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,11 +42,14 @@ XSS_REASON = "<script>window.__xss=2</script> reported twice"
 people: dict[str, Person] = {}
 
 
-def check_page(driver: Any, console: ConsoleServer) -> None:
+def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
     violations = axe_violations(driver)
     assert not violations, f"{driver.current_url}:\n{describe(violations)}"
     foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
     assert not foreign, foreign
+    shots = os.environ.get("CONSOLE_SCREENSHOTS")
+    if shots and shot:
+        driver.save_screenshot(str(Path(shots) / f"{shot}.png"))
 
 
 def enrol(driver: Any, console: ConsoleServer, name: str, role: str) -> Person:
@@ -299,7 +304,7 @@ def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     link = wait_for(driver, "#secret-out").get_attribute("value")
     assert str(link).startswith(f"{console.base}/console/enrol/")
     assert "erin" in driver.find_element(By.ID, "accounts").text
-    check_page(driver, console)
+    check_page(driver, console, "admin")
     # ISP tokens are created here too.
     driver.find_element(By.ID, "tk-name").send_keys("isp-admin-page")
     click_and_load(driver, driver.find_element(By.ID, "create-token"))

@@ -141,6 +141,11 @@ def make_driver() -> Any:
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     service = Service(executable_path=CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
+    # The page area itself is WINDOW (the screenshots' size), not the window.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+    )
     driver.set_page_load_timeout(WAIT_SECONDS * 2)
     return driver
 

@@ -32,11 +32,14 @@ from support.browser import (
     describe,
     requested_urls,
     totp_code,
+    unlabelled_controls,
     wait_for,
 )
 from support.console_accounts import create_person
 
-pytestmark = pytest.mark.e2e
+# The tests build on each other in one browser (enrolled persons, an added
+# entry): scripts/test runs the browser tests in one process, in order.
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 LIST = "main"
 PASSWORD_A = "correct horse battery A"
@@ -54,6 +57,7 @@ state: dict[str, Any] = {}
 def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
     """axe-core finds no serious or critical violation; nothing came from another host."""
     violations = axe_violations(driver)
+    assert unlabelled_controls(driver) == [], driver.current_url
     assert not violations, f"{driver.current_url}:\n{describe(violations)}"
     # data: URLs (the browser's own date-picker icon) touch no network.
     foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]

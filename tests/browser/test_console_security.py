@@ -27,13 +27,16 @@ from support.browser import (
     describe,
     requested_urls,
     totp_code,
+    unlabelled_controls,
     wait_for,
 )
 from support.console_accounts import create_person
 
 from api.console import SECURITY_HEADERS
 
-pytestmark = pytest.mark.e2e
+# The tests build on each other in one browser (enrolled persons, an added
+# entry): scripts/test runs the browser tests in one process, in order.
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 LIST = "main"
 XSS_URL = 'http://example.com/x"><img src=x onerror=window.__xss=1>'
@@ -44,6 +47,7 @@ people: dict[str, Person] = {}
 
 def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
     violations = axe_violations(driver)
+    assert unlabelled_controls(driver) == [], driver.current_url
     assert not violations, f"{driver.current_url}:\n{describe(violations)}"
     foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
     assert not foreign, foreign

@@ -179,6 +179,17 @@ def axe_violations(driver: Any) -> list[dict[str, Any]]:
     return [v for v in result if v.get("impact") in AXE_FAILING]
 
 
+def unlabelled_controls(driver: Any) -> list[str]:
+    """Form controls of the page without a ``<label>`` (issue 15: every control has one)."""
+    found: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'input:not([type=hidden]), select, textarea'))"
+        ".filter(e => !(e.labels && e.labels.length))"
+        ".map(e => e.outerHTML.slice(0, 120));"
+    )
+    return found
+
+
 def describe(violations: list[dict[str, Any]]) -> str:
     """Readable summary of axe violations for an assertion message."""
     return "\n".join(

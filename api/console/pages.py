@@ -64,6 +64,7 @@ from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
 from blocklist.store import lists as store_lists
 from blocklist.store import search as store_search
+from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import ENTRY_STATUSES, EntryRow, VersionRow
 from blocklist.store.tokens import Principal
@@ -1207,9 +1208,35 @@ async def isps(request: Request) -> Response:
     principal = _principal(person, ANALYST, list_name) or _principal(person, ADMIN, list_name)
     if principal is None or list_name is None:
         return _refused(request, person, 403, "Not allowed", "this page needs analyst or admin")
-    out = await admin_routes.list_isps(_ctx(request), principal, list_name)
+    ctx = _ctx(request)
+    out = await admin_routes.list_isps(ctx, principal, list_name)
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def silent_isps() -> list[str]:
+        # ISP tokens of this list that never fetched it: the most stale of all.
+        seen = {isp.token_id for isp in out.isps}
+        with ctx.db.read() as session:
+            return [
+                t.name
+                for t in store_tokens.list_tokens(session)
+                if t.role == "isp"
+                and t.revoked_at is None
+                and t.id not in seen
+                and (not t.lists or list_name in {row.name for row in t.lists})
+            ]
+
+    for name in await run_in_threadpool(silent_isps):
+        rows.append(
+            {
+                "name": name,
+                "version": None,
+                "behind": None,
+                "at": None,
+                "age_minutes": None,
+                "stale": True,
+            }
+        )
     for isp in out.isps:
         behind = max(0, out.version - isp.version)
         age = now - isp.at

@@ -186,6 +186,7 @@ def test_an_isp_syncs_a_first_version(console: ConsoleServer, tmp_path_factory: 
         )
         assert published.status_code == 200, published.text
     state["isp_token"] = _token(console, "isp-example", "isp")
+    _token(console, "isp-silent", "isp")  # never polls
     state["isp_state"] = tmp_path_factory.mktemp("isp-state")
     state["synced"] = isp_sync(console)["version_after"]
     assert state["synced"] == published.json()["version"]
@@ -301,6 +302,9 @@ def test_a_publishes_and_the_isp_catches_up(driver: Any, console: ConsoleServer)
     row = wait_for(driver, 'tr[data-isp="isp-example"]')
     assert row.find_element(By.CSS_SELECTOR, ".behind").text == str(published - state["synced"])
     assert "stale" in (row.get_attribute("class") or "")
+    silent = driver.find_element(By.CSS_SELECTOR, 'tr[data-isp="isp-silent"]')
+    assert "stale" in (silent.get_attribute("class") or "")
+    assert "never" in silent.text
     check_page(driver, console, "isps-behind")
     assert isp_sync(console)["version_after"] == published
     driver.refresh()

@@ -7,6 +7,10 @@ The rules (DESIGN.md, "Four-eyes"), stated once here:
 2. Adding an entry opens approval round 1; reinstating it opens the next
    round. The analyst who opened a round (its *opener*) may not approve it.
 3. An analyst approves a round at most once.
+
+"The analyst" is an identity (:func:`identity_of`, issue 15): the person
+behind a token or console session, so two tokens of one person are one
+analyst; a token attached to no person is identified by its name.
 4. A round is approved once its approvals reach the list's
    ``approvals_required``, which is one of :data:`APPROVALS_REQUIRED_CHOICES`.
 5. Taking an entry off needs no approval: one analyst suffices, because a

@@ -64,7 +64,7 @@ class GrantIn(Forbid):
     """A role on lists (none: every list)."""
 
     role: AccountRole
-    lists: Annotated[list[ListName], Field(max_length=MAX_ACCOUNT_LISTS)] = []
+    lists: Annotated[list[ListName], Field(default_factory=list, max_length=MAX_ACCOUNT_LISTS)]
 
 
 class AccountCreateIn(GrantIn):
@@ -190,9 +190,7 @@ def _grants(body: GrantIn) -> list[RoleGrant]:
     responses=problems(403, 404, 409, 422),
     summary="Create a person's account; its enrolment link is in this response only",
 )
-async def create_account(
-    ctx: ContextDep, p: AdminDep, body: AccountCreateIn
-) -> AccountCreatedOut:
+async def create_account(ctx: ContextDep, p: AdminDep, body: AccountCreateIn) -> AccountCreatedOut:
     """Create an account with a role; analyst and admin wait for a second admin
     when two or more admins exist."""
     hours = body.enrol_hours or ctx.settings.enrolment_link_hours
@@ -216,7 +214,10 @@ async def create_account(
                 enrol_expires_at=row.enrol_expires_at,
                 grants=[
                     RoleOut(
-                        role=r.grant.role, list=r.grant.list_name, status=r.status, grant=r.pending_id
+                        role=r.grant.role,
+                        list=r.grant.list_name,
+                        status=r.status,
+                        grant=r.pending_id,
                     )
                     for r in results
                 ],
@@ -268,9 +269,7 @@ async def disable_account(ctx: ContextDep, p: AdminDep, name: AccountName) -> Di
 
     def work() -> list[int]:
         with ctx.db.transaction() as session:
-            return store_accounts.disable_account(
-                session, name, actor=p.name, person=p.account_id
-            )
+            return store_accounts.disable_account(session, name, actor=p.name, person=p.account_id)
 
     revoked = await run_in_threadpool(work)
     for token_id in revoked:
@@ -323,7 +322,9 @@ async def grant_role(ctx: ContextDep, p: AdminDep, name: AccountName, body: Gran
                     session, name, grant, actor=p.name, person=p.account_id
                 )
                 out.append(
-                    RoleOut(role=grant.role, list=grant.list_name, status=r.status, grant=r.pending_id)
+                    RoleOut(
+                        role=grant.role, list=grant.list_name, status=r.status, grant=r.pending_id
+                    )
                 )
             return GrantsOut(name=name, roles=out)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from api.cli import _actor, _database, _database_option, _data_dir_option, _echo_json, _fail
+from api.cli import _actor, _data_dir_option, _database, _database_option, _echo_json, _fail
 
 __all__ = [
     "account_attach_token_command",
@@ -154,7 +154,12 @@ def account_create_command(
         "enrol_url": url,
         "enrol_expires_at": expires,
         "grants": [
-            {"role": r.grant.role, "list": r.grant.list_name, "status": r.status, "grant": r.pending_id}
+            {
+                "role": r.grant.role,
+                "list": r.grant.list_name,
+                "status": r.status,
+                "grant": r.pending_id,
+            }
             for r in results
         ],
     }
@@ -264,9 +269,7 @@ def _grant_command(
         for grant in _grants(role, lists):
             if revoke:
                 tokens = store_accounts.revoke_role(session, name, grant, actor=_actor())
-                out.append(
-                    {"role": grant.role, "list": grant.list_name, "tokens_revoked": tokens}
-                )
+                out.append({"role": grant.role, "list": grant.list_name, "tokens_revoked": tokens})
             else:
                 result = store_accounts.grant_role(session, name, grant, actor=_actor())
                 out.append(
@@ -357,9 +360,7 @@ def account_confirm_command(
             session, grant_id, actor=f"{_actor()} for {by}"[:128], person=admin.id
         )
     if as_json:
-        _echo_json(
-            {"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name}
-        )
+        _echo_json({"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name})
         return
     click.echo(f"Grant {grant_id} confirmed: {result.grant.role} on {result.grant.list_name}.")
 

@@ -34,6 +34,7 @@ from urllib.parse import quote
 import pyotp
 from starlette.responses import Response
 
+from api.accounts.keyfile import load_or_create
 from blocklist.store import accounts as store_accounts
 from blocklist.store import sessions as store_sessions
 from blocklist.store.errors import (
@@ -47,8 +48,6 @@ from blocklist.store.errors import (
 )
 from blocklist.store.models import AccountRow
 from blocklist.store.tokens import Principal
-
-from api.accounts.keyfile import load_or_create
 
 if TYPE_CHECKING:
     from api.context import AppContext
@@ -275,9 +274,7 @@ def login(
     result: tuple[str, SessionPerson] | None = None
     with ctx.db.transaction() as session:
         try:
-            row: AccountRow | None = store_accounts.get_account_by_name(
-                session, name
-            )
+            row: AccountRow | None = store_accounts.get_account_by_name(session, name, lock=True)
         except NotFound:
             row = None
         if not store_accounts.check_password(row, password) or row is None:

@@ -62,7 +62,9 @@ def load_or_create(path: Path) -> AccountSecrets:
     tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
         try:
             os.fchmod(fd, 0o600)  # the umask can only narrow it; make it exact
             os.write(fd, AccountSecrets.generate())

@@ -50,7 +50,7 @@ import nacl.utils
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from blocklist.auditlog import Action
@@ -73,7 +73,9 @@ from blocklist.store.models import (
     NAME_LENGTH,
     AccountRoleRow,
     AccountRow,
+    ApprovalRow,
     AuditRow,
+    EntryRow,
     ListRow,
     PendingGrantRow,
     SessionRow,
@@ -346,13 +348,19 @@ def get_account(session: Session, account_id: int) -> AccountRow:
     return row
 
 
-def get_account_by_name(session: Session, name: str) -> AccountRow:
-    """An account by name.
+def get_account_by_name(session: Session, name: str, *, lock: bool = False) -> AccountRow:
+    """An account by name; ``lock`` holds its row until the transaction ends.
+
+    Login locks it, so two logins racing with one TOTP code cannot both
+    pass the "code accepted once" check (RFC 6238 section 5.2).
 
     Raises:
         NotFound: no such account.
     """
-    row = session.scalar(select(AccountRow).where(AccountRow.name == name))
+    query = select(AccountRow).where(AccountRow.name == name)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalar(query)
     if row is None:
         raise NotFound(f"no account named {name[:NAME_LENGTH]!r}")
     return row
@@ -1011,6 +1019,33 @@ def attach_token(
                 f"{account_name!r} does not hold the {token.role} role on {where}: grant it first"
             )
     token.account_id = row.id
+    # Rounds the token opened or approved before it was attached are the
+    # person's too: otherwise the person could approve, through another of
+    # their tokens, an entry they added with this one (issue 15 item 4).
+    # Attributing more than needed only ever refuses more approvals.
+    lists_of_token = [lst.id for lst in token.lists] if token.role == "analyst" else []
+    entry_filter = [EntryRow.submitted_by == token.name, EntryRow.submitted_person.is_(None)]
+    if lists_of_token:
+        entry_filter.append(EntryRow.list_id.in_(lists_of_token))
+    opened = session.execute(
+        update(EntryRow)
+        .where(*entry_filter)
+        .values(submitted_person=row.id)
+        .execution_options(synchronize_session=False)
+    )
+    approval_filter = [ApprovalRow.actor == token.name, ApprovalRow.person.is_(None)]
+    if lists_of_token:
+        approval_filter.append(
+            ApprovalRow.entry_id.in_(
+                select(EntryRow.id).where(EntryRow.list_id.in_(lists_of_token))
+            )
+        )
+    approved = session.execute(
+        update(ApprovalRow)
+        .where(*approval_filter)
+        .values(person=row.id)
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     audit.append(
         session,
@@ -1023,6 +1058,8 @@ def attach_token(
             "role": token.role,
             "prefix": token.prefix,
             "account": row.id,
+            "entries_attributed": int(getattr(opened, "rowcount", 0) or 0),
+            "approvals_attributed": int(getattr(approved, "rowcount", 0) or 0),
             **_person_details(person),
         },
         now=now,

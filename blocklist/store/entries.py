@@ -216,7 +216,12 @@ def check_approver_role(actor_role: str) -> None:
 
 
 def approval_refusal(
-    identity: str, entry: EntryRow, approvers: set[str], *, now: datetime
+    identity: str,
+    entry: EntryRow,
+    approvers: set[str],
+    *,
+    now: datetime,
+    actor: str | None = None,
 ) -> StoreError | None:
     """The error refusing an approval of the entry's open round, or None.
 
@@ -233,6 +238,11 @@ def approval_refusal(
         return InvalidState(f"entry {entry.id} passed its expiry time before it was approved")
     opener = foureyes.identity_of(entry.submitted_by, entry.submitted_person)
     refusal = foureyes.round_refusal(identity, opener=opener, approvers=approvers)
+    if refusal is None and actor is not None and actor == entry.submitted_by:
+        # The same actor name as the opener: the audit chain could not tell
+        # the two apart, so it is the same analyst (a person and a token of
+        # no person that share a name).
+        refusal = foureyes.Refusal.OWN_ROUND
     if refusal is foureyes.Refusal.OWN_ROUND:
         return SelfApproval("an analyst cannot approve an entry they added or reinstated")
     if refusal is foureyes.Refusal.ALREADY_APPROVED:
@@ -278,7 +288,7 @@ def approve(
     ).all()
     approvers = {foureyes.identity_of(who, who_person) for who, who_person in rows}
     identity = foureyes.identity_of(actor, person)
-    refusal = approval_refusal(identity, entry, approvers, now=now)
+    refusal = approval_refusal(identity, entry, approvers, now=now, actor=actor)
     if refusal is None and actor in {who for who, _ in rows}:
         # A person and an unattached token of the same name: the actor name
         # in the audit chain would not tell them apart, so one approval only.

@@ -389,7 +389,7 @@ def approve_many(
         if found is None:
             refusal = NotFound(f"no entry {entry_id} on this list")
         else:
-            refusal = approval_refusal(identity, found, approvers[entry_id], now=now)
+            refusal = approval_refusal(identity, found, approvers[entry_id], now=now, actor=actor)
             if refusal is None and actor in names.get(entry_id, ()):
                 refusal = DuplicateApproval(f"{actor} already approved entry {entry_id}")
         if refusal is not None or found is None:

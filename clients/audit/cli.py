@@ -306,7 +306,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
     row_checks = {
         "keyrings": {v.CHECK_KEYRING},
         "audit": {v.CHECK_AUDIT_CHAIN, v.CHECK_AUDIT_RECORDS},
-        "global": {v.CHECK_GLOBAL_CHAIN, v.CHECK_GLOBAL_HEAD},
+        "global": {v.CHECK_GLOBAL_CHAIN, v.CHECK_GLOBAL_HEAD, v.CHECK_PERSONS},
         "statements": {
             v.CHECK_FORMAT,
             v.CHECK_KEYRING_USE,

@@ -12,6 +12,9 @@
   recomputed, every record names no list; each ``global.head`` record of the
   list's chain must name a record of that chain and its exact chain hash,
   never moving back.
+- ``audit.persons``: from the global ``accounts.start`` record on, every
+  approval came from a distinct, enabled person holding the analyst role
+  on the list at that time (:mod:`clients.audit.persons`, issue 15).
 - ``audit.head``, ``audit.addition`` / ``audit.removal``, per statement:
   the ``audit`` line is the chain head after some record, never moving
   back, and every change is backed by the decisions recorded up to it.
@@ -59,6 +62,7 @@ from blocklist.encoding import b64decode, b64encode, format_time, parse_time
 from blocklist.errors import BlocklistError, FormatError
 from blocklist.statement import Statement
 from clients.audit.bundle import Bundle, BundleEntry
+from clients.audit.persons import check_persons
 from clients.audit.report import (
     CHECK_ADDITION,
     CHECK_AUDIT_CHAIN,
@@ -377,6 +381,9 @@ class AuditReplay:
             )
         self.decisions = Decisions(records, required, create_seq)
         self._global_log(records)
+        if self.bundle.global_log is not None:
+            # Issue 15 item 6: from accounts.start on, approvals by persons.
+            self.report.counts.person_approvals = check_persons(records, self.bundle.global_log)
 
     def _global_log(self, records: Sequence[AuditRecord]) -> None:
         """Check the global chain and every global head the list's chain recorded."""

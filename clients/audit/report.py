@@ -52,6 +52,9 @@ CHECK_AUDIT_RECORDS: Final = "audit.records"
 CHECK_AUDIT_HEAD: Final = "audit.head"
 CHECK_GLOBAL_CHAIN: Final = "global.chain"
 CHECK_GLOBAL_HEAD: Final = "global.head"
+#: Issue 15 item 6: approvals come from distinct, enabled persons holding
+#: the analyst role (clients.audit.persons).
+CHECK_PERSONS: Final = "audit.persons"
 CHECK_ADDITION: Final = "audit.addition"
 CHECK_REMOVAL: Final = "audit.removal"
 CHECK_ENTRIES: Final = "entries"
@@ -64,6 +67,7 @@ CHECKS: Final = (
     CHECK_AUDIT_RECORDS,
     CHECK_GLOBAL_CHAIN,
     CHECK_GLOBAL_HEAD,
+    CHECK_PERSONS,
     CHECK_FORMAT,
     CHECK_KEYRING_USE,
     CHECK_SIGNATURE,
@@ -243,6 +247,8 @@ class Counts:
     audit_records: int = 0
     global_records: int = 0
     global_committed: int = 0
+    #: Approvals checked against the persons' accounts (issue 15, ``audit.persons``).
+    person_approvals: int = 0
     entries: int = 0
     entries_pruned: int = 0
     backed_additions: int = 0

@@ -24,6 +24,7 @@ from support.api_testing import MAIN, Deployment
 
 from api import accounts
 from api.context import AppContext
+from api.settings import SettingsError, load_settings
 from blocklist.store import accounts as store_accounts
 from blocklist.store import sessions as store_sessions
 from blocklist.store.errors import AccountSecretsUnavailable, PermissionDenied
@@ -337,8 +338,11 @@ def test_secrets_key_file_is_created_private_and_refused_when_readable(
 
 def test_enrol_url_uses_the_public_url(deployment: Deployment) -> None:
     assert accounts.enrol_url(deployment.settings, "abc").endswith("/console/enrol/abc")
-    custom = deployment.settings.model_copy(update={"public_url": "https://hotline.example.org"})
+    custom = load_settings(deployment.data_dir, public_url="https://hotline.example.org/")
     assert accounts.enrol_url(custom, "abc") == "https://hotline.example.org/console/enrol/abc"
+    for bad in ("ftp://hotline.example.org", "hotline.example.org", "https://h.example.org/?x=1"):
+        with pytest.raises(SettingsError, match="public_url"):
+            load_settings(deployment.data_dir, public_url=bad)
 
 
 def test_accounts_are_recorded_without_secrets(ctx: AppContext, clock: Clock) -> None:

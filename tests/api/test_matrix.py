@@ -36,6 +36,7 @@ from support.api_testing import (
 )
 
 from api.witness import register_witness
+from blocklist.store import accounts as store_accounts
 from blocklist.store import entries as store_entries
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
@@ -102,6 +103,18 @@ class Env:
                 session, name=f"victim-{next(_counter)}", role="analyst", actor="test"
             )
             return row.id
+
+    def fresh_account(self, role: str = "auditor") -> str:
+        """An account (issue 15) with ``role`` on every list."""
+        name = f"person{next(_counter)}"
+        with self.d.db.transaction() as session:
+            store_accounts.create_account(
+                session,
+                name=name,
+                grants=[store_accounts.RoleGrant(role, "*")],
+                actor="test",
+            )
+        return name
 
     def publish_request(self, list_name: str) -> int:
         with self.d.db.transaction() as session:
@@ -366,6 +379,81 @@ ENDPOINTS = [
         scoped=False,
     ),
     _e("list-list", "admin", 200, lambda env, ln: ("GET", "/v1/lists", {}), scoped=False),
+    # --- persons' accounts (issue 15) ---
+    _e(
+        "account-create",
+        "admin",
+        201,
+        lambda env, ln: (
+            "POST",
+            "/v1/admin/accounts",
+            {"json": {"name": f"p{next(_counter)}", "role": "auditor"}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "account-list",
+        "admin",
+        200,
+        lambda env, ln: ("GET", "/v1/admin/accounts", {}),
+        scoped=False,
+    ),
+    _e(
+        "account-disable",
+        "admin",
+        200,
+        lambda env, ln: ("POST", f"/v1/admin/accounts/{env.fresh_account()}/disable", {}),
+        scoped=False,
+    ),
+    _e(
+        "account-reset",
+        "admin",
+        200,
+        lambda env, ln: ("POST", f"/v1/admin/accounts/{env.fresh_account()}/reset", {}),
+        scoped=False,
+    ),
+    _e(
+        "account-grant",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/admin/accounts/{env.fresh_account()}/grant",
+            {"json": {"role": "auditor", "lists": [MAIN]}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "account-revoke",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/admin/accounts/{env.fresh_account()}/revoke",
+            {"json": {"role": "auditor"}},
+        ),
+        scoped=False,
+    ),
+    # No pending grant 999999: an admin gets past the role check to the 404
+    # (confirming a real one needs an admin person: tests/api/test_accounts_admin.py).
+    _e(
+        "account-confirm",
+        "admin",
+        404,
+        lambda env, ln: ("POST", "/v1/admin/accounts/grants/999999/confirm", {}),
+        scoped=False,
+    ),
+    _e(
+        "account-attach-token",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/admin/accounts/{env.fresh_account('analyst')}/attach-token",
+            {"json": {"token_id": env.fresh_token_id()}},
+        ),
+        scoped=False,
+    ),
 ]
 
 
@@ -459,6 +547,14 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("POST", "/v1/tokens/{token_id}/revoke"),
         ("POST", "/v1/lists"),
         ("GET", "/v1/lists"),
+        ("POST", "/v1/admin/accounts"),
+        ("GET", "/v1/admin/accounts"),
+        ("POST", "/v1/admin/accounts/{name}/disable"),
+        ("POST", "/v1/admin/accounts/{name}/reset"),
+        ("POST", "/v1/admin/accounts/{name}/grant"),
+        ("POST", "/v1/admin/accounts/{name}/revoke"),
+        ("POST", "/v1/admin/accounts/grants/{grant_id}/confirm"),
+        ("POST", "/v1/admin/accounts/{name}/attach-token"),
     }
     assert len(covered) == len(ENDPOINTS)
     paths = env.d.app.openapi()["paths"]

@@ -32,6 +32,17 @@ ACTIONS = {
     "TOKEN_CREATE": "token.create",
     "TOKEN_REVOKE": "token.revoke",
     "TOKEN_RENAME": "token.rename",
+    # --- persons' accounts (issue 15) ---
+    "ACCOUNTS_START": "accounts.start",
+    "ACCOUNT_CREATE": "account.create",
+    "ACCOUNT_ENROL": "account.enrol",
+    "ACCOUNT_GRANT": "account.grant",
+    "ACCOUNT_GRANT_CONFIRM": "account.grant_confirm",
+    "ACCOUNT_REVOKE_ROLE": "account.revoke_role",
+    "ACCOUNT_DISABLE": "account.disable",
+    "ACCOUNT_RESET": "account.reset",
+    "TOKEN_ATTACH": "token.attach",
+    # --- end of persons' accounts ---
 }
 
 ACTORS = {

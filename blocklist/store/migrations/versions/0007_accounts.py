@@ -118,38 +118,52 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_login_failures")),
     )
     op.create_index("ix_login_failures_last", "login_failures", ["last_failure_at"], unique=False)
-    # batch_alter_table: SQLite cannot add a foreign key to an existing table
-    # in place (it copies the table); PostgreSQL gets plain ALTER TABLE.
-    with op.batch_alter_table("tokens") as batch:
-        batch.add_column(sa.Column("account_id", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_tokens_account_id_accounts"), "accounts", ["account_id"], ["id"]
+    for table, column in (
+        ("tokens", "account_id"),
+        ("entries", "submitted_person"),
+        ("approvals", "person"),
+    ):
+        _add_person_column(table, column)
+    op.create_index(op.f("ix_tokens_account_id"), "tokens", ["account_id"], unique=False)
+
+
+def _add_person_column(table: str, column: str) -> None:
+    """Add a nullable column referencing ``accounts.id``.
+
+    SQLite: ``ALTER TABLE … ADD COLUMN … REFERENCES`` in place (allowed for
+    a NULL default), not batch mode's copy-and-move: dropping the old
+    ``tokens`` or ``entries`` table would violate the foreign keys of the
+    rows that point at them (``foreign_keys=ON``). PostgreSQL: a named
+    constraint, as the naming convention gives it.
+    """
+    name = f"fk_{table}_{column}_accounts"
+    if op.get_bind().dialect.name == "sqlite":
+        # Alembic refuses constraints outside batch mode on SQLite; the
+        # statement is SQLite's own (sqlite.org/lang_altertable.html).
+        op.execute(
+            f"ALTER TABLE {table} ADD COLUMN {column} INTEGER "
+            f"CONSTRAINT {name} REFERENCES accounts (id)"
         )
-        batch.create_index(op.f("ix_tokens_account_id"), ["account_id"], unique=False)
-    with op.batch_alter_table("entries") as batch:
-        batch.add_column(sa.Column("submitted_person", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_entries_submitted_person_accounts"), "accounts", ["submitted_person"], ["id"]
-        )
-    with op.batch_alter_table("approvals") as batch:
-        batch.add_column(sa.Column("person", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_approvals_person_accounts"), "accounts", ["person"], ["id"]
-        )
+        return
+    op.add_column(table, sa.Column(column, sa.Integer(), nullable=True))
+    op.create_foreign_key(op.f(name), table, "accounts", [column], ["id"])
 
 
 def downgrade() -> None:
     """Drop the person columns and the account tables (tokens keep working)."""
-    with op.batch_alter_table("approvals") as batch:
-        batch.drop_constraint(op.f("fk_approvals_person_accounts"), type_="foreignkey")
-        batch.drop_column("person")
-    with op.batch_alter_table("entries") as batch:
-        batch.drop_constraint(op.f("fk_entries_submitted_person_accounts"), type_="foreignkey")
-        batch.drop_column("submitted_person")
-    with op.batch_alter_table("tokens") as batch:
-        batch.drop_index(op.f("ix_tokens_account_id"))
-        batch.drop_constraint(op.f("fk_tokens_account_id_accounts"), type_="foreignkey")
-        batch.drop_column("account_id")
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    op.drop_index(op.f("ix_tokens_account_id"), table_name="tokens")
+    for table, column in (
+        ("approvals", "person"),
+        ("entries", "submitted_person"),
+        ("tokens", "account_id"),
+    ):
+        # SQLite: batch mode's copy leaves the column (and its unnamed
+        # reflected constraint) out; PostgreSQL drops the named constraint.
+        with op.batch_alter_table(table) as batch:
+            if not sqlite:
+                batch.drop_constraint(op.f(f"fk_{table}_{column}_accounts"), type_="foreignkey")
+            batch.drop_column(column)
     op.drop_index("ix_login_failures_last", table_name="login_failures")
     op.drop_table("login_failures")
     op.drop_index(op.f("ix_account_sessions_account_id"), table_name="account_sessions")

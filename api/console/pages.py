@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -631,8 +632,6 @@ async def add_submit(request: Request) -> Response:
 
 
 def _json_id(response: Response) -> int:
-    import json
-
     document = json.loads(bytes(response.body))
     value: int = document["id"]
     return value
@@ -1180,8 +1179,6 @@ async def publish_now(request: Request) -> Response:
     error: str | None = None
     try:
         answer = await analyst_routes.publish(ctx, principal, list_name)
-        import json
-
         document = json.loads(bytes(answer.body))
         if answer.status_code == 202:
             message = "Publish requested: the signer will cut the version shortly."

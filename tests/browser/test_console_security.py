@@ -292,6 +292,28 @@ def test_a_large_import_needs_a_session(console: ConsoleServer, driver: Any) -> 
         assert "900 created" in r.text
 
 
+def test_search_results_are_paged(driver: Any, console: ConsoleServer) -> None:
+    """After the 900-row import: 50 a page, "Next page" continues after the last id."""
+    driver.get(f"{console.base}/console/search?list={LIST}")
+    wait_for(driver, "#s-reference")
+    driver.find_element(By.ID, "s-analyst").send_keys("frank")
+    click_and_load(driver, driver.find_element(By.ID, "search"))
+    first = [
+        r.text.split()[0] for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    ]
+    assert len(first) == 50
+    click_and_load(driver, driver.find_element(By.ID, "next-page"))
+    second = [
+        r.text.split()[0] for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    ]
+    assert len(second) == 50
+    assert int(second[0].lstrip("#")) > int(first[-1].lstrip("#"))
+    # The filters travel with the page: still only frank's entries.
+    assert all(
+        "frank" in r.text for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    )
+
+
 def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     requested_urls(driver)  # forget the attacker page's late favicon request
     # An analyst is refused the admin page.

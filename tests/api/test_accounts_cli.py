@@ -111,6 +111,10 @@ def test_a_person_cannot_approve_her_own_entry_through_a_second_token(
     attached = _run(deployment, "account", "attach-token", "--token-name", "alice",
                     "--account", "alice", "--json")  # fmt: skip
     assert attached["token"] == deployment.tokens.ids["alice"]
+    with deployment.db.read() as s:
+        record = [r for r in store_audit.records(s, None) if r.action == Action.TOKEN_ATTACH][-1]
+    assert record.details["token"] == deployment.tokens.ids["alice"]
+    assert record.details["account"] == account_id
     # A second token minted in her session.
     second, _ = accounts.mint_person_token(ctx, person, "analyst", None, "alice-script")
     r = add_entry(client, deployment.tokens.alice, URL_A)

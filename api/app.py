@@ -5,7 +5,8 @@ database engine, caches, limiter, metrics registry and (embedded default)
 signer. Nothing is built at import time (STYLE.md: "a ``create_app``
 factory, not a module global app").
 
-Middleware, outermost first: :class:`api.middleware.CleanfeedMiddleware`
+Middleware, outermost first: :class:`api.console.ConsoleHeaders` (security
+headers on the console's pages), :class:`api.middleware.CleanfeedMiddleware`
 (query-token refusal, body caps, ``Cleanfeed-Min-Wait``, metrics, logs),
 then gzip for responses of at least :data:`GZIP_MINIMUM_SIZE` bytes (the
 checkpoint and 304s are smaller and go out as they are).
@@ -31,6 +32,8 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api.accounts import admin as accounts_admin
 from api.bodygate import BodyGate
+from api.console import ConsoleHeaders, install_console
+from api.console import router as console_router
 from api.context import AppContext
 from api.docs_ui import install_docs
 from api.errors import install_error_handlers
@@ -248,9 +251,15 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     modules = (analyst, isp, auditor, admin, ops, hits, reverify, accounts_admin)
     for module in modules:
         app.include_router(module.router)
+    # The analysts' console (/console/): pages, static files, and its
+    # security headers on every response under it (outermost, so refusals
+    # by the middleware below carry them too).
+    install_console(app)
     # The routers' own routes (their paths carry the prefix): what the body
     # gate matches a request against before routing.
-    body_routes = tuple(route for module in modules for route in module.router.routes)
+    body_routes = tuple(route for module in modules for route in module.router.routes) + tuple(
+        console_router.routes
+    )
     app.add_middleware(GZipMiddleware, **_gzip_options())
     app.add_middleware(
         CleanfeedMiddleware,
@@ -261,6 +270,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         body_min_rate=settings.body_min_rate,
         body_grace_seconds=settings.body_grace_seconds,
     )
+    app.add_middleware(ConsoleHeaders)
     return app
 
 

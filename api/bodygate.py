@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_BODY_MIN_RATE",
     "PREAUTH_BODY_BYTES",
     "PUBLIC_BODY_BYTES",
+    "SESSION_AUTH_ATTR",
     "BodyGate",
     "BodyRoute",
     "body_cap",
@@ -72,6 +73,11 @@ DEFAULT_BODY_GRACE_SECONDS: Final = 10.0
 
 #: Attribute :func:`body_cap` sets on a route's endpoint function.
 BODY_CAP_ATTR: Final = "cleanfeed_body_cap"
+
+#: Attribute of a route authenticated by a console session cookie, not a
+#: token (the console's CSV import): an async ``check(ctx, scope) -> bool``
+#: that the gate runs before the body may grow past the small cap.
+SESSION_AUTH_ATTR: Final = "cleanfeed_session_auth"
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., object])
 
@@ -136,6 +142,8 @@ class BodyGate:
         """Classify the request's route: public by design, or behind a role."""
         route, _ = self._match(scope)
         own = getattr(getattr(route, "endpoint", None), BODY_CAP_ATTR, None)
+        if getattr(getattr(route, "endpoint", None), SESSION_AUTH_ATTR, None) is not None:
+            return BodyRoute(public=False, preauth_cap=PREAUTH_BODY_BYTES, own_cap=own)
         if route is None or required_roles(route) is None:
             cap = PUBLIC_BODY_BYTES if own is None else min(own, PUBLIC_BODY_BYTES)
             return BodyRoute(public=True, preauth_cap=cap, own_cap=cap)
@@ -149,6 +157,15 @@ class BodyGate:
             else the problem response the route itself would give.
         """
         route, params = self._match(scope)
+        session_check = getattr(getattr(route, "endpoint", None), SESSION_AUTH_ATTR, None)
+        if session_check is not None:
+            if await session_check(self._ctx, scope):
+                return None
+            response = api_problem_response(
+                ApiProblem("unauthenticated", "log in to the console first"), scope["path"]
+            )
+            response.headers["Connection"] = "close"
+            return response
         roles = required_roles(route) if route is not None else None
         if roles is None:
             # Nothing to authorise: public routes keep their small cap.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
@@ -85,6 +86,9 @@ def search(
     hash: bytes | None = None,
     status: str | None = None,
     reference: str | None = None,
+    created_by: str | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
     cursor: int | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> EntryPage:
@@ -92,7 +96,9 @@ def search(
 
     ``url`` matches every entry that would block it (its hash is among the
     Safe Browsing lookup expressions of the URL); ``host`` matches entries on
-    that host or its subdomains. ``cursor`` is the previous page's
+    that host or its subdomains; ``created_by`` is the analyst who added the
+    entry; ``created_from`` (inclusive) and ``created_before`` (exclusive)
+    bound when it was added (the console's search). ``cursor`` is the previous page's
     ``next_cursor``: ids only grow, so inserts never shift later pages.
 
     Raises:
@@ -123,6 +129,12 @@ def search(
         conditions.append(EntryRow.status == status)
     if reference is not None:
         conditions.append(EntryRow.reference == reference)
+    if created_by is not None:
+        conditions.append(EntryRow.created_by == created_by)
+    if created_from is not None:
+        conditions.append(EntryRow.created_at >= created_from)
+    if created_before is not None:
+        conditions.append(EntryRow.created_at < created_before)
     if cursor is not None:
         conditions.append(EntryRow.id > cursor)
     rows = list(

@@ -1,0 +1,379 @@
+"""The console's defences, checked in Debian's headless Chromium (issue 15, "Done when").
+
+Cross-site form posts (CSRF), session fixation, idle expiry, script
+injection through a listed URL and a reason (XSS), clickjacking headers,
+administration pages, and login back-off (last: the back-off also counts
+failures per client address, which every test here shares).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from support.browser import (
+    ConsoleServer,
+    Person,
+    axe_violations,
+    click_and_load,
+    describe,
+    requested_urls,
+    totp_code,
+    unlabelled_controls,
+    wait_for,
+)
+from support.console_accounts import create_person
+
+from api.console import SECURITY_HEADERS
+
+# The tests build on each other in one browser (enrolled persons, an added
+# entry): scripts/test runs the browser tests in one process, in order.
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+LIST = "main"
+XSS_URL = 'http://example.com/x"><img src=x onerror=window.__xss=1>'
+XSS_REASON = "<script>window.__xss=2</script> reported twice"
+
+people: dict[str, Person] = {}
+
+
+def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
+    violations = axe_violations(driver)
+    assert unlabelled_controls(driver) == [], driver.current_url
+    assert not violations, f"{driver.current_url}:\n{describe(violations)}"
+    foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
+    assert not foreign, foreign
+    shots = os.environ.get("CONSOLE_SCREENSHOTS")
+    if shots and shot:
+        driver.save_screenshot(str(Path(shots) / f"{shot}.png"))
+
+
+def enrol(driver: Any, console: ConsoleServer, name: str, role: str) -> Person:
+    """Enrol ``name`` from its link; the first login may use the next code at once."""
+    url = create_person(console, name, role, [LIST] if role != "admin" else [])
+    driver.delete_all_cookies()
+    driver.get(url)
+    secret = str(wait_for(driver, "#secret").get_attribute("value"))
+    password = f"a long password for {name}"
+    code, step = totp_code(secret)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "password2").send_keys(password)
+    driver.find_element(By.ID, "totp").send_keys(code)
+    driver.find_element(By.ID, "enrol").click()
+    wait_for(driver, "#enrolled")
+    return Person(name, password, secret, step)
+
+
+def login(driver: Any, console: ConsoleServer, person: Person) -> None:
+    driver.get(f"{console.base}/console/login")
+    code, person.last_step = totp_code(person.secret, after_step=person.last_step)
+    driver.find_element(By.ID, "name").send_keys(person.name)
+    driver.find_element(By.ID, "password").send_keys(person.password)
+    driver.find_element(By.ID, "totp").send_keys(code)
+    driver.find_element(By.ID, "login").click()
+    assert wait_for(driver, "#whoami").text == person.name
+
+
+def session_cookie(driver: Any) -> str:
+    from api.accounts import SESSION_COOKIE
+
+    cookie = driver.get_cookie(SESSION_COOKIE)
+    assert cookie is not None
+    value: str = cookie["value"]
+    return value
+
+
+def test_clickjacking_and_caching_headers_on_every_console_response(
+    console: ConsoleServer,
+) -> None:
+    with httpx.Client(base_url=console.base, timeout=30) as client:
+        for path in (
+            "/console/login",
+            "/console/static/console.css",
+            "/console/static/console.js",
+            "/console/enrol/no-such-link",
+            "/console/queue",  # a redirect to the login form
+        ):
+            r = client.get(path)
+            for name, value in SECURITY_HEADERS.items():
+                assert r.headers.get(name) == value, (path, name)
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+            assert "'unsafe-inline'" not in r.headers["content-security-policy"]
+        # The API's own answers are unchanged.
+        assert "content-security-policy" not in client.get("/healthz").headers
+
+
+def test_people_enrol_and_log_in(driver: Any, console: ConsoleServer) -> None:
+    people["carol"] = enrol(driver, console, "carol", "admin")
+    people["dave"] = enrol(driver, console, "dave", "analyst")
+    login(driver, console, people["dave"])
+    # Each test that logs in afresh has its own person: a second login of
+    # one person within a 30-second TOTP step would have to wait for it.
+    people["frank"] = enrol(driver, console, "frank", "analyst")
+    people["gina"] = enrol(driver, console, "gina", "analyst")
+
+
+def test_session_fixation_a_planted_cookie_is_not_adopted(
+    driver: Any, console: ConsoleServer
+) -> None:
+    from api.accounts import SESSION_COOKIE
+
+    driver.get(f"{console.base}/console/login")
+    driver.delete_all_cookies()
+    planted = "planted-by-an-attacker-0123456789abcdef"
+    driver.add_cookie({"name": SESSION_COOKIE, "value": planted, "path": "/"})
+    login(driver, console, people["frank"])
+    issued = session_cookie(driver)
+    assert issued != planted
+    # The planted value opens no session; the issued one does.
+    with httpx.Client(base_url=console.base, timeout=30, cookies={SESSION_COOKIE: planted}) as c:
+        r = c.get("/console/queue")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/console/login")
+    with httpx.Client(base_url=console.base, timeout=30, cookies={SESSION_COOKIE: issued}) as c:
+        r = c.get(f"/console/queue?list={LIST}")
+        assert r.status_code == 200
+        assert "frank" in r.text
+
+
+class _Attacker(BaseHTTPRequestHandler):
+    """Another origin on loopback: a page whose form posts to the console."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        page = (
+            "<!DOCTYPE html><html lang=en><title>win a prize</title>"
+            f'<form method="post" action="{self.target}/console/add">'
+            '<input type="hidden" name="list" value="main">'
+            '<input type="hidden" name="url" value="http://198.51.100.66/planted.html">'
+            '<input type="hidden" name="scope" value="host">'
+            '<input type="hidden" name="reason" value="planted">'
+            '<input type="hidden" name="action" value="add">'
+            '<input type="hidden" name="csrf_token" value="guessed">'
+            '<button id="go">Claim</button></form></html>'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def attacker(console: ConsoleServer) -> Iterator[str]:
+    _Attacker.target = console.base
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _entries_with(console: ConsoleServer, url: str) -> int:
+    from blocklist.store import search as store_search
+
+    with console.ctx.db.read() as session:
+        info = console.ctx.resolve_list(LIST)
+        return len(store_search.search(session, info.id, url=url).items)
+
+
+def test_a_cross_site_form_post_is_refused(
+    driver: Any, console: ConsoleServer, attacker: str
+) -> None:
+    # frank is logged in (the SameSite=Strict cookie goes along: another
+    # port of the same host is the same site).
+    driver.get(f"{attacker}/")
+    requested_urls(driver)  # the attacker's page is not the console's
+    click_and_load(driver, wait_for(driver, "#go"))
+    assert "cross-site" in wait_for(driver, "h1").text
+    assert "another site" in driver.find_element(By.ID, "detail").text
+    assert _entries_with(console, "http://198.51.100.66/planted.html") == 0
+
+
+def test_a_form_post_without_the_csrf_token_is_refused(console: ConsoleServer, driver: Any) -> None:
+    from api.accounts import SESSION_COOKIE
+
+    cookie = session_cookie(driver)
+    form = {
+        "list": LIST,
+        "url": "http://198.51.100.67/planted.html",
+        "scope": "page",
+        "reason": "planted",
+        "action": "add",
+    }
+    with httpx.Client(base_url=console.base, timeout=30, cookies={SESSION_COOKIE: cookie}) as c:
+        for token in (None, "", "guessed"):
+            data = dict(form) if token is None else {**form, "csrf_token": token}
+            r = c.post("/console/add", data=data)
+            assert r.status_code == 403, r.text
+            assert "security token" in r.text
+    assert _entries_with(console, "http://198.51.100.67/planted.html") == 0
+
+
+def test_script_in_a_url_and_a_reason_renders_inert(driver: Any, console: ConsoleServer) -> None:
+    driver.get(f"{console.base}/console/add?list={LIST}")
+    driver.find_element(By.ID, "url").send_keys(XSS_URL)
+    driver.find_element(By.ID, "reason").send_keys(XSS_REASON)
+    driver.find_element(By.ID, "preview").click()
+    wait_for(driver, "#verdict")
+    pages = [driver.current_url]
+    assert driver.execute_script("return window.__xss === undefined")
+    driver.find_element(By.ID, "add").click()
+    assert wait_for(driver, "#entry-status").text == "pending"
+    entry_page = driver.current_url
+    for url in (entry_page, f"{console.base}/console/queue?list={LIST}"):
+        driver.get(url)
+        wait_for(driver, "#whoami")
+        pages.append(url)
+        assert driver.execute_script("return window.__xss === undefined"), url
+        assert driver.find_elements(By.TAG_NAME, "img") == [], url
+        assert (
+            driver.find_elements(By.TAG_NAME, "script")[0]
+            .get_attribute("src")
+            .endswith("/console/static/console.js")
+        )
+        assert len(driver.find_elements(By.TAG_NAME, "script")) == 1, url
+    driver.get(entry_page)
+    # Shown as text, exactly as typed, and not as a link.
+    assert wait_for(driver, "#entry-reason").text == XSS_REASON
+    assert XSS_URL in driver.find_element(By.ID, "entry-url").text
+    assert not driver.find_elements(By.CSS_SELECTOR, "#entry-url a")
+    # The browser's console shows no CSP report either: nothing even tried to run.
+    errors = [e for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert errors == [], errors
+
+
+def test_a_large_import_needs_a_session(console: ConsoleServer, driver: Any) -> None:
+    """Issue 12, item 8 for the console: only a logged-in person's body may be large."""
+    import re
+
+    from api.accounts import SESSION_COOKIE
+    from api.bodygate import PREAUTH_BODY_BYTES
+
+    reason = "bulk import row " * 10
+    rows = "".join(
+        f"http://198.51.100.{i % 250}/big/{i}.html,page,{reason},case-{i}\n" for i in range(900)
+    )
+    data = ("url,scope,reason,reference\n" + rows).encode()
+    assert len(data) > 2 * PREAUTH_BODY_BYTES
+    with httpx.Client(base_url=console.base, timeout=60) as anonymous:
+        r = anonymous.post(
+            "/console/import", files={"file": ("big.csv", data, "text/csv")}, data={"list": LIST}
+        )
+        assert r.status_code in (401, 413), r.text
+    cookie = session_cookie(driver)
+    with httpx.Client(
+        base_url=console.base, timeout=120, cookies={SESSION_COOKIE: cookie}
+    ) as client:
+        page = client.get(f"/console/import?list={LIST}").text
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found is not None
+        r = client.post(
+            "/console/import",
+            files={"file": ("big.csv", data, "text/csv")},
+            data={"list": LIST, "csrf_token": found.group(1)},
+        )
+        assert r.status_code == 200, r.text[:500]
+        assert "900 created" in r.text
+
+
+def test_search_results_are_paged(driver: Any, console: ConsoleServer) -> None:
+    """After the 900-row import: 50 a page, "Next page" continues after the last id."""
+    driver.get(f"{console.base}/console/search?list={LIST}")
+    wait_for(driver, "#s-reference")
+    driver.find_element(By.ID, "s-analyst").send_keys("frank")
+    click_and_load(driver, driver.find_element(By.ID, "search"))
+    first = [
+        r.text.split()[0] for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    ]
+    assert len(first) == 50
+    click_and_load(driver, driver.find_element(By.ID, "next-page"))
+    second = [
+        r.text.split()[0] for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    ]
+    assert len(second) == 50
+    assert int(second[0].lstrip("#")) > int(first[-1].lstrip("#"))
+    # The filters travel with the page: still only frank's entries.
+    assert all(
+        "frank" in r.text for r in driver.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    )
+
+
+def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
+    requested_urls(driver)  # forget the attacker page's late favicon request
+    # An analyst is refused the admin page.
+    driver.get(f"{console.base}/console/admin?list={LIST}")
+    assert "Not allowed" in wait_for(driver, "h1").text
+    check_page(driver, console)
+    # The admin creates an account: the page shows its one-time link.
+    login(driver, console, people["carol"])
+    driver.get(f"{console.base}/console/admin?list={LIST}")
+    wait_for(driver, "#accounts")
+    check_page(driver, console)
+    driver.find_element(By.ID, "a-name").send_keys("erin")
+    click_and_load(driver, driver.find_element(By.ID, "create-account"))
+    link = wait_for(driver, "#secret-out").get_attribute("value")
+    assert str(link).startswith(f"{console.base}/console/enrol/")
+    assert "erin" in driver.find_element(By.ID, "accounts").text
+    check_page(driver, console, "admin")
+    # ISP tokens are created here too.
+    driver.find_element(By.ID, "tk-name").send_keys("isp-admin-page")
+    click_and_load(driver, driver.find_element(By.ID, "create-token"))
+    assert str(wait_for(driver, "#secret-out").get_attribute("value")).startswith("cf_isp_")
+
+
+def test_an_idle_session_expires(driver: Any, console: ConsoleServer) -> None:
+    login(driver, console, people["gina"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    assert wait_for(driver, "#whoami").text == "gina"
+    idle = timedelta(seconds=console.ctx.settings.session_idle_timeout)
+    real_clock = console.ctx.wall_clock
+    # The app's clock moves past the idle timeout (no sleeping).
+    console.ctx.wall_clock = lambda: real_clock() + idle + timedelta(seconds=1)
+    try:
+        driver.get(f"{console.base}/console/queue?list={LIST}")
+        wait_for(driver, "#login")
+        assert driver.current_url.startswith(f"{console.base}/console/login")
+    finally:
+        console.ctx.wall_clock = real_clock
+    # The session is gone server-side, not only too old: back at real time it stays gone.
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    wait_for(driver, "#login")
+
+
+def test_login_back_off(console: ConsoleServer) -> None:
+    """Last in the module: the failures count against this client's address too."""
+    with httpx.Client(base_url=console.base, timeout=30) as client:
+        answers = []
+        for _ in range(8):
+            r = client.post(
+                "/console/login",
+                data={"name": "dave", "password": "wrong password", "totp": "000000"},
+            )
+            answers.append(r.status_code)
+            if r.status_code == 429:
+                break
+        assert answers[0] == 401
+        assert answers[-1] == 429, answers
+        assert int(r.headers["retry-after"]) >= 1
+        assert "Too many failed logins" in r.text
+        # While it lasts, every attempt is refused before credentials are checked.
+        r = client.post(
+            "/console/login", data={"name": "dave", "password": "wrong", "totp": "000000"}
+        )
+        assert r.status_code == 429

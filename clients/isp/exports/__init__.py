@@ -151,6 +151,16 @@ from clients.isp.exports.formats import (
     check_blockpage,
     check_ede,
 )
+from clients.isp.exports.hashlog import (
+    COMPACT_FRACTION,
+    INCREMENTAL_FORMATS,
+    HashLog,
+    HashLogWrite,
+    apply_hashes_log,
+    base_path,
+    is_hashes_log,
+    read_hashes_log,
+)
 from clients.isp.exports.output import (
     output_paths,
     render,
@@ -162,6 +172,7 @@ from clients.isp.exports.squid import (
 
 __all__ = [
     "BLOCKPAGE_FORMATS",
+    "COMPACT_FRACTION",
     "DEFAULT_MODES",
     "DEFAULT_RPZ_ZONE",
     "EDE_BLOCKED",
@@ -172,6 +183,7 @@ __all__ = [
     "FILE_SUFFIXES",
     "FORMATS",
     "HASH_SIZE",
+    "INCREMENTAL_FORMATS",
     "MAX_BLOCKPAGE_ADDRESSES",
     "MAX_LABEL_OCTETS",
     "MAX_NAME_TEXT",
@@ -191,11 +203,17 @@ __all__ = [
     "ExportInput",
     "ExportResult",
     "ExportWriteError",
+    "HashLog",
+    "HashLogWrite",
     "MissingPlaintext",
     "UnknownFormat",
+    "apply_hashes_log",
+    "base_path",
     "check_blockpage",
     "check_ede",
+    "is_hashes_log",
     "output_paths",
+    "read_hashes_log",
     "render",
     "squid_url_regex",
     "write_export",

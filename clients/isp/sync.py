@@ -54,7 +54,15 @@ from clients.errors import (
 )
 from clients.isp import steps
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import ExportInput, ExportResult, apply_hashes_log, write_export
+from clients.isp.exports import (
+    SHARDED_FORMATS,
+    ExportInput,
+    ExportResult,
+    ShardedSource,
+    apply_hashes_log,
+    apply_sharded,
+    write_export,
+)
 from clients.isp.fetcher import Fetcher, fetcher_for
 from clients.isp.records import ExportReport
 from clients.isp.store import DB_NAME, StateStore
@@ -570,7 +578,9 @@ class Syncer:
         delta: _Delta | None = None,
     ) -> bool:
         if spec.incremental:
-            result = _write_incremental(store, trusted.version, spec, delta)
+            result = _write_incremental(
+                store, spec, delta, trusted.version, self.config.list_name, trusted.origin or ""
+            )
             reports[str(spec.output)] = export_report(spec, trusted.version, result)
             return self._run_hook(store, spec, result)
         expressions = None
@@ -635,7 +645,12 @@ class _Delta:
 
 
 def _write_incremental(
-    store: StateStore, version: int, spec: ExportSpec, delta: _Delta | None
+    store: StateStore,
+    spec: ExportSpec,
+    delta: _Delta | None,
+    version: int,
+    list_name: str,
+    origin: str,
 ) -> ExportResult:
     """Bring an ``incremental`` export to ``version`` (:mod:`clients.isp.exports.hashlog`)."""
 
@@ -647,6 +662,20 @@ def _write_incremental(
         return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
     steps.reached("sync:export")
+    if spec.format in SHARDED_FORMATS:
+        count = store.status().count or 0
+        name = hashlib.sha256(str(spec.output).encode()).hexdigest()[:16]
+        return apply_sharded(
+            spec.format,
+            spec.output,
+            store.state_dir / "exports" / f"{name}.db",
+            ExportInput(version, (), None, list_name, origin, datetime.now(UTC)),
+            ShardedSource(store.expression_of, store.expressions, lambda: count),
+            before=None if delta is None else delta.before,
+            added=() if delta is None else delta.added,
+            removed=() if delta is None else delta.removed,
+            blockpage=spec.blockpage,
+        )
     written = apply_hashes_log(
         spec.output,
         version=version,

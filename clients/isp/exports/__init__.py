@@ -127,6 +127,7 @@ from clients.isp.exports.formats import (
     FILE_SUFFIXES,
     FORMATS,
     HASH_SIZE,
+    INCREMENTAL_FORMATS,
     MAX_BLOCKPAGE_ADDRESSES,
     MAX_LABEL_OCTETS,
     MAX_NAME_TEXT,
@@ -153,7 +154,6 @@ from clients.isp.exports.formats import (
 )
 from clients.isp.exports.hashlog import (
     COMPACT_FRACTION,
-    INCREMENTAL_FORMATS,
     HashLog,
     HashLogWrite,
     apply_hashes_log,
@@ -165,6 +165,14 @@ from clients.isp.exports.output import (
     output_paths,
     render,
     write_export,
+)
+from clients.isp.exports.sharded import (
+    SHARDED_FORMATS,
+    SHARDS,
+    ShardedSource,
+    apply_sharded,
+    shard_dir,
+    shard_of,
 )
 from clients.isp.exports.squid import (
     squid_url_regex,
@@ -198,6 +206,8 @@ __all__ = [
     "SCOPES",
     "SCOPE_OTHER",
     "SERIAL_MODULUS",
+    "SHARDED_FORMATS",
+    "SHARDS",
     "ExportError",
     "ExportFormat",
     "ExportInput",
@@ -206,8 +216,10 @@ __all__ = [
     "HashLog",
     "HashLogWrite",
     "MissingPlaintext",
+    "ShardedSource",
     "UnknownFormat",
     "apply_hashes_log",
+    "apply_sharded",
     "base_path",
     "check_blockpage",
     "check_ede",
@@ -215,6 +227,8 @@ __all__ = [
     "output_paths",
     "read_hashes_log",
     "render",
+    "shard_dir",
+    "shard_of",
     "squid_url_regex",
     "write_export",
 ]

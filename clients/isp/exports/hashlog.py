@@ -72,7 +72,6 @@ from clients.isp.exports.formats import HASH_SIZE, ExportError, ExportWriteError
 
 __all__ = [
     "COMPACT_FRACTION",
-    "INCREMENTAL_FORMATS",
     "LOG_MAGIC",
     "HashLog",
     "HashLogWrite",
@@ -81,9 +80,6 @@ __all__ = [
     "is_hashes_log",
     "read_hashes_log",
 ]
-
-#: Formats that can be written incrementally (``incremental = true``).
-INCREMENTAL_FORMATS: Final = ("hashes",)
 
 #: First bytes of a log; a plain ``hashes`` export starts with a hex digit.
 LOG_MAGIC: Final = b"# cleanfeed hashes log 1: "

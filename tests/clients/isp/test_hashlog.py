@@ -296,8 +296,8 @@ def test_sync_appends_each_version_and_compacts_on_a_snapshot(tmp_path: Path) ->
 
 def test_incremental_is_refused_for_other_formats(tmp_path: Path) -> None:
     conf = tmp_path / "isp.toml"
-    conf.write_text('[[exports]]\nformat = "unbound"\noutput = "/x"\nincremental = true\n')
-    with pytest.raises(ConfigError, match="only hashes exports"):
+    conf.write_text('[[exports]]\nformat = "rpz"\noutput = "/x"\nincremental = true\n')
+    with pytest.raises(ConfigError, match="only hashes, unbound, dnsmasq, hosts exports"):
         load_config(conf, environ={})
     conf.write_text('[[exports]]\nformat = "hashes"\noutput = "/x"\nincremental = "yes"\n')
     with pytest.raises(ConfigError, match="true or false"):

@@ -5,7 +5,9 @@ exports at 1,000,000 entries costs at most 2.0x what it costs at 10,000,
 for each format that can be written incrementally. Both sizes run in this
 one process, the ratios side by side.
 
-Incremental: the ``hashes`` export with ``incremental = true``
+Incremental (``incremental = true``): the ``unbound``, ``dnsmasq`` and
+``hosts`` exports as shard directories (:func:`clients.isp.exports.apply_sharded`),
+and the ``hashes`` export
 (:func:`clients.isp.exports.apply_hashes_log`, what the syncer runs after a
 verified commit): each version appends its record, or compacts the log
 when it outgrew its fraction of the base. Every version is timed,
@@ -87,13 +89,46 @@ class _List:
         )
 
 
-def _incremental(root: Path, size: int) -> tuple[list[float], list[bool]]:
-    from clients.isp.exports import apply_hashes_log
+INCREMENTAL = ("hashes", "unbound", "dnsmasq", "hosts")
+
+
+def _incremental(root: Path, size: int) -> tuple[dict[str, list[float]], list[bool]]:
+    """Each version applied to every incremental export, as the syncer does."""
+    from clients.isp.exports import (
+        ExportInput,
+        ShardedSource,
+        apply_hashes_log,
+        apply_sharded,
+    )
 
     lst = _List(size, seed=size)
     out = root / f"incremental-{size}.hashes"
+    source = ShardedSource(
+        lambda h: lst.expressions.get(h),
+        lambda: sorted(lst.expressions.items()),
+        lambda: len(lst.expressions),
+    )
+
+    def sharded(
+        fmt_name: str, before: int | None, added: list[bytes], removed: list[bytes]
+    ) -> None:
+        data = lst.data()
+        assert isinstance(data, ExportInput)
+        apply_sharded(
+            fmt_name,  # type: ignore[arg-type]
+            root / f"incremental-{size}.{fmt_name}",
+            root / "index" / f"{size}-{fmt_name}.db",
+            data,
+            source,
+            before=before,
+            added=added,
+            removed=removed,
+        )
+
     apply_hashes_log(out, version=lst.version, hashes=lambda: lst.expressions.keys())
-    runs: list[float] = []
+    for fmt_name in INCREMENTAL[1:]:
+        sharded(fmt_name, None, [], [])
+    runs: dict[str, list[float]] = {f: [] for f in INCREMENTAL}
     compacted: list[bool] = []
     for r in range(VERSIONS + 1):
         before = lst.version
@@ -107,9 +142,14 @@ def _incremental(root: Path, size: int) -> tuple[list[float], list[bool]]:
             removed=removed,
             hashes=lambda: lst.expressions.keys(),
         )
-        seconds = time.perf_counter() - started
+        seconds = {"hashes": time.perf_counter() - started}
+        for fmt_name in INCREMENTAL[1:]:
+            started = time.perf_counter()
+            sharded(fmt_name, before, added, removed)
+            seconds[fmt_name] = time.perf_counter() - started
         if r:
-            runs.append(seconds)
+            for fmt_name, value in seconds.items():
+                runs[fmt_name].append(value)
             compacted.append(result.compacted)
     return runs, compacted
 
@@ -140,44 +180,47 @@ def run(ctx: BenchContext) -> Section:
     root = ctx.work / "exports"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    incremental: dict[int, list[float]] = {}
+    incremental: dict[int, dict[str, list[float]]] = {}
     compactions: dict[int, list[bool]] = {}
     full: dict[int, dict[str, list[float]]] = {}
     for size in (small, large):
-        ctx.log(f"exports: incremental hashes at {size:,}")
+        ctx.log(f"exports: incremental exports at {size:,}")
         incremental[size], compactions[size] = _incremental(root, size)
         ctx.log(f"exports: full rewrites at {size:,}")
         full[size] = _full(root, size)
-    ratio = median(incremental[large]) / median(incremental[small])
-    figures = [
-        Figure(
-            "exports.hashes_incremental_ratio",
-            f"incremental `hashes` export of a 1,000-change version: time at {large:,} "
-            f"/ at {small:,} entries",
-            ratio,
-            "x",
-            [],
-            RATIO_TARGET,
-            note="median of each size's runs, compactions included",
-            quick=ctx.quick,
-        ),
-        Figure(
-            "exports.hashes_incremental_large",
-            f"incremental `hashes` export of a 1,000-change version at {large:,}",
-            median(incremental[large]),
-            "s",
-            incremental[large],
-            quick=ctx.quick,
-        ),
-        Figure(
-            "exports.hashes_incremental_small",
-            f"incremental `hashes` export of a 1,000-change version at {small:,}",
-            median(incremental[small]),
-            "s",
-            incremental[small],
-            quick=ctx.quick,
-        ),
-    ]
+    ratios = {f: median(incremental[large][f]) / median(incremental[small][f]) for f in INCREMENTAL}
+    figures: list[Figure] = []
+    for fmt_name in INCREMENTAL:
+        how = "base + log" if fmt_name == "hashes" else "shards"
+        figures += [
+            Figure(
+                f"exports.{fmt_name}_incremental_ratio",
+                f"incremental `{fmt_name}` export ({how}) of a 1,000-change version: "
+                f"time at {large:,} / at {small:,} entries",
+                ratios[fmt_name],
+                "x",
+                [],
+                RATIO_TARGET,
+                note="ratio of the medians" + (", compactions included" if how != "shards" else ""),
+                quick=ctx.quick,
+            ),
+            Figure(
+                f"exports.{fmt_name}_incremental_large",
+                f"incremental `{fmt_name}` export of a 1,000-change version at {large:,}",
+                median(incremental[large][fmt_name]),
+                "s",
+                incremental[large][fmt_name],
+                quick=ctx.quick,
+            ),
+            Figure(
+                f"exports.{fmt_name}_incremental_small",
+                f"incremental `{fmt_name}` export of a 1,000-change version at {small:,}",
+                median(incremental[small][fmt_name]),
+                "s",
+                incremental[small][fmt_name],
+                quick=ctx.quick,
+            ),
+        ]
     for fmt_name in FULL_FORMATS:
         figures.append(
             Figure(
@@ -192,19 +235,21 @@ def run(ctx: BenchContext) -> Section:
             )
         )
     rows = "".join(
-        f"| `hashes`, `incremental = true` | yes | {fmt_runs(incremental[small])} | "
-        f"{fmt_runs(incremental[large])} | **{fmt(ratio)}x** |\n"
-        if fmt_name == "*"
-        else f"| `{fmt_name}` | no | {fmt_runs(full[small][fmt_name])} | "
-        f"{fmt_runs(full[large][fmt_name])} | "
-        f"{fmt(median(full[large][fmt_name]) / median(full[small][fmt_name]))}x |\n"
-        for fmt_name in ("*", *FULL_FORMATS)
+        f"| `{f}`, `incremental = true` | yes | {fmt_runs(incremental[small][f])} | "
+        f"{fmt_runs(incremental[large][f])} | **{fmt(ratios[f])}x** |\n"
+        for f in INCREMENTAL
+    ) + "".join(
+        f"| `{f}` | no | {fmt_runs(full[small][f])} | {fmt_runs(full[large][f])} | "
+        f"{fmt(median(full[large][f]) / median(full[small][f]))}x |\n"
+        for f in FULL_FORMATS
     )
     details = (
         f"Synthetic list (60 % host entries, 40 % pages); each version adds {ADDS} and "
         f"removes {REMOVES} entries. Incremental: {VERSIONS} versions timed per size after "
         "one untimed, each the call the syncer makes after a verified commit "
-        f"(`apply_hashes_log`); compactions among them: {small:,}: "
+        "(`apply_hashes_log`; `apply_sharded` for the shard directories, whose index "
+        "lives in SQLite with `synchronous=FULL`); compactions of the hashes log among "
+        f"them: {small:,}: "
         f"{sum(compactions[small])} of {len(compactions[small])}, {large:,}: "
         f"{sum(compactions[large])} of {len(compactions[large])}. Full rewrites: "
         f"`write_export` of each new version over the previous files, {FULL_REPEATS} per "

@@ -9,9 +9,16 @@ it.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
 import random
+import secrets
+import socket
+import struct
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +26,8 @@ import pytest
 from support.ci import require_program
 from support.export_inputs import DNS_MIX
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
-from support.resolvers import write_unbound_conf
+from support.processes import free_port
+from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.canonical import expression_hash
 from clients.errors import PlaintextMismatch
@@ -331,3 +339,127 @@ def test_sync_keeps_a_sharded_unbound_export_current(tmp_path: Path) -> None:
         assert shard_lines(out) == expected()
         assert f"version {log.version}".encode() in out.read_bytes()
     assert sync().exports_changed == ()
+
+
+# --- resolvers answering from the shards ---------------------------------------------
+
+RESOLVE_TIMEOUT = 30.0
+
+
+def dns_answer(port: int, name: str, *, timeout: float = 2.0) -> tuple[int, bytes | None]:
+    """One A query to 127.0.0.1:port: (RCODE, the first answer's address or None).
+
+    RFC 1035 4.1: a 12-byte header, the question, then answers; with one
+    A record and nothing after it, its RDATA is the message's last 4 bytes.
+    """
+    qid = secrets.randbits(16)
+    question = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\x00"
+    packet = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!2H", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, ("127.0.0.1", port))
+        while True:
+            data, _ = s.recvfrom(4096)
+            if struct.unpack("!H", data[:2])[0] == qid:
+                break
+    ancount = struct.unpack("!H", data[6:8])[0]
+    return data[3] & 0x0F, (data[-4:] if ancount else None)
+
+
+@contextlib.contextmanager
+def running(argv: list[str], port: int) -> Iterator[None]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + RESOLVE_TIMEOUT
+        while True:
+            try:
+                dns_answer(port, "ok.example", timeout=0.5)
+                break
+            except (TimeoutError, ConnectionRefusedError):
+                if proc.poll() is not None:
+                    raise AssertionError(f"resolver exited: {proc.communicate()}") from None
+                if time.monotonic() > deadline:
+                    raise AssertionError("resolver did not answer") from None
+        yield
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+NXDOMAIN = 3
+REDIRECT = bytes([192, 0, 2, 9])  # every unlisted name under example.
+
+
+def resolution_list() -> Listed:
+    lst = Listed(0)
+    for e in ("a.example/", "b.example/", "c.d.example/", "e.example/page.html"):
+        lst.exprs[expression_hash(e)] = e
+    return lst
+
+
+def step_to(lst: Listed, adds: list[str], removes: list[str]) -> tuple[list[bytes], list[bytes]]:
+    added = [expression_hash(e) for e in adds]
+    removed = [expression_hash(e) for e in removes]
+    for h in removed:
+        del lst.exprs[h]
+    lst.exprs.update(zip(added, adds, strict=True))
+    lst.version += 1
+    return added, removed
+
+
+@pytest.mark.e2e
+def test_unbound_answers_from_the_shards_across_versions(tmp_path: Path) -> None:
+    unbound = require_program("unbound", "unbound")
+    out = tmp_path / "cleanfeed.conf"
+    lst = resolution_list()
+    apply("unbound", out, lst, None, None)
+    port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+    conf = write_unbound_conf(
+        tmp_path,
+        f"    interface: 127.0.0.1\n    port: {port}\n    do-ip6: no\n"
+        '    do-daemonize: no\n    logfile: ""\n'
+        '    local-zone: "example." redirect\n    local-data: "example. A 192.0.2.9"\n',
+        f'    include: "{out}"\n',
+    )
+    with running([unbound, "-d", "-c", str(conf)], port):
+        assert dns_answer(port, "a.example")[0] == NXDOMAIN
+        assert dns_answer(port, "www.c.d.example")[0] == NXDOMAIN
+        assert dns_answer(port, "e.example") == (0, REDIRECT)  # a page only
+        assert dns_answer(port, "f.example") == (0, REDIRECT)
+    before = lst.version
+    changes = step_to(lst, ["f.example/"], ["a.example/"])
+    apply("unbound", out, lst, changes, before)
+    with running([unbound, "-d", "-c", str(conf)], port):
+        assert dns_answer(port, "a.example") == (0, REDIRECT)
+        assert dns_answer(port, "f.example")[0] == NXDOMAIN
+        assert dns_answer(port, "b.example")[0] == NXDOMAIN
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fmt", ["dnsmasq", "hosts"])
+def test_dnsmasq_answers_from_the_shards_across_versions(tmp_path: Path, fmt: str) -> None:
+    dnsmasq = require_program("dnsmasq", "dnsmasq-base")
+    out = tmp_path / "cleanfeed.conf"
+    lst = resolution_list()
+    apply(fmt, out, lst, None, None)
+    port = free_port("127.0.0.1", socket.SOCK_DGRAM)
+    load = f"--conf-file={out}" if fmt == "dnsmasq" else f"--addn-hosts={shard_dir(out)}"
+    # An address= line for a domain outranks hosts files in dnsmasq, so the
+    # hosts case has no catch-all: an unlisted name gets no 0.0.0.0 answer.
+    # dnsmasq reads addn-hosts after dropping root to --user: keep this
+    # test's user, which can read its temporary directory (mode 0700).
+    user = f"--user={pwd.getpwuid(os.getuid()).pw_name}"
+    extra = ["--address=/example/192.0.2.9"] if fmt == "dnsmasq" else [user]
+    argv = dnsmasq_argv(dnsmasq, port, *extra, load)
+    # dnsmasq answers NXDOMAIN for address=/host/, 0.0.0.0 for a hosts line.
+    blocked = (NXDOMAIN, None) if fmt == "dnsmasq" else (0, bytes(4))
+    with running(argv, port):
+        assert dns_answer(port, "a.example") == blocked
+        assert dns_answer(port, "f.example") != blocked
+    before = lst.version
+    changes = step_to(lst, ["f.example/"], ["a.example/"])
+    apply(fmt, out, lst, changes, before)
+    with running(argv, port):
+        assert dns_answer(port, "a.example") != blocked
+        assert dns_answer(port, "f.example") == blocked
+        assert dns_answer(port, "b.example") == blocked

@@ -39,7 +39,7 @@ ADDS, REMOVES = 900, 100
 #: Versions timed per size for the incremental export (after one untimed).
 VERSIONS = 9
 #: Full rewrites timed per size and format.
-FULL_REPEATS = 3
+FULL_REPEATS = 2
 FULL_FORMATS = ("hashes", "urls", "squid", "rpz", "unbound", "dnsmasq", "hosts")
 
 

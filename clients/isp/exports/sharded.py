@@ -42,6 +42,8 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import stat
+import tempfile
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,6 +339,12 @@ def apply_sharded(
                     stem = old.name.removesuffix(_SUFFIX[fmt]) if _SUFFIX[fmt] else old.name
                     if stem.isdigit() and int(stem) not in touched:
                         old.unlink()
+            # Temporaries of a batch killed before its renames: the state
+            # lock makes this the only writer, so every one is stale.
+            for leftover in directory.glob(".*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            batch: list[tuple[Path, bytes]] = []
             for shard in sorted(touched):
                 content, enforced, partial, deep = _render_shard(
                     fmt, index.shard(shard), line, head
@@ -348,13 +356,14 @@ def apply_sharded(
                         written[path] = True
                     c.execute("DELETE FROM stats WHERE shard = ?", (shard,))
                     continue
-                written[path] = write_if_changed(path, content, mode=mode)
+                batch.append((path, content))
                 c.execute(
                     "INSERT INTO stats (shard, enforced, partial, deep) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(shard) DO UPDATE SET enforced = excluded.enforced, "
                     "partial = excluded.partial, deep = excluded.deep",
                     (shard, enforced, partial, deep),
                 )
+            written.update(_write_batch(directory, batch, mode))
             written[Path(output)] = write_if_changed(
                 Path(output), _main_file(fmt, data, directory), mode=mode
             )
@@ -372,6 +381,53 @@ def apply_sharded(
     finally:
         index.conn.close()
     return result
+
+
+def _write_batch(directory: Path, files: list[tuple[Path, bytes]], mode: int) -> dict[Path, bool]:
+    """Replace each file atomically, as :func:`clients.common.files.write_atomic`, in a batch.
+
+    The same recipe (temporary file in the directory, data fsynced before
+    its rename, the directory fsynced after), but every temporary is written
+    first, then all are fsynced, renamed, and the directory fsynced once:
+    the journal commits once for the batch instead of twice per file
+    (about 600 files a version). A file already holding its content is
+    left alone.
+    """
+    pending: list[tuple[Path, Path, int]] = []
+    written: dict[Path, bool] = {}
+    try:
+        for path, content in files:
+            with contextlib.suppress(FileNotFoundError):
+                if path.read_bytes() == content:
+                    written[path] = False
+                    continue
+            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+            pending.append((path, Path(tmp_name), fd))
+            os.fchmod(fd, stat.S_IMODE(mode))
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        for _, _, fd in pending:
+            os.fsync(fd)  # data on disk before any rename can be
+        for target, temporary, _ in pending:
+            os.replace(temporary, target)
+            written[target] = True
+    except BaseException:
+        for _, temporary, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+        raise
+    finally:
+        for _, _, fd in pending:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if pending:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)  # the renames survive a crash
+        finally:
+            os.close(dir_fd)
+    return written
 
 
 def _checked(h: bytes, expr: str | None, missing: list[bytes]) -> str | None:

@@ -105,6 +105,15 @@ Files carry a comment header with the list origin and version but no
 timestamp, so an export of an unchanged list is byte-identical and
 :func:`write_export` leaves it alone (the caller's reload hook need not run).
 
+Incremental exports (issue 19 item 4, :data:`INCREMENTAL_FORMATS`): with
+``incremental = true`` the syncer writes only each version's changes:
+``hashes`` as a base file plus an append-only change log
+(:mod:`~clients.isp.exports.hashlog`, :func:`apply_hashes_log`,
+:func:`read_hashes_log`), ``unbound``, ``dnsmasq`` and ``hosts`` as a
+directory of shards of which a version rewrites only those it touches
+(:mod:`~clients.isp.exports.sharded`, :func:`apply_sharded`). Their content
+is, line for line, that of :func:`render` at the same version.
+
 Layout: :mod:`~clients.isp.exports.formats` (format names, limits, options,
 errors, input and result), :mod:`~clients.isp.exports.entries` (the listed
 expressions parsed and counted for exports),

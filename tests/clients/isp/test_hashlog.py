@@ -248,7 +248,7 @@ def test_squid_helper_source_follows_appends(tmp_path: Path) -> None:
 # --- the syncer writes it after each verified commit -----------------------------------
 
 
-def test_sync_appends_each_version_and_compacts_on_a_snapshot(tmp_path: Path) -> None:
+def test_sync_appends_each_version_and_rewrites_a_deleted_export(tmp_path: Path) -> None:
     out = tmp_path / "out" / "cleanfeed.hashes"
     out.parent.mkdir()
     log: MemoryLog = new_log()

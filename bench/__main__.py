@@ -9,8 +9,8 @@ Usage::
     python -m bench --output FILE         # write the report elsewhere
 
 Benchmarks (issue 8's targets table, and issue 7's load test): http,
-publish, isp_sync, lookup, bulk, wire, load, audit, bodies (issue 12's
-upload flood). Each returns its figures
+publish, isp_sync, exports (issue 19's incremental exports), lookup, bulk,
+wire, load, audit, bodies (issue 12's upload flood). Each returns its figures
 (medians of repeated runs) and details; where a target is missed and
 profiling is on, it profiles the code under test (py-spy for servers and
 commands, pyinstrument in-process) and the top frames go into the report.
@@ -173,6 +173,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         body_flood,
         bulk_import,
         dns_ixfr,
+        exports,
         freshness,
         http_ratio,
         isp_sync,
@@ -189,6 +190,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "wire": wire_size.run,
         "publish": publish.run,
         "isp_sync": isp_sync.run,
+        "exports": exports.run,
         "lookup": lookup.run,
         "bulk": bulk_import.run,
         "load": load.run,
@@ -233,6 +235,17 @@ TARGETS: list[tuple[str, str, list[str]]] = [
         "load (issue 7)",
         "500 ISPs polling one worker: errors other than 429 + Retry-After",
         ["load.errors"],
+    ),
+    (
+        "incremental exports (issue 19 row 4)",
+        "1,000-change version applied to each incremental export (`hashes`, `unbound`, "
+        "`dnsmasq`, `hosts`): time at 1,000,000 / at 10,000",
+        [
+            "exports.hashes_incremental_ratio",
+            "exports.unbound_incremental_ratio",
+            "exports.dnsmasq_incremental_ratio",
+            "exports.hosts_incremental_ratio",
+        ],
     ),
     (
         "upload flood (issue 12)",

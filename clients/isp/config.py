@@ -116,6 +116,9 @@ class ExportSpec:
     blockpage: tuple[str, ...] = ()
     #: RFC 8914 Extended DNS Error code, 15 or 16 (``check_ede``).
     ede: int | None = None
+    #: Write only each version's changes where the format allows it
+    #: (``hashes``: a base file plus an append-only log, issue 19 item 4).
+    incremental: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,10 +352,13 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         for i, spec in enumerate(specs):
             if not isinstance(spec, dict) or set(spec) - _EXPORT_KEYS:
                 raise ConfigError(
-                    f"exports[{i}]: keys are format, output, on_change, blockpage, ede"
+                    f"exports[{i}]: keys are format, output, on_change, blockpage, ede, incremental"
                 )
             on_change = spec.get("on_change")
             ede = spec.get("ede")
+            incremental = spec.get("incremental", False)
+            if not isinstance(incremental, bool):
+                raise ConfigError(f"exports[{i}].incremental must be true or false")
             parsed.append(
                 ExportSpec(
                     format=_as_str(f"exports[{i}].format", spec.get("format")),
@@ -363,6 +369,7 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
                     ),
                     # checked (and a keyword turned into its code) by _check_exports
                     ede=ede,
+                    incremental=incremental,
                 )
             )
         _check_exports(parsed)
@@ -370,7 +377,9 @@ def _from_mapping(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     return out
 
 
-_EXPORT_KEYS: Final = frozenset({"format", "output", "on_change", "blockpage", "ede"})
+_EXPORT_KEYS: Final = frozenset(
+    {"format", "output", "on_change", "blockpage", "ede", "incremental"}
+)
 
 
 def _check_exports(specs: list[ExportSpec]) -> None:
@@ -386,7 +395,13 @@ def _check_exports(specs: list[ExportSpec]) -> None:
             or on a format whose resolver cannot carry it.
     """
     # the renderers: loaded only with exports
-    from clients.isp.exports import FORMATS, ExportError, check_blockpage, check_ede
+    from clients.isp.exports import (
+        FORMATS,
+        INCREMENTAL_FORMATS,
+        ExportError,
+        check_blockpage,
+        check_ede,
+    )
 
     seen: dict[Path, int] = {}
     for i, spec in enumerate(specs):
@@ -401,6 +416,12 @@ def _check_exports(specs: list[ExportSpec]) -> None:
                 f"exports[{i}].output: {spec.output} is already the output of exports[{first}]"
             )
         seen[spec.output] = i
+        if spec.incremental and spec.format not in INCREMENTAL_FORMATS:
+            raise ConfigError(
+                f"exports[{i}].incremental: only {', '.join(INCREMENTAL_FORMATS)} exports "
+                f"are written incrementally, not {spec.format} (docs/isp.md, "
+                '"Incremental exports")'
+            )
         try:
             if spec.blockpage:  # an empty list: NXDOMAIN, as without the key
                 specs[i] = replace(specs[i], blockpage=check_blockpage(spec.format, spec.blockpage))

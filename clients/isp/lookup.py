@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from blocklist.canonical import expressions
 from blocklist.errors import FormatError, InvalidURL
+from clients.isp.exports import is_hashes_log, read_hashes_log
 
 __all__ = [
     "HASH_SIZE",
@@ -408,8 +409,16 @@ def parse_hashes(data: bytes) -> frozenset[bytes]:
 def read_hashes_file(path: Path) -> frozenset[bytes]:
     """Read a ``hashes`` export written by :mod:`clients.isp.exports`.
 
+    Both kinds: a plain export (one hash a line), or the log of an
+    incremental one (``incremental = true``), read with its base file as
+    :func:`clients.isp.exports.read_hashes_log` documents.
+
     Raises:
         OSError: the file cannot be read.
-        FormatError: its content is malformed (see :func:`parse_hashes`).
+        FormatError: its content is malformed (see :func:`parse_hashes`), or
+            the log or its base is damaged.
     """
-    return parse_hashes(Path(path).read_bytes())
+    data = Path(path).read_bytes()
+    if is_hashes_log(data):
+        return read_hashes_log(Path(path)).hashes
+    return parse_hashes(data)

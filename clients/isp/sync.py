@@ -55,7 +55,15 @@ from clients.errors import (
 )
 from clients.isp import steps
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import ExportInput, ExportResult, write_export
+from clients.isp.exports import (
+    SHARDED_FORMATS,
+    ExportInput,
+    ExportResult,
+    ShardedSource,
+    apply_hashes_log,
+    apply_sharded,
+    write_export,
+)
 from clients.isp.fetcher import Fetcher, fetcher_for
 from clients.isp.records import ExportReport
 from clients.isp.store import DB_NAME, StateStore
@@ -400,7 +408,13 @@ class Syncer:
                 repaired = True
 
         # Step 5: commit atomically.
+        # The net changes, kept for incremental exports (issue 19 item 4); a
+        # snapshot replaces the set, so those exports are rewritten whole.
+        delta: _Delta | None = None
         if trusted.dirty:
+            changes = trusted.changes()
+            if changes.replace is None and not corrupt:
+                delta = _Delta(before, changes.added, changes.removed)
             steps.reached("sync:verified")
             store.commit(trusted.record(), trusted.changes(), etag=response.etag, now=now)
             trusted.mark_persisted(store.hash_table())
@@ -412,7 +426,7 @@ class Syncer:
 
         after = trusted.version
         updated = after != before or repaired or first_sync
-        problems = self._after_commit(store, fetcher, trusted, force=updated)
+        problems = self._after_commit(store, fetcher, trusted, force=updated, delta=delta)
         configured = {str(spec.output) for spec in self.config.exports}
         reports = tuple(r for r in store.export_reports() if r.output in configured)
         if updated:
@@ -499,7 +513,13 @@ class Syncer:
     # --- after the commit: plaintext and exports --------------------------------------
 
     def _after_commit(
-        self, store: StateStore, fetcher: Fetcher, trusted: TrustedState, *, force: bool
+        self,
+        store: StateStore,
+        fetcher: Fetcher,
+        trusted: TrustedState,
+        *,
+        force: bool,
+        delta: _Delta | None = None,
     ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
         problems: list[tuple[str, str]] = []
         if self.config.plaintext:
@@ -519,7 +539,7 @@ class Syncer:
                 reports = {r.output: r for r in store.export_reports()}
                 for spec in self.config.exports:
                     try:
-                        if self._write_export(store, trusted, spec, reports):
+                        if self._write_export(store, trusted, spec, reports, delta):
                             changed.append(str(spec.output))
                     except ClientError as e:
                         ok = False
@@ -544,7 +564,10 @@ class Syncer:
 
     def _export_key(self, store: StateStore, version: int) -> str:
         specs = repr(
-            sorted((s.format, str(s.output), s.on_change or "") for s in self.config.exports)
+            sorted(
+                (s.format, str(s.output), s.on_change or "", s.incremental)
+                for s in self.config.exports
+            )
         )
         plain = store.get_meta("plaintext_since")
         return hashlib.sha256(f"{version}|{plain}|{specs}".encode()).hexdigest()
@@ -604,7 +627,14 @@ class Syncer:
         trusted: TrustedState,
         spec: ExportSpec,
         reports: dict[str, ExportReport],
+        delta: _Delta | None = None,
     ) -> bool:
+        if spec.incremental:
+            result = _write_incremental(
+                store, spec, delta, trusted.version, self.config.list_name, trusted.origin or ""
+            )
+            reports[str(spec.output)] = export_report(spec, trusted.version, result)
+            return self._run_hook(store, spec, result)
         expressions = None
         if spec.format != "hashes":
             expressions = dict(store.expressions())
@@ -621,6 +651,9 @@ class Syncer:
             spec.format, data, spec.output, blockpage=spec.blockpage, ede=spec.ede
         )
         reports[str(spec.output)] = export_report(spec, trusted.version, result)
+        return self._run_hook(store, spec, result)
+
+    def _run_hook(self, store: StateStore, spec: ExportSpec, result: ExportResult) -> bool:
         # A hook that failed once is retried on every sync until it succeeds:
         # the export file is already new, so "changed" alone would never fire
         # again and the filter would keep enforcing the old list.
@@ -651,6 +684,61 @@ def export_report(spec: ExportSpec, version: int, result: ExportResult) -> Expor
         left_out=dict(result.left_out),
         partial=result.partial,
         notes=tuple(result.notes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Delta:
+    """The hashes one sync's commit added and removed, from version ``before``."""
+
+    before: int
+    added: tuple[bytes, ...]
+    removed: tuple[bytes, ...]
+
+
+def _write_incremental(
+    store: StateStore,
+    spec: ExportSpec,
+    delta: _Delta | None,
+    version: int,
+    list_name: str,
+    origin: str,
+) -> ExportResult:
+    """Bring an ``incremental`` export to ``version`` (:mod:`clients.isp.exports.hashlog`)."""
+
+    def listed() -> list[bytes]:
+        # Only for a compaction: every hash, as one blob when possible.
+        blob = store.hash_blob()
+        if blob is None:
+            return list(store.iter_hashes())
+        return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+    steps.reached("sync:export")
+    if spec.format in SHARDED_FORMATS:
+        count = store.status().count or 0
+        name = hashlib.sha256(str(spec.output).encode()).hexdigest()[:16]
+        return apply_sharded(
+            spec.format,
+            spec.output,
+            store.state_dir / "exports" / f"{name}.db",
+            ExportInput(version, (), None, list_name, origin, datetime.now(UTC)),
+            ShardedSource(store.expression_of, store.expressions, lambda: count),
+            before=None if delta is None else delta.before,
+            added=() if delta is None else delta.added,
+            removed=() if delta is None else delta.removed,
+            blockpage=spec.blockpage,
+        )
+    written = apply_hashes_log(
+        spec.output,
+        version=version,
+        hashes=listed,
+        before=None if delta is None else delta.before,
+        added=() if delta is None else delta.added,
+        removed=() if delta is None else delta.removed,
+    )
+    count = store.status().count or 0
+    return ExportResult(
+        {}, count, 0, [], written={p: written.changed for p in written.paths or (spec.output,)}
     )
 
 

@@ -105,6 +105,15 @@ Files carry a comment header with the list origin and version but no
 timestamp, so an export of an unchanged list is byte-identical and
 :func:`write_export` leaves it alone (the caller's reload hook need not run).
 
+Incremental exports (issue 19 item 4, :data:`INCREMENTAL_FORMATS`): with
+``incremental = true`` the syncer writes only each version's changes:
+``hashes`` as a base file plus an append-only change log
+(:mod:`~clients.isp.exports.hashlog`, :func:`apply_hashes_log`,
+:func:`read_hashes_log`), ``unbound``, ``dnsmasq`` and ``hosts`` as a
+directory of shards of which a version rewrites only those it touches
+(:mod:`~clients.isp.exports.sharded`, :func:`apply_sharded`). Their content
+is, line for line, that of :func:`render` at the same version.
+
 Layout: :mod:`~clients.isp.exports.formats` (format names, limits, options,
 errors, input and result), :mod:`~clients.isp.exports.entries` (the listed
 expressions parsed and counted for exports),
@@ -127,6 +136,7 @@ from clients.isp.exports.formats import (
     FILE_SUFFIXES,
     FORMATS,
     HASH_SIZE,
+    INCREMENTAL_FORMATS,
     MAX_BLOCKPAGE_ADDRESSES,
     MAX_LABEL_OCTETS,
     MAX_NAME_TEXT,
@@ -151,10 +161,27 @@ from clients.isp.exports.formats import (
     check_blockpage,
     check_ede,
 )
+from clients.isp.exports.hashlog import (
+    COMPACT_FRACTION,
+    HashLog,
+    HashLogWrite,
+    apply_hashes_log,
+    base_path,
+    is_hashes_log,
+    read_hashes_log,
+)
 from clients.isp.exports.output import (
     output_paths,
     render,
     write_export,
+)
+from clients.isp.exports.sharded import (
+    SHARDED_FORMATS,
+    SHARDS,
+    ShardedSource,
+    apply_sharded,
+    shard_dir,
+    shard_of,
 )
 from clients.isp.exports.squid import (
     squid_url_regex,
@@ -162,6 +189,7 @@ from clients.isp.exports.squid import (
 
 __all__ = [
     "BLOCKPAGE_FORMATS",
+    "COMPACT_FRACTION",
     "DEFAULT_MODES",
     "DEFAULT_RPZ_ZONE",
     "EDE_BLOCKED",
@@ -172,6 +200,7 @@ __all__ = [
     "FILE_SUFFIXES",
     "FORMATS",
     "HASH_SIZE",
+    "INCREMENTAL_FORMATS",
     "MAX_BLOCKPAGE_ADDRESSES",
     "MAX_LABEL_OCTETS",
     "MAX_NAME_TEXT",
@@ -186,17 +215,29 @@ __all__ = [
     "SCOPES",
     "SCOPE_OTHER",
     "SERIAL_MODULUS",
+    "SHARDED_FORMATS",
+    "SHARDS",
     "ExportError",
     "ExportFormat",
     "ExportInput",
     "ExportResult",
     "ExportWriteError",
+    "HashLog",
+    "HashLogWrite",
     "MissingPlaintext",
+    "ShardedSource",
     "UnknownFormat",
+    "apply_hashes_log",
+    "apply_sharded",
+    "base_path",
     "check_blockpage",
     "check_ede",
+    "is_hashes_log",
     "output_paths",
+    "read_hashes_log",
     "render",
+    "shard_dir",
+    "shard_of",
     "squid_url_regex",
     "write_export",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "FILE_SUFFIXES",
     "FORMATS",
     "HASH_SIZE",
+    "INCREMENTAL_FORMATS",
     "MAX_BLOCKPAGE_ADDRESSES",
     "MAX_LABEL_OCTETS",
     "MAX_NAME_TEXT",
@@ -151,6 +152,15 @@ DEFAULT_MODES: Final[Mapping[ExportFormat, int]] = {
     "dnsmasq": EXPORT_MODE,
     "hosts": EXPORT_MODE,
 }
+
+
+#: Formats that can be written incrementally (``incremental = true``, issue 19
+#: item 4): ``hashes`` as a base file plus a change log
+#: (:mod:`~clients.isp.exports.hashlog`), the others as a directory of shards
+#: (:mod:`~clients.isp.exports.sharded`). ``rpz`` (dns-serve's IXFR journal is
+#: its incremental path), ``squid`` (the external ACL helper reads the state
+#: itself) and ``urls`` are rewritten whole.
+INCREMENTAL_FORMATS: Final[tuple[ExportFormat, ...]] = ("hashes", "unbound", "dnsmasq", "hosts")
 
 
 #: Formats that can send blocked hosts to the block page (the DNS formats).

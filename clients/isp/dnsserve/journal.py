@@ -222,16 +222,20 @@ class Journal:
         except OSError as e:
             raise LocalStateError(f"cannot write {self.path}: {e.strerror or e}") from e
 
-    def path_from(self, serial: int) -> list[Delta] | None:
-        """The deltas from ``serial`` to the current generation, or None.
+    def path_from(self, serial: int, until: int) -> list[Delta] | None:
+        """The deltas from ``serial`` to generation ``until``, or None.
 
         None means incremental transfer is not available from ``serial``:
         older than the journal keeps, or not a serial this zone ever had
         (RFC 1995 section 4: answer with the whole zone).
         """
-        for i, d in enumerate(self.deltas):
+        deltas = self.deltas  # one read: advance() replaces the list
+        for i, d in enumerate(deltas):
             if d.from_serial == serial:
-                return self.deltas[i:]
+                for j in range(i, len(deltas)):
+                    if deltas[j].to_serial == until:
+                        return deltas[i : j + 1]
+                return None
         return None
 
     def soa_at(self, serial: int) -> dns.rrset.RRset:

@@ -184,6 +184,9 @@ class ZoneServer:
         #: current one, rendered once: (from, to, {edns?: messages}).
         self._ready_ixfr: tuple[int, int, dict[bool, list[bytes]]] | None = None
         self._key: object = None
+        #: The zone served: the journal's current generation once its IXFR
+        #: reply is prepared (the journal may be one generation ahead).
+        self.current: ZoneSnapshot | None = self.journal.current
         self.notifier = Notifier(
             config.zone, config.notify, config.admission.key, unsigned=config.notify_unsigned
         )
@@ -206,7 +209,7 @@ class ZoneServer:
             blockpage=self.config.blockpage,
             list_name=self.config.list_name,
         )
-        before = self.journal.current
+        before = self.current
         delta = self.journal.advance(rendered)
         now = self.journal.current
         if delta is not None:
@@ -221,6 +224,9 @@ class ZoneServer:
             self._prepared = prepared  # one assignment: readers see old or new
             if now is not None:
                 self._ready_ixfr = self._render_newest(now, delta)
+        # Served (SOA answered, transfers) only now, with its IXFR reply
+        # ready: the secondaries NOTIFY wakes ask at once.
+        self.current = now
         if now is not None and now is not before:
             self.counters["generations"] += 1
             log.info(
@@ -272,12 +278,12 @@ class ZoneServer:
             try:
                 current_key = state_key(store)
                 if current_key != key:
-                    before = self.journal.current
+                    before = self.current
                     # Rendering is O(zone): a worker thread, with its own
                     # connection (SQLite connections stay in their thread).
                     await _in_daemon_thread(self._refresh_own_connection)
                     key = current_key
-                    now = self.journal.current
+                    now = self.current
                     if now is not None and now is not before:
                         self.notifier.zone_changed(now.soa)
             except ZoneNotReady as e:
@@ -291,7 +297,7 @@ class ZoneServer:
                     "cannot refresh the zone (%s): %s; still serving serial %s",
                     e.reason,
                     e,
-                    None if self.journal.current is None else self.journal.current.serial,
+                    None if self.current is None else self.current.serial,
                 )
             except Exception:
                 # Never let the watcher die silently: the zone would freeze.
@@ -368,7 +374,7 @@ class ZoneServer:
             return self._refuse(query, dns.rcode.REFUSED)
         if q.rdtype not in (dns.rdatatype.SOA, dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             return self._refuse(query, dns.rcode.REFUSED)
-        if self.journal.current is None:
+        if self.current is None:
             return self._refuse(query, dns.rcode.SERVFAIL)
         return int(q.rdtype), how
 
@@ -387,7 +393,7 @@ class ZoneServer:
         if isinstance(checked, bytes):
             return checked
         rdtype, _how = checked
-        zone = self.journal.current
+        zone = self.current
         assert zone is not None
         if rdtype == dns.rdatatype.AXFR:
             # RFC 5936 section 4.2: AXFR is TCP only.
@@ -408,7 +414,7 @@ class ZoneServer:
             yield checked
             return
         rdtype, how = checked
-        zone = self.journal.current
+        zone = self.current
         assert zone is not None
         if rdtype == dns.rdatatype.SOA:
             yield self._soa_reply(query, zone)
@@ -450,7 +456,7 @@ class ZoneServer:
             if client == zone.serial or serial_gt(client, zone.serial):
                 # RFC 1995 section 2: same or newer: the current SOA alone.
                 return "UPTODATE", iter((zone.soa,)), f"from={client}"
-            path = self.journal.path_from(client)
+            path = self.journal.path_from(client, zone.serial)
             if path is None:
                 # RFC 1995 section 4: incremental transfer not available.
                 return "AXFR", self._axfr(zone), f"requested=IXFR from={client} too_old"
@@ -660,11 +666,11 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
             config.zone,
             config.host,
             config.port,
-            None if server.journal.current is None else server.journal.current.serial,
+            None if server.current is None else server.current.serial,
         )
-        if server.journal.current is not None:
+        if server.current is not None:
             # A restart may have missed a generation the secondaries lack.
-            server.notifier.zone_changed(server.journal.current.soa)
+            server.notifier.zone_changed(server.current.soa)
         else:
             log.warning("no zone yet: transfers get SERVFAIL until the state is rendered")
         watcher = asyncio.create_task(server.watch(store))

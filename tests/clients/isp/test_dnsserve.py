@@ -104,8 +104,9 @@ def test_journal_records_differences_and_keeps_the_serial_for_an_equal_rendering
     assert again.current is not None
     assert again.current.serial == j.current.serial
     assert again.current.records == j.current.records
-    assert again.path_from(first) == j.deltas
-    assert again.path_from(first - 7) is None
+    assert again.path_from(first, j.current.serial) == j.deltas
+    assert again.path_from(first, first) is None
+    assert again.path_from(first - 7, j.current.serial) is None
     assert (tmp_path / JOURNAL_FILE).stat().st_mode & 0o777 == 0o600
 
 

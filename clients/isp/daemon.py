@@ -277,11 +277,11 @@ class Daemon:
             job = self._job
             if job is None or self._stopping.is_set():
                 return
+            self.wakeups += 1  # before the move: the sync may finish before this thread resumes
             # JobLookupError: it is running or just ran; its successor is
             # scheduled and the watcher resumes after it.
             with contextlib.suppress(JobLookupError):
                 job.modify(next_run_time=datetime.now(UTC))
-        self.wakeups += 1
 
     def _watch_loop(self) -> None:
         """The watcher thread: long-poll between syncs until stopped."""
@@ -293,6 +293,8 @@ class Daemon:
             try:
                 outcome = watch(self.config.long_poll)
             except Exception:  # a bug must not end freshness; the schedule still runs
+                if self._stopping.is_set():
+                    return  # the HTTP client closed under it at exit
                 log.exception("long-poll crashed")
                 outcome = WatchOutcome.UNAVAILABLE
             if self._stopping.is_set():

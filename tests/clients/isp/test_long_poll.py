@@ -168,8 +168,9 @@ def test_run_applies_a_publish_while_long_polling(deployment: Deployment, tmp_pa
                 # The next scheduled sync is 10 minutes away: only the
                 # long-poll's answer can bring this version in.
                 _until(lambda: _held_version(config) == version)
+                # runs counts a sync once its exports and metrics are done too.
+                _until(lambda: daemon.runs == 2)
                 assert daemon.wakeups == 1
-                assert daemon.runs == 2
                 # And it goes back to waiting on the new checkpoint.
                 _until(lambda: _waiters(d) == 1)
 
@@ -177,24 +178,27 @@ def test_run_applies_a_publish_while_long_polling(deployment: Deployment, tmp_pa
 def test_the_long_poll_outlives_the_read_timeout(deployment: Deployment, tmp_path: Path) -> None:
     d = deployment
     with serving(d.app, d.app.state.cf) as base:
-        config = _config(d, base, tmp_path, timeouts=Timeouts(read=1.0, deadline=2.0))
-        with httpx.Client(timeout=httpx.Timeout(1.0)) as http:
+        config = _config(d, base, tmp_path)
+        with httpx.Client() as http:
             assert Syncer(config, http).sync_once().ok
-            with StateStore(config.state_path, create=False) as store:
-                etag = store.etag()
+        with StateStore(config.state_path, create=False) as store:
+            etag = store.etag()
+        # Tight timeouts for plain requests (a loaded machine still
+        # connects within 10 s): a 2 s read timeout and a 3 s deadline.
+        tight = replace(config, timeouts=Timeouts(read=2.0, deadline=3.0))
+        with httpx.Client(timeout=httpx.Timeout(2.0, connect=10.0)) as http:
             fetcher = Fetcher(
                 http,
                 server=base,
                 list_name=MAIN,
                 token=d.tokens.isp,
-                response_deadline=config.timeouts.deadline,
+                response_deadline=tight.timeouts.deadline,
             )
-            # Held 3 s, longer than both the 1 s read timeout and the 2 s
-            # deadline of a plain request: both grow by the hold.
-            r = fetcher.checkpoint(etag, wait=3)
+            # Held 6 s, longer than both: this request's timeouts grow by the hold.
+            r = fetcher.checkpoint(etag, wait=6)
             assert r.note is None
-            assert r.wait == 3
-            assert Syncer(config, http).watch(3) is WatchOutcome.HELD
+            assert r.wait == 6
+            assert Syncer(tight, http).watch(6) is WatchOutcome.HELD
 
 
 def test_falls_back_to_plain_polling_without_cleanfeed_wait(

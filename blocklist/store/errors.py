@@ -22,6 +22,8 @@ stable ``code`` that the API maps to problem+json:
 | BelowThreshold | hits_below_threshold | a posted hit count below the server's k |
 | UnknownBlockRef | unknown_block_ref | a posted block_ref names no published entry |
 | WeekNotOver | week_not_over | hit counts of an ISO week not yet ended |
+| GuardIneligible | guard_ineligible | a guard approval by its creator, an approver or a non-admin |
+| AwaitingSafeguard | awaiting_safeguard | waits for a guard approval or a referral decision |
 
 Every refused operation changes nothing: services validate before they
 write, and the caller's transaction rolls back on any exception.
@@ -39,10 +41,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdminCannotApprove",
+    "AwaitingSafeguard",
     "BelowThreshold",
     "BulkRejected",
     "Conflict",
     "DuplicateApproval",
+    "GuardIneligible",
     "InvalidField",
     "InvalidState",
     "LimitExceeded",
@@ -123,6 +127,19 @@ class InvalidState(StoreError):
     """The action is not allowed in the current state (e.g. approving an expired entry)."""
 
     code = "invalid_state"
+
+
+class GuardIneligible(PermissionDenied):
+    """A guard approval by someone other than an administrator who neither
+    created nor approved the entry (issue 16 item 2)."""
+
+    code = "guard_ineligible"
+
+
+class AwaitingSafeguard(InvalidState):
+    """The action needs a guard approval or a referral decision first (issue 16)."""
+
+    code = "awaiting_safeguard"
 
 
 class InvalidField(StoreError, ValueError):

@@ -16,16 +16,15 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from blocklist import foureyes
 from blocklist.auditlog import Action
 from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
+from blocklist.safeguards import guard_rule
 from blocklist.store import audit
 from blocklist.store.entries import (
     approval_refusal,
     check_approver_role,
     restore_plaintext,
-    sync_publish_flag,
 )
 from blocklist.store.errors import (
     BulkRejected,
@@ -33,9 +32,9 @@ from blocklist.store.errors import (
     NotFound,
     PermissionDenied,
 )
+from blocklist.store.guards import guarded_set, try_activate
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import (
-    STATUS_ACTIVE,
     ApprovalRow,
     EntryRow,
     ImportRow,
@@ -222,16 +221,22 @@ def bulk_add(
             first_in_batch[digest] = i
             to_insert.append((i, v))
 
+    # Guard rules (issue 16 item 2): the guard list is read once per batch.
+    guarded = guarded_set(session) if to_insert else frozenset()
+    guards_of = {i: guard_rule(v.host, v.plan.scope, guarded) for i, v in to_insert}
     if to_insert:
         inserted = session.execute(
             insert(EntryRow).returning(EntryRow.id, EntryRow.hash, sort_by_parameter_order=True),
-            [new_entry_values(list_id, v, actor, now, import_id) for _, v in to_insert],
+            [
+                new_entry_values(list_id, v, actor, now, import_id, guard=guards_of[i])
+                for i, v in to_insert
+            ],
         ).all()
         events = []
         for (i, v), (entry_id, digest) in zip(to_insert, inserted, strict=True):
             results[i] = BulkResult(index=i, status=BULK_ADDED, entry_id=entry_id, hash=digest)
             known[digest] = entry_id
-            events.append(add_event(entry_id, v, actor, import_id))
+            events.append(add_event(entry_id, v, actor, import_id, guard=guards_of[i]))
         audit.append_many(session, list_id, events, now=now)
 
     for i, v in valid:
@@ -400,9 +405,8 @@ def approve_many(
         new_approvals.append(
             {"entry_id": entry_id, "round": found.approval_round, "actor": actor, "at": now}
         )
-        if foureyes.is_approved(len(seen), lst.approvals_required):
-            found.status = STATUS_ACTIVE
-            sync_publish_flag(found)
+        # Four-eyes, then the safeguards (a guard approval, a referral).
+        try_activate(found, len(seen), lst.approvals_required)
         events.append(
             audit.AuditEvent(
                 actor=actor,

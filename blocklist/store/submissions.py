@@ -147,7 +147,12 @@ def validate(row: BulkRow, home_country: str | None, now: datetime) -> Validated
 
 
 def new_entry_values(
-    list_id: int, v: Validated, actor: str, now: datetime, import_id: int | None = None
+    list_id: int,
+    v: Validated,
+    actor: str,
+    now: datetime,
+    import_id: int | None = None,
+    guard: str | None = None,
 ) -> dict[str, object]:
     return {
         "list_id": list_id,
@@ -171,15 +176,28 @@ def new_entry_values(
         "approval_round": 1,
         "submitted_by": actor,
         "import_id": import_id,
+        "guard": guard,
+        "guard_approved_by": None,
+        "guard_approved_at": None,
+        "guard_justification": None,
+        "hosting": None,
+        "referral": None,
     }
 
 
 def add_event(
-    entry_id: int, v: Validated, actor: str, import_id: int | None = None
+    entry_id: int,
+    v: Validated,
+    actor: str,
+    import_id: int | None = None,
+    guard: str | None = None,
 ) -> audit.AuditEvent:
-    # The import id is recorded only when there is one, so entries added one
-    # at a time keep exactly the details they always had.
+    # The import id and the guard rule are recorded only when there is one,
+    # so other entries keep exactly the details they always had.
     extra: dict[str, object] = {} if import_id is None else {"import": import_id}
+    if guard is not None:
+        # The auditor requires an eligible entry.guard_approve before listing.
+        extra["guard"] = guard
     return audit.AuditEvent(
         actor=actor,
         action=Action.ENTRY_ADD,

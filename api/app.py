@@ -34,7 +34,7 @@ from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, hits, isp, ops
+from api.routes import admin, analyst, auditor, hits, isp, ops, safeguards
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService
@@ -208,7 +208,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits)
+    modules = (analyst, isp, auditor, admin, ops, hits, safeguards)
     for module in modules:
         app.include_router(module.router)
     # The routers' own routes (their paths carry the prefix): what the body

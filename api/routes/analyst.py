@@ -52,6 +52,7 @@ from api.models import (
     reach_out,
 )
 from api.routes.common import EntryIdPath, ListPath, problems
+from api.routes.safeguards import observe_hosting, preview_safeguards
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
 from blocklist.entries import plan_entry, reach
@@ -137,11 +138,13 @@ def _entry_kwargs(item: EntryIn) -> dict[str, Any]:
 async def add_entry(ctx: ContextDep, p: AnalystDep, list_name: ListPath, body: EntryIn) -> Response:
     """Add one entry as pending; it needs the list's approvals before it is published."""
     info = await _list_for(ctx, p, list_name)
+    # Hosting evidence (issue 16 item 3), resolved before the transaction.
+    hosting = await observe_hosting(ctx, body.url, body.scope)
 
     def work() -> tuple[EntryOut, bool]:
         with ctx.db.transaction() as session:
             row, created = store_entries.add_entry(
-                session, info.id, actor=p.name, **_entry_kwargs(body)
+                session, info.id, actor=p.name, hosting=hosting, **_entry_kwargs(body)
             )
             return entry_out(row, info.name), created
 
@@ -179,9 +182,13 @@ async def preview_entry(
             requested_scope=body.scope,
             reach=reach_out(planned.reach, planned.hash),
             refusal=None,
+            safeguards=await run_in_threadpool(
+                preview_safeguards, ctx, info.id, planned.expression, planned.scope
+            ),
         )
     except BlocklistError as refusal:
         shown = None
+        rules = None
         # A URL refused as such (not absolute, an ambiguous host) or a host
         # that is no host name has no reach worth showing: its expression
         # would name a host the browser does not visit (issue 12, items 15
@@ -191,6 +198,7 @@ async def preview_entry(
             try:
                 expr = canonical.expression(body.url, body.scope)
                 shown = reach_out(reach(expr), canonical.expression_hash(expr))
+                rules = await run_in_threadpool(preview_safeguards, ctx, info.id, expr, shown.scope)
             except BlocklistError:
                 shown = None
         return PreviewOut(
@@ -198,6 +206,7 @@ async def preview_entry(
             requested_scope=body.scope,
             reach=shown,
             refusal=RefusalOut(code=refusal.code, detail=str(refusal)),
+            safeguards=rules,
         )
 
 

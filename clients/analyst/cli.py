@@ -751,7 +751,9 @@ def show_command(entry_id: int, **common: Any) -> None:
 @click.option("--host", default=None, help="Entries on this host or its subdomains.")
 @click.option("--hash", "digest", default=None, help="Base64 or 64 hex digits.")
 @click.option(
-    "--status", type=click.Choice(["pending", "active", "expired", "removed"]), default=None
+    "--status",
+    type=click.Choice(["pending", "active", "expired", "removed", "referred"]),
+    default=None,
 )
 @click.option("--reference", default=None, help="Case reference.")
 @click.option(

@@ -37,6 +37,7 @@ from support.api_testing import (
 
 from api.witness import register_witness
 from blocklist.store import entries as store_entries
+from blocklist.store import guards as store_guards
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
@@ -95,6 +96,41 @@ class Env:
             if expired:
                 store_entries.expire(session, list_id, row.id, actor="bob", reason="matrix")
             return row.id
+
+    def fresh_guarded_entry(self, list_name: str) -> int:
+        """A prefix entry on an IP address (guarded), with its four-eyes approvals."""
+        n = next(_counter)
+        with self.d.db.transaction() as session:
+            list_id = store_lists.get_list(session, list_name).id
+            row, _ = store_entries.add_entry(
+                session,
+                list_id,
+                url=f"http://192.0.2.{n % 250 + 1}/g{n}/",
+                scope="prefix",
+                reason="matrix",
+                actor="bob",
+            )
+            for approver in ("carol", "dave"):
+                store_entries.approve(
+                    session, list_id, row.id, actor=approver, actor_role="analyst"
+                )
+            return row.id
+
+    def fresh_referral(self, list_name: str) -> int:
+        entry_id = self.fresh_entry(list_name)
+        with self.d.db.transaction() as session:
+            list_id = store_lists.get_list(session, list_name).id
+            row = store_entries.get_entry(session, list_id, entry_id)
+            store_guards.propose_referral(
+                session, list_id, row, actor="bob", home_country="GB", now=datetime.now(UTC)
+            )
+        return entry_id
+
+    def fresh_guard(self) -> str:
+        host = f"guard{next(_counter)}.example.com"
+        with self.d.db.transaction() as session:
+            store_guards.add_guard(session, host, actor="admin")
+        return host
 
     def fresh_token_id(self) -> int:
         with self.d.db.transaction() as session:
@@ -366,6 +402,61 @@ ENDPOINTS = [
         scoped=False,
     ),
     _e("list-list", "admin", 200, lambda env, ln: ("GET", "/v1/lists", {}), scoped=False),
+    # Safeguards (issue 16).
+    _e("guard-list", "admin", 200, lambda env, ln: ("GET", "/v1/guards", {}), scoped=False),
+    _e(
+        "guard-add",
+        "admin",
+        201,
+        lambda env, ln: (
+            "POST",
+            "/v1/guards",
+            {"json": {"host": f"g{next(_counter)}.example.org"}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "guard-remove",
+        "admin",
+        204,
+        lambda env, ln: (
+            "POST",
+            "/v1/guards/remove",
+            {"json": {"host": env.fresh_guard(), "reason": "matrix"}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "guard-approve",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_guarded_entry(ln)}/guard-approve",
+            {"json": {"justification": "matrix"}},
+        ),
+    ),
+    _e("referrals", "analyst admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/referrals", {})),
+    _e(
+        "refer",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_referral(ln)}/refer",
+            {"json": {"reason": "matrix"}},
+        ),
+    ),
+    _e(
+        "refer-override",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_referral(ln)}/refer-override",
+            {"json": {"reason": "matrix"}},
+        ),
+    ),
 ]
 
 
@@ -459,6 +550,13 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("POST", "/v1/tokens/{token_id}/revoke"),
         ("POST", "/v1/lists"),
         ("GET", "/v1/lists"),
+        ("GET", "/v1/guards"),
+        ("POST", "/v1/guards"),
+        ("POST", "/v1/guards/remove"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/guard-approve"),
+        ("GET", "/v1/lists/{list}/referrals"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/refer"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/refer-override"),
     }
     assert len(covered) == len(ENDPOINTS)
     paths = env.d.app.openapi()["paths"]

@@ -32,6 +32,14 @@ ACTIONS = {
     "TOKEN_CREATE": "token.create",
     "TOKEN_REVOKE": "token.revoke",
     "TOKEN_RENAME": "token.rename",
+    # Safeguards (issue 16).
+    "GUARD_ADD": "guard.add",
+    "GUARD_REMOVE": "guard.remove",
+    "ENTRY_GUARD_APPROVE": "entry.guard_approve",
+    "ENTRY_HOSTING": "entry.hosting",
+    "ENTRY_REFER_PROPOSE": "entry.refer_propose",
+    "ENTRY_REFER": "entry.refer",
+    "ENTRY_REFER_OVERRIDE": "entry.refer_override",
 }
 
 ACTORS = {

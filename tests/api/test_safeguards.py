@@ -101,9 +101,7 @@ def test_preview_explains_the_public_suffix_rule(client: ApiClient, tokens: Toke
     assert any("public suffix" in rule for rule in body["safeguards"]["rules"])
 
 
-def test_bulk_add_refuses_public_suffix_rows_one_by_one(
-    client: ApiClient, tokens: Tokens
-) -> None:
+def test_bulk_add_refuses_public_suffix_rows_one_by_one(client: ApiClient, tokens: Tokens) -> None:
     rows = [
         {"url": "http://someone.blogspot.com/a.html", "scope": "page", "reason": "r"},
         {"url": "http://blogspot.com/", "scope": "host", "reason": "r"},
@@ -136,9 +134,19 @@ def test_the_guard_list_is_seeded_and_managed_by_admins(
     assert r.status_code == 201, r.text
     assert r.json()["host"] == "files.example.org"
     before = db_state(deployment.db)
-    _problem(client.post("/v1/guards", json={"host": "files.example.org"}, token=tokens.admin), 409, "conflict")
-    _problem(client.post("/v1/guards", json={"host": "192.0.2.1"}, token=tokens.admin), 422, "invalid_field")
-    _problem(client.post("/v1/guards", json={"host": "co.uk"}, token=tokens.admin), 422, "invalid_field")
+    _problem(
+        client.post("/v1/guards", json={"host": "files.example.org"}, token=tokens.admin),
+        409,
+        "conflict",
+    )
+    _problem(
+        client.post("/v1/guards", json={"host": "192.0.2.1"}, token=tokens.admin),
+        422,
+        "invalid_field",
+    )
+    _problem(
+        client.post("/v1/guards", json={"host": "co.uk"}, token=tokens.admin), 422, "invalid_field"
+    )
     _problem(
         client.post("/v1/guards", json={"host": "http://x.example.org/p"}, token=tokens.admin),
         422,
@@ -153,7 +161,9 @@ def test_the_guard_list_is_seeded_and_managed_by_admins(
     assert r.status_code == 204, r.text
     _problem(
         client.post(
-            "/v1/guards/remove", json={"host": "files.example.org", "reason": "x"}, token=tokens.admin
+            "/v1/guards/remove",
+            json={"host": "files.example.org", "reason": "x"},
+            token=tokens.admin,
         ),
         404,
         "not_found",
@@ -165,7 +175,10 @@ def test_the_guard_list_is_seeded_and_managed_by_admins(
 def test_a_guarded_entry_stays_off_the_list_until_an_eligible_admin_approves(
     client: ApiClient, tokens: Tokens, deployment: Deployment
 ) -> None:
-    assert client.post("/v1/guards", json={"host": "example.org"}, token=tokens.admin).status_code == 201
+    assert (
+        client.post("/v1/guards", json={"host": "example.org"}, token=tokens.admin).status_code
+        == 201
+    )
     added = add_entry(client, tokens.alice, "http://files.example.org/", scope="host")
     assert added.status_code == 201, added.text
     entry = added.json()
@@ -197,7 +210,9 @@ def test_a_guarded_entry_stays_off_the_list_until_an_eligible_admin_approves(
         "forbidden",
     )
     _problem(
-        client.post(f"{ENTRIES}/{entry_id}/guard-approve", json={"justification": ""}, token=tokens.admin),
+        client.post(
+            f"{ENTRIES}/{entry_id}/guard-approve", json={"justification": ""}, token=tokens.admin
+        ),
         422,
         "validation_error",
     )
@@ -220,7 +235,11 @@ def test_a_guarded_entry_stays_off_the_list_until_an_eligible_admin_approves(
     assert Action.ENTRY_GUARD_APPROVE in actions
     # Approved once: a second guard approval is refused.
     _problem(
-        client.post(f"{ENTRIES}/{entry_id}/guard-approve", json={"justification": "again"}, token=tokens.admin),
+        client.post(
+            f"{ENTRIES}/{entry_id}/guard-approve",
+            json={"justification": "again"},
+            token=tokens.admin,
+        ),
         409,
         "invalid_state",
     )
@@ -255,14 +274,23 @@ def test_page_entries_and_unguarded_hosts_need_no_guard_approval(
 def test_preview_names_the_guard_rule_and_the_blast_radius(
     client: ApiClient, tokens: Tokens
 ) -> None:
-    for url in ("http://a.example.org/x.html", "http://example.org/dir/p.html", "http://example.net/"):
+    for url in (
+        "http://a.example.org/x.html",
+        "http://example.org/dir/p.html",
+        "http://example.net/",
+    ):
         scope = "host" if url.endswith(".net/") else "page"
         entry = add_entry(client, tokens.alice, url, scope=scope).json()
         _approve(client, tokens.bob, entry["id"])
     publish(client, tokens.admin)
-    assert client.post("/v1/guards", json={"host": "example.org"}, token=tokens.admin).status_code == 201
+    assert (
+        client.post("/v1/guards", json={"host": "example.org"}, token=tokens.admin).status_code
+        == 201
+    )
     r = client.post(
-        f"{ENTRIES}/preview", json={"url": "http://example.org/", "scope": "host"}, token=tokens.alice
+        f"{ENTRIES}/preview",
+        json={"url": "http://example.org/", "scope": "host"},
+        token=tokens.alice,
     )
     assert r.status_code == 200, r.text
     guard = r.json()["safeguards"]
@@ -358,7 +386,9 @@ def test_home_hosting_is_proposed_for_referral_and_a_referred_entry_is_never_lis
     assert second["status"] == "pending"
     assert second["awaiting"] == ["referral"]
     r = client.post(
-        f"{entries}/{entry_id}/refer", json={"reason": "hosted at home: takedown"}, token=tokens.alice
+        f"{entries}/{entry_id}/refer",
+        json={"reason": "hosted at home: takedown"},
+        token=tokens.alice,
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "referred"
@@ -473,3 +503,90 @@ def test_the_canary_is_never_resolved_nor_referred(
         "invalid_state",
     )
     assert db_state(d.db) == before
+
+
+# --- item 5: a full bundle with every safeguard decision verifies ---------------
+
+
+def test_full_bundle_with_safeguard_decisions_verifies_and_a_forged_one_fails(
+    located: tuple[Deployment, ApiClient],
+) -> None:
+    import dataclasses
+
+    from clients.audit.bundle import loads
+    from clients.audit.verify import verify_bundle
+
+    d, client = located
+    tokens = d.tokens
+    entries = f"/v1/lists/{OTHER}/entries"
+    with d.db.transaction() as session:
+        auditor, _ = store_tokens.create_token(
+            session,
+            name="auditor-other",
+            role="auditor",
+            lists=[OTHER],
+            full_audit=True,
+            actor="test",
+        )
+    assert (
+        client.post("/v1/guards", json={"host": "example.org"}, token=tokens.admin).status_code
+        == 201
+    )
+    guarded = add_entry(
+        client, tokens.alice, "http://files.example.org/", scope="host", list_name=OTHER
+    )
+    guarded_id = guarded.json()["id"]
+    referred_id = add_entry(
+        client, tokens.alice, "http://home.example.com/a.html", list_name=OTHER
+    ).json()["id"]
+    overridden_id = add_entry(
+        client, tokens.alice, "http://home2.example.com/b.html", list_name=OTHER
+    ).json()["id"]
+    for entry_id in (guarded_id, referred_id, overridden_id):
+        _approve(client, tokens.bob, entry_id, OTHER)
+        _approve(client, tokens.carol, entry_id, OTHER)
+    r = client.post(
+        f"{entries}/{guarded_id}/guard-approve",
+        json={"justification": "dedicated"},
+        token=tokens.admin,
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(f"{entries}/{referred_id}/refer", json={"reason": "home"}, token=tokens.alice)
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"{entries}/{overridden_id}/refer-override", json={"reason": "stale"}, token=tokens.admin
+    )
+    assert r.status_code == 200, r.text
+    publish(client, tokens.admin, OTHER)
+    r = client.post(
+        f"{entries}/{guarded_id}/expire", json={"reason": "taken down"}, token=tokens.bob
+    )
+    assert r.status_code == 200, r.text
+    publish(client, tokens.admin, OTHER)
+
+    r = client.get(f"/v1/lists/{OTHER}/audit/bundle", params={"full": "true"}, token=auditor)
+    assert r.status_code == 200, r.text
+    bundle = loads(r.content)
+    actions = {rec.action for rec in bundle.audit_log or ()}
+    assert {
+        Action.ENTRY_GUARD_APPROVE,
+        Action.ENTRY_HOSTING,
+        Action.ENTRY_REFER_PROPOSE,
+        Action.ENTRY_REFER,
+        Action.ENTRY_REFER_OVERRIDE,
+    } <= actions
+    report = verify_bundle(bundle, [d.other_root_vkey], workers=1)
+    assert report.ok, report.failure
+
+    # Forge: the guard approval's justification is erased. The chain no
+    # longer verifies (a forger without the signing key cannot re-sign).
+    records = list(bundle.audit_log or ())
+    i = next(n for n, rec in enumerate(records) if rec.action == Action.ENTRY_GUARD_APPROVE)
+    records[i] = dataclasses.replace(
+        records[i], details={**records[i].details, "justification": ""}
+    )
+    forged = dataclasses.replace(bundle, audit_log=tuple(records))
+    report = verify_bundle(forged, [d.other_root_vkey], workers=1)
+    assert not report.ok
+    assert report.failure is not None
+    assert report.failure.check == "audit.chain"

@@ -69,9 +69,7 @@ def _answer(
     ]
     if addresses:
         response.answer.append(
-            dns.rrset.from_text_list(
-                question.name, 60, dns.rdataclass.IN, wanted, addresses
-            )
+            dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN, wanted, addresses)
         )
     return response
 

@@ -7,7 +7,7 @@ a base install that has neither FastAPI nor SQLAlchemy.
 | group / command        | module                     | needs extra |
 |------------------------|----------------------------|-------------|
 | init, serve, token,    | api.cli                    | server      |
-| witness                |                            |             |
+| witness, guard         |                            |             |
 | keys                   | signer.keys_cli            | server for ``rotate``, ``import-keyring`` |
 | signer                 | signer.publisher_cli       | server      |
 | isp                    | clients.isp.cli            | none        |
@@ -42,6 +42,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "api.cli:witness_group",
         "Register the witness keys whose cosignatures a list accepts.",
     ),
+    "guard": (
+        "api.cli:guard_group",
+        "Guarded hosts: high-collateral hosts whose entries need an admin's approval.",
+    ),
     "keys": (
         "signer.keys_cli:keys_group",
         "Key ceremony: generate, show, rotate keys; sign keyrings.",
@@ -68,6 +72,7 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "sqlalchemy", "uvicorn", "alembic"),
     "token": ("sqlalchemy", "alembic"),
     "witness": ("sqlalchemy", "alembic"),
+    "guard": ("sqlalchemy", "alembic"),
     "signer": ("sqlalchemy", "alembic"),
 }
 

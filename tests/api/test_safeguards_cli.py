@@ -20,9 +20,13 @@ from blocklist.store import entries as store_entries
 from blocklist.store import guards as store_guards
 from blocklist.store import lists as store_lists
 from cleanfeed.cli import main
+from tests.api import test_analyst_cli as analyst_cli
 
 pytest.importorskip("uvicorn")
-from tests.api.test_analyst_cli import _token_file, served  # noqa: E402, F401
+
+#: The analyst CLI suite's loopback server (uvicorn on 127.0.0.1) and token files.
+served = analyst_cli.served
+_token_file = analyst_cli._token_file
 
 
 def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:

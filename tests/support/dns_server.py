@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -97,8 +98,8 @@ def loopback_dns(
                 return
             try:
                 query = dns.message.from_wire(data)
-            except Exception:  # noqa: BLE001 - a malformed packet gets no answer
-                continue
+            except dns.exception.DNSException:
+                continue  # a malformed packet gets no answer
             if query.question:
                 server.queries.append(query.question[0].name.to_text(omit_final_dot=True).lower())
             response = _answer(query, table, quiet)

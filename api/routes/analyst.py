@@ -52,7 +52,7 @@ from api.models import (
     reach_out,
 )
 from api.routes.common import EntryIdPath, ListPath, problems
-from api.routes.safeguards import observe_hosting, preview_safeguards
+from api.routes.safeguards import bulk_hosting, observe_hosting, preview_safeguards
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
 from blocklist.entries import plan_entry, reach
@@ -232,6 +232,7 @@ def _bulk(
             failed.get(i) or BulkResult(index=i, status=BULK_SKIPPED) for i in range(len(rows))
         ]
         raise BulkRejected("bulk add rejected: some rows failed, nothing was added", results)
+    hosting = bulk_hosting(ctx, [r for _, r in parsed])
     try:
         with ctx.db.transaction() as session:
             new_import = None
@@ -245,6 +246,7 @@ def _bulk(
                 actor=actor,
                 all_or_nothing=all_or_nothing,
                 import_id=import_id,
+                hosting=hosting,
             )
             if new_import is not None and not any(r.status == BULK_ADDED for r in store_results):
                 # Nothing added: no empty import is left behind.

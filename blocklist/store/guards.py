@@ -30,7 +30,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Final
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from blocklist import canonical, foureyes, safeguards
@@ -79,6 +79,7 @@ __all__ = [
     "override_referral",
     "propose_referral",
     "record_hosting",
+    "record_hosting_many",
     "refer",
     "referrals",
     "remove_guard",
@@ -449,6 +450,54 @@ def record_hosting(
         propose_referral(session, list_id, entry, actor=actor, home_country=home_country, now=now)
         return True
     return False
+
+
+def record_hosting_many(
+    session: Session,
+    list_id: int,
+    items: Sequence[tuple[int, bytes, HostingEvidence]],
+    *,
+    actor: str,
+    home_country: str | None,
+    now: datetime,
+) -> int:
+    """:func:`record_hosting` for new pending entries of a bulk add, batched.
+
+    ``items`` are ``(entry id, hash, evidence)``. Returns how many referrals
+    were proposed.
+    """
+    events: list[audit.AuditEvent] = []
+    proposed: list[int] = []
+    for entry_id, digest, evidence in items:
+        values: dict[str, object] = {"hosting": evidence.to_json()}
+        events.append(
+            audit.AuditEvent(
+                actor=actor,
+                action=Action.ENTRY_HOSTING,
+                entry_id=entry_id,
+                details={"hash": b64encode(digest), **evidence.to_json()},
+            )
+        )
+        if evidence.verified and safeguards.observed_home(evidence.addresses, home_country):
+            values["referral"] = REFERRAL_PROPOSED
+            proposed.append(entry_id)
+            events.append(
+                audit.AuditEvent(
+                    actor=actor,
+                    action=Action.ENTRY_REFER_PROPOSE,
+                    entry_id=entry_id,
+                    details={
+                        "hash": b64encode(digest),
+                        "home_country": home_country,
+                        "at": format_time(now),
+                        "status": STATUS_PENDING,
+                    },
+                )
+            )
+        session.execute(update(EntryRow).where(EntryRow.id == entry_id).values(**values))
+    if events:
+        audit.append_many(session, list_id, events, now=now)
+    return len(proposed)
 
 
 def propose_referral(

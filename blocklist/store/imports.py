@@ -9,7 +9,7 @@ cost a few queries rather than 10,000 round trips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from blocklist.auditlog import Action
 from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
-from blocklist.safeguards import guard_rule
+from blocklist.safeguards import HostingEvidence, guard_rule
 from blocklist.store import audit
 from blocklist.store.entries import (
     approval_refusal,
@@ -32,7 +32,7 @@ from blocklist.store.errors import (
     NotFound,
     PermissionDenied,
 )
-from blocklist.store.guards import guarded_set, try_activate
+from blocklist.store.guards import guarded_set, record_hosting_many, try_activate
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import (
     ApprovalRow,
@@ -137,9 +137,14 @@ def bulk_add(
     actor: str,
     all_or_nothing: bool = False,
     import_id: int | None = None,
+    hosting: Mapping[str, HostingEvidence] | None = None,
     now: datetime | None = None,
 ) -> list[BulkResult]:
     """Add many URLs at once; return one result per row, in order.
+
+    ``hosting`` maps hosts to the evidence resolved before the transaction
+    (issue 16 item 3): new entries on those hosts store and audit it, and
+    home-country hosting proposes a referral, as for a single add.
 
     With ``import_id`` (from :func:`create_import` or an earlier batch) the
     new entries belong to that import, so :func:`import_entries` finds them
@@ -238,6 +243,21 @@ def bulk_add(
             known[digest] = entry_id
             events.append(add_event(entry_id, v, actor, import_id, guard=guards_of[i]))
         audit.append_many(session, list_id, events, now=now)
+        # Hosting evidence resolved before the transaction (issue 16 item 3).
+        evidence = [
+            (entry_id, digest, hosting[v.host])
+            for (_, v), (entry_id, digest) in zip(to_insert, inserted, strict=True)
+            if hosting is not None and v.host in hosting
+        ]
+        if evidence:
+            record_hosting_many(
+                session,
+                list_id,
+                evidence,
+                actor=actor,
+                home_country=lst.home_country,
+                now=now,
+            )
 
     for i, v in valid:
         if results[i] is None:  # a repeat of an earlier row of this batch

@@ -442,6 +442,27 @@ def test_foreign_cdn_and_failed_resolution_propose_nothing(
         assert r.json()["referral"] is None
 
 
+def test_bulk_add_resolves_each_host_and_proposes_referrals(
+    located: tuple[Deployment, ApiClient], dns: LoopbackDns
+) -> None:
+    d, client = located
+    tokens = d.tokens
+    rows = [
+        {"url": "http://home.example.com/1.html", "scope": "page", "reason": "r"},
+        {"url": "http://home.example.com/2.html", "scope": "page", "reason": "r"},
+        {"url": "http://abroad.example.com/1.html", "scope": "page", "reason": "r"},
+    ]
+    r = client.post(f"/v1/lists/{OTHER}/entries/bulk", json=rows, token=tokens.alice)
+    assert r.status_code == 200, r.text
+    ids = [row["id"] for row in r.json()["results"]]
+    shown = [_entry(client, tokens.bob, i, OTHER) for i in ids]
+    assert [e["referral"] for e in shown] == ["proposed", "proposed", None]
+    assert [e["hosting"]["countries"] for e in shown] == [["GB"], ["GB"], ["NL"]]
+    assert dns.queries.count("home.example.com") == 2  # once per host (A and AAAA)
+    queue = client.get(f"/v1/lists/{OTHER}/referrals", token=tokens.bob).json()["entries"]
+    assert [e["id"] for e in queue] == ids[:2]
+
+
 def test_an_admin_overrides_a_referral_with_a_reason(
     located: tuple[Deployment, ApiClient],
 ) -> None:

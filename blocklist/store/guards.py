@@ -513,8 +513,10 @@ def propose_referral(
 
     A pending entry is held off the list until the proposal is decided; an
     active one stays listed until analysts refer it (re-verification
-    proposes these).
+    proposes these). The list's canary is never proposed (nothing happens).
     """
+    if get_list_by_id(session, list_id).canary_entry_id == entry.id:
+        return
     entry.referral = REFERRAL_PROPOSED
     session.flush()
     audit.append(

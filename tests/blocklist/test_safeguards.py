@@ -99,3 +99,13 @@ def test_the_shipped_cdn_networks_parse_and_a_bad_line_is_refused() -> None:
     assert ipaddress.ip_address("192.0.2.1") not in cdn
     with pytest.raises(ValueError, match="line 2"):
         CdnNetworks.parse("# c\n10.0.0.1/8\n")
+
+
+def test_the_shipped_country_data_loads_offline_and_knows_no_reserved_address() -> None:
+    from blocklist.hosting import ShippedCountries
+
+    shipped = ShippedCountries()
+    assert shipped.name.startswith("iptocc ")
+    # RFC 5737 documentation addresses are delegated to no country.
+    for address in ("192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1"):
+        assert shipped.country(address) is None

@@ -184,3 +184,16 @@ def test_the_canary_is_exempt_from_the_public_suffix_rule(db: Database) -> None:
         list_id = lst.id
     with pytest.raises(PublicSuffix):
         _add(db, list_id, "http://blogspot.com/other.html", "page")
+
+
+def test_the_canary_is_never_proposed_for_referral(db: Database, list_id: int) -> None:
+    with db.transaction() as s:
+        lst = store_lists.get_list_by_id(s, list_id)
+        canary = store_entries.get_entry(s, list_id, lst.canary_entry_id)  # type: ignore[arg-type]
+        store_guards.propose_referral(
+            s, list_id, canary, actor="system:reverify", home_country="GB", now=NOW
+        )
+    with db.read() as s:
+        lst = store_lists.get_list_by_id(s, list_id)
+        assert store_entries.get_entry(s, list_id, lst.canary_entry_id).referral is None  # type: ignore[arg-type]
+        assert store_guards.referrals(s, list_id) == []

@@ -42,7 +42,7 @@ from api.longpoll import CheckpointPoller, PublishListener, psycopg_conninfo
 from api.metrics import IspSeen, ListStatus, ListVerification, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, hits, isp, ops, reverify
+from api.routes import admin, analyst, auditor, hits, isp, ops, reverify, safeguards
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService, reverifier_for
@@ -248,7 +248,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits, reverify, accounts_admin)
+    modules = (analyst, isp, auditor, admin, ops, hits, reverify, safeguards, accounts_admin)
     for module in modules:
         app.include_router(module.router)
     # The analysts' console (/console/): pages, static files, and its

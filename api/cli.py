@@ -27,6 +27,10 @@ import click
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "guard_add_command",
+    "guard_group",
+    "guard_list_command",
+    "guard_remove_command",
     "init_command",
     "insecure_data_paths",
     "parse_expiry",
@@ -695,3 +699,105 @@ def _prepare_embedded(settings: Any, list_name: str, origin: str | None) -> None
         db.migrate()
     finally:
         db.dispose()
+
+
+# --- guarded hosts (issue 16 item 2) ----------------------------------------------
+
+
+@click.group(name="guard")
+def guard_group() -> None:
+    """Manage the guard list: high-collateral hosts whose entries need an extra approval.
+
+    A host or prefix entry on a guarded host (or a subdomain of one), or on
+    any IP address, needs besides four-eyes the approval of an administrator
+    who neither added nor approved it, with a written justification
+    (`POST /v1/lists/{list}/entries/{id}/guard-approve`). The list is seeded
+    with shared hosting, CDNs, file lockers and large platforms
+    (docs/safeguards.md); adding and removing are records of the global
+    audit chain.
+    """
+
+
+def _guard_dict(row: Any) -> dict[str, Any]:
+    return {
+        "host": row.host,
+        "note": row.note,
+        "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
+        "created_by": row.created_by,
+    }
+
+
+@guard_group.command("add")
+@_data_dir_option
+@_database_option
+@click.argument("host")
+@click.option("--note", default=None, help="Why it is guarded (at most 500 characters).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def guard_add_command(
+    data_dir: Path, database_url: str | None, host: str, note: str | None, as_json: bool
+) -> None:
+    """Guard HOST (a host name; IP addresses are always guarded)."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store import guards as store_guards
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            out = _guard_dict(store_guards.add_guard(session, host, actor=_actor(), note=note))
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(f"Guarded {out['host']}.")
+
+
+@guard_group.command("remove")
+@_data_dir_option
+@_database_option
+@click.argument("host")
+@click.option("--reason", required=True, help="Why the guard is lifted (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def guard_remove_command(
+    data_dir: Path, database_url: str | None, host: str, reason: str, as_json: bool
+) -> None:
+    """Lift the guard on HOST; entries added under it keep their guard rule."""
+    from blocklist.errors import BlocklistError
+    from blocklist.store import guards as store_guards
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.transaction() as session:
+            name = store_guards.normalise_guard_host(host)
+            store_guards.remove_guard(session, name, actor=_actor(), reason=reason)
+    except BlocklistError as e:
+        raise _fail(e) from e
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"host": name, "removed": True})
+    else:
+        click.echo(f"No longer guarded: {name}.")
+
+
+@guard_group.command("list")
+@_data_dir_option
+@_database_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def guard_list_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
+    """List the guarded hosts."""
+    from blocklist.store import guards as store_guards
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.read() as session:
+            rows = [_guard_dict(r) for r in store_guards.list_guards(session)]
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"guards": rows})
+        return
+    for g in rows:
+        click.echo(f"{g['host']:<40} {g['note'] or '':<24} by {g['created_by']}")

@@ -43,6 +43,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.longpoll import CheckpointWaiters, PublishListener
 from api.ratelimit import RateLimiter
+from blocklist.hosting import (
+    CdnNetworks,
+    CountryDatabase,
+    HostingLocator,
+    MaxMindCountries,
+    ResolverConfig,
+    ShippedCountries,
+)
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
@@ -451,6 +459,37 @@ class AppContext:
         self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         #: The account-secrets key, loaded at first need (:mod:`api.accounts`).
         self.account_secrets: AccountSecrets | None = None
+        self._hosting: HostingLocator | None = None
+
+    @property
+    def hosting(self) -> HostingLocator | None:
+        """The hosting locator (issue 16 item 3), or None when resolution is off.
+
+        Built on first use: opening the country database costs a moment and
+        most processes (ISP reads) never need it.
+
+        Raises:
+            OSError, ValueError: the configured database or CDN file cannot be read.
+        """
+        from api.settings import parse_resolver
+
+        configured = self.settings.hosting_resolver
+        if configured is None:
+            return None
+        if self._hosting is None:
+            if configured == "system":
+                resolver = ResolverConfig(timeout=self.settings.hosting_dns_timeout)
+            else:
+                address, port = parse_resolver(configured)
+                resolver = ResolverConfig(address, port, self.settings.hosting_dns_timeout)
+            db_path = self.settings.hosting_country_db
+            countries: CountryDatabase = (
+                MaxMindCountries(db_path) if db_path is not None else ShippedCountries()
+            )
+            cdn_path = self.settings.hosting_cdn_networks
+            cdn = None if cdn_path is None else CdnNetworks.parse(cdn_path.read_text("utf-8"))
+            self._hosting = HostingLocator(resolver, countries, cdn)
+        return self._hosting
 
     def limiter_for(self, role: str | None) -> RateLimiter:
         """The rate limiter of a role (ISPs' for ISP tokens and anonymous reads)."""

@@ -26,6 +26,7 @@ from pydantic import (
 from blocklist.auditlog import AuditRecord
 from blocklist.encoding import b64encode
 from blocklist.entries import Reach
+from blocklist.store import guards as store_guards
 from blocklist.store.imports import MAX_APPROVE_ROWS, MAX_BULK_ROWS, ApproveResult, BulkResult
 from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow, WitnessKeyRow
 from blocklist.store.search import DEFAULT_PAGE_SIZE, MAX_HOST_CHARS, MAX_PAGE_SIZE
@@ -64,6 +65,12 @@ __all__ = [
     "ExpireIn",
     "ExpressionOut",
     "Forbid",
+    "GuardApproveIn",
+    "GuardHostOut",
+    "GuardIn",
+    "GuardListOut",
+    "GuardOut",
+    "GuardRemoveIn",
     "HashText",
     "HealthOut",
     "IspListOut",
@@ -82,11 +89,14 @@ __all__ = [
     "PublishOut",
     "ReachOut",
     "Reason",
+    "ReferIn",
     "Reference",
+    "ReferralsOut",
     "RefusalOut",
     "ReinstateIn",
     "RevokeIn",
     "Role",
+    "SafeguardsOut",
     "Scope",
     "SearchIn",
     "StatementsOut",
@@ -129,7 +139,7 @@ MAX_VKEY_CHARS = 400
 MAX_SIGNATURE_LINE_CHARS = 600
 
 Scope = Literal["page", "prefix", "host"]
-Status = Literal["pending", "active", "expired", "removed"]
+Status = Literal["pending", "active", "expired", "removed", "referred"]
 Role = Literal["admin", "analyst", "isp", "auditor"]
 
 Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]
@@ -216,6 +226,20 @@ class ReachOut(Out):
     does_not_match: list[str]
 
 
+class SafeguardsOut(Out):
+    """Which safeguard rules apply to a previewed entry (issue 16)."""
+
+    public_suffix: bool = Field(description="the host is a public suffix (refused)")
+    rules: list[str] = Field(
+        description="each safeguard rule that applies, in words (public suffix, guard)"
+    )
+    guard: str | None = Field(
+        description="the guard rule: a guarded host, or 'ip-address'; null if unguarded"
+    )
+    subsumes: int = Field(description="listed entries the new one would cover (blast radius)")
+    subsumes_capped: bool = Field(description="the count stopped at its scan limit")
+
+
 class PreviewOut(Out):
     """The reach of the expression the URL would be stored as, and the verdict."""
 
@@ -223,6 +247,7 @@ class PreviewOut(Out):
     requested_scope: Scope
     reach: ReachOut | None
     refusal: RefusalOut | None
+    safeguards: SafeguardsOut | None = None
 
 
 class ApprovalOut(Out):
@@ -231,6 +256,62 @@ class ApprovalOut(Out):
     actor: str
     round: int
     at: datetime
+
+
+class GuardOut(Out):
+    """A guarded entry's rule and the administrator's approval (issue 16 item 2)."""
+
+    rule: str = Field(description="the guarded host, or 'ip-address'")
+    approved_by: str | None
+    approved_at: datetime | None
+    justification: str | None
+
+
+class GuardApproveIn(Forbid):
+    """An administrator's approval of a guarded entry."""
+
+    justification: Reason
+
+
+class ReferIn(Forbid):
+    """Refer an entry (analysts) or override a referral proposal (administrators)."""
+
+    reason: Reason
+
+
+class GuardIn(Forbid):
+    """A host to guard."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    note: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class GuardRemoveIn(Forbid):
+    """A guarded host and why its guard is lifted."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    reason: Reason
+
+
+class GuardHostOut(Out):
+    """One guarded host."""
+
+    host: str
+    note: str | None
+    created_by: str
+    created_at: datetime
+
+
+class GuardListOut(Out):
+    """The guard list."""
+
+    guards: list[GuardHostOut]
+
+
+class ReferralsOut(Out):
+    """The open referral proposals of a list (the analysts' queue)."""
+
+    entries: list[EntryOut]
 
 
 class EntryOut(Out):
@@ -257,6 +338,21 @@ class EntryOut(Out):
     submitted_by: str
     plaintext_pruned_at: datetime | None = Field(
         description="when retention erased expression and url (add the URL again to restore)"
+    )
+    guard: GuardOut | None = Field(
+        default=None, description="the guard rule and its approval; null if unguarded"
+    )
+    hosting: dict[str, Any] | None = Field(
+        default=None,
+        description="the latest hosting evidence (addresses, countries, database, resolver, "
+        "time; verified false when resolution failed)",
+    )
+    referral: str | None = Field(
+        default=None, description="'proposed' (held off the list) or 'overridden'; null if none"
+    )
+    awaiting: builtins.list[str] = Field(
+        default_factory=builtins.list,
+        description="safeguards a pending entry waits for besides four-eyes: 'guard', 'referral'",
     )
 
 
@@ -705,6 +801,17 @@ def entry_out(entry: EntryRow, list_name: str) -> EntryOut:
         approval_round=entry.approval_round,
         submitted_by=entry.submitted_by,
         plaintext_pruned_at=entry.plaintext_pruned_at,
+        guard=None
+        if entry.guard is None
+        else GuardOut(
+            rule=entry.guard,
+            approved_by=entry.guard_approved_by,
+            approved_at=entry.guard_approved_at,
+            justification=entry.guard_justification,
+        ),
+        hosting=entry.hosting,
+        referral=entry.referral,
+        awaiting=store_guards.blockers(entry) if entry.status == "pending" else [],
     )
 
 

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE
+from blocklist.hosting import DEFAULT_DNS_TIMEOUT_SECONDS
 from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "SettingsError",
     "describe_validation_error",
     "load_settings",
+    "parse_resolver",
 ]
 
 #: Upper bound of the authorisation cache's lifetime: DESIGN.md, "API shape":
@@ -74,6 +76,37 @@ SQLITE_FILE = "cleanfeed.db"
 _TOML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "cleanfeed_settings_toml", default=None
 )
+
+
+def parse_resolver(value: str) -> tuple[str, int]:
+    """``address[:port]`` (IPv6 in brackets with a port) -> (address, port).
+
+    Raises:
+        ValueError: not an IP address with an optional port 1..65535.
+    """
+    import ipaddress
+
+    host, port = value, 53
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("write an IPv6 resolver as [address]:port")
+        if rest:
+            port = _port(rest[1:])
+    elif value.count(":") == 1:
+        host, _, text = value.partition(":")
+        port = _port(text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as e:
+        raise ValueError("must be 'system' or a resolver's IP address with an optional port") from e
+    return host, port
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("the resolver's port must be 1..65535")
+    return int(text)
 
 
 class SettingsError(ValueError):
@@ -243,6 +276,33 @@ class Settings(BaseSettings):
         description="Hours an enrolment link (account create, account reset) stays valid.",
     )
     # --- end of accounts ---
+    # --- hosting evidence (issue 16 item 3; docs/safeguards.md) ---
+    hosting_resolver: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Resolver asked for an entry's host at entry time: 'system' "
+        "(/etc/resolv.conf) or an address with an optional port ('192.0.2.53', "
+        "'192.0.2.53:5353', '[2001:db8::53]:53'). Unset: hosts are not resolved and the "
+        "analyst's hosting_country stands, marked unverified.",
+    )
+    hosting_dns_timeout: float = Field(
+        default=DEFAULT_DNS_TIMEOUT_SECONDS,
+        gt=0,
+        le=30,
+        description="Seconds the resolution of one host may take before it counts as "
+        "failed (unverified).",
+    )
+    hosting_country_db: Path | None = Field(
+        default=None,
+        description="MaxMind-format (MMDB) country database file; unset: the RIR "
+        "delegation data shipped in the iptocc package.",
+    )
+    hosting_cdn_networks: Path | None = Field(
+        default=None,
+        description="File of CDN and anycast networks (one CIDR per line) whose "
+        "addresses count as unknown; unset: the shipped list.",
+    )
+    # --- end hosting evidence ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     docs: bool | None = Field(
@@ -328,6 +388,14 @@ class Settings(BaseSettings):
                 "use an http(s) URL without query or fragment, e.g. https://hotline.example.org"
             )
         return value.rstrip("/")
+
+    @field_validator("hosting_resolver")
+    @classmethod
+    def _hosting_resolver(cls, value: str | None) -> str | None:
+        if value is None or value == "system":
+            return value
+        parse_resolver(value)
+        return value
 
     @field_validator("default_list")
     @classmethod

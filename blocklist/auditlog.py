@@ -112,6 +112,23 @@ class Action:
     TOKEN_ATTACH: Final = "token.attach"  # noqa: S105 - an action name
     # --- end of persons' accounts ---
 
+    # --- safeguards (issue 16; blocklist.store.guards) ---
+    #: The global chain: an administrator guards a host / lifts the guard.
+    GUARD_ADD: Final = "guard.add"
+    GUARD_REMOVE: Final = "guard.remove"
+    #: An eligible administrator's approval of a guarded entry, with its
+    #: written justification.
+    ENTRY_GUARD_APPROVE: Final = "entry.guard_approve"
+    #: Hosting evidence recorded for an entry (addresses, countries, database).
+    ENTRY_HOSTING: Final = "entry.hosting"
+    #: Observed home-country hosting: the entry is proposed for referral.
+    ENTRY_REFER_PROPOSE: Final = "entry.refer_propose"
+    #: Analysts agreed: the entry is referred (takedown, police), never listed.
+    ENTRY_REFER: Final = "entry.refer"
+    #: An administrator overrode a referral proposal, with a reason.
+    ENTRY_REFER_OVERRIDE: Final = "entry.refer_override"
+    # --- end safeguards ---
+
     #: Prefix of the actions about one entry (they name it in ``entry``).
     ENTRY_PREFIX: Final = "entry."
 

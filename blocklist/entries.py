@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from blocklist import canonical
+from blocklist import canonical, safeguards
 from blocklist.errors import DomesticHosting, InvalidEntry, InvalidURL
 
 __all__ = [
@@ -170,6 +170,7 @@ def plan_entry(
     *,
     hosting_country: str | None = None,
     home_country: str | None = None,
+    canary: bool = False,
 ) -> PlannedEntry:
     """Turn an analyst's URL and scope into an entry, or refuse with a reason.
 
@@ -178,6 +179,8 @@ def plan_entry(
         scope: ``page``, ``prefix`` or ``host``.
         hosting_country: where the material is hosted (ISO 3166-1 alpha-2).
         home_country: the list's home country (ISO 3166-1 alpha-2), if set.
+        canary: the entry is a list's canary, exempt from the safeguards
+            (:mod:`blocklist.safeguards`): the operator's reserved test URL.
 
     Raises:
         InvalidURL: the URL is not an absolute http, https or ftp URL, or
@@ -187,6 +190,7 @@ def plan_entry(
             than the one the expression would name.
         InvalidHost: the host is neither a host name of at least two valid
             labels nor an IP address.
+        PublicSuffix: the host is a public suffix (``co.uk``, ``github.io``).
         DomesticHosting: the material is hosted in the list's home country;
             domestic material goes to takedown, not to the blocklist.
         InvalidEntry: the scope is unknown; a country is not two letters;
@@ -212,6 +216,8 @@ def plan_entry(
     expr = canonical.expression(url, scope)
     host, _ = canonical.split_expression(expr)
     canonical.check_entry_host(host)
+    if not canary:
+        safeguards.check_public_suffix(host)
     if scope == "host":
         page = canonical.expression(url, "page")
         if page != expr:

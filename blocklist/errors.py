@@ -18,6 +18,7 @@ __all__ = [
     "InvalidHost",
     "InvalidURL",
     "ProofError",
+    "PublicSuffix",
 ]
 
 
@@ -65,6 +66,17 @@ class DomesticHosting(InvalidEntry):
     """The entry is hosted in the list's home country: takedown, not blocking."""
 
     code = "domestic_hosting"
+
+
+class PublicSuffix(InvalidEntry):
+    """The entry's host is a public suffix (``co.uk``, ``blogspot.com``, ``github.io``).
+
+    Lookups try parent hosts, so an entry of any scope on a public suffix
+    blocks that path (or everything) on every site registered under it
+    (DESIGN.md, "Safeguards on what an entry may block").
+    """
+
+    code = "public_suffix"
 
 
 class FormatError(BlocklistError, ValueError):

@@ -7,7 +7,7 @@ a base install that has neither FastAPI nor SQLAlchemy.
 | group / command        | module                     | needs extra |
 |------------------------|----------------------------|-------------|
 | init, serve, token,    | api.cli                    | server      |
-| witness                |                            |             |
+| witness, guard         |                            |             |
 | keys                   | signer.keys_cli            | server for ``rotate``, ``import-keyring`` |
 | signer                 | signer.publisher_cli       | server      |
 | isp                    | clients.isp.cli            | none        |
@@ -46,6 +46,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "api.cli:witness_group",
         "Register the witness keys whose cosignatures a list accepts.",
     ),
+    "guard": (
+        "api.cli:guard_group",
+        "Guarded hosts: high-collateral hosts whose entries need an admin's approval.",
+    ),
     "keys": (
         "signer.keys_cli:keys_group",
         "Key ceremony: generate, show, rotate keys; sign keyrings.",
@@ -73,6 +77,7 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
     "token": ("sqlalchemy", "alembic"),
     "account": ("sqlalchemy", "alembic", "argon2", "pyotp"),
     "witness": ("sqlalchemy", "alembic"),
+    "guard": ("sqlalchemy", "alembic"),
     "signer": ("sqlalchemy", "alembic"),
 }
 

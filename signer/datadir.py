@@ -290,7 +290,7 @@ def canary_scope(url: str) -> str:
     error: BlocklistError | None = None
     for scope in ("page", "prefix", "host"):
         try:
-            plan_entry(url, scope)
+            plan_entry(url, scope, canary=True)
         except InvalidEntry as e:
             error = e
             continue

@@ -53,6 +53,7 @@ from api.models import (
     verification_out,
 )
 from api.routes.common import EntryIdPath, ListPath, problems
+from api.routes.safeguards import bulk_hosting, observe_hosting, preview_safeguards
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
 from blocklist.entries import plan_entry, reach
@@ -139,11 +140,18 @@ def _entry_kwargs(item: EntryIn) -> dict[str, Any]:
 async def add_entry(ctx: ContextDep, p: AnalystDep, list_name: ListPath, body: EntryIn) -> Response:
     """Add one entry as pending; it needs the list's approvals before it is published."""
     info = await _list_for(ctx, p, list_name)
+    # Hosting evidence (issue 16 item 3), resolved before the transaction.
+    hosting = await observe_hosting(ctx, body.url, body.scope)
 
     def work() -> tuple[EntryOut, bool]:
         with ctx.db.transaction() as session:
             row, created = store_entries.add_entry(
-                session, info.id, actor=p.name, person=p.account_id, **_entry_kwargs(body)
+                session,
+                info.id,
+                actor=p.name,
+                person=p.account_id,
+                hosting=hosting,
+                **_entry_kwargs(body),
             )
             return entry_out(row, info.name), created
 
@@ -181,9 +189,13 @@ async def preview_entry(
             requested_scope=body.scope,
             reach=reach_out(planned.reach, planned.hash),
             refusal=None,
+            safeguards=await run_in_threadpool(
+                preview_safeguards, ctx, info.id, planned.expression, planned.scope
+            ),
         )
     except BlocklistError as refusal:
         shown = None
+        rules = None
         # A URL refused as such (not absolute, an ambiguous host) or a host
         # that is no host name has no reach worth showing: its expression
         # would name a host the browser does not visit (issue 12, items 15
@@ -193,6 +205,7 @@ async def preview_entry(
             try:
                 expr = canonical.expression(body.url, body.scope)
                 shown = reach_out(reach(expr), canonical.expression_hash(expr))
+                rules = await run_in_threadpool(preview_safeguards, ctx, info.id, expr, shown.scope)
             except BlocklistError:
                 shown = None
         return PreviewOut(
@@ -200,6 +213,7 @@ async def preview_entry(
             requested_scope=body.scope,
             reach=shown,
             refusal=RefusalOut(code=refusal.code, detail=str(refusal)),
+            safeguards=rules,
         )
 
 
@@ -226,6 +240,7 @@ def _bulk(
             failed.get(i) or BulkResult(index=i, status=BULK_SKIPPED) for i in range(len(rows))
         ]
         raise BulkRejected("bulk add rejected: some rows failed, nothing was added", results)
+    hosting = bulk_hosting(ctx, [r for _, r in parsed])
     try:
         with ctx.db.transaction() as session:
             new_import = None
@@ -240,6 +255,7 @@ def _bulk(
                 all_or_nothing=all_or_nothing,
                 import_id=import_id,
                 person=person,
+                hosting=hosting,
             )
             if new_import is not None and not any(r.status == BULK_ADDED for r in store_results):
                 # Nothing added: no empty import is left behind.

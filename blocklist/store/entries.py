@@ -33,7 +33,8 @@ from blocklist import foureyes
 from blocklist.auditlog import Action, Actor
 from blocklist.encoding import b64encode, format_time
 from blocklist.errors import InvalidEntry
-from blocklist.store import audit
+from blocklist.safeguards import HostingEvidence
+from blocklist.store import audit, guards
 from blocklist.store.errors import (
     AdminCannotApprove,
     DuplicateApproval,
@@ -99,9 +100,16 @@ def add_entry(
     hosting_country: str | None = None,
     expires_at: datetime | None = None,
     person: int | None = None,
+    hosting: HostingEvidence | None = None,
     now: datetime | None = None,
 ) -> tuple[EntryRow, bool]:
     """Add a URL to a list as a pending entry; return ``(entry, created)``.
+
+    Safeguards (:mod:`blocklist.store.guards`): a host or prefix entry on a
+    guarded host or an IP address records its guard rule (it will need a
+    guard approval); ``hosting``, the evidence resolved before the
+    transaction (DNS is slow, locks are not held for it), is stored and
+    audited, and home-country hosting without a CDN proposes a referral.
 
     An expression already on the list returns the existing entry with
     ``created`` False and changes nothing (whatever its status: an expired
@@ -115,6 +123,7 @@ def add_entry(
         InvalidEntry: a bad scope or reach, an empty reason, a field over its
             cap, an ``expires_at`` not in the future.
         DomesticHosting: hosted in the list's home country.
+        PublicSuffix: the host is a public suffix.
         InvalidField: a bad actor name.
     """
     now = audit.resolve_now(now)
@@ -132,10 +141,23 @@ def add_entry(
     if existing is not None:
         restore_plaintext(session, list_id, [(existing, v)], actor, now)
         return existing, False
-    entry = EntryRow(**new_entry_values(list_id, v, actor, now, person=person))
+    guard = guards.guard_for(session, v.host, v.plan.scope)
+    entry = EntryRow(**new_entry_values(list_id, v, actor, now, person=person, guard=guard))
     session.add(entry)
     session.flush()
-    audit.append_many(session, list_id, [add_event(entry.id, v, actor, person=person)], now=now)
+    audit.append_many(
+        session, list_id, [add_event(entry.id, v, actor, person=person, guard=guard)], now=now
+    )
+    if hosting is not None:
+        guards.record_hosting(
+            session,
+            list_id,
+            entry,
+            hosting,
+            actor=actor,
+            home_country=lst.home_country,
+            now=now,
+        )
     return entry, True
 
 
@@ -301,9 +323,11 @@ def approve(
         )
     )
     approvers.add(identity)
-    if foureyes.is_approved(len(approvers), lst.approvals_required):
-        entry.status = STATUS_ACTIVE
-        sync_publish_flag(entry)
+    # Four-eyes (counted by person, issue 15), then the safeguards: a guarded
+    # entry waits for its guard approval, a proposed referral for its
+    # decision (blocklist.store.guards).
+    guards.try_activate(entry, len(approvers), lst.approvals_required)
+    waiting = guards.blockers(entry) if entry.status == STATUS_PENDING else []
     session.flush()
     audit.append(
         session,
@@ -318,6 +342,8 @@ def approve(
             "required": lst.approvals_required,
             "status": entry.status,
             **({} if person is None else {"person": person}),
+            # Only when a safeguard holds it, so other records keep their form.
+            **({"awaiting": waiting} if waiting else {}),
         },
         now=now,
     )
@@ -425,6 +451,11 @@ def reinstate(
     entry.submitted_by = actor
     entry.submitted_person = person
     entry.expires_at = None
+    # A new round needs its own guard approval, under today's guard list.
+    entry.guard = guards.guard_for(session, entry.host, entry.scope)
+    entry.guard_approved_by = None
+    entry.guard_approved_at = None
+    entry.guard_justification = None
     sync_publish_flag(entry)
     session.flush()
     audit.append(
@@ -439,6 +470,7 @@ def reinstate(
             "round": entry.approval_round,
             "status": entry.status,
             **({} if person is None else {"person": person}),
+            **({"guard": entry.guard} if entry.guard is not None else {}),
         },
         now=now,
     )

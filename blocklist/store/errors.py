@@ -28,6 +28,8 @@ stable ``code`` that the API maps to problem+json:
 | TotpInvalid | totp_invalid | a TOTP code that does not match the secret |
 | SecondAdminRequired | second_admin_required | a grant's confirmation by its own requester |
 | AccountSecretsUnavailable | account_secrets_unavailable | the account-secrets key is unusable |
+| GuardIneligible | guard_ineligible | a guard approval by its creator, an approver or a non-admin |
+| AwaitingSafeguard | awaiting_safeguard | waits for a guard approval or a referral decision |
 
 Every refused operation changes nothing: services validate before they
 write, and the caller's transaction rolls back on any exception.
@@ -47,11 +49,13 @@ __all__ = [
     "AccountNameTaken",
     "AccountSecretsUnavailable",
     "AdminCannotApprove",
+    "AwaitingSafeguard",
     "BelowThreshold",
     "BulkRejected",
     "Conflict",
     "DuplicateApproval",
     "EnrolmentInvalid",
+    "GuardIneligible",
     "InvalidField",
     "InvalidState",
     "LimitExceeded",
@@ -135,6 +139,19 @@ class InvalidState(StoreError):
     """The action is not allowed in the current state (e.g. approving an expired entry)."""
 
     code = "invalid_state"
+
+
+class GuardIneligible(PermissionDenied):
+    """A guard approval by someone other than an administrator who neither
+    created nor approved the entry (issue 16 item 2)."""
+
+    code = "guard_ineligible"
+
+
+class AwaitingSafeguard(InvalidState):
+    """The action needs a guard approval or a referral decision first (issue 16)."""
+
+    code = "awaiting_safeguard"
 
 
 class InvalidField(StoreError, ValueError):

@@ -9,7 +9,7 @@ cost a few queries rather than 10,000 round trips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,12 +20,12 @@ from blocklist import foureyes
 from blocklist.auditlog import Action
 from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
+from blocklist.safeguards import HostingEvidence, guard_rule
 from blocklist.store import audit
 from blocklist.store.entries import (
     approval_refusal,
     check_approver_role,
     restore_plaintext,
-    sync_publish_flag,
 )
 from blocklist.store.errors import (
     BulkRejected,
@@ -34,9 +34,9 @@ from blocklist.store.errors import (
     NotFound,
     PermissionDenied,
 )
+from blocklist.store.guards import guarded_set, record_hosting_many, try_activate
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import (
-    STATUS_ACTIVE,
     ApprovalRow,
     EntryRow,
     ImportRow,
@@ -140,9 +140,14 @@ def bulk_add(
     all_or_nothing: bool = False,
     import_id: int | None = None,
     person: int | None = None,
+    hosting: Mapping[str, HostingEvidence] | None = None,
     now: datetime | None = None,
 ) -> list[BulkResult]:
     """Add many URLs at once; return one result per row, in order.
+
+    ``hosting`` maps hosts to the evidence resolved before the transaction
+    (issue 16 item 3): new entries on those hosts store and audit it, and
+    home-country hosting proposes a referral, as for a single add.
 
     With ``import_id`` (from :func:`create_import` or an earlier batch) the
     new entries belong to that import, so :func:`import_entries` finds them
@@ -224,17 +229,38 @@ def bulk_add(
             first_in_batch[digest] = i
             to_insert.append((i, v))
 
+    # Guard rules (issue 16 item 2): the guard list is read once per batch.
+    guarded = guarded_set(session) if to_insert else frozenset()
+    guards_of = {i: guard_rule(v.host, v.plan.scope, guarded) for i, v in to_insert}
     if to_insert:
         inserted = session.execute(
             insert(EntryRow).returning(EntryRow.id, EntryRow.hash, sort_by_parameter_order=True),
-            [new_entry_values(list_id, v, actor, now, import_id, person) for _, v in to_insert],
+            [
+                new_entry_values(list_id, v, actor, now, import_id, person, guard=guards_of[i])
+                for i, v in to_insert
+            ],
         ).all()
         events = []
         for (i, v), (entry_id, digest) in zip(to_insert, inserted, strict=True):
             results[i] = BulkResult(index=i, status=BULK_ADDED, entry_id=entry_id, hash=digest)
             known[digest] = entry_id
-            events.append(add_event(entry_id, v, actor, import_id, person))
+            events.append(add_event(entry_id, v, actor, import_id, person, guard=guards_of[i]))
         audit.append_many(session, list_id, events, now=now)
+        # Hosting evidence resolved before the transaction (issue 16 item 3).
+        evidence = [
+            (entry_id, digest, hosting[v.host])
+            for (_, v), (entry_id, digest) in zip(to_insert, inserted, strict=True)
+            if hosting is not None and v.host in hosting
+        ]
+        if evidence:
+            record_hosting_many(
+                session,
+                list_id,
+                evidence,
+                actor=actor,
+                home_country=lst.home_country,
+                now=now,
+            )
 
     for i, v in valid:
         if results[i] is None:  # a repeat of an earlier row of this batch
@@ -414,9 +440,8 @@ def approve_many(
                 "person": person,
             }
         )
-        if foureyes.is_approved(len(seen), lst.approvals_required):
-            found.status = STATUS_ACTIVE
-            sync_publish_flag(found)
+        # Four-eyes, then the safeguards (a guard approval, a referral).
+        try_activate(found, len(seen), lst.approvals_required)
         events.append(
             audit.AuditEvent(
                 actor=actor,

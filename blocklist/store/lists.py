@@ -114,7 +114,7 @@ def create_list(
         raise InvalidField("approvals_required must be 1 or 2")
     country = normalise_country(home_country, "home_country")
     audit.check_actor(actor)
-    plan = plan_entry(canary_url, canary_scope)
+    plan = plan_entry(canary_url, canary_scope, canary=True)
     now = audit.resolve_now(now)
     taken = session.scalar(
         select(ListRow.name).where((ListRow.name == name) | (ListRow.origin == origin)).limit(1)

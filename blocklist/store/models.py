@@ -48,17 +48,21 @@ __all__ = [
     "ACTOR_LENGTH",
     "CATEGORY_LENGTH",
     "ENTRY_STATUSES",
+    "GUARD_HOST_LENGTH",
     "HASH_BYTES",
     "NAME_LENGTH",
     "NAMING_CONVENTION",
     "ORIGIN_LENGTH",
     "REFERENCE_LENGTH",
+    "REFERRAL_OVERRIDDEN",
+    "REFERRAL_PROPOSED",
     "ROLES",
     "SCOPES",
     "STATE_VECTOR_BYTES",
     "STATUS_ACTIVE",
     "STATUS_EXPIRED",
     "STATUS_PENDING",
+    "STATUS_REFERRED",
     "STATUS_REMOVED",
     "TOKEN_NAME_LENGTH",
     "TOKEN_PREFIX_LENGTH",
@@ -71,6 +75,7 @@ __all__ = [
     "CheckpointHistoryRow",
     "CheckpointRow",
     "EntryRow",
+    "GuardedHostRow",
     "HitCountRow",
     "ImportRow",
     "IspSeenRow",
@@ -107,7 +112,24 @@ STATUS_PENDING = "pending"
 STATUS_ACTIVE = "active"
 STATUS_EXPIRED = "expired"
 STATUS_REMOVED = "removed"
-ENTRY_STATUSES = (STATUS_PENDING, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REMOVED)
+#: Hosted in the list's home country as observed (issue 16 item 3): handed
+#: to takedown and the police, never on the list (migration 0008).
+STATUS_REFERRED = "referred"
+ENTRY_STATUSES = (
+    STATUS_PENDING,
+    STATUS_ACTIVE,
+    STATUS_EXPIRED,
+    STATUS_REMOVED,
+    STATUS_REFERRED,
+)
+
+#: ``entries.referral``: a referral analysts should decide on, and an
+#: administrator's override of one (migration 0008).
+REFERRAL_PROPOSED = "proposed"
+REFERRAL_OVERRIDDEN = "overridden"
+
+#: Longest guarded host name (a DNS name is at most 253 characters).
+GUARD_HOST_LENGTH = 253
 
 #: Entry scopes (DESIGN.md, "Entries: canonical expressions").
 SCOPES = ("page", "prefix", "host")
@@ -212,7 +234,9 @@ class EntryRow(Base):
     __tablename__ = "entries"
     __table_args__ = (
         UniqueConstraint("list_id", "hash"),
-        CheckConstraint("status IN ('pending', 'active', 'expired', 'removed')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'active', 'expired', 'removed', 'referred')", name="status"
+        ),
         CheckConstraint("scope IN ('page', 'prefix', 'host')", name="scope"),
         Index("ix_entries_publish", "list_id", "needs_publish", "id"),
         Index("ix_entries_expiry", "list_id", "status", "expires_at"),
@@ -255,6 +279,36 @@ class EntryRow(Base):
     # The bulk import that added the entry (None: added one at a time), so
     # an import can be approved as a group (``entries.approve_many``).
     import_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("imports.id"))
+    # Safeguards (migration 0008, issue 16). ``guard``: the guard rule the
+    # entry falls under (a guarded host, or "ip-address"), None if none; a
+    # guarded entry stays pending until an eligible administrator approves
+    # it (``guard_approved_by``, with ``guard_justification``), per round.
+    guard: Mapped[str | None] = mapped_column(String(GUARD_HOST_LENGTH))
+    guard_approved_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    guard_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    guard_justification: Mapped[str | None] = mapped_column(Text)
+    # The latest hosting evidence (blocklist.safeguards.HostingEvidence JSON).
+    hosting: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # REFERRAL_PROPOSED: observed home-country hosting, held off the list
+    # until analysts refer it or an administrator overrides; then
+    # REFERRAL_OVERRIDDEN (or status 'referred').
+    referral: Mapped[str | None] = mapped_column(String(16))
+
+
+class GuardedHostRow(Base):
+    """A high-collateral host an administrator guards (migration 0008).
+
+    Host and prefix entries on it or its subdomains need a guard approval
+    (:mod:`blocklist.store.guards`). Deployment-wide, like tokens.
+    """
+
+    __tablename__ = "guarded_hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(GUARD_HOST_LENGTH), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
 
 
 class ImportRow(Base):

@@ -153,6 +153,7 @@ def new_entry_values(
     now: datetime,
     import_id: int | None = None,
     person: int | None = None,
+    guard: str | None = None,
 ) -> dict[str, object]:
     return {
         "list_id": list_id,
@@ -177,6 +178,12 @@ def new_entry_values(
         "submitted_by": actor,
         "submitted_person": person,
         "import_id": import_id,
+        "guard": guard,
+        "guard_approved_by": None,
+        "guard_approved_at": None,
+        "guard_justification": None,
+        "hosting": None,
+        "referral": None,
     }
 
 
@@ -186,12 +193,17 @@ def add_event(
     actor: str,
     import_id: int | None = None,
     person: int | None = None,
+    guard: str | None = None,
 ) -> audit.AuditEvent:
-    # The import id (and the person, issue 15) are recorded only when there
-    # is one, so other entries keep exactly the details they always had.
+    # The import id, the person (issue 15) and the guard rule (issue 16) are
+    # recorded only when there is one, so other entries keep exactly the
+    # details they always had.
     extra: dict[str, object] = {} if import_id is None else {"import": import_id}
     if person is not None:
         extra["person"] = person
+    if guard is not None:
+        # The auditor requires an eligible entry.guard_approve before listing.
+        extra["guard"] = guard
     return audit.AuditEvent(
         actor=actor,
         action=Action.ENTRY_ADD,

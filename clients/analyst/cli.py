@@ -330,6 +330,13 @@ def _print_reach(preview: dict[str, Any]) -> None:
             click.echo(f"  blocks        {m}")
         for m in reach.get("does_not_match", [])[:10]:
             click.echo(f"  does not block {m}")
+    # Safeguards (issue 16): the rule that applies and the blast radius.
+    guards = preview.get("safeguards") or {}
+    for rule in guards.get("rules", []):
+        click.echo(f"safeguard: {rule}")
+    if guards.get("subsumes"):
+        more = "at least " if guards.get("subsumes_capped") else ""
+        click.echo(f"covers {more}{guards['subsumes']} entries already listed")
     refusal = preview.get("refusal")
     if refusal:
         click.echo(f"refused: {refusal.get('code')}: {refusal.get('detail')}")
@@ -715,6 +722,36 @@ def expire_command(entry_id: int, reason: str, at: str | None, **common: Any) ->
     )
 
 
+@entries_group.command("refer", epilog=_HELP_EPILOG)
+@click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@_common
+def refer_command(entry_id: int, reason: str, **common: Any) -> None:
+    """Refer an entry to takedown and the police: state referred, never listed.
+
+    For material hosted in the list's home country (`cleanfeed entries
+    referrals` shows the proposals); one analyst suffices.
+    """
+    api = _api(**common)
+    entry = api.call("POST", api.path(f"/entries/{entry_id}/refer"), json={"reason": reason})
+    _emit(api, entry, lambda: click.echo(f"entry {entry['id']} {entry['status']}"))
+
+
+@entries_group.command("referrals", epilog=_HELP_EPILOG)
+@_common
+def referrals_command(**common: Any) -> None:
+    """List the entries proposed for referral (observed home-country hosting)."""
+    api = _api(**common)
+    out = api.call("GET", api.path("/referrals"))
+
+    def text() -> None:
+        for e in out.get("entries", []):
+            countries = ",".join((e.get("hosting") or {}).get("countries") or []) or "?"
+            click.echo(f"{e['id']:>8}  {e['status']:<8} {countries:<8} {e.get('expression')}")
+
+    _emit(api, out, text)
+
+
 @entries_group.command("show", epilog=_HELP_EPILOG)
 @click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
 @_common
@@ -729,6 +766,21 @@ def show_command(entry_id: int, **common: Any) -> None:
             "category", "created_by", "created_at", "expires_at", "hash",
         ):  # fmt: skip
             click.echo(f"{key + ':':12} {entry.get(key)}")
+        guard = entry.get("guard")
+        if guard:
+            approved = guard.get("approved_by") or "not yet (an admin must guard-approve)"
+            click.echo(f"{'guard:':12} {guard.get('rule')}; approved by {approved}")
+        hosting = entry.get("hosting")
+        if hosting:
+            where = ", ".join(hosting.get("countries") or []) or "unknown"
+            state = (
+                "verified" if hosting.get("verified") else f"unverified ({hosting.get('error')})"
+            )
+            click.echo(f"{'hosting:':12} {where}, {state}, {hosting.get('database')}")
+        if entry.get("referral"):
+            click.echo(f"{'referral:':12} {entry['referral']}")
+        if entry.get("awaiting"):
+            click.echo(f"{'awaiting:':12} {', '.join(entry['awaiting'])}")
         for a in entry.get("approvals", []):
             click.echo(f"approved by {a['actor']} (round {a['round']}) at {a['at']}")
         for record in entry.get("history", []):
@@ -742,7 +794,9 @@ def show_command(entry_id: int, **common: Any) -> None:
 @click.option("--host", default=None, help="Entries on this host or its subdomains.")
 @click.option("--hash", "digest", default=None, help="Base64 or 64 hex digits.")
 @click.option(
-    "--status", type=click.Choice(["pending", "active", "expired", "removed"]), default=None
+    "--status",
+    type=click.Choice(["pending", "active", "expired", "removed", "referred"]),
+    default=None,
 )
 @click.option("--reference", default=None, help="Case reference.")
 @click.option(

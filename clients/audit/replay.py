@@ -47,7 +47,7 @@ The action and actor names are :class:`blocklist.auditlog.Action` and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, NoReturn
@@ -76,6 +76,7 @@ from clients.audit.report import (
     CHECK_GLOBAL_CHAIN,
     CHECK_GLOBAL_HEAD,
     CHECK_REMOVAL,
+    CHECK_SAFEGUARDS,
     AuditReport,
     fail,
 )
@@ -85,6 +86,22 @@ __all__ = ["AuditReplay", "Decisions", "EntryState"]
 _PENDING: Final = "pending"
 _ACTIVE: Final = "approved"
 _OFF: Final = "off"
+
+# --- safeguards (issue 16) ---
+#: The entry decisions of the safeguards, replayed by ``Decisions._safeguard``.
+_SAFEGUARD_ACTIONS: Final = frozenset(
+    {
+        Action.ENTRY_GUARD_APPROVE,
+        Action.ENTRY_HOSTING,
+        Action.ENTRY_REFER_PROPOSE,
+        Action.ENTRY_REFER,
+        Action.ENTRY_REFER_OVERRIDE,
+    }
+)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 @dataclass(slots=True)
@@ -104,6 +121,15 @@ class EntryState:
     listed_pos: int | None = None
     claimed_status: object = None
     pruned_seq: int | None = None
+    # --- safeguards (issue 16) ---
+    #: The guard rule of the open round (``entry.add`` / ``entry.reinstate``).
+    guard: str | None = None
+    #: An eligible ``entry.guard_approve`` for the open round was recorded.
+    guard_approved: bool = False
+    #: An ``entry.refer_propose`` nobody decided yet.
+    referral_open: bool = False
+    #: ``entry.refer``: never listed again.
+    referred: bool = False
 
 
 def _details_hash(record: AuditRecord) -> bytes:
@@ -133,6 +159,9 @@ class Decisions:
         self.entries: dict[int, EntryState] = {}
         self.by_hash: dict[bytes, EntryState] = {}
         self.canary: bytes | None = None
+        #: Names of administrator tokens per the verified global chain
+        #: (None: the bundle has no global log, so roles cannot be checked).
+        self.admins: frozenset[str] | None = None
 
     def advance(self, position: int) -> None:
         """Apply records ``position + 1 ..`` up to ``position`` (seq == index + 1)."""
@@ -172,16 +201,26 @@ class Decisions:
             )
             if counted:
                 state.approvers.add(r.actor)
-                if len(state.approvers) >= self.required:
-                    state.status = _ACTIVE
+                self._activate(state)
         elif r.action == Action.ENTRY_REINSTATE:
             # A new approval round opened by the reinstating analyst
             # (blocklist.store.entries.reinstate): four-eyes again.
+            if state.referred:
+                fail(
+                    CHECK_SAFEGUARDS,
+                    f"entry.reinstate record for entry {r.entry_id}, which was referred "
+                    "(a referred entry never comes back to the list)",
+                    audit_seq=r.seq,
+                    entry_id=r.entry_id,
+                )
             state.round += 1
             state.opener = r.actor
             state.approvers = set()
             state.status = _PENDING
             state.scheduled_at = None
+            guard = r.details.get("guard")
+            state.guard = guard if isinstance(guard, str) else None
+            state.guard_approved = False
         elif r.action == Action.ENTRY_SCHEDULE_EXPIRY:
             at = r.details.get("at")
             state.scheduled_at = at if isinstance(at, str) else None
@@ -190,6 +229,8 @@ class Decisions:
             state.expire_seq = r.seq
             state.expire_actor = r.actor
             state.expire_backed = self._expiry_backed(r, state)
+        elif r.action in _SAFEGUARD_ACTIONS:
+            self._safeguard(r, state)
         elif r.action == Action.ENTRY_PRUNE_PLAINTEXT:
             # Retention erases plaintext only of entries taken off the list.
             if state.status != _OFF or state.pruned_seq is not None:
@@ -231,6 +272,7 @@ class Decisions:
             and r.seq == self.create_seq + 1
         )
         at = r.details.get("expires_at")
+        guard = r.details.get("guard")
         state = EntryState(
             entry_id=entry_id,
             hash=h,
@@ -239,6 +281,7 @@ class Decisions:
             opener=r.actor,
             scheduled_at=at if isinstance(at, str) else None,
             claimed_status=r.details.get("status"),
+            guard=guard if isinstance(guard, str) else None,
         )
         if canary:
             # blocklist.store.lists.create_list: the canary is approved by
@@ -247,6 +290,81 @@ class Decisions:
             self.canary = h
         self.entries[entry_id] = state
         self.by_hash[h] = state
+
+    # --- safeguards (issue 16) ---
+
+    def _activate(self, state: EntryState) -> None:
+        """Approved once four-eyes, the guard approval and any referral allow it."""
+        if state.status != _PENDING or len(state.approvers) < self.required:
+            return
+        if state.guard is not None and not state.guard_approved:
+            return
+        if state.referral_open:
+            return
+        state.status = _ACTIVE
+
+    def _safeguard(self, r: AuditRecord, state: EntryState) -> None:
+        def forged(reason: str) -> NoReturn:
+            fail(CHECK_SAFEGUARDS, reason, audit_seq=r.seq, entry_id=r.entry_id)
+
+        if r.action == Action.ENTRY_HOSTING:
+            return  # evidence only; the referral it may cause is its own record
+        if Actor.is_system(r.actor) and r.action != Action.ENTRY_REFER_PROPOSE:
+            forged(f"{r.action} record by the system actor {r.actor}: only people decide this")
+        if r.action == Action.ENTRY_GUARD_APPROVE:
+            self._guard_approve(r, state, forged)
+        elif r.action == Action.ENTRY_REFER_PROPOSE:
+            if state.status in (_PENDING, _ACTIVE):
+                state.referral_open = True
+        elif r.action == Action.ENTRY_REFER:
+            if not _text(r.details.get("reason")):
+                forged("entry.refer record without a reason")
+            if state.canary:
+                forged("entry.refer record for the canary")
+            state.status = _OFF
+            state.referred = True
+            state.referral_open = False
+            state.expire_seq = r.seq
+            state.expire_backed = True  # an analyst's decision, with its reason
+        elif r.action == Action.ENTRY_REFER_OVERRIDE:
+            if not _text(r.details.get("reason")):
+                forged("entry.refer_override record without a reason")
+            if not state.referral_open:
+                forged("entry.refer_override record with no open referral proposal")
+            if self.admins is not None and r.actor not in self.admins:
+                forged(f"entry.refer_override by {r.actor}, who holds no administrator token")
+            state.referral_open = False
+            self._activate(state)
+
+    def _guard_approve(
+        self, r: AuditRecord, state: EntryState, forged: Callable[[str], NoReturn]
+    ) -> None:
+        if state.guard is None:
+            forged("entry.guard_approve record for an entry that is not guarded")
+        if r.details.get("round") != state.round:
+            forged(
+                f"entry.guard_approve record for round {r.details.get('round')!r}, "
+                f"not the open round {state.round}"
+            )
+        if not _text(r.details.get("justification")):
+            forged("entry.guard_approve record without a written justification")
+        if state.guard_approved:
+            forged("a second entry.guard_approve record for the same round")
+        # By actor name: the store compares persons (issue 15); the persons
+        # check (clients.audit.persons) re-counts approvals by person.
+        who = r.actor
+        involved = {state.record.actor, state.opener, *state.approvers}
+        if who in involved:
+            forged(
+                f"entry.guard_approve by {r.actor}, who added, reinstated or approved the entry "
+                "(the guard approval must come from someone else)"
+            )
+        if len(state.approvers) < self.required:
+            forged("entry.guard_approve record before the entry had its four-eyes approvals")
+        if self.admins is not None and r.actor not in self.admins:
+            forged(f"entry.guard_approve by {r.actor}, who holds no administrator token")
+        state.guard_approved = True
+        self._activate(state)
 
     @staticmethod
     def _expiry_backed(r: AuditRecord, state: EntryState) -> bool:
@@ -265,6 +383,8 @@ class Decisions:
                 and vantage_agreement(points)
             )
         # --- end re-verification ---
+        if r.actor != Actor.EXPIRY:
+            return False  # no other system actor may take an entry off
         at = r.details.get("at")
         if state.scheduled_at is None or at != state.scheduled_at:
             return False
@@ -282,6 +402,30 @@ class Decisions:
                 f"adds {b64encode(h)}, but no entry.add record for it precedes the version's "
                 f"audit head (record {position})",
                 version=version,
+            )
+        if state.referred:
+            fail(
+                CHECK_ADDITION,
+                f"adds {b64encode(h)} (entry {state.entry_id}), which analysts referred "
+                "(a referred entry is never listed)",
+                version=version,
+                entry_id=state.entry_id,
+            )
+        if state.status == _PENDING and state.guard is not None and not state.guard_approved:
+            fail(
+                CHECK_ADDITION,
+                f"adds {b64encode(h)} (entry {state.entry_id}), guarded by {state.guard!r}, "
+                "without an administrator's guard approval at the version's audit head",
+                version=version,
+                entry_id=state.entry_id,
+            )
+        if state.status == _PENDING and state.referral_open:
+            fail(
+                CHECK_ADDITION,
+                f"adds {b64encode(h)} (entry {state.entry_id}) while its referral proposal "
+                "was undecided (no entry.refer_override)",
+                version=version,
+                entry_id=state.entry_id,
             )
         if state.status == _PENDING:
             fail(
@@ -409,6 +553,7 @@ class AuditReplay:
         if self.bundle.global_log is not None:
             # Issue 15 item 6: from accounts.start on, approvals by persons.
             self.report.counts.person_approvals = check_persons(records, self.bundle.global_log)
+        self.decisions.admins = self._admins()
 
     def _global_log(self, records: Sequence[AuditRecord]) -> None:
         """Check the global chain and every global head the list's chain recorded."""
@@ -481,6 +626,18 @@ class AuditReplay:
                 f"{len(global_log) - last} global audit record(s) after the last recorded head "
                 "are not committed by a statement yet (they will be at the next publish)"
             )
+
+    def _admins(self) -> frozenset[str] | None:
+        """Names of administrator tokens minted in the (verified) global chain."""
+        if self.bundle.global_log is None:
+            return None
+        return frozenset(
+            name
+            for r in self.bundle.global_log
+            if r.action == Action.TOKEN_CREATE
+            and r.details.get("role") == "admin"
+            and isinstance(name := r.details.get("name"), str)
+        )
 
     # -- each statement --
 

@@ -58,6 +58,9 @@ CHECK_PERSONS: Final = "audit.persons"
 CHECK_ADDITION: Final = "audit.addition"
 CHECK_REMOVAL: Final = "audit.removal"
 CHECK_ENTRIES: Final = "entries"
+#: Safeguard decisions (issue 16): guard approvals by an eligible
+#: administrator with a justification, referrals, overrides with a reason.
+CHECK_SAFEGUARDS: Final = "audit.safeguards"
 
 #: Every check identifier, in the order the checks run.
 CHECKS: Final = (
@@ -80,6 +83,7 @@ CHECKS: Final = (
     CHECK_AUDIT_HEAD,
     CHECK_ADDITION,
     CHECK_REMOVAL,
+    CHECK_SAFEGUARDS,
     CHECK_CHECKPOINT,
     CHECK_ENTRIES,
     CHECK_EXTRA,

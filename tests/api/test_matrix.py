@@ -385,6 +385,61 @@ ENDPOINTS = [
         scoped=False,
     ),
     _e("list-list", "admin", 200, lambda env, ln: ("GET", "/v1/lists", {}), scoped=False),
+    # Safeguards (issue 16).
+    _e("guard-list", "admin", 200, lambda env, ln: ("GET", "/v1/guards", {}), scoped=False),
+    _e(
+        "guard-add",
+        "admin",
+        201,
+        lambda env, ln: (
+            "POST",
+            "/v1/guards",
+            {"json": {"host": f"g{next(_counter)}.example.org"}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "guard-remove",
+        "admin",
+        204,
+        lambda env, ln: (
+            "POST",
+            "/v1/guards/remove",
+            {"json": {"host": env.fresh_guard(), "reason": "matrix"}},
+        ),
+        scoped=False,
+    ),
+    _e(
+        "guard-approve",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_guarded_entry(ln)}/guard-approve",
+            {"json": {"justification": "matrix"}},
+        ),
+    ),
+    _e("referrals", "analyst admin", 200, lambda env, ln: ("GET", f"/v1/lists/{ln}/referrals", {})),
+    _e(
+        "refer",
+        "analyst",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_referral(ln)}/refer",
+            {"json": {"reason": "matrix"}},
+        ),
+    ),
+    _e(
+        "refer-override",
+        "admin",
+        200,
+        lambda env, ln: (
+            "POST",
+            f"/v1/lists/{ln}/entries/{env.fresh_referral(ln)}/refer-override",
+            {"json": {"reason": "matrix"}},
+        ),
+    ),
     # --- persons' accounts (issue 15) ---
     _e(
         "account-create",
@@ -562,6 +617,13 @@ def test_matrix_covers_every_v1_route(env: Env) -> None:
         ("POST", "/v1/admin/accounts/{name}/revoke"),
         ("POST", "/v1/admin/accounts/grants/{grant_id}/confirm"),
         ("POST", "/v1/admin/accounts/{name}/attach-token"),
+        ("GET", "/v1/guards"),
+        ("POST", "/v1/guards"),
+        ("POST", "/v1/guards/remove"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/guard-approve"),
+        ("GET", "/v1/lists/{list}/referrals"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/refer"),
+        ("POST", "/v1/lists/{list}/entries/{entry_id}/refer-override"),
     }
     assert len(covered) == len(ENDPOINTS)
     paths = env.d.app.openapi()["paths"]

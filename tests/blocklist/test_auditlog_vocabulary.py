@@ -45,6 +45,14 @@ ACTIONS = {
     "ACCOUNT_RESET": "account.reset",
     "TOKEN_ATTACH": "token.attach",
     # --- end of persons' accounts ---
+    # Safeguards (issue 16).
+    "GUARD_ADD": "guard.add",
+    "GUARD_REMOVE": "guard.remove",
+    "ENTRY_GUARD_APPROVE": "entry.guard_approve",
+    "ENTRY_HOSTING": "entry.hosting",
+    "ENTRY_REFER_PROPOSE": "entry.refer_propose",
+    "ENTRY_REFER": "entry.refer",
+    "ENTRY_REFER_OVERRIDE": "entry.refer_override",
 }
 
 ACTORS = {
@@ -73,7 +81,8 @@ def test_action_names_are_the_published_ones() -> None:
     assert _names(Action, "ENTRY_PREFIX") == ACTIONS
     assert Action.ENTRY_PREFIX == "entry."
     entry_actions = {v for v in ACTIONS.values() if v.startswith(Action.ENTRY_PREFIX)}
-    assert len(entry_actions) == 8
+    # 7 before part 2; re-verification added one, safeguards five (issue 16)
+    assert len(entry_actions) == 7 + 1 + 5
 
 
 def test_actor_names_are_the_published_ones() -> None:

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from blocklist.store.db import ADVISORY_LOCK_NAMESPACE, WRITE_EXECUTION_OPTION, Database
+from blocklist.store.errors import StoreError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -74,14 +75,40 @@ def upgrade(target: str | Database, revision: str = "head") -> None:
         # The write engine: BEGIN IMMEDIATE on SQLite, so the whole upgrade
         # holds the write lock from its first statement.
         engine = database.engine.execution_options(**{WRITE_EXECUTION_OPTION: True})
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:ns, :key)"),
-                    {"ns": ADVISORY_LOCK_NAMESPACE, "key": _MIGRATION_LOCK_KEY},
-                )
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite rebuilds a table to change a constraint (batch
+                # migrations: copy, drop, rename). Dropping a table that
+                # other rows reference fails with foreign keys on, so the
+                # upgrade follows SQLite's procedure for such changes
+                # (sqlite.org/lang_altertable.html, "other kinds of table
+                # schema changes"): foreign keys off outside the
+                # transaction, PRAGMA foreign_key_check before the commit.
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+                            {"ns": ADVISORY_LOCK_NAMESPACE, "key": _MIGRATION_LOCK_KEY},
+                        )
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, revision)
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StoreError(
+                                f"the upgrade to {revision} would leave {len(broken)} row(s) "
+                                f"referencing missing rows (first: {tuple(broken[0])}); "
+                                "nothing was changed"
+                            )
+            finally:
+                if sqlite:
+                    # Never hand a connection with foreign keys off back to the pool.
+                    conn.invalidate()
     finally:
         if database is not target:
             database.dispose()

@@ -38,6 +38,7 @@ from support.api_testing import (
 from api.witness import register_witness
 from blocklist.store import accounts as store_accounts
 from blocklist.store import entries as store_entries
+from blocklist.store import guards as store_guards
 from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
@@ -96,6 +97,41 @@ class Env:
             if expired:
                 store_entries.expire(session, list_id, row.id, actor="bob", reason="matrix")
             return row.id
+
+    def fresh_guarded_entry(self, list_name: str) -> int:
+        """A prefix entry on an IP address (guarded), with its four-eyes approvals."""
+        n = next(_counter)
+        with self.d.db.transaction() as session:
+            list_id = store_lists.get_list(session, list_name).id
+            row, _ = store_entries.add_entry(
+                session,
+                list_id,
+                url=f"http://192.0.2.{n % 250 + 1}/g{n}/",
+                scope="prefix",
+                reason="matrix",
+                actor="bob",
+            )
+            for approver in ("carol", "dave"):
+                store_entries.approve(
+                    session, list_id, row.id, actor=approver, actor_role="analyst"
+                )
+            return row.id
+
+    def fresh_referral(self, list_name: str) -> int:
+        entry_id = self.fresh_entry(list_name)
+        with self.d.db.transaction() as session:
+            list_id = store_lists.get_list(session, list_name).id
+            row = store_entries.get_entry(session, list_id, entry_id)
+            store_guards.propose_referral(
+                session, list_id, row, actor="bob", home_country="GB", now=datetime.now(UTC)
+            )
+        return entry_id
+
+    def fresh_guard(self) -> str:
+        host = f"guard{next(_counter)}.example.com"
+        with self.d.db.transaction() as session:
+            store_guards.add_guard(session, host, actor="admin")
+        return host
 
     def fresh_token_id(self) -> int:
         with self.d.db.transaction() as session:

@@ -19,7 +19,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -34,11 +34,12 @@ from api.logging import configure_logging, flush_logs
 from api.metrics import IspSeen, ListStatus, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, hits, isp, ops
+from api.routes import admin, analyst, appeals, auditor, hits, isp, ops, transparency
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService
 from api.witness import WitnessStore
+from blocklist.store import appeals as store_appeals
 from blocklist.store import lists as store_lists
 from blocklist.store import versions as store_versions
 from blocklist.store.db import Database
@@ -90,6 +91,16 @@ def _list_status(ctx: AppContext) -> Iterable[ListStatus]:
         )
         for s in states
     ]
+
+
+def _appeals_overdue(ctx: AppContext) -> int | None:
+    before = datetime.now(UTC) - timedelta(days=ctx.settings.appeal_overdue_days)
+    try:
+        with ctx.db.read() as session:
+            return store_appeals.overdue_count(session, before)
+    except Exception:
+        log.warning("metrics: cannot count overdue appeals", exc_info=True)
+        return None
 
 
 def _isp_seen(ctx: AppContext) -> Iterable[IspSeen]:
@@ -159,6 +170,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     metrics = Metrics(
         list_status=lambda: _list_status(holder["ctx"]),
         isp_seen=lambda: _isp_seen(holder["ctx"]),
+        appeals_overdue=lambda: _appeals_overdue(holder["ctx"]),
     )
     ctx = AppContext(
         settings=settings,
@@ -208,7 +220,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits)
+    modules = (analyst, isp, auditor, admin, ops, hits, appeals, transparency)
     for module in modules:
         app.include_router(module.router)
     # The routers' own routes (their paths carry the prefix): what the body

@@ -97,6 +97,7 @@ class Metrics:
         self,
         list_status: Callable[[], Iterable[ListStatus]],
         isp_seen: Callable[[], Iterable[IspSeen]],
+        appeals_overdue: Callable[[], int | None] | None = None,
     ) -> None:
         """Create the metrics.
 
@@ -104,6 +105,9 @@ class Metrics:
             list_status: returns per-list publish state at scrape time (admin
                 scrape only).
             isp_seen: returns the per-ISP last-seen versions (admin scrape only).
+            appeals_overdue: returns how many appeal attachments are under
+                review past the overdue setting (admin scrape only; None:
+                unknown, not exposed).
         """
         self.public = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
@@ -143,6 +147,8 @@ class Metrics:
         self.admin.register(_CallbackCollector(self._collect_public))
         self.admin.register(_CallbackCollector(self._collect_lists))
         self.admin.register(_CallbackCollector(self._collect_isps))
+        self._appeals_overdue = appeals_overdue
+        self.admin.register(_CallbackCollector(self._collect_appeals))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request and record its latency."""
@@ -201,6 +207,20 @@ class Metrics:
             when.add_metric([item.token_name, item.list_name], item.at)
         yield seen
         yield when
+
+    def _collect_appeals(self) -> Iterator[Metric]:
+        # Issue 17 item 3: appeals waiting longer than appeal_overdue_days.
+        if self._appeals_overdue is None:
+            return
+        count = self._appeals_overdue()
+        if count is None:
+            return
+        overdue = GaugeMetricFamily(
+            "cleanfeed_appeals_overdue",
+            "Appeals under review longer than the appeal_overdue_days setting.",
+        )
+        overdue.add_metric([], count)
+        yield overdue
 
     def render(self, *, admin: bool) -> bytes:
         """Render the text exposition; ``admin`` adds the per-list and per-ISP gauges."""

@@ -30,6 +30,7 @@ __all__ = [
     "APPROVALS_REQUIRED_CHOICES",
     "APPROVER_ROLE",
     "Refusal",
+    "identity_of",
     "is_approved",
     "role_refusal",
     "round_refusal",
@@ -68,6 +69,18 @@ def role_refusal(actor_role: str) -> Refusal | None:
     return None
 
 
+def identity_of(actor: str) -> str:
+    """The identity key of an acting principal: who counts as "the same person".
+
+    Every separation-of-duties rule (four-eyes rules 2 and 3 here, the
+    appeal reviewer rule of :mod:`blocklist.store.appeals` and the auditor's
+    replay of both) compares identities through this one function, so
+    that when tokens belong to persons the rule switches everywhere at
+    once. Today the identity is the actor string: the token name.
+    """
+    return actor
+
+
 def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Refusal | None:
     """Why ``actor``'s approval of a round does not count (rules 2 and 3), or None.
 
@@ -76,9 +89,10 @@ def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Ref
         opener: the analyst who opened the round (added or reinstated the entry).
         approvers: the analysts who already approved this round.
     """
-    if actor == opener:
+    who = identity_of(actor)
+    if who == identity_of(opener):
         return Refusal.OWN_ROUND
-    if actor in approvers:
+    if who in {identity_of(a) for a in approvers}:
         return Refusal.ALREADY_APPROVED
     return None
 

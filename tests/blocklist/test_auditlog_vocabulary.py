@@ -32,6 +32,12 @@ ACTIONS = {
     "TOKEN_CREATE": "token.create",
     "TOKEN_REVOKE": "token.revoke",
     "TOKEN_RENAME": "token.rename",
+    # appeals (issue 17)
+    "APPEAL_FILE": "appeal.file",
+    "APPEAL_ATTACH": "appeal.attach",
+    "APPEAL_DECIDE": "appeal.decide",
+    "APPEAL_ERASE": "appeal.erase",
+    "ENTRY_SUSPEND": "entry.suspend",
 }
 
 ACTORS = {
@@ -43,6 +49,8 @@ ACTORS = {
     "PUBLISHER": "system:publisher",
     "RETENTION": "system:retention",
     "MIGRATION": "system:migration",
+    # appeals (issue 17)
+    "APPEALS": "system:appeals",
 }
 
 
@@ -58,7 +66,7 @@ def test_action_names_are_the_published_ones() -> None:
     assert _names(Action, "ENTRY_PREFIX") == ACTIONS
     assert Action.ENTRY_PREFIX == "entry."
     entry_actions = {v for v in ACTIONS.values() if v.startswith(Action.ENTRY_PREFIX)}
-    assert len(entry_actions) == 7
+    assert len(entry_actions) == 8
 
 
 def test_actor_names_are_the_published_ones() -> None:

@@ -49,6 +49,10 @@ def _secret(status_url: str) -> str:
     return status_url.rsplit("/", 1)[1]
 
 
+def _status(client: ApiClient, filed: dict[str, Any]) -> Any:
+    return client.get(f"/v1/appeals/status/{_secret(filed['status_url'])}")
+
+
 def _listed(deployment: Deployment, entry_id: int) -> bool:
     with deployment.db.read() as s:
         row = s.get(EntryRow, entry_id)
@@ -59,7 +63,8 @@ def _listed(deployment: Deployment, entry_id: int) -> bool:
 def _canary_ref(deployment: Deployment) -> str:
     with deployment.db.read() as s:
         lst = s.scalar(select(ListRow).where(ListRow.name == MAIN))
-        assert lst is not None and lst.canary_entry_id is not None
+        assert lst is not None
+        assert lst.canary_entry_id is not None
         canary = s.get(EntryRow, lst.canary_entry_id)
         assert canary is not None
         return block_ref(bytes(canary.hash))
@@ -389,11 +394,13 @@ def test_the_html_form_is_prefilled_strictly_confined_and_files_an_appeal(
     assert form.status_code == 200
     assert f'value="{ref}"' in form.text
     csp = form.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert form.headers["Referrer-Policy"] == "no-referrer"
     assert form.headers["Cache-Control"] == "no-store"
-    assert "<script" not in form.text and "http" not in form.text.split("<body>", 1)[1]
+    assert "<script" not in form.text
+    assert "http" not in form.text.split("<body>", 1)[1]
     hostile = client.get("/appeal", params={"block_ref": '"><script>x</script>'})
     assert "<script>x" not in hostile.text
     posted = client.post(

@@ -165,6 +165,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
             data_dir=settings.data_dir,
             database_url=settings.database_url,
             retention=settings.retention,
+            appeal_retention_days=settings.appeal_retention_days,
         )
     holder: dict[str, AppContext] = {}
     metrics = Metrics(

@@ -31,6 +31,7 @@ from typing import Final, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from blocklist.store import appeals as store_appeals
 from blocklist.store import lists as store_lists
 from blocklist.store.db import Database
 from blocklist.store.retention import RetentionPolicy, prune_database
@@ -78,6 +79,7 @@ class SignerService:
         data_dir: Path | None = None,
         database_url: str | None = None,
         retention: RetentionPolicy | None = None,
+        appeal_retention_days: int | None = None,
     ) -> None:
         """Prepare publishers (keys are read on first use, not here).
 
@@ -92,6 +94,8 @@ class SignerService:
             database_url: the database URL, for keyring renewal.
             retention: what to prune hourly (``None`` or nothing enabled:
                 keep everything).
+            appeal_retention_days: erase appellants' data this many days
+                after their appeal closed, hourly (``None``: never).
         """
         self.db = db
         self.keys_dir = Path(keys_dir)
@@ -101,6 +105,7 @@ class SignerService:
         self.data_dir = data_dir
         self.database_url = database_url
         self.retention = retention
+        self.appeal_retention_days = appeal_retention_days
         self._publishers: dict[str, Publisher] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -261,6 +266,20 @@ class SignerService:
             if result.changed:
                 log.info("retention pruned list %s", name, extra=result.summary(name))
 
+    def prune_appeals(self) -> None:
+        """Scheduled job: erase appellants' data past its retention (issue 17 item 4)."""
+        days = self.appeal_retention_days
+        if days is None:
+            return
+        try:
+            with self.db.transaction() as session:
+                erased = store_appeals.erase_expired(session, days=days)
+        except Exception:
+            log.exception("signer: appeal retention failed")
+            return
+        if erased:
+            log.info("appeal retention erased %d appellant record(s)", len(erased))
+
     def start(self) -> None:
         """Start the background schedule (idempotent)."""
         if self._scheduler is not None:
@@ -287,6 +306,14 @@ class SignerService:
                 "interval",
                 seconds=RETENTION_CHECK_SECONDS,
                 id="retention",
+                **common,
+            )
+        if self.appeal_retention_days is not None:
+            scheduler.add_job(
+                self.prune_appeals,
+                "interval",
+                seconds=RETENTION_CHECK_SECONDS,
+                id="appeal-retention",
                 **common,
             )
         if self.serve_requests:

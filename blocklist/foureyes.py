@@ -32,6 +32,7 @@ __all__ = [
     "Refusal",
     "identity_of",
     "is_approved",
+    "reviewer_refusal",
     "role_refusal",
     "round_refusal",
     "valid_approvals_required",
@@ -94,6 +95,26 @@ def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Ref
         return Refusal.OWN_ROUND
     if who in {identity_of(a) for a in approvers}:
         return Refusal.ALREADY_APPROVED
+    return None
+
+
+def reviewer_refusal(
+    actor: str, openers: Collection[str], approvers: Collection[str]
+) -> str | None:
+    """Why ``actor`` may not review an appeal against an entry, or None if they may.
+
+    DESIGN.md part 2, "Appeals": the reviewer is a person who neither
+    created nor approved the entry. ``openers`` are the actors who opened a
+    round of it (added or reinstated it), ``approvers`` everyone who
+    approved any round; all are compared by :func:`identity_of`. The store
+    enforces this when a decision is made; the offline auditor re-checks it
+    from the audit log with this same function.
+    """
+    who = identity_of(actor)
+    if who in {identity_of(a) for a in openers}:
+        return "created or reinstated the entry"
+    if who in {identity_of(a) for a in approvers}:
+        return "approved the entry"
     return None
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from blocklist import canonical, foureyes
@@ -103,7 +103,6 @@ __all__ = [
     "list_links",
     "overdue_count",
     "public_state",
-    "reviewer_refusal",
     "secret_hash",
     "unmatched_appeals",
 ]
@@ -268,10 +267,10 @@ def _ref_range(prefix: bytes) -> tuple[bytes, bytes]:
 
 def _matches(session: Session, prefix: bytes | None, url: str | None) -> list[EntryRow]:
     """Entries of every list an appeal names: listed or active, never a canary."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if prefix is not None:
         lo, hi = _ref_range(prefix)
-        conditions.append((EntryRow.hash >= lo) & (EntryRow.hash <= hi))
+        conditions.append(and_(EntryRow.hash >= lo, EntryRow.hash <= hi))
     if url is not None:
         hashes = [canonical.expression_hash(e) for e in canonical.expressions(url)]
         conditions.append(EntryRow.hash.in_(hashes))
@@ -592,7 +591,7 @@ def close_unmatched(
 
 
 def _involved(session: Session, entry_id: int) -> tuple[set[str], set[str]]:
-    """Identities that opened a round of the entry (created, reinstated) and that approved it.
+    """Actors that opened a round of the entry (created, reinstated) and that approved it.
 
     Read from the entry's audit records, exactly as the offline auditor
     reads them (clients.audit.replay), so both apply one rule.
@@ -603,19 +602,9 @@ def _involved(session: Session, entry_id: int) -> tuple[set[str], set[str]]:
             AuditRow.action.in_((Action.ENTRY_ADD, Action.ENTRY_REINSTATE, Action.ENTRY_APPROVE)),
         )
     ).all()
-    openers = {foureyes.identity_of(a) for action, a in rows if action != Action.ENTRY_APPROVE}
-    approvers = {foureyes.identity_of(a) for action, a in rows if action == Action.ENTRY_APPROVE}
+    openers = {a for action, a in rows if action != Action.ENTRY_APPROVE}
+    approvers = {a for action, a in rows if action == Action.ENTRY_APPROVE}
     return openers, approvers
-
-
-def reviewer_refusal(actor: str, openers: set[str], approvers: set[str]) -> str | None:
-    """Why ``actor`` may not review an appeal on the entry, or None (pure; also the auditor's)."""
-    who = foureyes.identity_of(actor)
-    if who in openers:
-        return "created or reinstated the entry"
-    if who in approvers:
-        return "approved the entry"
-    return None
 
 
 def _off_status(entry: EntryRow) -> str:
@@ -671,7 +660,7 @@ def decide(
     if lst is not None and lst.canary_entry_id == entry.id:
         raise InvalidState("the canary entry is never appealable")
     openers, approvers = _involved(session, entry.id)
-    refusal = reviewer_refusal(actor, openers, approvers)
+    refusal = foureyes.reviewer_refusal(actor, openers, approvers)
     if refusal is not None:
         raise IneligibleReviewer(
             f"{actor} {refusal}: the reviewer must be someone who neither created nor approved it"

@@ -55,6 +55,10 @@ CHECK_GLOBAL_HEAD: Final = "global.head"
 CHECK_ADDITION: Final = "audit.addition"
 CHECK_REMOVAL: Final = "audit.removal"
 CHECK_ENTRIES: Final = "entries"
+#: Issue 17: every appeal decision is by an eligible reviewer (not the
+#: entry's creator or approver); every suspension and every removal with
+#: reason code ``appeal`` follows such a decision.
+CHECK_APPEAL: Final = "audit.appeal"
 
 #: Every check identifier, in the order the checks run.
 CHECKS: Final = (
@@ -76,6 +80,7 @@ CHECKS: Final = (
     CHECK_AUDIT_HEAD,
     CHECK_ADDITION,
     CHECK_REMOVAL,
+    CHECK_APPEAL,
     CHECK_CHECKPOINT,
     CHECK_ENTRIES,
     CHECK_EXTRA,

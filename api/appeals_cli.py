@@ -25,6 +25,26 @@ from api.cli import _actor, _data_dir_option, _database, _database_option, _fail
 __all__ = ["appeals_group", "report_group"]
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary beside it, fsync, rename."""
+    import os
+
+    from blocklist.tempfiles import remove_stale_temporaries, temporary_path
+
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @click.group(name="appeals")
 def appeals_group() -> None:
     """Appeals: erase an appellant's data, apply retention."""
@@ -129,7 +149,6 @@ def transparency_command(
     """
     from blocklist.errors import BlocklistError
     from blocklist.transparency import FIGURES, parse_report
-    from clients.common.files import write_atomic
     from signer.datadir import keys_dir_of
     from signer.errors import SignerError
     from signer.note import parse_note
@@ -144,7 +163,7 @@ def transparency_command(
         db.dispose()
     report = parse_report(parse_note(note).text)
     if output is not None:
-        write_atomic(output, note.encode("utf-8"))
+        _write_atomic(output, note.encode("utf-8"))
     if fmt == "json":
         click.echo(
             json.dumps(

@@ -505,15 +505,23 @@ def list_links(
 
 
 def overdue_count(session: Session, before: datetime) -> int:
-    """Attachments still under review that were attached before ``before``."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(AppealLinkRow)
-            .where(AppealLinkRow.status.in_(_UNDECIDED), AppealLinkRow.attached_at < before)
-        )
-        or 0
+    """Appeals waiting since before ``before``: attachments under review, and
+    unmatched appeals in the admins' queue."""
+    links = session.scalar(
+        select(func.count())
+        .select_from(AppealLinkRow)
+        .where(AppealLinkRow.status.in_(_UNDECIDED), AppealLinkRow.attached_at < before)
     )
+    unmatched = session.scalar(
+        select(func.count())
+        .select_from(AppealRow)
+        .where(
+            AppealRow.matched.is_(False),
+            AppealRow.closed_at.is_(None),
+            AppealRow.filed_at < before,
+        )
+    )
+    return int(links or 0) + int(unmatched or 0)
 
 
 def _appeal_view(session: Session, appeal: AppealRow) -> AppealView:

@@ -350,7 +350,7 @@ def test_overdue_appeals_stand_out_in_the_queue_and_the_metrics(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from blocklist.store.models import AppealLinkRow
+    from blocklist.store.models import AppealLinkRow, AppealRow
 
     d = make_deployment(tmp_path, appeal_overdue_days=3)
     client = ApiClient(d.app)
@@ -359,13 +359,19 @@ def test_overdue_appeals_stand_out_in_the_queue_and_the_metrics(
         publish(client, d.tokens.alice)
         old = _file(client, block_ref=_ref(entry), message="old").json()["appeal"]
         new = _file(client, block_ref=_ref(entry), message="new").json()["appeal"]
+        lost = _file(client, block_ref=UNKNOWN_REF, message="old, unmatched").json()["appeal"]
         with d.db.transaction() as s:
             link = s.scalars(select(AppealLinkRow).where(AppealLinkRow.appeal_id == old)).one()
             link.attached_at = datetime.now(UTC) - timedelta(days=4)
+            unmatched = s.get(AppealRow, lost)
+            assert unmatched is not None
+            unmatched.filed_at = datetime.now(UTC) - timedelta(days=5)
         queue = client.get(f"/v1/lists/{MAIN}/appeals", token=d.tokens.carol).json()["appeals"]
         assert {a["id"]: a["overdue"] for a in queue} == {old: True, new: False}
+        admins = client.get("/v1/admin/appeals", token=d.tokens.admin).json()["appeals"]
+        assert [(a["id"], a["overdue"]) for a in admins] == [(lost, True)]
         metrics = client.get("/metrics", token=d.tokens.admin).text
-        assert "cleanfeed_appeals_overdue 1.0" in metrics
+        assert "cleanfeed_appeals_overdue 2.0" in metrics
     finally:
         client.close()
         close_deployment(d)
@@ -419,3 +425,16 @@ def test_the_html_form_is_prefilled_strictly_confined_and_files_an_appeal(
     extra = client.post("/appeal", data={"block_ref": ref, "message": "m", "evil": "1"})
     assert extra.status_code == 400
     assert client.get("/appeal/status/nope").status_code == 404
+
+
+def test_the_block_pages_appeal_link_opens_the_form_with_the_reference(
+    client: ApiClient, tokens: Tokens
+) -> None:
+    from clients.isp.blockpage_page import appeal_link
+
+    entry = add_approved(client, tokens)
+    ref = _ref(entry)
+    link = appeal_link("http://cleanfeed.test/appeal", "block_ref", ref)
+    form = client.get(link.removeprefix("http://cleanfeed.test"))
+    assert form.status_code == 200
+    assert f'name="block_ref" value="{ref}"' in form.text

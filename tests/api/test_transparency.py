@@ -264,3 +264,34 @@ def test_verify_report_command(
         audit_group, ["verify-report", str(note_file), "--root-key", deployment.init.root_vkey]
     )
     assert usage.exit_code == 2
+
+
+def test_a_public_lists_report_needs_no_token(
+    deployment: Deployment, client: ApiClient, tokens: Tokens
+) -> None:
+    from api.lists_admin import create_list_with_keys
+
+    created = create_list_with_keys(
+        deployment.db,
+        deployment.settings.keys_dir,
+        name="open",
+        origin=None,
+        approvals_required=1,
+        home_country=None,
+        canary_url=None,
+        public=True,
+        actor="test",
+    )
+    publish(client, tokens.admin, "open")
+    period = period_of(datetime.now(UTC))
+    note = issue_report(
+        deployment.db, "open", period, deployment.settings.keys_dir, now=_after(period)
+    )
+    r = client.get("/v1/lists/open/transparency", params={"period": period})
+    assert r.status_code == 200
+    assert r.text == note
+    assert r.headers["cache-control"].startswith("public")
+    check = verify_report(
+        note, [created.root_vkey], keyrings=[client.get("/v1/lists/open/keyring").text]
+    )
+    assert check.report.figures["entries_added"] == "0"  # the canary is never counted

@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Final
 
@@ -42,11 +42,23 @@ from api.longpoll import CheckpointPoller, PublishListener, psycopg_conninfo
 from api.metrics import IspSeen, ListStatus, ListVerification, Metrics
 from api.middleware import CleanfeedMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import admin, analyst, auditor, hits, isp, ops, reverify, safeguards
+from api.routes import (
+    admin,
+    analyst,
+    appeals,
+    auditor,
+    hits,
+    isp,
+    ops,
+    reverify,
+    safeguards,
+    transparency,
+)
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
 from api.signer_service import SignerService, reverifier_for
 from api.witness import WitnessStore
+from blocklist.store import appeals as store_appeals
 from blocklist.store import lists as store_lists
 from blocklist.store import verification as store_verification
 from blocklist.store import versions as store_versions
@@ -99,6 +111,16 @@ def _list_status(ctx: AppContext) -> Iterable[ListStatus]:
         )
         for s in states
     ]
+
+
+def _appeals_overdue(ctx: AppContext) -> int | None:
+    before = datetime.now(UTC) - timedelta(days=ctx.settings.appeal_overdue_days)
+    try:
+        with ctx.db.read() as session:
+            return store_appeals.overdue_count(session, before)
+    except Exception:
+        log.warning("metrics: cannot count overdue appeals", exc_info=True)
+        return None
 
 
 def _isp_seen(ctx: AppContext) -> Iterable[IspSeen]:
@@ -185,12 +207,14 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
             database_url=settings.database_url,
             retention=settings.retention,
             reverifier=reverifier_for(database, settings.reverify_config),
+            appeal_retention_days=settings.appeal_retention_days,
         )
     holder: dict[str, AppContext] = {}
     metrics = Metrics(
         list_status=lambda: _list_status(holder["ctx"]),
         isp_seen=lambda: _isp_seen(holder["ctx"]),
         verification=lambda: _verification(holder["ctx"]),
+        appeals_overdue=lambda: _appeals_overdue(holder["ctx"]),
     )
     ctx = AppContext(
         settings=settings,
@@ -248,7 +272,19 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     if settings.docs_enabled:
         install_docs(app, "/openapi.json")
-    modules = (analyst, isp, auditor, admin, ops, hits, reverify, safeguards, accounts_admin)
+    modules = (
+        analyst,
+        isp,
+        auditor,
+        admin,
+        ops,
+        hits,
+        reverify,
+        safeguards,
+        accounts_admin,
+        appeals,
+        transparency,
+    )
     for module in modules:
         app.include_router(module.router)
     # The analysts' console (/console/): pages, static files, and its

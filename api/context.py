@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -460,6 +461,14 @@ class AppContext:
         #: The account-secrets key, loaded at first need (:mod:`api.accounts`).
         self.account_secrets: AccountSecrets | None = None
         self._hosting: HostingLocator | None = None
+        # Appeal intake (issue 17 item 2): a burst limit per client address.
+        # The bucket key is an HMAC of the address under a key that lives
+        # only in this process, so no address is kept in the clear even in
+        # memory, and nothing about it reaches the database or the logs.
+        self.appeal_limiter = RateLimiter(
+            1.0 / settings.appeal_refill_seconds, settings.appeal_burst
+        )
+        self.appeal_address_key = secrets.token_bytes(32)
 
     @property
     def hosting(self) -> HostingLocator | None:

@@ -31,6 +31,7 @@ from starlette.responses import Response
 from blocklist import blockref as domain_blockref
 from blocklist import errors as domain
 from blocklist.auditlog import AuditChainError
+from blocklist.store import appeals as store_appeals
 from blocklist.store import errors as store
 from signer import errors as signer
 
@@ -94,6 +95,8 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     store.StoreUnavailable: 503,
     # persons' accounts (issue 15); the others inherit their parent's status
     store.AccountSecretsUnavailable: 503,
+    # Appeals (issue 17): the global intake cap is a flood limit, not bad input.
+    store_appeals.AppealCapReached: 429,
     # signer.errors: a note someone submitted (witness cosignature) is bad
     # input; key or signing trouble is the operator's to fix.
     signer.SignerError: 500,

@@ -111,6 +111,7 @@ class Metrics:
         list_status: Callable[[], Iterable[ListStatus]],
         isp_seen: Callable[[], Iterable[IspSeen]],
         verification: Callable[[], Iterable[ListVerification]] | None = None,
+        appeals_overdue: Callable[[], int | None] | None = None,
     ) -> None:
         """Create the metrics.
 
@@ -120,6 +121,9 @@ class Metrics:
             isp_seen: returns the per-ISP last-seen versions (admin scrape only).
             verification: returns per-list re-verification figures (admin
                 scrape only); None: no such gauges.
+            appeals_overdue: returns how many appeal attachments are under
+                review past the overdue setting (admin scrape only; None:
+                unknown, not exposed).
         """
         self.public = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
@@ -167,6 +171,8 @@ class Metrics:
         self._verification = verification
         if verification is not None:
             self.admin.register(_CallbackCollector(self._collect_verification))
+        self._appeals_overdue = appeals_overdue
+        self.admin.register(_CallbackCollector(self._collect_appeals))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request and record its latency."""
@@ -268,6 +274,20 @@ class Metrics:
         yield flagged
         yield last
         yield duration
+
+    def _collect_appeals(self) -> Iterator[Metric]:
+        # Issue 17 item 3: appeals waiting longer than appeal_overdue_days.
+        if self._appeals_overdue is None:
+            return
+        count = self._appeals_overdue()
+        if count is None:
+            return
+        overdue = GaugeMetricFamily(
+            "cleanfeed_appeals_overdue",
+            "Appeals under review longer than the appeal_overdue_days setting.",
+        )
+        overdue.add_metric([], count)
+        yield overdue
 
     def render(self, *, admin: bool) -> bytes:
         """Render the text exposition; ``admin`` adds the per-list and per-ISP gauges."""

@@ -303,6 +303,54 @@ class Settings(BaseSettings):
         "addresses count as unknown; unset: the shipped list.",
     )
     # --- end hosting evidence ---
+    # --- appeals (issue 17; docs/appeals.md) ---
+    appeal_burst: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="Appeals one client address may file in a burst (token bucket; whole "
+        "ISPs share proxy addresses, so this limits bursts, not the daily total).",
+    )
+    appeal_refill_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds for one address's appeal bucket to regain one appeal.",
+    )
+    appeal_cap_per_hour: int = Field(
+        default=200,
+        ge=0,
+        le=10_000_000,
+        description="Most new appeals per hour across the service (0: no cap); beyond it "
+        "the intake answers 429 and keeps every appeal already filed.",
+    )
+    appeal_cap_per_day: int = Field(
+        default=2000,
+        ge=0,
+        le=100_000_000,
+        description="Most new appeals per day across the service (0: no cap).",
+    )
+    appeal_dedup_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 365,
+        description="An appeal with the same reference or URL and message filed within "
+        "this many hours collapses onto the earlier one.",
+    )
+    appeal_overdue_days: int = Field(
+        default=14,
+        ge=1,
+        le=3650,
+        description="Appeals under review longer than this stand out (field 'overdue', "
+        "metric cleanfeed_appeals_overdue).",
+    )
+    appeal_retention_days: int = Field(
+        default=365,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Days after an appeal is closed that its appellant's message, contact "
+        "and URL are kept (the audit records, by id, stay).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     docs: bool | None = Field(

@@ -32,6 +32,7 @@ from typing import Final, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from blocklist.store import appeals as store_appeals
 from blocklist.store import lists as store_lists
 from blocklist.store.db import Database
 from blocklist.store.retention import RetentionPolicy, prune_database
@@ -93,6 +94,7 @@ class SignerService:
         database_url: str | None = None,
         retention: RetentionPolicy | None = None,
         reverifier: Reverifier | None = None,
+        appeal_retention_days: int | None = None,
     ) -> None:
         """Prepare publishers (keys are read on first use, not here).
 
@@ -109,6 +111,8 @@ class SignerService:
                 keep everything).
             reverifier: the re-verification job (issue 16 item 4), run every
                 ``reverifier.config.interval`` seconds; ``None``: off.
+            appeal_retention_days: erase appellants' data this many days
+                after their appeal closed, hourly (``None``: never).
         """
         self.db = db
         self.keys_dir = Path(keys_dir)
@@ -119,6 +123,7 @@ class SignerService:
         self.database_url = database_url
         self.retention = retention
         self.reverifier = reverifier
+        self.appeal_retention_days = appeal_retention_days
         self._publishers: dict[str, Publisher] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -279,6 +284,20 @@ class SignerService:
             if result.changed:
                 log.info("retention pruned list %s", name, extra=result.summary(name))
 
+    def prune_appeals(self) -> None:
+        """Scheduled job: erase appellants' data past its retention (issue 17 item 4)."""
+        days = self.appeal_retention_days
+        if days is None:
+            return
+        try:
+            with self.db.transaction() as session:
+                erased = store_appeals.erase_expired(session, days=days)
+        except Exception:
+            log.exception("signer: appeal retention failed")
+            return
+        if erased:
+            log.info("appeal retention erased %d appellant record(s)", len(erased))
+
     def start(self) -> None:
         """Start the background schedule (idempotent)."""
         if self._scheduler is not None:
@@ -313,6 +332,14 @@ class SignerService:
                 "interval",
                 seconds=self.reverifier.config.interval,
                 id="reverify",
+                **common,
+            )
+        if self.appeal_retention_days is not None:
+            scheduler.add_job(
+                self.prune_appeals,
+                "interval",
+                seconds=RETENTION_CHECK_SECONDS,
+                id="appeal-retention",
                 **common,
             )
         if self.serve_requests:

@@ -129,6 +129,22 @@ class Action:
     ENTRY_REFER_OVERRIDE: Final = "entry.refer_override"
     # --- end safeguards ---
 
+    # --- appeals (issue 17; blocklist.store.appeals) ---------------------
+    #: An appeal was filed (global chain: it may match no list). Details:
+    #: ``{"appeal": id, "ref": block_ref or null, "url": bool}``; never the
+    #: appellant's message, contact or URL text.
+    APPEAL_FILE: Final = "appeal.file"
+    #: An appeal was attached to a matching entry (the list's chain).
+    APPEAL_ATTACH: Final = "appeal.attach"
+    #: A reviewer decided an appeal on an entry (the list's chain):
+    #: ``{"appeal", "hash", "outcome", "reason"}``.
+    APPEAL_DECIDE: Final = "appeal.decide"
+    #: The appellant's own data (message, contact, URL) was erased, by
+    #: request or retention (global chain; the appeal's records stay).
+    APPEAL_ERASE: Final = "appeal.erase"
+    #: An entry taken off the list at once while its appeal is reviewed.
+    ENTRY_SUSPEND: Final = "entry.suspend"
+
     #: Prefix of the actions about one entry (they name it in ``entry``).
     ENTRY_PREFIX: Final = "entry."
 
@@ -156,6 +172,9 @@ class Actor:
     PUBLISHER: Final = "system:publisher"
     #: Retention's pruning (blocklist.store.retention).
     RETENTION: Final = "system:retention"
+    #: Files appeals and attaches them to entries (blocklist.store.appeals):
+    #: the public, who file without a token, are nobody in particular.
+    APPEALS: Final = "system:appeals"
     #: Records written by a schema migration (frozen in its migration file).
     MIGRATION: Final = "system:migration"
     #: Re-verification (issue 16 item 4): proposes expiries and, under

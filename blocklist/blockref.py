@@ -232,6 +232,7 @@ __all__ = [
     "BLOCK_REF_BYTES",
     "BLOCK_REF_LENGTH",
     "BLOCK_REF_PREFIX",
+    "MAX_INPUT_CHARS",
     "InvalidBlockRef",
     "MistypedBlockRef",
     "block_ref",

@@ -36,6 +36,7 @@ __all__ = [
     "Refusal",
     "identity_of",
     "is_approved",
+    "reviewer_refusal",
     "role_refusal",
     "round_refusal",
     "valid_approvals_required",
@@ -101,6 +102,27 @@ def round_refusal(actor: str, *, opener: str, approvers: Collection[str]) -> Ref
         return Refusal.OWN_ROUND
     if actor in approvers:
         return Refusal.ALREADY_APPROVED
+    return None
+
+
+def reviewer_refusal(
+    actor: str, openers: Collection[str], approvers: Collection[str]
+) -> str | None:
+    """Why ``actor`` may not review an appeal against an entry, or None if they may.
+
+    DESIGN.md part 2, "Appeals": the reviewer is a person who neither
+    created nor approved the entry. ``actor`` is the reviewer's identity,
+    ``openers`` the identities that opened a round of it (added or
+    reinstated it), ``approvers`` every identity that approved any round;
+    identities are :func:`identity_of` values in the store (persons, issue
+    15) and actor names in the offline replay. The store enforces this when
+    a decision is made; the auditor re-checks it from the audit log with
+    this same function.
+    """
+    if actor in openers:
+        return "created or reinstated the entry"
+    if actor in approvers:
+        return "approved the entry"
     return None
 
 

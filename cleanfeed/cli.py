@@ -13,6 +13,7 @@ a base install that has neither FastAPI nor SQLAlchemy.
 | isp                    | clients.isp.cli            | none        |
 | audit                  | clients.audit.cli          | none        |
 | entries, publish       | clients.analyst.cli        | none        |
+| appeals, report        | api.appeals_cli            | server      |
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Analyst: add, import, approve, expire, search, show entries over the API.",
     ),
     "publish": ("clients.analyst.cli:publish_command", "Analyst: cut a version now over the API."),
+    "appeals": (
+        "api.appeals_cli:appeals_group",
+        "Appeals: erase an appellant's data, apply retention.",
+    ),
+    "report": (
+        "api.appeals_cli:report_group",
+        "Signed reports: the monthly transparency report of a list.",
+    ),
 }
 
 
@@ -79,6 +88,8 @@ SERVER_COMMANDS: dict[str, tuple[str, ...]] = {
     "witness": ("sqlalchemy", "alembic"),
     "guard": ("sqlalchemy", "alembic"),
     "signer": ("sqlalchemy", "alembic"),
+    "appeals": ("sqlalchemy", "alembic"),
+    "report": ("sqlalchemy", "alembic"),
 }
 
 

@@ -46,6 +46,8 @@ __all__ = [
     "ACCOUNT_ROLES",
     "ACTION_LENGTH",
     "ACTOR_LENGTH",
+    "APPEAL_OUTCOMES",
+    "APPEAL_SECRET_HASH_BYTES",
     "CATEGORY_LENGTH",
     "ENTRY_STATUSES",
     "GUARD_HOST_LENGTH",
@@ -69,6 +71,10 @@ __all__ = [
     "WITNESS_NAME_LENGTH",
     "AccountRoleRow",
     "AccountRow",
+    "AppealLinkRow",
+    "AppealPrivateRow",
+    "AppealRow",
+    "AppealSecretRow",
     "ApprovalRow",
     "AuditRow",
     "Base",
@@ -89,6 +95,7 @@ __all__ = [
     "TokenListRow",
     "TokenNameRow",
     "TokenRow",
+    "TransparencyReportRow",
     "TreeHashRow",
     "UTCDateTime",
     "VerificationRow",
@@ -749,3 +756,114 @@ class LoginFailureRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
     blocked_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- appeals and transparency (issue 17; migration 0010) ---------------------
+
+#: Outcomes of a review (DESIGN.md part 2, "Appeals and transparency").
+APPEAL_OUTCOMES = ("upheld", "removed", "suspended")
+
+#: Size of the stored hash of an appeal's status secret (SHA-256).
+APPEAL_SECRET_HASH_BYTES = 32
+
+#: Bytes of an expression hash a block reference names (blocklist.blockref).
+_BLOCK_REF_BYTES = 10
+
+
+class AppealRow(Base):
+    """One appeal as filed: what it names, never who filed it or what they wrote.
+
+    Its status secrets are in :class:`AppealSecretRow`. ``dedup_key`` is a
+    SHA-256 over the normalised reference or URL and message, so a repeat
+    within the window collapses onto this appeal. ``closed_at`` is set
+    once no attachment is open (or an admin closed an unmatched appeal).
+    """
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        Index("ix_appeals_dedup", "dedup_key", "filed_at"),
+        Index("ix_appeals_filed", "filed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedup_key: Mapped[bytes] = mapped_column(_hash_column())
+    ref_prefix: Mapped[bytes | None] = mapped_column(LargeBinary(_BLOCK_REF_BYTES))
+    has_url: Mapped[bool] = mapped_column(Boolean)
+    matched: Mapped[bool] = mapped_column(Boolean)
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class AppealSecretRow(Base):
+    """The SHA-256 of one status-page secret of an appeal.
+
+    The secret itself is only in the status URL handed to whoever filed
+    it. A duplicate that collapsed onto an appeal gets its own secret, so
+    a second appellant never receives the first one's URL.
+    """
+
+    __tablename__ = "appeal_secrets"
+
+    secret_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(APPEAL_SECRET_HASH_BYTES), primary_key=True
+    )
+    appeal_id: Mapped[int] = mapped_column(Integer, ForeignKey("appeals.id"), index=True)
+
+
+class AppealLinkRow(Base):
+    """An appeal attached to one matching entry of one list, and its review.
+
+    ``status`` is ``open`` until decided, ``suspended`` while the entry is
+    off the list pending the review, then ``upheld`` or ``removed``.
+    """
+
+    __tablename__ = "appeal_links"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'suspended', 'upheld', 'removed')", name="status"),
+        Index("ix_appeal_links_list", "list_id", "status"),
+    )
+
+    appeal_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("appeals.id"), primary_key=True, autoincrement=False
+    )
+    entry_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("entries.id"), primary_key=True, autoincrement=False
+    )
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AppealPrivateRow(Base):
+    """The appellant's own words: message, contact and URL (erasable, outside the chain).
+
+    Deleted by ``cleanfeed appeals erase`` and by the retention job; the
+    audit records of the appeal name it by id only, so the chain verifies
+    after the row is gone.
+    """
+
+    __tablename__ = "appeal_private"
+
+    appeal_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("appeals.id"), primary_key=True, autoincrement=False
+    )
+    message: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+
+
+class TransparencyReportRow(Base):
+    """A signed transparency report note, issued once per list and month."""
+
+    __tablename__ = "transparency_reports"
+
+    list_id: Mapped[int] = mapped_column(Integer, ForeignKey("lists.id"), primary_key=True)
+    #: ``YYYY-MM``.
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -316,7 +316,7 @@ def _print_report(report: AuditReport, sources: list[str], bundle_file: Path) ->
             v.CHECK_PREVIOUS,
         },
         "replay": {v.CHECK_DELTA, v.CHECK_COUNT, v.CHECK_STATE},
-        "decisions": {v.CHECK_AUDIT_HEAD, v.CHECK_ADDITION, v.CHECK_REMOVAL},
+        "decisions": {v.CHECK_AUDIT_HEAD, v.CHECK_ADDITION, v.CHECK_REMOVAL, v.CHECK_APPEAL},
         "checkpoints": {v.CHECK_CHECKPOINT},
         "entries": {v.CHECK_ENTRIES},
         "extra": {v.CHECK_EXTRA},
@@ -747,3 +747,109 @@ def witness_key_command(
         _emit({"name": name, "vkey": vkey, "path": str(output)})
     else:
         click.echo(vkey)
+
+
+# --- transparency reports (issue 17) ---------------------------------------------
+
+#: Largest report or keyring note file read (a note is at most a few KiB).
+_MAX_NOTE_FILE_BYTES: Final = 1024 * 1024
+
+
+def _read_note(path: Path) -> str:
+    try:
+        data = path.read_bytes()[: _MAX_NOTE_FILE_BYTES + 1]
+    except OSError as e:
+        _failed(f"cannot read {path}: {e.strerror}")
+    if len(data) > _MAX_NOTE_FILE_BYTES:
+        _failed(f"{path} is larger than a note can be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        _failed(f"{path} is not UTF-8 text")
+
+
+@audit_group.command("verify-report")
+@click.argument("note_file", type=_FILE)
+@_root_key_option()
+@click.option(
+    "--bundle",
+    "bundle_file",
+    type=_FILE,
+    default=None,
+    help="The list's audit bundle: its keyrings are used; a full one lets every figure be "
+    "recomputed.",
+)
+@click.option(
+    "--keyrings",
+    "keyring_files",
+    multiple=True,
+    type=_FILE,
+    help="Keyring note files in serial order (instead of --bundle; repeatable).",
+)
+@_json_option("the result")
+def verify_report_command(
+    note_file: Path,
+    root_keys: tuple[str, ...],
+    bundle_file: Path | None,
+    keyring_files: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Verify a transparency report NOTE_FILE offline; exit 0 only when it verifies.
+
+    The note must be signed by the online key valid for the version it
+    names, per keyrings verified from the pinned root key. With a full
+    bundle every figure is recomputed from the audit log and any
+    difference fails (exit 1).
+    """
+    from clients.audit.bundle import load
+    from clients.audit.transparency import ReportInvalid, verify_report
+    from clients.errors import BundleError
+
+    roots = _root_keys(root_keys)
+    if (bundle_file is None) == (not keyring_files):
+        raise click.UsageError("give --bundle FILE or --keyrings FILE... (one of the two)")
+    note = _read_note(note_file)
+    bundle = None
+    if bundle_file is not None:
+        try:
+            bundle = load(bundle_file)
+        except OSError as e:
+            _failed(f"cannot read {bundle_file}: {e.strerror}")
+        except BundleError as e:
+            _failed(str(e))
+    keyrings = [_read_note(p) for p in keyring_files]
+    try:
+        check = verify_report(note, roots, keyrings=keyrings, bundle=bundle)
+    except ReportInvalid as e:
+        if as_json:
+            _emit({"ok": False, "check": e.check, "reason": e.reason})
+        else:
+            click.echo(f"NOT VERIFIED: {e}")
+        sys.exit(EXIT_FAILED)
+    report = check.report
+    if as_json:
+        _emit(
+            {
+                "ok": True,
+                "origin": report.origin,
+                "period": report.period,
+                "version": report.version,
+                "audit_seq": report.audit_seq,
+                "keyring_serial": check.keyring_serial,
+                "signer": check.signer,
+                "bundle_verified": check.bundle_verified,
+                "figures_recomputed": check.figures_recomputed,
+                "figures": dict(report.figures),
+                "warnings": check.warnings,
+            }
+        )
+    else:
+        click.echo(
+            f"VERIFIED: {report.origin} {report.period}, version {report.version}, signed by "
+            f"{check.signer} (keyring serial {check.keyring_serial})"
+        )
+        if check.figures_recomputed:
+            click.echo("every figure equals its recomputation from the full bundle")
+        for warning in check.warnings:
+            click.echo(f"warning: {warning}")
+    sys.exit(EXIT_OK)

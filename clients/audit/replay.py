@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, NoReturn
 
+from blocklist import foureyes
 from blocklist.auditlog import (
     AUDIT_ZERO,
     Action,
@@ -69,6 +70,7 @@ from clients.audit.bundle import Bundle, BundleEntry
 from clients.audit.persons import check_persons
 from clients.audit.report import (
     CHECK_ADDITION,
+    CHECK_APPEAL,
     CHECK_AUDIT_CHAIN,
     CHECK_AUDIT_HEAD,
     CHECK_AUDIT_RECORDS,
@@ -130,6 +132,10 @@ class EntryState:
     referral_open: bool = False
     #: ``entry.refer``: never listed again.
     referred: bool = False
+    # Issue 17: everyone who ever opened a round of the entry (added or
+    # reinstated it) or approved one: none of them may review its appeals.
+    openers_all: set[str] = field(default_factory=set)
+    approvers_all: set[str] = field(default_factory=set)
 
 
 def _details_hash(record: AuditRecord) -> bytes:
@@ -162,6 +168,8 @@ class Decisions:
         #: Names of administrator tokens per the verified global chain
         #: (None: the bundle has no global log, so roles cannot be checked).
         self.admins: frozenset[str] | None = None
+        #: (appeal, entry) -> [(outcome, reviewer, seq)] of eligible decisions.
+        self.appeal_decisions: dict[tuple[int, int], list[tuple[str, str, int]]] = {}
 
     def advance(self, position: int) -> None:
         """Apply records ``position + 1 ..`` up to ``position`` (seq == index + 1)."""
@@ -170,6 +178,9 @@ class Decisions:
         self.position = max(self.position, position)
 
     def _apply(self, r: AuditRecord) -> None:
+        if r.action == Action.APPEAL_DECIDE:
+            self._appeal_decide(r)
+            return
         if not r.action.startswith(Action.ENTRY_PREFIX):
             return
         if r.entry_id is None:
@@ -196,9 +207,11 @@ class Decisions:
             counted = (
                 state.status == _PENDING
                 and r.details.get("round") == state.round
-                and r.actor != state.opener
+                and foureyes.round_refusal(r.actor, opener=state.opener, approvers=state.approvers)
+                is None
                 and not Actor.is_system(r.actor)
             )
+            state.approvers_all.add(r.actor)
             if counted:
                 state.approvers.add(r.actor)
                 self._activate(state)
@@ -215,6 +228,7 @@ class Decisions:
                 )
             state.round += 1
             state.opener = r.actor
+            state.openers_all.add(r.actor)
             state.approvers = set()
             state.status = _PENDING
             state.scheduled_at = None
@@ -225,12 +239,24 @@ class Decisions:
             at = r.details.get("at")
             state.scheduled_at = at if isinstance(at, str) else None
         elif r.action == Action.ENTRY_EXPIRE:
+            if "appeal" in r.details:
+                self._appeal_backing(r, "removed")
+                state.status = _OFF
+                state.expire_seq = r.seq
+                state.expire_backed = True
+                return
             state.status = _OFF
             state.expire_seq = r.seq
             state.expire_actor = r.actor
             state.expire_backed = self._expiry_backed(r, state)
         elif r.action in _SAFEGUARD_ACTIONS:
             self._safeguard(r, state)
+        elif r.action == Action.ENTRY_SUSPEND:
+            # Off the list at once on a reviewer's decision (issue 17).
+            self._appeal_backing(r, "suspended")
+            state.status = _OFF
+            state.expire_seq = r.seq
+            state.expire_backed = True
         elif r.action == Action.ENTRY_PRUNE_PLAINTEXT:
             # Retention erases plaintext only of entries taken off the list.
             if state.status != _OFF or state.pruned_seq is not None:
@@ -252,6 +278,60 @@ class Decisions:
                     entry_id=r.entry_id,
                 )
             state.pruned_seq = None
+
+    def _appeal_decide(self, r: AuditRecord) -> None:
+        """An ``appeal.decide`` on an entry: by an eligible reviewer, on a known entry."""
+        appeal = r.details.get("appeal")
+        outcome = r.details.get("outcome")
+        if r.entry_id is None:
+            # An admin closing an appeal that matched nothing names no entry
+            # and decides nothing about the list.
+            return
+        if not isinstance(appeal, int) or isinstance(appeal, bool):
+            fail(CHECK_APPEAL, "appeal.decide record names no appeal id", audit_seq=r.seq)
+        if outcome not in ("upheld", "removed", "suspended"):
+            fail(CHECK_APPEAL, f"appeal.decide with outcome {outcome!r}", audit_seq=r.seq)
+        state = self.entries.get(r.entry_id)
+        if state is None:
+            fail(
+                CHECK_APPEAL,
+                f"appeal.decide for entry {r.entry_id}, which no earlier entry.add names",
+                audit_seq=r.seq,
+            )
+        if _details_hash(r) != state.hash:
+            fail(CHECK_APPEAL, "appeal.decide gives the entry another hash", audit_seq=r.seq)
+        if state.canary:
+            fail(CHECK_APPEAL, "an appeal was decided on the canary", audit_seq=r.seq)
+        refusal = foureyes.reviewer_refusal(r.actor, state.openers_all, state.approvers_all)
+        if refusal is not None or Actor.is_system(r.actor):
+            fail(
+                CHECK_APPEAL,
+                f"appeal {appeal} on entry {r.entry_id} was decided by {r.actor}, who "
+                f"{refusal or 'is not a person'}",
+                audit_seq=r.seq,
+                entry_id=r.entry_id,
+            )
+        self.appeal_decisions.setdefault((appeal, r.entry_id), []).append(
+            (str(outcome), r.actor, r.seq)
+        )
+
+    def _appeal_backing(self, r: AuditRecord, outcome: str) -> None:
+        """A suspension or an appeal removal needs that decision, by that reviewer, first."""
+        appeal = r.details.get("appeal")
+        assert r.entry_id is not None
+        decisions = (
+            self.appeal_decisions.get((appeal, r.entry_id), [])
+            if isinstance(appeal, int) and not isinstance(appeal, bool)
+            else []
+        )
+        if not any(o == outcome and actor == r.actor for o, actor, _ in decisions):
+            fail(
+                CHECK_APPEAL,
+                f"{r.action} of entry {r.entry_id} citing appeal {appeal!r} follows no "
+                f"'{outcome}' decision of that appeal by {r.actor}",
+                audit_seq=r.seq,
+                entry_id=r.entry_id,
+            )
 
     def _add(self, r: AuditRecord, entry_id: int, state: EntryState | None) -> None:
         if state is not None:
@@ -282,6 +362,7 @@ class Decisions:
             scheduled_at=at if isinstance(at, str) else None,
             claimed_status=r.details.get("status"),
             guard=guard if isinstance(guard, str) else None,
+            openers_all={r.actor},
         )
         if canary:
             # blocklist.store.lists.create_list: the canary is approved by

@@ -61,6 +61,10 @@ CHECK_ENTRIES: Final = "entries"
 #: Safeguard decisions (issue 16): guard approvals by an eligible
 #: administrator with a justification, referrals, overrides with a reason.
 CHECK_SAFEGUARDS: Final = "audit.safeguards"
+#: Issue 17: every appeal decision is by an eligible reviewer (not the
+#: entry's creator or approver); every suspension and every removal with
+#: reason code ``appeal`` follows such a decision.
+CHECK_APPEAL: Final = "audit.appeal"
 
 #: Every check identifier, in the order the checks run.
 CHECKS: Final = (
@@ -84,6 +88,7 @@ CHECKS: Final = (
     CHECK_ADDITION,
     CHECK_REMOVAL,
     CHECK_SAFEGUARDS,
+    CHECK_APPEAL,
     CHECK_CHECKPOINT,
     CHECK_ENTRIES,
     CHECK_EXTRA,

@@ -150,6 +150,9 @@ def _fill(path: str, w: World) -> str:
         "request_id": "1",
         "token_id": str(w.tokens.ids["isp"]),
         "witness_id": "1",
+        # Appeals (issue 17): a status secret nobody holds, the first appeal.
+        "secret": "s" * 43,
+        "appeal_id": "1",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
@@ -165,6 +168,7 @@ QUERY = {
     "full": "true",
     "limit": 10,
     "all_or_nothing": "false",
+    "period": "2020-01",
 }
 
 

@@ -53,6 +53,12 @@ ACTIONS = {
     "ENTRY_REFER_PROPOSE": "entry.refer_propose",
     "ENTRY_REFER": "entry.refer",
     "ENTRY_REFER_OVERRIDE": "entry.refer_override",
+    # appeals (issue 17)
+    "APPEAL_FILE": "appeal.file",
+    "APPEAL_ATTACH": "appeal.attach",
+    "APPEAL_DECIDE": "appeal.decide",
+    "APPEAL_ERASE": "appeal.erase",
+    "ENTRY_SUSPEND": "entry.suspend",
 }
 
 ACTORS = {
@@ -66,6 +72,8 @@ ACTORS = {
     "MIGRATION": "system:migration",
     # re-verification (issue 16 item 4)
     "REVERIFY": "system:reverify",
+    # appeals (issue 17)
+    "APPEALS": "system:appeals",
 }
 
 
@@ -81,8 +89,9 @@ def test_action_names_are_the_published_ones() -> None:
     assert _names(Action, "ENTRY_PREFIX") == ACTIONS
     assert Action.ENTRY_PREFIX == "entry."
     entry_actions = {v for v in ACTIONS.values() if v.startswith(Action.ENTRY_PREFIX)}
-    # 7 before part 2; re-verification added one, safeguards five (issue 16)
-    assert len(entry_actions) == 7 + 1 + 5
+    # 7 before part 2; re-verification added one, safeguards five (issue
+    # 16), appeals one (entry.suspend, issue 17)
+    assert len(entry_actions) == 7 + 1 + 5 + 1
 
 
 def test_actor_names_are_the_published_ones() -> None:

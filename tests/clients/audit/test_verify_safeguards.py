@@ -271,18 +271,23 @@ def test_a_reverify_expiry_seen_gone_from_two_vantage_points_backs_a_removal() -
     eid = f.add_approved(page(1))
     f.publish()
     f.tick()
-    _system_expire(f, eid, REVERIFY, {"reason": "gone", "vantage_points": ["proxy-a", "proxy-b"]})
+    _system_expire(f, eid, REVERIFY, {"reason": "gone", "vantage_points": [_gone("a"), _gone("b")]})
     f.publish()
     report = run(f.bundle(), f, now=f.now)
     assert report.ok, report.failure
 
 
+def _gone(name: str) -> dict[str, str]:
+    """One vantage point's observation as the re-verification job records it."""
+    return {"name": name, "status": "gone"}
+
+
 def test_system_expiries_the_auditor_cannot_check_are_refused() -> None:
     for actor, details in (
-        (REVERIFY, {"reason": "gone", "vantage_points": ["proxy-a"]}),
-        (REVERIFY, {"reason": "gone", "vantage_points": ["proxy-a", "proxy-a"]}),
-        (REVERIFY, {"reason": "appeal", "vantage_points": ["a", "b"]}),
-        ("system:retention", {"reason": "gone", "vantage_points": ["a", "b"]}),
+        (REVERIFY, {"reason": "gone", "vantage_points": [_gone("a")]}),
+        (REVERIFY, {"reason": "gone", "vantage_points": [_gone("a"), _gone("a")]}),
+        (REVERIFY, {"reason": "appeal", "vantage_points": [_gone("a"), _gone("b")]}),
+        ("system:retention", {"reason": "gone", "vantage_points": [_gone("a"), _gone("b")]}),
         ("system:somebody", {"reason": "scheduled expiry"}),
     ):
         f = FullLog(1)
@@ -291,6 +296,9 @@ def test_system_expiries_the_auditor_cannot_check_are_refused() -> None:
         f.tick()
         _system_expire(f, eid, actor, details)
         f.publish()
-        assert_failed(
-            run(f.bundle(), f, now=f.now), "audit.removal", "a system expiry that no analyst"
+        expected = (
+            "system:reverify expiry without reason 'gone'"
+            if actor == REVERIFY
+            else "a system expiry that no analyst"
         )
+        assert_failed(run(f.bundle(), f, now=f.now), "audit.removal", expected)

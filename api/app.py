@@ -206,7 +206,12 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
             data_dir=settings.data_dir,
             database_url=settings.database_url,
             retention=settings.retention,
-            reverifier=reverifier_for(database, settings.reverify_config),
+            reverifier=reverifier_for(
+                database,
+                settings.reverify_config,
+                country_db=settings.hosting_country_db,
+                cdn_file=settings.hosting_cdn_networks,
+            ),
             appeal_retention_days=settings.appeal_retention_days,
         )
     holder: dict[str, AppContext] = {}

@@ -44,7 +44,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.longpoll import CheckpointWaiters, PublishListener
 from api.ratelimit import RateLimiter
-from blocklist.hosting import (
+from blocklist.store import lists as store_lists
+from blocklist.store import tokens as store_tokens
+from blocklist.store import versions as store_versions
+from blocklist.store.db import Database
+from blocklist.store.errors import NotFound
+from blocklist.store.tokens import Principal
+from signer.hosting import (
     CdnNetworks,
     CountryDatabase,
     HostingLocator,
@@ -52,12 +58,6 @@ from blocklist.hosting import (
     ResolverConfig,
     ShippedCountries,
 )
-from blocklist.store import lists as store_lists
-from blocklist.store import tokens as store_tokens
-from blocklist.store import versions as store_versions
-from blocklist.store.db import Database
-from blocklist.store.errors import NotFound
-from blocklist.store.tokens import Principal
 
 if TYPE_CHECKING:
     from blocklist.store.accounts import AccountSecrets

@@ -28,8 +28,8 @@ from pydantic_settings import (
 )
 
 from api.bodygate import DEFAULT_BODY_GRACE_SECONDS, DEFAULT_BODY_MIN_RATE
-from blocklist.hosting import DEFAULT_DNS_TIMEOUT_SECONDS
 from blocklist.store.retention import MAX_RETENTION_DAYS, RetentionPolicy
+from signer.hosting import DEFAULT_DNS_TIMEOUT_SECONDS
 
 __all__ = [
     "DEFAULT_ADMIN_BURST",

@@ -68,15 +68,28 @@ RETENTION_CHECK_SECONDS: Final = 3600.0
 MIN_CHECKPOINT_CHECK_SECONDS: Final = 1.0
 
 
-def reverifier_for(db: Database, config: Path | None) -> Reverifier | None:
+def reverifier_for(
+    db: Database,
+    config: Path | None,
+    *,
+    country_db: Path | None = None,
+    cdn_file: Path | None = None,
+) -> Reverifier | None:
     """The re-verification job a ``reverify_config`` file describes (None: off).
+
+    Addresses are located with the country database and CDN list of the
+    hosting settings (``signer.hosting``), so a host that moved into the
+    home country is proposed for referral (issue 16 item 4).
 
     Raises:
         ReverifyConfigError: the file is unreadable or invalid.
+        OSError, ValueError: the country database or CDN file cannot be read.
     """
     if config is None:
         return None
-    return Reverifier(db, load_config(config))
+    from signer.hosting import address_locator
+
+    return Reverifier(db, load_config(config), locate=address_locator(country_db, cdn_file))
 
 
 class SignerService:

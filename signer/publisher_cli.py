@@ -316,7 +316,9 @@ def run_command(
         from signer.reverify import Reverifier, ReverifyConfigError, load_config
 
         try:
-            reverifier = Reverifier(db, load_config(reverify_config))
+            from signer.hosting import address_locator
+
+            reverifier = Reverifier(db, load_config(reverify_config), locate=address_locator())
         except ReverifyConfigError as e:
             db.dispose()
             raise click.ClickException(str(e)) from e
@@ -433,7 +435,9 @@ def reverify_command(
         raise click.ClickException(str(e)) from e
     db = _database(data_dir, database_url)
     try:
-        runs = Reverifier(db, config).run_all(_list_names(db, lists))
+        from signer.hosting import address_locator
+
+        runs = Reverifier(db, config, locate=address_locator()).run_all(_list_names(db, lists))
     finally:
         db.dispose()
     for run in runs:

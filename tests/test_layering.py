@@ -109,6 +109,8 @@ NEVER: dict[str, tuple[str, ...]] = {
     "blocklist": (
         "signer", "api", "clients", "cleanfeed", "fastapi", "starlette", "uvicorn",
         "sqlalchemy", "alembic", "httpx", "blocklist.store", "blocklist.tempfiles",
+        # resolvers and address databases do I/O: signer/hosting.py, signer/reverify.py
+        "dns", "maxminddb", "iptocc", "socket",
     ),
     "blocklist.tempfiles": ("signer", "api", "clients", "cleanfeed", "blocklist.store"),
     "blocklist.store": ("signer", "api", "clients", "cleanfeed", "fastapi", "starlette"),

@@ -621,3 +621,20 @@ def test_full_bundle_with_safeguard_decisions_verifies_and_a_forged_one_fails(
     assert not report.ok
     assert report.failure is not None
     assert report.failure.check == "audit.chain"
+
+
+def test_the_reverification_locator_uses_the_hosting_database_and_cdn_rule(
+    tmp_path: Path,
+) -> None:
+    """Re-verification places addresses as entry time does (issue 16 items 3-4)."""
+    from signer.hosting import address_locator
+
+    db = write_country_db(tmp_path / "c.mmdb", {"192.0.2.0/24": "GB", "203.0.113.0/24": "GB"})
+    cdn = tmp_path / "cdn.txt"
+    cdn.write_text("203.0.113.128/25\n", encoding="utf-8")
+    locate = address_locator(db, cdn)
+    assert locate("192.0.2.7") == "GB"
+    assert locate("203.0.113.5") == "GB"
+    assert locate("203.0.113.200") is None  # a CDN address counts as unknown
+    assert locate("198.51.100.1") is None  # not in the database
+    assert locate("not an address") is None

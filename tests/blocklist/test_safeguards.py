@@ -7,8 +7,8 @@ import pytest
 from blocklist import safeguards
 from blocklist.entries import plan_entry
 from blocklist.errors import PublicSuffix
-from blocklist.hosting import CdnNetworks, default_cdn_networks
 from blocklist.store.guards import default_guards, normalise_guard_host
+from signer.hosting import CdnNetworks, default_cdn_networks
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_the_shipped_cdn_networks_parse_and_a_bad_line_is_refused() -> None:
 
 
 def test_the_shipped_country_data_loads_offline_and_knows_no_reserved_address() -> None:
-    from blocklist.hosting import ShippedCountries
+    from signer.hosting import ShippedCountries
 
     shipped = ShippedCountries()
     assert shipped.name.startswith("iptocc ")

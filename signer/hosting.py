@@ -19,14 +19,17 @@ node, so its country says where the hotline is, not where the material is.
 A resolution failure yields evidence with ``verified`` False and an error
 category (never the host name); the analyst's declared ``hosting_country``
 then stands, marked unverified. Server-side only: the ISP client and the
-auditor never import this module.
+auditor never import this module. It lives in ``signer/`` rather than the
+domain package because it does network I/O (ADR 0004: I/O belongs to the
+package that does it); the API (entry time) and the re-verification job
+(:mod:`signer.reverify`) both use it.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata, resources
@@ -50,6 +53,7 @@ __all__ = [
     "MaxMindCountries",
     "ResolverConfig",
     "ShippedCountries",
+    "address_locator",
     "default_cdn_networks",
 ]
 
@@ -269,3 +273,36 @@ class HostingLocator:
             resolver=self.resolver.label,
             checked_at=when,
         )
+
+
+def address_locator(
+    country_db: Path | None = None, cdn_file: Path | None = None
+) -> Callable[[str], str | None]:
+    """Address -> ISO country code, None for unknown or a CDN/anycast address.
+
+    The re-verification job's view of hosting (:mod:`signer.reverify`,
+    ``locate=``): the same country database and CDN rule as entry time,
+    without a resolver (the job resolves through its vantage points).
+
+    Raises:
+        OSError, ValueError: the configured database or CDN file cannot be read.
+    """
+    countries: CountryDatabase = (
+        MaxMindCountries(country_db) if country_db is not None else ShippedCountries()
+    )
+    cdn = (
+        default_cdn_networks()
+        if cdn_file is None
+        else CdnNetworks.parse(cdn_file.read_text("utf-8"))
+    )
+
+    def locate(text: str) -> str | None:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return None
+        if address in cdn:
+            return None
+        return countries.country(text)
+
+    return locate

@@ -73,7 +73,6 @@ from clients.isp.dnsserve.notify import Notifier
 from clients.isp.dnsserve.zone import (
     ZoneNotReady,
     ZoneSnapshot,
-    read_rendered,
     serial_gt,
     state_key,
 )
@@ -203,14 +202,15 @@ class ZoneServer:
             ZoneNotReady: nothing to serve from the state yet.
             ClientError: the state or the journal cannot be used.
         """
-        rendered = read_rendered(
+        before = self.current
+        # O(changes): only the groups the new versions touch are rendered
+        # again (the whole zone on a configuration change; journal.py).
+        delta = self.journal.follow(
             store,
             zone=self.config.zone.to_text(),
             blockpage=self.config.blockpage,
             list_name=self.config.list_name,
         )
-        before = self.current
-        delta = self.journal.advance(rendered)
         now = self.journal.current
         if delta is not None:
             prepared = {
@@ -233,7 +233,7 @@ class ZoneServer:
                 "zone serial=%d version=%d records=%d removed=%d added=%d",
                 now.serial,
                 now.version,
-                len(now.records),
+                now.count,
                 0 if delta is None else len(delta.removed),
                 0 if delta is None else len(delta.added),
             )
@@ -466,13 +466,23 @@ class ZoneServer:
                 self._ixfr(zone, path),
                 f"from={client} deltas={len(path)} changes={changes}",
             )
-        return "AXFR", self._axfr(zone), f"records={len(zone.records)}"
+        return "AXFR", self._axfr(zone), f"records={zone.count}"
 
     def _axfr(self, zone: ZoneSnapshot) -> Iterator[dns.rrset.RRset]:
-        yield zone.soa
-        for line in zone.records:
+        """The whole zone, streamed from the journal's store (one read snapshot).
+
+        The store may already hold a newer generation than ``zone`` (its
+        IXFR reply still being prepared): the snapshot's own serial then
+        frames the records, so SOA and records always belong together.
+        """
+        serial, records = self.journal.snapshot()
+        soa = zone.soa
+        if serial is not None and serial != zone.serial:
+            soa = self.journal.soa_at(serial)
+        yield soa
+        for line in records:
             yield self._rdatas.rrset(line)
-        yield zone.soa
+        yield soa
 
     def _ixfr(self, zone: ZoneSnapshot, path: Sequence[Delta]) -> Iterator[dns.rrset.RRset]:
         yield zone.soa
@@ -687,3 +697,4 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
             log.info("stopped counters=%s", dict(server.counters))
     finally:
         store.close()
+        server.journal.close()

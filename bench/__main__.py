@@ -172,6 +172,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         blockpage,
         body_flood,
         bulk_import,
+        dns_generation,
         dns_ixfr,
         exports,
         freshness,
@@ -198,6 +199,7 @@ def _runners() -> dict[str, Callable[[BenchContext], Section]]:
         "blockpage": blockpage.run,
         "bodies": body_flood.run,
         "dns_ixfr": dns_ixfr.run,
+        "dns_generation": dns_generation.run,
         "freshness": freshness.run,
     }
 

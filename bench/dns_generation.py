@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.name
 
@@ -35,8 +36,8 @@ ZONE = "rpz.bench.invalid"
 REPEATS = 5
 
 
-def _generations(ctx: BenchContext, entries: int) -> tuple[list[float], float, int]:
-    """(seconds per 1,000-change generation, first full render seconds, records)."""
+def _generations(ctx: BenchContext, entries: int) -> tuple[list[float], list[float], float, int]:
+    """Seconds per 1,000-change generation (all; journal part), first render, records."""
     from clients.isp.dnsserve.acl import Admission
     from clients.isp.dnsserve.server import ServeConfig, ZoneServer
 
@@ -46,10 +47,22 @@ def _generations(ctx: BenchContext, entries: int) -> tuple[list[float], float, i
     config = ServeConfig(state_dir, "127.0.0.1", 0, dns.name.from_text(ZONE), Admission(None, ()))
     server = ZoneServer(config)
     runs: list[float] = []
+    journal_runs: list[float] = []
+    follow = server.journal.follow
+
+    def timed_follow(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return follow(*args, **kwargs)
+        finally:
+            journal_runs.append(time.perf_counter() - t0)
+
+    server.journal.follow = timed_follow  # type: ignore[method-assign]
     try:
         t0 = time.perf_counter()
         server.refresh(state.store)
         first = time.perf_counter() - t0
+        journal_runs.clear()
         ctx.log(f"dns_generation: {entries:,} entries, first (whole) render {first:.1f} s")
         for _ in range(REPEATS):
             state.step()
@@ -65,16 +78,17 @@ def _generations(ctx: BenchContext, entries: int) -> tuple[list[float], float, i
     finally:
         server.journal.close()
         state.store.close()
-    return runs, first, records
+    return runs, journal_runs, first, records
 
 
 def run(ctx: BenchContext) -> Section:
     """Time a 1,000-change generation at a small and a large zone."""
     small, large = 10_000, 100_000 if ctx.quick else 1_000_000
     load = load_average()
-    small_runs, small_first, small_records = _generations(ctx, small)
-    large_runs, large_first, large_records = _generations(ctx, large)
+    small_runs, small_journal, small_first, small_records = _generations(ctx, small)
+    large_runs, large_journal, large_first, large_records = _generations(ctx, large)
     ratio = median(large_runs) / median(small_runs)
+    journal_ratio = median(large_journal) / median(small_journal)
     figures = [
         Figure(
             key="dns_generation_ratio",
@@ -84,6 +98,15 @@ def run(ctx: BenchContext) -> Section:
             unit="x",
             runs=[a / b for a, b in zip(large_runs, small_runs, strict=True)],
             target=TARGET,
+            quick=ctx.quick,
+        ),
+        Figure(
+            key="dns_generation_journal_ratio",
+            what="the journal part alone (change log, group renders, diff, SQLite "
+            "transaction; without preparing the IXFR reply's wire format)",
+            value=journal_ratio,
+            unit="x",
+            runs=[a / b for a, b in zip(large_journal, small_journal, strict=True)],
             quick=ctx.quick,
         ),
         Figure(
@@ -104,6 +127,10 @@ def run(ctx: BenchContext) -> Section:
         f"- {large:,} entries ({large_records:,} records): {fmt_runs(large_runs)} s "
         f"(median {fmt(median(large_runs))} s); first, whole render {fmt(large_first)} s\n"
         f"- ratio of medians: {fmt(ratio)}x (target {TARGET.text})\n"
+        f"- of which the journal (change log, group renders, diff, one SQLite "
+        f"transaction): {small:,}: {fmt_runs(small_journal)} s; {large:,}: "
+        f"{fmt_runs(large_journal)} s; ratio of medians {fmt(journal_ratio)}x (the rest is "
+        f"the IXFR reply's wire format, O(changes))\n"
     )
     return Section("dns_generation", "DNS: dns-serve zone generation, O(changes)", figures, details)
 

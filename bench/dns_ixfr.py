@@ -19,7 +19,9 @@ difference and NOTIFYs). Measured, per zone: the secondary's own figure
 for the transfer ("Transfer completed: … secs" in its log, from connect to
 commit), and the wall time from the primary's new serial being
 answerable to the secondary answering it. The rendering and journalling
-before it (O(zone) in dns-serve, as BIND's own difference on reload) is
+before it (O(changes) in dns-serve when hosts spread over many groups,
+O(zone) here where every host shares ``bench.example``; see
+``dns_generation``; BIND's own difference on reload is O(zone)) is
 reported separately and is not part of the ratio.
 """
 

@@ -79,6 +79,8 @@ __all__ = [
 
 #: File name inside the state directory.
 JOURNAL_FILE: Final = "dns-serve.journal.db"
+#: The journal file of earlier releases (one JSON document), removed at start.
+LEGACY_JOURNAL_FILE: Final = "dns-serve.journal.json"
 #: Format tag kept in ``meta``; another value is refused.
 JOURNAL_FORMAT: Final = "cleanfeed-dns-serve-journal/2"
 #: Removed plus added records kept over all deltas. A secondary further
@@ -158,6 +160,11 @@ class Journal:
             LocalStateError: the file cannot be opened.
         """
         self.path = Path(state_dir) / JOURNAL_FILE
+        # The whole-zone JSON journal of earlier releases: never read (its
+        # serials restart as a new generation), removed so the listed
+        # hosts it names do not linger.
+        with contextlib.suppress(FileNotFoundError):
+            (Path(state_dir) / LEGACY_JOURNAL_FILE).unlink()
         self.origin = origin
         self.zonemd = zonemd
         self.current: ZoneSnapshot | None = None

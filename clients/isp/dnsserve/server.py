@@ -28,7 +28,9 @@ How a commit is noticed: dns-serve is its own process and never talks to
 the hotline; every :data:`POLL_INTERVAL` seconds it reads the state's
 version and plaintext progress (three indexed reads of ``state.db``'s
 ``meta`` table, WAL readers never block the sync). When they change it
-re-renders the zone, and when the rendering differs it becomes the next
+re-renders the groups the new versions touch (the whole zone on a
+configuration change: :mod:`clients.isp.dnsserve.journal`), and when
+the records differ it becomes the next
 generation, is journalled, served, and NOTIFY goes to every target
 (:mod:`clients.isp.dnsserve.notify`). Polling was chosen over inotify:
 the same code on every platform and filesystem, no missed events across
@@ -267,8 +269,9 @@ class ZoneServer:
         """Poll the state forever; refresh and NOTIFY on every change.
 
         A state that cannot be rendered yet (plaintext still arriving) is
-        tried again when the state changes, not every second (rendering is
-        O(zone)); another failure after :data:`ERROR_BACKOFF` seconds.
+        tried again when the state changes, not every second (a whole
+        rendering is O(zone)); another failure after :data:`ERROR_BACKOFF`
+        seconds.
         """
         key: object = None
         not_ready = ""
@@ -279,8 +282,9 @@ class ZoneServer:
                 current_key = state_key(store)
                 if current_key != key:
                     before = self.current
-                    # Rendering is O(zone): a worker thread, with its own
-                    # connection (SQLite connections stay in their thread).
+                    # Rendering may be O(zone) (first generation, configuration
+                    # change): a worker thread, with its own state connection
+                    # (SQLite connections stay in their thread).
                     await _in_daemon_thread(self._refresh_own_connection)
                     key = current_key
                     now = self.current

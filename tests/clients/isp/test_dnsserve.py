@@ -645,7 +645,8 @@ def test_a_new_generation_renders_only_the_groups_its_version_touches(
     assert delta is not None
     assert delta.from_serial == before.serial
     assert "new.g3.example CNAME ." in delta.added
-    assert "g7.example CNAME ." in delta.added and "*.g7.example CNAME ." in delta.added
+    assert "g7.example CNAME ." in delta.added
+    assert "*.g7.example CNAME ." in delta.added
     assert "h9.g9.example CNAME ." in delta.removed
     # The hosts g7.example now covers leave the zone.
     assert "h7.g7.example CNAME ." in delta.removed
@@ -686,12 +687,25 @@ def test_a_journal_the_state_log_no_longer_reaches_renders_the_whole_zone(
             monkeypatch.setattr(store_mod, "MAX_HASH_LOG", 3)
             log.publish([sha(e) for e in more[2:]], [], now=NOW)
             _sync(server, config)
-            assert v2 is not None and store.hash_changes_since(v2) is None
+            assert v2 is not None
+            assert store.hash_changes_since(v2) is None
             delta = zs.refresh(store)
             assert zs.journal.last_groups is None
-            assert delta is not None and len(delta.added) == 12  # host and wildcard
+            assert delta is not None
+            assert len(delta.added) == 12
             full = read_rendered(store, zone=ZONE, blockpage=(), list_name="")
             assert zs.journal.current is not None
             assert zs.journal.current.records == full.records
     finally:
         zs.journal.close()
+
+
+def test_the_json_journal_of_earlier_releases_is_removed_unread(tmp_path: Path) -> None:
+    legacy = tmp_path / journal_mod.LEGACY_JOURNAL_FILE
+    legacy.write_text(json.dumps({"records": ["listed.example CNAME ."]}))
+    j = Journal(tmp_path, ORIGIN, zonemd=False)
+    try:
+        assert not legacy.exists()
+        assert j.current is None
+    finally:
+        j.close()

@@ -338,8 +338,12 @@ class Journal:
                 changes = store.hash_changes_since(int(str(held)))
                 if changes is None:
                     raise _NeedFull
+                # Net effect per hash (the last change wins): an entry added
+                # and removed again since the journal's version has no
+                # plaintext any more (removed with it) and no record.
+                net = dict(changes)
                 groups: set[str] = set()
-                for h, added in changes:
+                for h, added in net.items():
                     row = c.execute("SELECT grp FROM entries WHERE hash = ?", (h,)).fetchone()
                     if added and row is None:
                         expr = store.expression_of(h)
@@ -380,8 +384,10 @@ class Journal:
                     origin=status.origin or "",
                     generated=datetime.now(UTC),
                 )
-                mname, rname, timers, rendered = render_records(
-                    data, zone=zone, blockpage=blockpage
+                mname, rname, timers, rendered = (
+                    render_records(data, zone=zone, blockpage=blockpage)
+                    if groups
+                    else (*self._soa_or_fail(), [])
                 )
                 new = {r for r in rendered if not r.startswith("@ ")}
                 old: set[str] = set()
@@ -405,6 +411,11 @@ class Journal:
         except sqlite3.Error as e:
             raise LocalStateError(f"cannot update {self.path}: {e}") from e
         return self._published(delta)
+
+    def _soa_or_fail(self) -> tuple[str, str, tuple[int, int, int, int]]:
+        if self._soa is None:
+            raise _NeedFull
+        return self._soa
 
     def _full(
         self,

@@ -709,3 +709,41 @@ def test_the_json_journal_of_earlier_releases_is_removed_unread(tmp_path: Path) 
         assert j.current is None
     finally:
         j.close()
+
+
+def test_an_entry_added_and_removed_between_two_generations_leaves_no_trace(
+    tmp_path: Path,
+) -> None:
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.dnsserve.zone import read_rendered
+    from clients.isp.store import StateStore
+
+    listed = entries(3)
+    log, server, config = _incremental_world(tmp_path, listed)
+    server.expressions[sha("brief.example/")] = "brief.example/"
+    server.expressions[sha("late.example/")] = "late.example/"
+    _sync(server, config)
+    assert config.state_dir is not None
+    serve = ServeConfig(config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()))
+    zs = ZoneServer(serve)
+    try:
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+            before = zs.journal.current
+            # Two versions while dns-serve does not look: its plaintext is
+            # gone with the removal, and the zone must not wait for it.
+            log.publish([sha("brief.example/")], [], now=NOW)
+            _sync(server, config)
+            log.publish([sha("late.example/")], [sha("brief.example/")], now=NOW)
+            _sync(server, config)
+            assert store.expression_of(sha("brief.example/")) is None
+            delta = zs.refresh(store)
+            assert zs.journal.last_groups == {"late.example"}
+            assert delta is not None
+            assert before is not None
+            assert delta.from_serial == before.serial
+            assert zs.journal.current is not None
+            full = read_rendered(store, zone=ZONE, blockpage=(), list_name="")
+            assert zs.journal.current.records == full.records
+    finally:
+        zs.journal.close()

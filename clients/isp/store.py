@@ -99,10 +99,10 @@ CREATE TABLE IF NOT EXISTS evidence (
     UNIQUE (kind, held_note, new_note));
 CREATE TABLE IF NOT EXISTS counters (reason TEXT PRIMARY KEY, count INTEGER NOT NULL)
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hash_log (
-    seq INTEGER PRIMARY KEY, version INTEGER NOT NULL, hash BLOB NOT NULL,
-    added INTEGER NOT NULL);
 """
+_HASH_LOG_TABLE: Final = """CREATE TABLE IF NOT EXISTS hash_log (
+    seq INTEGER PRIMARY KEY, version INTEGER NOT NULL, hash BLOB NOT NULL,
+    added INTEGER NOT NULL)"""
 
 
 class HashTable:
@@ -181,6 +181,7 @@ class StateStore:
             self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             if create:
                 self._conn.executescript(_SCHEMA)
+                self._conn.execute(_HASH_LOG_TABLE)
                 self._init_schema_version()
             else:
                 self._check_schema_version()
@@ -404,6 +405,9 @@ class StateStore:
         Meta ``hash_log_from``: the log holds every change of every version
         after it. A snapshot (``replace``) restarts the log at its version.
         """
+        # A state created before the log existed and opened without
+        # create=True has no table yet: made here, in the same transaction.
+        c.execute(_HASH_LOG_TABLE)
         if changes.replace is not None:
             c.execute("DELETE FROM hash_log")
             self._set_many({"hash_log_from": version})

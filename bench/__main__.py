@@ -250,6 +250,12 @@ TARGETS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
+        "RPZ by IXFR, dns-serve's journal (issue 19 row 4)",
+        "one dns-serve zone generation of a 1,000-change version: time at 1,000,000 / "
+        "at 10,000 (in process)",
+        ["dns_generation.dns_generation_ratio"],
+    ),
+    (
         "upload flood (issue 12)",
         "RSS growth, 50 unauthenticated clients holding 16 MiB uploads",
         ["bodies.rss_growth_length", "bodies.rss_growth_chunked"],

@@ -524,8 +524,12 @@ class Journal:
         )
         # The ZONEMD record (RFC 8976) digests the whole zone with its SOA:
         # recomputed at every generation when enabled, dropped when not.
+        # Found through the apex group (indexed): LIKE cannot use the
+        # BINARY primary key and would scan the whole zone.
         stale = [
-            str(r) for (r,) in c.execute("SELECT rec FROM records WHERE rec LIKE '@ ZONEMD %'")
+            str(r)
+            for (r,) in c.execute("SELECT rec FROM records WHERE grp = '@'")
+            if str(r).startswith(_ZONEMD_PREFIX)
         ]
         c.executemany("DELETE FROM records WHERE rec = ?", [(r,) for r in stale])
         removed = sorted({*removed, *stale})

@@ -28,7 +28,9 @@ How a commit is noticed: dns-serve is its own process and never talks to
 the hotline; every :data:`POLL_INTERVAL` seconds it reads the state's
 version and plaintext progress (three indexed reads of ``state.db``'s
 ``meta`` table, WAL readers never block the sync). When they change it
-re-renders the zone, and when the rendering differs it becomes the next
+re-renders the groups the new versions touch (the whole zone on a
+configuration change: :mod:`clients.isp.dnsserve.journal`), and when
+the records differ it becomes the next
 generation, is journalled, served, and NOTIFY goes to every target
 (:mod:`clients.isp.dnsserve.notify`). Polling was chosen over inotify:
 the same code on every platform and filesystem, no missed events across
@@ -73,7 +75,6 @@ from clients.isp.dnsserve.notify import Notifier
 from clients.isp.dnsserve.zone import (
     ZoneNotReady,
     ZoneSnapshot,
-    read_rendered,
     serial_gt,
     state_key,
 )
@@ -203,14 +204,15 @@ class ZoneServer:
             ZoneNotReady: nothing to serve from the state yet.
             ClientError: the state or the journal cannot be used.
         """
-        rendered = read_rendered(
+        before = self.current
+        # O(changes): only the groups the new versions touch are rendered
+        # again (the whole zone on a configuration change; journal.py).
+        delta = self.journal.follow(
             store,
             zone=self.config.zone.to_text(),
             blockpage=self.config.blockpage,
             list_name=self.config.list_name,
         )
-        before = self.current
-        delta = self.journal.advance(rendered)
         now = self.journal.current
         if delta is not None:
             prepared = {
@@ -233,7 +235,7 @@ class ZoneServer:
                 "zone serial=%d version=%d records=%d removed=%d added=%d",
                 now.serial,
                 now.version,
-                len(now.records),
+                now.count,
                 0 if delta is None else len(delta.removed),
                 0 if delta is None else len(delta.added),
             )
@@ -267,8 +269,9 @@ class ZoneServer:
         """Poll the state forever; refresh and NOTIFY on every change.
 
         A state that cannot be rendered yet (plaintext still arriving) is
-        tried again when the state changes, not every second (rendering is
-        O(zone)); another failure after :data:`ERROR_BACKOFF` seconds.
+        tried again when the state changes, not every second (a whole
+        rendering is O(zone)); another failure after :data:`ERROR_BACKOFF`
+        seconds.
         """
         key: object = None
         not_ready = ""
@@ -279,8 +282,9 @@ class ZoneServer:
                 current_key = state_key(store)
                 if current_key != key:
                     before = self.current
-                    # Rendering is O(zone): a worker thread, with its own
-                    # connection (SQLite connections stay in their thread).
+                    # Rendering may be O(zone) (first generation, configuration
+                    # change): a worker thread, with its own state connection
+                    # (SQLite connections stay in their thread).
                     await _in_daemon_thread(self._refresh_own_connection)
                     key = current_key
                     now = self.current
@@ -466,13 +470,23 @@ class ZoneServer:
                 self._ixfr(zone, path),
                 f"from={client} deltas={len(path)} changes={changes}",
             )
-        return "AXFR", self._axfr(zone), f"records={len(zone.records)}"
+        return "AXFR", self._axfr(zone), f"records={zone.count}"
 
     def _axfr(self, zone: ZoneSnapshot) -> Iterator[dns.rrset.RRset]:
-        yield zone.soa
-        for line in zone.records:
+        """The whole zone, streamed from the journal's store (one read snapshot).
+
+        The store may already hold a newer generation than ``zone`` (its
+        IXFR reply still being prepared): the snapshot's own serial then
+        frames the records, so SOA and records always belong together.
+        """
+        serial, records = self.journal.snapshot()
+        soa = zone.soa
+        if serial is not None and serial != zone.serial:
+            soa = self.journal.soa_at(serial)
+        yield soa
+        for line in records:
             yield self._rdatas.rrset(line)
-        yield zone.soa
+        yield soa
 
     def _ixfr(self, zone: ZoneSnapshot, path: Sequence[Delta]) -> Iterator[dns.rrset.RRset]:
         yield zone.soa
@@ -687,3 +701,4 @@ async def run(config: ServeConfig, *, ready: asyncio.Event | None = None) -> Non
             log.info("stopped counters=%s", dict(server.counters))
     finally:
         store.close()
+        server.journal.close()

@@ -15,8 +15,8 @@ Serial comparison follows RFC 1982 (32-bit sequence space arithmetic).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
@@ -30,6 +30,7 @@ import dns.zonetypes
 
 from clients.errors import ClientError
 from clients.isp.exports import RPZ_TTL, SERIAL_MODULUS, ExportInput, render
+from clients.isp.exports.entries import _parse_entry
 from clients.isp.store import StateStore
 
 __all__ = [
@@ -38,8 +39,11 @@ __all__ = [
     "StateKey",
     "ZoneNotReady",
     "ZoneSnapshot",
+    "entry_group",
+    "group_of",
     "next_serial",
     "read_rendered",
+    "render_records",
     "serial_gt",
     "state_key",
     "zonemd_record",
@@ -83,6 +87,9 @@ class Rendered:
         records: ``owner TYPE rdata`` lines relative to the origin, SOA
             excluded, sorted.
         digest: SHA-256 of the records (tells a re-render from a change).
+        groups: (hash, group) of every listed hash (None: no DNS record),
+            the journal's index for the next incremental generation; None
+            when not known (the next generation renders everything).
     """
 
     version: int
@@ -91,6 +98,7 @@ class Rendered:
     timers: tuple[int, int, int, int]
     records: tuple[str, ...]
     digest: bytes
+    groups: tuple[tuple[bytes, str | None], ...] | None = None
 
 
 def state_key(store: StateStore) -> StateKey:
@@ -145,8 +153,6 @@ def read_rendered(
         ExportError: the zone name or blockpage addresses are refused.
         LocalStateError: the state cannot be read.
     """
-    from clients.isp.exports import MissingPlaintext
-
     with store.reading():
         status = store.status()
         if status.version is None:
@@ -159,14 +165,53 @@ def read_rendered(
             origin=status.origin or "",
             generated=datetime.now(UTC),
         )
+    mname, rname, timers, records = render_records(data, zone=zone, blockpage=blockpage)
+    records.sort()
+    digest = hashlib.sha256("\n".join(records).encode("ascii")).digest()
+    assert data.expressions is not None
+    groups = tuple((h, entry_group(expr)) for h, expr in data.expressions.items())
+    return Rendered(data.version, mname, rname, timers, tuple(records), digest, groups)
+
+
+def entry_group(expression: str) -> str | None:
+    """The group (:func:`group_of`) of a listed expression; None: it has no DNS record."""
+    entry = _parse_entry(expression)
+    if entry is None or entry.scope != "host" or entry.ip:
+        return None
+    return group_of(entry.host)
+
+
+def render_records(
+    data: ExportInput, *, zone: str, blockpage: Sequence[str]
+) -> tuple[str, str, tuple[int, int, int, int], list[str]]:
+    """The ``rpz`` export of ``data`` as (mname, rname, timers, records), unsorted.
+
+    Raises:
+        ZoneNotReady: an expression is missing.
+        ExportError: the zone name or blockpage addresses are refused.
+    """
+    from clients.isp.exports import MissingPlaintext
+
     try:
         result = render("rpz", data, rpz_zone=zone, blockpage=tuple(blockpage))
     except MissingPlaintext as e:
         raise ZoneNotReady(f"plaintext incomplete, keeping the previous zone: {e}") from e
-    mname, rname, timers, records = _records_of(result.files[""].decode("ascii"))
-    records.sort()
-    digest = hashlib.sha256("\n".join(records).encode("ascii")).digest()
-    return Rendered(data.version, mname, rname, timers, tuple(records), digest)
+    return _records_of(result.files[""].decode("ascii"))
+
+
+def group_of(owner: str) -> str:
+    """The group of a record's owner (relative) or of a listed host.
+
+    A host's last two labels, exactly as the incremental exports shard
+    (:func:`clients.isp.exports.sharded.shard_of`): a host and every listed
+    name below it share them, so the pruning of covered names never crosses
+    groups and a group renders alone as it does inside the whole zone. The
+    apex (``@``: NS, ZONEMD) is its own group.
+    """
+    if owner == "@":
+        return "@"
+    host = owner[2:] if owner.startswith("*.") else owner
+    return ".".join(host.rsplit(".", 2)[-2:])
 
 
 @dataclass(frozen=True)
@@ -177,16 +222,24 @@ class ZoneSnapshot:
         origin: the zone's name (absolute).
         serial: the SOA serial (the zone generation).
         soa: the SOA rrset at this serial.
-        records: every other record, ``owner TYPE rdata`` relative to the
-            origin, sorted (a ZONEMD record included when enabled).
         version: the list version it renders.
+        count: how many records besides the SOA.
+        read: every other record, ``owner TYPE rdata`` relative to the
+            origin, sorted (a ZONEMD record included when enabled), read
+            from the journal's store (its newest generation).
     """
 
     origin: dns.name.Name
     serial: int
     soa: dns.rrset.RRset
-    records: tuple[str, ...]
     version: int
+    count: int
+    read: Callable[[], Iterator[str]] = field(compare=False, repr=False)
+
+    @property
+    def records(self) -> tuple[str, ...]:
+        """Every record but the SOA, sorted (O(zone): transfers stream :attr:`read`)."""
+        return tuple(self.read())
 
     @staticmethod
     def soa_rrset(

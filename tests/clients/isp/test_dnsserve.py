@@ -491,3 +491,259 @@ def test_a_configuration_change_is_a_new_generation_without_a_new_version(
     assert serial2 == next_serial(serial)
     assert "h0.example A 192.0.2.80" in records2
     assert "h0.example CNAME ." not in records2
+
+
+# --- O(changes) generations (issue 19 item 4) -----------------------------------------
+
+
+def _incremental_world(
+    tmp_path: Path, listed: list[str]
+) -> tuple[MemoryLog, MemoryServer, IspConfig]:
+    log = new_log()
+    log.publish(sorted(sha(e) for e in listed), now=NOW)
+    server = MemoryServer(log, expressions={sha(e): e for e in listed})
+    config = IspConfig(
+        server=SERVER,
+        list=LIST,
+        token="cf_isp_test",
+        root_keys=(log.root_vkey,),
+        state_dir=tmp_path / "state",
+        plaintext=True,
+        lock_timeout=5.0,
+        full_check_interval=10 * 365 * 86400.0,
+    )
+    return log, server, config
+
+
+def _sync(server: MemoryServer, config: IspConfig) -> None:
+    with server.client() as client:
+        assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
+
+
+def _apply(records: set[str], delta: journal_mod.Delta) -> None:
+    assert set(delta.removed) <= records
+    assert not set(delta.added) & records
+    records.difference_update(delta.removed)
+    records.update(delta.added)
+
+
+def test_incremental_generations_equal_a_full_render_after_random_versions(
+    tmp_path: Path,
+) -> None:
+    import random
+
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.dnsserve.zone import read_rendered
+    from clients.isp.store import StateStore
+
+    rng = random.Random(1982)
+    # Hosts in few groups, with subdomains under covering hosts (pruned),
+    # deep names, pages and IP hosts (no record): every rule of the full
+    # render must come out the same group by group.
+    pool = sorted(
+        {
+            f"{sub}{'.' if sub else ''}g{g}.example{path}"
+            for g in range(12)
+            for sub in ("", "a", "b.a", "c.b.a.x.y.z")
+            for path in ("/", "/page")
+        }
+        | {"192.0.2.7/", "example/"}
+    )
+    listed = rng.sample(pool, 20)
+    log, server, config = _incremental_world(tmp_path, listed)
+    server.expressions.update({sha(e): e for e in pool})
+    _sync(server, config)
+    assert config.state_dir is not None
+    for blockpage in ((), ("192.0.2.80", "2001:db8::80")):
+        # A fresh journal per configuration (the zone name is the same, so
+        # the second run starts with a configuration change: full render).
+        serve = ServeConfig(
+            config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()), blockpage=blockpage
+        )
+        zs = ZoneServer(serve)
+        try:
+            with StateStore(serve.state_dir, create=False) as store:
+                zs.refresh(store)
+                assert zs.journal.last_groups is None  # the first: whole zone
+                served = set(zs.journal.current.records)  # type: ignore[union-attr]
+                incremental = 0
+                for _ in range(15):
+                    held = set(listed)
+                    adds = rng.sample(sorted(set(pool) - held), rng.randint(0, 4))
+                    removes = rng.sample(sorted(held), rng.randint(0, min(4, len(held))))
+                    if not adds and not removes:
+                        continue
+                    log.publish([sha(e) for e in adds], [sha(e) for e in removes], now=NOW)
+                    listed = sorted((held | set(adds)) - set(removes))
+                    _sync(server, config)
+                    delta = zs.refresh(store)
+                    if zs.journal.last_groups is not None:
+                        incremental += 1
+                    if delta is not None:
+                        _apply(served, delta)
+                    full = read_rendered(
+                        store, zone=ZONE, blockpage=blockpage, list_name=serve.list_name
+                    )
+                    now = zs.journal.current
+                    assert now is not None
+                    # Records identical to rendering the whole state, and
+                    # the IXFR deltas replayed on the previous zone give it.
+                    assert now.records == full.records
+                    assert served == set(full.records)
+                    assert now.count == len(full.records)
+                    assert now.version == full.version
+                assert incremental >= 10
+        finally:
+            zs.journal.close()
+
+
+def test_a_new_generation_renders_only_the_groups_its_version_touches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.store import StateStore
+
+    listed = [f"h{i}.g{i % 50}.example/" for i in range(200)]
+    log, server, config = _incremental_world(tmp_path, listed)
+    server.expressions.update({sha(e): e for e in ("new.g3.example/", "g7.example/")})
+    _sync(server, config)
+    assert config.state_dir is not None
+    serve = ServeConfig(config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()))
+    zs = ZoneServer(serve)
+    rendered_hosts: list[list[str]] = []
+    real = journal_mod.render_records
+
+    def spy(data: object, **kwargs: object) -> object:
+        assert data.expressions is not None  # type: ignore[attr-defined]
+        rendered_hosts.append(sorted(data.expressions.values()))  # type: ignore[attr-defined]
+        return real(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_mod, "render_records", spy)
+    try:
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+            before = zs.journal.current
+            assert before is not None
+            # One host added in group g3, one removed from g9, and g7's
+            # own name listed: it covers h7/h57/... (pruned in g7 only).
+            log.publish(
+                [sha("new.g3.example/"), sha("g7.example/")], [sha("h9.g9.example/")], now=NOW
+            )
+            _sync(server, config)
+            delta = zs.refresh(store)
+    finally:
+        zs.journal.close()
+    assert zs.journal.last_groups == {"g3.example", "g7.example", "g9.example"}
+    # Rendered: exactly the entries of those three groups, nothing else.
+    assert rendered_hosts == [
+        sorted(
+            [e for e in listed if e.split(".", 1)[1] in ("g3.example/", "g7.example/")]
+            + [e for e in listed if e.endswith(".g9.example/") and e != "h9.g9.example/"]
+            + ["new.g3.example/", "g7.example/"]
+        )
+    ]
+    assert delta is not None
+    assert delta.from_serial == before.serial
+    assert "new.g3.example CNAME ." in delta.added
+    assert "g7.example CNAME ." in delta.added
+    assert "*.g7.example CNAME ." in delta.added
+    assert "h9.g9.example CNAME ." in delta.removed
+    # The hosts g7.example now covers leave the zone.
+    assert "h7.g7.example CNAME ." in delta.removed
+    assert "h0.g0.example CNAME ." not in delta.removed + delta.added
+
+
+def test_a_journal_the_state_log_no_longer_reaches_renders_the_whole_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clients.isp import store as store_mod
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.dnsserve.zone import read_rendered
+    from clients.isp.store import StateStore
+
+    listed = entries(5)
+    log, server, config = _incremental_world(tmp_path, listed)
+    more = entries(8, prefix="m")
+    server.expressions.update({sha(e): e for e in more})
+    _sync(server, config)
+    assert config.state_dir is not None
+    serve = ServeConfig(config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()))
+    zs = ZoneServer(serve)
+    try:
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+            v1 = store.status().version
+            assert v1 is not None
+            log.publish([sha(e) for e in more[:2]], [sha(listed[0])], now=NOW)
+            _sync(server, config)
+            # The log holds exactly the version's changes.
+            assert sorted(store.hash_changes_since(v1) or []) == sorted(
+                [(sha(more[0]), True), (sha(more[1]), True), (sha(listed[0]), False)]
+            )
+            zs.refresh(store)
+            assert zs.journal.last_groups == {"m0.example", "m1.example", "h0.example"}
+            v2 = store.status().version
+            # The log is bounded: beyond it, the whole zone is rendered.
+            monkeypatch.setattr(store_mod, "MAX_HASH_LOG", 3)
+            log.publish([sha(e) for e in more[2:]], [], now=NOW)
+            _sync(server, config)
+            assert v2 is not None
+            assert store.hash_changes_since(v2) is None
+            delta = zs.refresh(store)
+            assert zs.journal.last_groups is None
+            assert delta is not None
+            assert len(delta.added) == 12
+            full = read_rendered(store, zone=ZONE, blockpage=(), list_name="")
+            assert zs.journal.current is not None
+            assert zs.journal.current.records == full.records
+    finally:
+        zs.journal.close()
+
+
+def test_the_json_journal_of_earlier_releases_is_removed_unread(tmp_path: Path) -> None:
+    legacy = tmp_path / journal_mod.LEGACY_JOURNAL_FILE
+    legacy.write_text(json.dumps({"records": ["listed.example CNAME ."]}))
+    j = Journal(tmp_path, ORIGIN, zonemd=False)
+    try:
+        assert not legacy.exists()
+        assert j.current is None
+    finally:
+        j.close()
+
+
+def test_an_entry_added_and_removed_between_two_generations_leaves_no_trace(
+    tmp_path: Path,
+) -> None:
+    from clients.isp.dnsserve.server import ServeConfig, ZoneServer
+    from clients.isp.dnsserve.zone import read_rendered
+    from clients.isp.store import StateStore
+
+    listed = entries(3)
+    log, server, config = _incremental_world(tmp_path, listed)
+    server.expressions[sha("brief.example/")] = "brief.example/"
+    server.expressions[sha("late.example/")] = "late.example/"
+    _sync(server, config)
+    assert config.state_dir is not None
+    serve = ServeConfig(config.state_dir, "127.0.0.1", 0, ORIGIN, Admission(None, ()))
+    zs = ZoneServer(serve)
+    try:
+        with StateStore(serve.state_dir, create=False) as store:
+            zs.refresh(store)
+            before = zs.journal.current
+            # Two versions while dns-serve does not look: its plaintext is
+            # gone with the removal, and the zone must not wait for it.
+            log.publish([sha("brief.example/")], [], now=NOW)
+            _sync(server, config)
+            log.publish([sha("late.example/")], [sha("brief.example/")], now=NOW)
+            _sync(server, config)
+            assert store.expression_of(sha("brief.example/")) is None
+            delta = zs.refresh(store)
+            assert zs.journal.last_groups == {"late.example"}
+            assert delta is not None
+            assert before is not None
+            assert delta.from_serial == before.serial
+            assert zs.journal.current is not None
+            full = read_rendered(store, zone=ZONE, blockpage=(), list_name="")
+            assert zs.journal.current.records == full.records
+    finally:
+        zs.journal.close()

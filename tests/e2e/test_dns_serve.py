@@ -467,8 +467,10 @@ def test_a_secondary_the_journal_no_longer_reaches_gets_the_whole_zone(world: Wo
     # (RFC 1995 section 4), which dnspython accepts as an AXFR-style answer.
     current = soa_query(world.serve_port, key=world.key)
     zone = inbound(world, key=world.key, source="127.0.0.1", serial=(current - 100_000) % 2**32)
+    # A record no recent difference holds: the answer is the whole zone.
+    # (Names other tests of this module add are not asserted: xdist may run
+    # this test on a worker with its own fixture.)
     assert zone.get_node("kept.example") is not None
-    assert zone.get_node("new.example") is not None
     assert re.search(r"kind=AXFR requested=IXFR from=\d+ too_old", world.serve_log_text())
 
     # BIND: the journal is lost while dns-serve is down and the list moves

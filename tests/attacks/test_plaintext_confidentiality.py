@@ -153,6 +153,9 @@ def _fill(path: str, w: World) -> str:
         # Appeals (issue 17): a status secret nobody holds, the first appeal.
         "secret": "s" * 43,
         "appeal_id": "1",
+        # Accounts (issue 15): an account and a pending grant nobody created.
+        "name": "nobody",
+        "grant_id": "1",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

@@ -40,7 +40,7 @@ from starlette.types import Scope
 
 from api import accounts
 from api.accounts import admin as accounts_admin
-from api.auth import ADMIN, ANALYST, authorised_list
+from api.auth import ADMIN, ANALYST, AUDITOR, authorised_list
 from api.bodygate import SESSION_AUTH_ATTR, body_cap
 from api.console.security import CONSOLE_PREFIX, cross_site
 from api.context import AppContext
@@ -50,6 +50,8 @@ from api.models import (
     ApproveManyIn,
     EntryIn,
     ExpireIn,
+    GuardIn,
+    GuardRemoveIn,
     ListCreateIn,
     PreviewIn,
     ReinstateIn,
@@ -58,21 +60,27 @@ from api.models import (
 )
 from api.routes import admin as admin_routes
 from api.routes import analyst as analyst_routes
+from api.routes import safeguards as safeguard_routes
+from api.routes import transparency as transparency_routes
 from api.routes.analyst import parse_csv
 from api.routes.ops import readiness
 from blocklist import canonical
+from blocklist import transparency as reports
 from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
 from blocklist.store import lists as store_lists
 from blocklist.store import search as store_search
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
+from blocklist.store.errors import InvalidState
 from blocklist.store.models import ENTRY_STATUSES, EntryRow, VersionRow
 from blocklist.store.tokens import Principal
+from signer.note import parse_note
 
 __all__ = [
     "IMPORT_RESULTS_KEPT",
     "ISP_STALE_AFTER",
+    "REPORT_MONTHS_SHOWN",
     "SEARCH_PAGE_SIZE",
     "STATIC_PATH",
     "VERSIONS_SHOWN",
@@ -98,6 +106,14 @@ ISP_STALE_AFTER: Final = timedelta(hours=1)
 #: Bulk-import result tables kept for download, per process (oldest dropped
 #: first): the table is on the page too, so a dropped one costs nothing.
 IMPORT_RESULTS_KEPT: Final = 64
+
+#: Months on the Transparency page (older reports: the API, by period). Each
+#: shown month's report is issued on the page's first visit after the month
+#: ended, as the API does, so the bound also bounds the signing work.
+REPORT_MONTHS_SHOWN: Final = 12
+
+#: Width of the longest bar on the Transparency page, in SVG user units.
+REPORT_BAR_WIDTH: Final = 300
 
 #: Largest import form the console accepts: the API's CSV cap, plus room
 #: for the multipart framing and the form's other fields.
@@ -1459,6 +1475,193 @@ async def admin_action(request: Request, action: str) -> Response:
     return await _admin_page(
         request, person, chosen=list_name, message=message, error=error, secret=secret
     )
+
+
+# --- the guard list (issue 16 item 6) ------------------------------------------------
+
+
+async def _guards_page(request: Request, person: Any, **extra: Any) -> Response:
+    principal = _admin_principal(person)
+    if principal is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    listed = await safeguard_routes.list_guards(_ctx(request), principal)
+    return _render(
+        request,
+        "guards.html",
+        person=person,
+        active="guards",
+        list_name=_chosen_list(request, person, extra.pop("chosen", None)),
+        guards=listed.guards,
+        **extra,
+    )
+
+
+@router.get("/guards", response_class=HTMLResponse)
+async def guards_page(request: Request) -> Response:
+    """The guard list: high-collateral hosts whose entries need an admin's approval."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    return await _guards_page(request, person)
+
+
+@router.post("/guards/{action}", response_class=HTMLResponse)
+async def guards_action(request: Request, action: str) -> Response:
+    """Guard a host (``add``) or lift a guard with a reason (``remove``): the API's routes."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    principal = _admin_principal(person)
+    if principal is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    ctx = _ctx(request)
+    message: str | None = None
+    error: str | None = None
+    status = 200
+    try:
+        if action == "add":
+            body = GuardIn.model_validate(_given(form, "host", "note"))
+            added = await safeguard_routes.add_guard(ctx, principal, body)
+            message = f"Host {added.host} is guarded."
+        elif action == "remove":
+            removal = GuardRemoveIn.model_validate(_given(form, "host", "reason"))
+            await safeguard_routes.remove_guard(ctx, principal, removal)
+            message = f"The guard on {removal.host} is lifted."
+        else:
+            return _refused(request, person, 404, "No such action", action)
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _guards_page(
+        request, person, chosen=_text(form, "list"), message=message, error=error, status=status
+    )
+
+
+# --- transparency reports (issue 17 item 6) ---------------------------------------
+
+
+def _report_principal(person: Any, list_name: str | None) -> Principal | None:
+    # The API serves a list's reports to its admins and auditors (anyone for
+    # a public list): the console asks with the strongest role held.
+    for role in (ADMIN, AUDITOR, ANALYST):
+        principal = _principal(person, role, list_name)
+        if principal is not None:
+            return principal
+    return None
+
+
+def _ended_periods(created: datetime, now: datetime) -> list[str]:
+    """The calendar months from the list's creation that have ended, newest first."""
+    periods: list[str] = []
+    year, month = now.year, now.month
+    first = (created.astimezone(UTC).year, created.astimezone(UTC).month)
+    while len(periods) < REPORT_MONTHS_SHOWN:
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+        if (year, month) < first:
+            break
+        periods.append(f"{year:04d}-{month:02d}")
+    return periods
+
+
+async def _report_note(
+    request: Request, principal: Principal, list_name: str, period: str
+) -> str | None:
+    """The signed note of ``period`` via the API's route; ``None`` if none can exist."""
+    try:
+        answer = await transparency_routes.transparency_report(
+            _ctx(request), request, principal, list_name, period
+        )
+    except InvalidState:
+        # Nothing was published before the month ended: no version names
+        # the list's state then, so there is no report to sign.
+        return None
+    return bytes(answer.body).decode("utf-8")
+
+
+@router.get("/transparency", response_class=HTMLResponse)
+async def transparency_page(request: Request) -> Response:
+    """The list's monthly reports: entries added and removed as a bar per month."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal = _report_principal(person, list_name)
+    if principal is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs a role on a list")
+    ctx = _ctx(request)
+
+    def created_at() -> datetime:
+        with ctx.db.read() as session:
+            return store_lists.get_list(session, list_name).created_at
+
+    months: list[dict[str, Any]] = []
+    try:
+        for period in _ended_periods(await run_in_threadpool(created_at), datetime.now(UTC)):
+            note = await _report_note(request, principal, list_name, period)
+            if note is None:
+                continue
+            figures = reports.parse_report(parse_note(note).text).figures
+            removed = sum(
+                int(figures[f])
+                for f in ("removed_analyst", "removed_expiry", "removed_gone", "removed_appeal")
+            )
+            months.append(
+                {
+                    "period": period,
+                    "added": int(figures["entries_added"]),
+                    "removed": removed,
+                    "figures": figures,
+                }
+            )
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "No reports", f"{detail} ({code})")
+    largest = max([1, *(m["added"] for m in months), *(m["removed"] for m in months)])
+    for m in months:
+        # Bars are SVG rectangles drawn here: no script, no inline style
+        # (the CSP forbids it), nothing from another host.
+        m["added_width"] = m["added"] * REPORT_BAR_WIDTH // largest
+        m["removed_width"] = m["removed"] * REPORT_BAR_WIDTH // largest
+    return _render(
+        request,
+        "transparency.html",
+        person=person,
+        active="transparency",
+        list_name=list_name,
+        months=months,
+        bar_width=REPORT_BAR_WIDTH,
+        shown=REPORT_MONTHS_SHOWN,
+    )
+
+
+@router.get("/transparency/{period}.txt")
+async def transparency_note(request: Request, period: str) -> Response:
+    """The signed note text of one month, as the API serves it (for the person's session)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal = _report_principal(person, list_name)
+    if principal is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs a role on a list")
+    try:
+        reports.parse_period(period)
+        note = await _report_note(request, principal, list_name, period)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "No report", f"{detail} ({code})")
+    if note is None:
+        return _refused(request, person, 404, "No report", f"no report for {period}")
+    return Response(note, media_type="text/plain; charset=utf-8")
 
 
 # --- installation -------------------------------------------------------------------

@@ -60,6 +60,7 @@ from api.models import (
 )
 from api.routes import admin as admin_routes
 from api.routes import analyst as analyst_routes
+from api.routes import appeals as appeal_routes
 from api.routes import safeguards as safeguard_routes
 from api.routes import transparency as transparency_routes
 from api.routes.analyst import parse_csv
@@ -1662,6 +1663,171 @@ async def transparency_note(request: Request, period: str) -> Response:
     if note is None:
         return _refused(request, person, 404, "No report", f"no report for {period}")
     return Response(note, media_type="text/plain; charset=utf-8")
+
+
+# --- appeals (issue 17 item 6) ------------------------------------------------------
+
+#: The outcomes a reviewer may record (the API's DecideIn).
+_OUTCOMES: Final = ("upheld", "removed", "suspended")
+
+
+@router.get("/appeals", response_class=HTMLResponse)
+async def appeals_page(request: Request) -> Response:
+    """Analysts: the list's open appeals with their entries; admins: unmatched appeals."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    ctx = _ctx(request)
+    list_name = _chosen_list(request, person)
+    analyst = _principal(person, ANALYST, list_name)
+    admin = _admin_principal(person)
+    if analyst is None and admin is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the analyst role")
+    matched = (
+        (await appeal_routes.list_appeals(ctx, analyst, list_name or "", "open")).appeals
+        if analyst is not None
+        else None
+    )
+    unmatched = (
+        (await appeal_routes.unmatched_appeals(ctx, admin, "open")).appeals
+        if admin is not None
+        else None
+    )
+    return _render(
+        request,
+        "appeals.html",
+        person=person,
+        active="appeals",
+        list_name=list_name,
+        matched=matched,
+        unmatched=unmatched,
+        message=request.query_params.get("done"),
+    )
+
+
+async def _appeal_page(
+    request: Request,
+    person: Any,
+    principal: Principal,
+    list_name: str,
+    appeal_id: int,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    listed = await appeal_routes.list_appeals(_ctx(request), principal, list_name, "all")
+    links = [a for a in listed.appeals if a.id == appeal_id]
+    if not links:
+        return _refused(
+            request, person, 404, "No such appeal", f"appeal {appeal_id} names no entry here"
+        )
+    return _render(
+        request,
+        "appeal.html",
+        person=person,
+        active="appeals",
+        list_name=list_name,
+        appeal_id=appeal_id,
+        links=links,
+        undecided=[a for a in links if a.status in ("open", "suspended")],
+        outcomes=_OUTCOMES,
+        message=message,
+        error=error,
+        status=status,
+    )
+
+
+@router.get("/appeals/{appeal_id}", response_class=HTMLResponse)
+async def appeal_page(request: Request, appeal_id: int) -> Response:
+    """One appeal: its state, block reference, matched entry (text) and the decide form."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal, refusal = _need_role(request, person, ANALYST, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    return await _appeal_page(request, person, principal, list_name, appeal_id)
+
+
+@router.post("/appeals/{appeal_id}/decide", response_class=HTMLResponse)
+async def appeal_decide(request: Request, appeal_id: int) -> Response:
+    """Record a decision through the API's route (its reviewer rule and audit record)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    principal, refusal = _need_role(request, person, ANALYST, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    error: str | None = None
+    status = 200
+    try:
+        entry_text = _text(form, "entry")
+        body = appeal_routes.DecideIn.model_validate(
+            {
+                "outcome": _text(form, "outcome") or "",
+                "reason": _text(form, "reason") or "",
+                "entry": int(entry_text) if entry_text is not None else None,
+            }
+        )
+        done = await appeal_routes.decide_appeal(
+            _ctx(request), principal, list_name, appeal_id, body
+        )
+        return await _appeal_page(
+            request,
+            person,
+            principal,
+            list_name,
+            appeal_id,
+            message=f"Appeal {done.id} decided: {done.status}.",
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except ValueError:
+        error = "entry: not a number"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _appeal_page(
+        request, person, principal, list_name, appeal_id, error=error, status=status
+    )
+
+
+@router.post("/appeals/{appeal_id}/close", response_class=HTMLResponse)
+async def appeal_close(request: Request, appeal_id: int) -> Response:
+    """An admin closes an appeal that matched no list (with a reason)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    admin = _admin_principal(person)
+    if admin is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    try:
+        body = appeal_routes.CloseIn.model_validate({"reason": _text(form, "reason") or ""})
+        await appeal_routes.close_appeal(_ctx(request), admin, appeal_id, body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        detail = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        return _refused(request, person, 422, "Not closed", detail)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "Not closed", f"{detail} ({code})")
+    target = f"{CONSOLE_PREFIX}/appeals?done=" + quote(f"Appeal {appeal_id} closed.")
+    if list_name is not None:
+        target += "&list=" + quote(list_name)
+    return RedirectResponse(target, status_code=303)
 
 
 # --- installation -------------------------------------------------------------------

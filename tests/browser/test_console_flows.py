@@ -371,6 +371,52 @@ def test_bulk_import_with_results_and_approval(
     check_page(driver, console, "import-approval")
 
 
+def test_an_appeal_is_suspended_from_the_appeal_page(driver: Any, console: ConsoleServer) -> None:
+    """Issue 17 item 6: the queue, the detail page, the reviewer rule, a suspension."""
+    filed = httpx.post(
+        f"{console.base}/v1/appeals",
+        json={"url": URL, "message": "this page is my shop's price list"},
+        timeout=30,
+    )
+    assert filed.status_code == 202, filed.text
+    appeal = filed.json()["appeal"]
+    # bob approved the entry: he sees the appeal but may not decide it.
+    as_person(driver, console, state["bob"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Appeals"))
+    row = wait_for(driver, "#appeals tbody tr")
+    assert "203.0.113.7/reports/case-17.html" in row.text
+    assert driver.find_elements(By.CSS_SELECTOR, "#appeals .listed a") == []
+    check_page(driver, console, "appeals")
+    click_and_load(driver, row.find_element(By.LINK_TEXT, f"Appeal {appeal}"))
+    entry = state["entry"]
+    assert wait_for(driver, f"#appeal-state-{entry}").text == "open"
+    check_page(driver, console, "appeal")
+    driver.find_element(By.ID, "outcome-suspended").click()
+    driver.find_element(By.ID, "d-reason").send_keys("checking the shop's claim")
+    click_and_load(driver, driver.find_element(By.ID, "decide"))
+    assert "appeal_reviewer_ineligible" in wait_for(driver, "#error").text
+    assert driver.find_element(By.ID, f"appeal-state-{entry}").text == "open"
+    # carol, an analyst who neither added nor approved it, suspends it.
+    url_c = create_person(console, "carol", "analyst", [LIST])
+    secret_c, step_c = enrol(driver, console, url_c, "correct horse battery C", None)
+    state["carol"] = Person("carol", "correct horse battery C", secret_c, step_c)
+    as_person(driver, console, state["carol"])
+    driver.get(f"{console.base}/console/appeals/{appeal}?list={LIST}")
+    driver.find_element(By.ID, "outcome-suspended").click()
+    driver.find_element(By.ID, "d-reason").send_keys("off while the claim is checked")
+    click_and_load(driver, driver.find_element(By.ID, "decide"))
+    assert "decided: suspended" in wait_for(driver, "[role=status]").text
+    assert driver.find_element(By.ID, f"appeal-state-{entry}").text.startswith("suspended")
+    with console.ctx.db.read() as session:
+        from blocklist.store.models import EntryRow
+
+        row_db = session.get(EntryRow, entry)
+        assert row_db is not None
+        assert row_db.status != "active"
+    check_page(driver, console, "appeal-decided")
+
+
 def test_keyboard_only_login_and_add(driver: Any, console: ConsoleServer) -> None:
     alice: Person = state["alice"]
     driver.delete_all_cookies()

@@ -49,18 +49,23 @@ from api.middleware import MAX_CSV_BODY_BYTES
 from api.models import (
     ApproveManyIn,
     EntryIn,
+    EntryOut,
     ExpireIn,
+    GuardApproveIn,
     GuardIn,
     GuardRemoveIn,
     ListCreateIn,
     PreviewIn,
+    ReferIn,
     ReinstateIn,
     TokenCreateIn,
     WitnessIn,
+    entry_out,
 )
 from api.routes import admin as admin_routes
 from api.routes import analyst as analyst_routes
 from api.routes import appeals as appeal_routes
+from api.routes import reverify as reverify_routes
 from api.routes import safeguards as safeguard_routes
 from api.routes import transparency as transparency_routes
 from api.routes.analyst import parse_csv
@@ -501,11 +506,17 @@ async def queue(request: Request) -> Response:
         return refusal
     list_name = _chosen_list(request, person)
     principal = _principal(person, ANALYST, list_name)
+    admin = _principal(person, ADMIN, list_name)
     waiting: list[dict[str, Any]] = []
     mine: list[dict[str, Any]] = []
-    if principal is not None and list_name is not None:
+    guarded: list[EntryOut] = []
+    proposals: list[Any] = []
+    reader = principal or admin
+    if reader is not None and list_name is not None:
         ctx = _ctx(request)
         info = ctx.resolve_list(list_name)
+        # Re-verification proposals (expiry, referral, unverified): the API's route.
+        proposals = (await reverify_routes.get_proposals(ctx, reader, list_name)).proposals
         if info is not None:
 
             def work() -> list[EntryRow]:
@@ -516,6 +527,11 @@ async def queue(request: Request) -> Response:
                     return page.items
 
             for row in await run_in_threadpool(work):
+                if row.guard is not None and row.guard_approved_by is None:
+                    # Guarded entries wait for an administrator's approval too.
+                    guarded.append(entry_out(row, list_name))
+                if principal is None:
+                    continue
                 view = _entry_view(row)
                 # Four-eyes counts persons: an entry this person submitted
                 # through any of their tokens is theirs too.
@@ -531,8 +547,11 @@ async def queue(request: Request) -> Response:
         active="queue",
         list_name=list_name,
         analyst=principal is not None,
+        admin=admin is not None,
         waiting=waiting,
         mine=mine,
+        guarded=guarded,
+        proposals=proposals,
         message=request.query_params.get("done"),
     )
 
@@ -1828,6 +1847,110 @@ async def appeal_close(request: Request, appeal_id: int) -> Response:
     if list_name is not None:
         target += "&list=" + quote(list_name)
     return RedirectResponse(target, status_code=303)
+
+
+# --- guard approvals and referrals (issue 16 item 6) --------------------------------
+
+
+@router.post("/guard-approve/{entry_id}", response_class=HTMLResponse)
+async def guard_approve(request: Request, entry_id: int) -> Response:
+    """An administrator approves a guarded entry with a justification (the API's route)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    admin, refusal = _need_role(request, person, ADMIN, list_name)
+    if refusal is not None or admin is None or list_name is None:
+        return refusal or _login_redirect(request)
+    try:
+        body = GuardApproveIn.model_validate(_given(form, "justification"))
+        row = await safeguard_routes.guard_approve(_ctx(request), admin, list_name, entry_id, body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        detail = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        return _refused(request, person, 422, "Not approved", detail)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "Not approved", f"{detail} ({code})")
+    done = f"Guard approval recorded for entry {row.id} (now {row.status})."
+    return RedirectResponse(
+        f"{CONSOLE_PREFIX}/queue?list={quote(list_name)}&done={quote(done)}", status_code=303
+    )
+
+
+async def _referrals_page(request: Request, person: Any, **extra: Any) -> Response:
+    list_name = _chosen_list(request, person, extra.pop("chosen", None))
+    analyst = _principal(person, ANALYST, list_name)
+    admin = _principal(person, ADMIN, list_name)
+    reader = analyst or admin
+    if reader is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the analyst role")
+    listed = await safeguard_routes.list_referrals(_ctx(request), reader, list_name)
+    return _render(
+        request,
+        "referrals.html",
+        person=person,
+        active="referrals",
+        list_name=list_name,
+        entries=listed.entries,
+        analyst=analyst is not None,
+        admin=admin is not None,
+        **extra,
+    )
+
+
+@router.get("/referrals", response_class=HTMLResponse)
+async def referrals_page(request: Request) -> Response:
+    """Entries proposed for referral, with the hosting evidence behind each proposal."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    return await _referrals_page(request, person)
+
+
+@router.post("/referrals/{entry_id}/{action}", response_class=HTMLResponse)
+async def referral_action(request: Request, entry_id: int, action: str) -> Response:
+    """``refer`` (an analyst agrees) or ``override`` (an administrator), each with a reason."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    role = {"refer": ANALYST, "override": ADMIN}.get(action)
+    if role is None:
+        return _refused(request, person, 404, "No such action", action)
+    principal, refusal = _need_role(request, person, role, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    ctx = _ctx(request)
+    message: str | None = None
+    error: str | None = None
+    status = 200
+    try:
+        body = ReferIn.model_validate(_given(form, "reason"))
+        if action == "refer":
+            row = await safeguard_routes.refer_entry(ctx, principal, list_name, entry_id, body)
+            message = f"Entry {row.id} referred: it stays off the list ({row.status})."
+        else:
+            row = await safeguard_routes.override_referral(
+                ctx, principal, list_name, entry_id, body
+            )
+            message = f"Referral of entry {row.id} overridden: four-eyes goes on as usual."
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _referrals_page(
+        request, person, chosen=list_name, message=message, error=error, status=status
+    )
 
 
 # --- installation -------------------------------------------------------------------

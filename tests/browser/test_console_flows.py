@@ -417,6 +417,100 @@ def test_an_appeal_is_suspended_from_the_appeal_page(driver: Any, console: Conso
     check_page(driver, console, "appeal-decided")
 
 
+def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
+    driver: Any, console: ConsoleServer
+) -> None:
+    """Issue 16 item 6: the queue's guard-approve form and the Referrals page."""
+    from blocklist.safeguards import HostingAddress, HostingEvidence
+    from blocklist.store.accounts import get_account_by_name
+    from blocklist.store import entries as store_entries
+    from blocklist.store import guards as store_guards
+    from blocklist.store.lists import get_list
+    from blocklist.store.models import EntryRow
+
+    for name in ("dana", "erin"):
+        link = create_person(console, name, "admin", [])
+        secret, step = enrol(driver, console, link, f"correct horse battery {name}", None)
+        state[name] = Person(name, f"correct horse battery {name}", secret, step)
+    evidence = HostingEvidence(
+        verified=True,
+        addresses=(HostingAddress("192.0.2.10", "NL"),),
+        database="test-geo 2026-11",
+        resolver="127.0.0.1",
+        checked_at="2026-11-30T12:00:00Z",
+    )
+    with console.ctx.db.transaction() as session:
+        list_id = get_list(session, LIST).id
+        store_guards.add_guard(session, "shared.example.net", actor="dana", note="shared host")
+        # dana (an admin) opened the guarded entry; bob's approval is the four-eyes one.
+        guarded, _ = store_entries.add_entry(
+            session,
+            list_id,
+            url="http://site.shared.example.net/",
+            scope="host",
+            reason="whole site, reported twice",
+            actor="dana",
+            person=get_account_by_name(session, "dana").id,
+        )
+        store_entries.approve(session, list_id, guarded.id, actor="bob", actor_role="analyst")
+        referred, _ = store_entries.add_entry(
+            session,
+            list_id,
+            url="http://198.51.100.44/home.html",
+            scope="page",
+            reason="hosted at home",
+            actor="alice",
+        )
+        store_guards.record_hosting(
+            session,
+            list_id,
+            referred,
+            evidence,
+            actor="alice",
+            home_country="NL",
+            now=console.ctx.wall_clock(),
+        )
+        guarded_id, referred_id = guarded.id, referred.id
+    # The creator, although an admin, is refused the guard approval.
+    as_person(driver, console, state["dana"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    wait_for(driver, f"#justify-{guarded_id}").send_keys("a second pair of eyes")
+    click_and_load(driver, driver.find_element(By.ID, f"guard-approve-{guarded_id}"))
+    assert "Not approved" in wait_for(driver, "h1").text
+    # erin, another admin, approves it from the queue with a justification.
+    as_person(driver, console, state["erin"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    row = wait_for(driver, "#guarded tbody tr")
+    assert "site.shared.example.net" in row.text
+    check_page(driver, console, "queue-guarded")
+    driver.find_element(By.ID, f"justify-{guarded_id}").send_keys("only this site is abusive")
+    click_and_load(driver, driver.find_element(By.ID, f"guard-approve-{guarded_id}"))
+    assert "Guard approval recorded" in wait_for(driver, "[role=status]").text
+    with console.ctx.db.read() as session:
+        entry = session.get(EntryRow, guarded_id)
+        assert entry is not None
+        assert entry.guard_approved_by == "erin"
+    # bob (analyst) refers the proposed entry, seeing its hosting evidence.
+    as_person(driver, console, state["bob"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Referrals"))
+    evidence_text = wait_for(driver, f"#ref-{referred_id}-hosting").text
+    assert "192.0.2.10" in evidence_text
+    assert "test-geo 2026-11" in evidence_text
+    check_page(driver, console, "referrals")
+    driver.find_element(By.ID, f"refer-{referred_id}").send_keys("hosted here: takedown")
+    click_and_load(driver, driver.find_element(By.ID, f"refer-button-{referred_id}"))
+    assert "referred" in wait_for(driver, "[role=status]").text
+    with console.ctx.db.read() as session:
+        entry = session.get(EntryRow, referred_id)
+        assert entry is not None
+        assert entry.status == "referred"
+    # The entry page shows the evidence and the re-verification state.
+    driver.get(f"{console.base}/console/entries/{referred_id}?list={LIST}")
+    assert "192.0.2.10" in wait_for(driver, "#entry-hosting").text
+    check_page(driver, console, "entry-safeguards")
+
+
 def test_keyboard_only_login_and_add(driver: Any, console: ConsoleServer) -> None:
     alice: Person = state["alice"]
     driver.delete_all_cookies()

@@ -422,9 +422,9 @@ def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
 ) -> None:
     """Issue 16 item 6: the queue's guard-approve form and the Referrals page."""
     from blocklist.safeguards import HostingAddress, HostingEvidence
-    from blocklist.store.accounts import get_account_by_name
     from blocklist.store import entries as store_entries
     from blocklist.store import guards as store_guards
+    from blocklist.store.accounts import get_account_by_name
     from blocklist.store.lists import get_list
     from blocklist.store.models import EntryRow
 

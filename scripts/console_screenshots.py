@@ -41,6 +41,14 @@ PAGES = (
     "isps-behind",
     "tokens",
     "admin",
+    "queue-guarded",
+    "referrals",
+    "entry-safeguards",
+    "guards",
+    "appeals",
+    "appeal",
+    "appeal-decided",
+    "transparency",
 )
 
 #: The browser tests take about two minutes; anything far beyond is a hang.

@@ -101,6 +101,11 @@ def test_clickjacking_and_caching_headers_on_every_console_response(
             "/console/static/console.js",
             "/console/enrol/no-such-link",
             "/console/queue",  # a redirect to the login form
+            "/console/guards",
+            "/console/referrals",
+            "/console/appeals",
+            "/console/appeals/1",
+            "/console/transparency",
         ):
             r = client.get(path)
             for name, value in SECURITY_HEADERS.items():
@@ -378,6 +383,29 @@ def test_guard_list_page(driver: Any, console: ConsoleServer) -> None:
     click_and_load(driver, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert "is lifted" in wait_for(driver, "[role=status]").text
     assert sorted(guarded()) == sorted(set(before) - {"shared.example.com"})
+    # Every form of the issue 16/17 pages is refused without the session's
+    # CSRF token, and from another site, before anything is done.
+    from api.accounts import SESSION_COOKIE
+
+    cookie = session_cookie(driver)
+    with httpx.Client(base_url=console.base, timeout=30, cookies={SESSION_COOKIE: cookie}) as c:
+        for path in (
+            "/console/guards/add",
+            "/console/guards/remove",
+            "/console/guard-approve/1",
+            "/console/referrals/1/refer",
+            "/console/referrals/1/override",
+            "/console/appeals/1/decide",
+            "/console/appeals/1/close",
+        ):
+            data = {"list": LIST, "host": "planted.example.com", "reason": "planted"}
+            r = c.post(path, data=data)
+            assert r.status_code == 403, (path, r.text)
+            assert "security token" in r.text
+            r = c.post(path, data=data, headers={"Sec-Fetch-Site": "cross-site"})
+            assert r.status_code == 403, (path, r.text)
+            assert "cross-site" in r.text
+    assert "planted.example.com" not in guarded()
 
 
 def test_transparency_page(driver: Any, console: ConsoleServer) -> None:

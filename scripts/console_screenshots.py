@@ -42,6 +42,7 @@ PAGES = (
     "tokens",
     "admin",
     "queue-guarded",
+    "queue-proposals",
     "referrals",
     "entry-safeguards",
     "guards",

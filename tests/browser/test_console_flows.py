@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -424,9 +425,11 @@ def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
     from blocklist.safeguards import HostingAddress, HostingEvidence
     from blocklist.store import entries as store_entries
     from blocklist.store import guards as store_guards
+    from blocklist.store import verification as store_verification
     from blocklist.store.accounts import get_account_by_name
     from blocklist.store.lists import get_list
     from blocklist.store.models import EntryRow
+    from blocklist.verification import DNS_NXDOMAIN, Observation, advance
 
     for name in ("dana", "erin"):
         link = create_person(console, name, "admin", [])
@@ -490,6 +493,37 @@ def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
         entry = session.get(EntryRow, guarded_id)
         assert entry is not None
         assert entry.guard_approved_by == "erin"
+        assert entry.status == "active"
+    # Two checks find it gone from every vantage point: the job proposes expiry,
+    # and the Queue lists the proposal with its state.
+    for day in (1, 2):
+        now = console.ctx.wall_clock() + timedelta(days=day)
+        with console.ctx.db.read() as session:
+            previous = store_verification.get_state(session, guarded_id)
+        outcome = advance(
+            previous,
+            [Observation("a", DNS_NXDOMAIN), Observation("b", DNS_NXDOMAIN)],
+            now=now,
+            gone_threshold=2,
+            max_unverified_days=30,
+            listed_since=now - timedelta(days=day),
+        )
+        with console.ctx.db.transaction() as session:
+            store_verification.record(
+                session,
+                list_id,
+                guarded_id,
+                outcome,
+                gone_threshold=2,
+                auto_expire_gone=False,
+                now=now,
+            )
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    proposal = wait_for(driver, "#proposals tbody tr").text
+    assert f"#{guarded_id}" in proposal
+    assert "expiry" in proposal
+    assert "gone" in proposal
+    check_page(driver, console, "queue-proposals")
     # bob (analyst) refers the proposed entry, seeing its hosting evidence.
     as_person(driver, console, state["bob"])
     driver.get(f"{console.base}/console/queue?list={LIST}")
@@ -509,6 +543,10 @@ def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
     driver.get(f"{console.base}/console/entries/{referred_id}?list={LIST}")
     assert "192.0.2.10" in wait_for(driver, "#entry-hosting").text
     check_page(driver, console, "entry-safeguards")
+    driver.get(f"{console.base}/console/entries/{guarded_id}?list={LIST}")
+    assert wait_for(driver, "#verification-status").text == "gone"
+    assert driver.find_element(By.ID, "verification-gone").text == "2"
+    assert "erin" in driver.find_element(By.ID, "entry-guard").text
 
 
 def test_keyboard_only_login_and_add(driver: Any, console: ConsoleServer) -> None:

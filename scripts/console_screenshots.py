@@ -47,6 +47,7 @@ PAGES = (
     "entry-safeguards",
     "guards",
     "appeals",
+    "appeals-unmatched",
     "appeal",
     "appeal-decided",
     "transparency",

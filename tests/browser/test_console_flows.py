@@ -524,6 +524,23 @@ def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
     assert "expiry" in proposal
     assert "gone" in proposal
     check_page(driver, console, "queue-proposals")
+    # erin's Appeals page lists an appeal that matched no list; she closes it.
+    filed = httpx.post(
+        f"{console.base}/v1/appeals",
+        json={"url": "http://unlisted.example.org/page.html", "message": "not blocked?"},
+        timeout=30,
+    )
+    assert filed.status_code == 202, filed.text
+    unmatched = filed.json()["appeal"]
+    driver.get(f"{console.base}/console/appeals?list={LIST}")
+    row = wait_for(driver, "#unmatched tbody tr")
+    assert "unlisted.example.org/page.html" in row.text
+    assert driver.find_elements(By.CSS_SELECTOR, "#unmatched a") == []
+    check_page(driver, console, "appeals-unmatched")
+    driver.find_element(By.ID, f"close-{unmatched}").send_keys("not on any list")
+    click_and_load(driver, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert f"Appeal {unmatched} closed" in wait_for(driver, "[role=status]").text
+    assert "No open unmatched appeal" in driver.find_element(By.ID, "unmatched").text
     # bob (analyst) refers the proposed entry, seeing its hosting evidence.
     as_person(driver, console, state["bob"])
     driver.get(f"{console.base}/console/queue?list={LIST}")

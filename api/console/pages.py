@@ -193,6 +193,8 @@ def _render(
         static=STATIC_PATH,
         lists=_person_lists(request, person) if person is not None else [],
         is_admin=person is not None and _holds_anywhere(person, ADMIN),
+        # The nav shows the Referrals and Appeals pages to those who work them.
+        is_analyst=person is not None and _holds_anywhere(person, ANALYST),
         **values,
     )
     return HTMLResponse(page, status_code=status)

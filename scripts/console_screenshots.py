@@ -41,6 +41,16 @@ PAGES = (
     "isps-behind",
     "tokens",
     "admin",
+    "queue-guarded",
+    "queue-proposals",
+    "referrals",
+    "entry-safeguards",
+    "guards",
+    "appeals",
+    "appeals-unmatched",
+    "appeal",
+    "appeal-decided",
+    "transparency",
 )
 
 #: The browser tests take about two minutes; anything far beyond is a hang.

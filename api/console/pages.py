@@ -40,7 +40,7 @@ from starlette.types import Scope
 
 from api import accounts
 from api.accounts import admin as accounts_admin
-from api.auth import ADMIN, ANALYST, authorised_list
+from api.auth import ADMIN, ANALYST, AUDITOR, authorised_list
 from api.bodygate import SESSION_AUTH_ATTR, body_cap
 from api.console.security import CONSOLE_PREFIX, cross_site
 from api.context import AppContext
@@ -49,30 +49,44 @@ from api.middleware import MAX_CSV_BODY_BYTES
 from api.models import (
     ApproveManyIn,
     EntryIn,
+    EntryOut,
     ExpireIn,
+    GuardApproveIn,
+    GuardIn,
+    GuardRemoveIn,
     ListCreateIn,
     PreviewIn,
+    ReferIn,
     ReinstateIn,
     TokenCreateIn,
     WitnessIn,
+    entry_out,
 )
 from api.routes import admin as admin_routes
 from api.routes import analyst as analyst_routes
+from api.routes import appeals as appeal_routes
+from api.routes import reverify as reverify_routes
+from api.routes import safeguards as safeguard_routes
+from api.routes import transparency as transparency_routes
 from api.routes.analyst import parse_csv
 from api.routes.ops import readiness
 from blocklist import canonical
+from blocklist import transparency as reports
 from blocklist.encoding import b64encode
 from blocklist.errors import BlocklistError
 from blocklist.store import lists as store_lists
 from blocklist.store import search as store_search
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
+from blocklist.store.errors import InvalidState
 from blocklist.store.models import ENTRY_STATUSES, EntryRow, VersionRow
 from blocklist.store.tokens import Principal
+from signer.note import parse_note
 
 __all__ = [
     "IMPORT_RESULTS_KEPT",
     "ISP_STALE_AFTER",
+    "REPORT_MONTHS_SHOWN",
     "SEARCH_PAGE_SIZE",
     "STATIC_PATH",
     "VERSIONS_SHOWN",
@@ -98,6 +112,14 @@ ISP_STALE_AFTER: Final = timedelta(hours=1)
 #: Bulk-import result tables kept for download, per process (oldest dropped
 #: first): the table is on the page too, so a dropped one costs nothing.
 IMPORT_RESULTS_KEPT: Final = 64
+
+#: Months on the Transparency page (older reports: the API, by period). Each
+#: shown month's report is issued on the page's first visit after the month
+#: ended, as the API does, so the bound also bounds the signing work.
+REPORT_MONTHS_SHOWN: Final = 12
+
+#: Width of the longest bar on the Transparency page, in SVG user units.
+REPORT_BAR_WIDTH: Final = 300
 
 #: Largest import form the console accepts: the API's CSV cap, plus room
 #: for the multipart framing and the form's other fields.
@@ -171,6 +193,8 @@ def _render(
         static=STATIC_PATH,
         lists=_person_lists(request, person) if person is not None else [],
         is_admin=person is not None and _holds_anywhere(person, ADMIN),
+        # The nav shows the Referrals and Appeals pages to those who work them.
+        is_analyst=person is not None and _holds_anywhere(person, ANALYST),
         **values,
     )
     return HTMLResponse(page, status_code=status)
@@ -484,11 +508,17 @@ async def queue(request: Request) -> Response:
         return refusal
     list_name = _chosen_list(request, person)
     principal = _principal(person, ANALYST, list_name)
+    admin = _principal(person, ADMIN, list_name)
     waiting: list[dict[str, Any]] = []
     mine: list[dict[str, Any]] = []
-    if principal is not None and list_name is not None:
+    guarded: list[EntryOut] = []
+    proposals: list[Any] = []
+    reader = principal or admin
+    if reader is not None and list_name is not None:
         ctx = _ctx(request)
         info = ctx.resolve_list(list_name)
+        # Re-verification proposals (expiry, referral, unverified): the API's route.
+        proposals = (await reverify_routes.get_proposals(ctx, reader, list_name)).proposals
         if info is not None:
 
             def work() -> list[EntryRow]:
@@ -499,6 +529,11 @@ async def queue(request: Request) -> Response:
                     return page.items
 
             for row in await run_in_threadpool(work):
+                if row.guard is not None and row.guard_approved_by is None:
+                    # Guarded entries wait for an administrator's approval too.
+                    guarded.append(entry_out(row, list_name))
+                if principal is None:
+                    continue
                 view = _entry_view(row)
                 # Four-eyes counts persons: an entry this person submitted
                 # through any of their tokens is theirs too.
@@ -514,8 +549,11 @@ async def queue(request: Request) -> Response:
         active="queue",
         list_name=list_name,
         analyst=principal is not None,
+        admin=admin is not None,
         waiting=waiting,
         mine=mine,
+        guarded=guarded,
+        proposals=proposals,
         message=request.query_params.get("done"),
     )
 
@@ -1458,6 +1496,462 @@ async def admin_action(request: Request, action: str) -> Response:
         error = f"{detail} ({code})"
     return await _admin_page(
         request, person, chosen=list_name, message=message, error=error, secret=secret
+    )
+
+
+# --- the guard list (issue 16 item 6) ------------------------------------------------
+
+
+async def _guards_page(request: Request, person: Any, **extra: Any) -> Response:
+    principal = _admin_principal(person)
+    if principal is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    listed = await safeguard_routes.list_guards(_ctx(request), principal)
+    return _render(
+        request,
+        "guards.html",
+        person=person,
+        active="guards",
+        list_name=_chosen_list(request, person, extra.pop("chosen", None)),
+        guards=listed.guards,
+        **extra,
+    )
+
+
+@router.get("/guards", response_class=HTMLResponse)
+async def guards_page(request: Request) -> Response:
+    """The guard list: high-collateral hosts whose entries need an admin's approval."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    return await _guards_page(request, person)
+
+
+@router.post("/guards/{action}", response_class=HTMLResponse)
+async def guards_action(request: Request, action: str) -> Response:
+    """Guard a host (``add``) or lift a guard with a reason (``remove``): the API's routes."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    principal = _admin_principal(person)
+    if principal is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    ctx = _ctx(request)
+    message: str | None = None
+    error: str | None = None
+    status = 200
+    try:
+        if action == "add":
+            body = GuardIn.model_validate(_given(form, "host", "note"))
+            added = await safeguard_routes.add_guard(ctx, principal, body)
+            message = f"Host {added.host} is guarded."
+        elif action == "remove":
+            removal = GuardRemoveIn.model_validate(_given(form, "host", "reason"))
+            await safeguard_routes.remove_guard(ctx, principal, removal)
+            message = f"The guard on {removal.host} is lifted."
+        else:
+            return _refused(request, person, 404, "No such action", action)
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _guards_page(
+        request, person, chosen=_text(form, "list"), message=message, error=error, status=status
+    )
+
+
+# --- transparency reports (issue 17 item 6) ---------------------------------------
+
+
+def _report_principal(person: Any, list_name: str | None) -> Principal | None:
+    # The API serves a list's reports to its admins and auditors (anyone for
+    # a public list): the console asks with the strongest role held.
+    for role in (ADMIN, AUDITOR, ANALYST):
+        principal = _principal(person, role, list_name)
+        if principal is not None:
+            return principal
+    return None
+
+
+def _ended_periods(created: datetime, now: datetime) -> list[str]:
+    """The calendar months from the list's creation that have ended, newest first."""
+    periods: list[str] = []
+    year, month = now.year, now.month
+    first = (created.astimezone(UTC).year, created.astimezone(UTC).month)
+    while len(periods) < REPORT_MONTHS_SHOWN:
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+        if (year, month) < first:
+            break
+        periods.append(f"{year:04d}-{month:02d}")
+    return periods
+
+
+async def _report_note(
+    request: Request, principal: Principal, list_name: str, period: str
+) -> str | None:
+    """The signed note of ``period`` via the API's route; ``None`` if none can exist."""
+    try:
+        answer = await transparency_routes.transparency_report(
+            _ctx(request), request, principal, list_name, period
+        )
+    except InvalidState:
+        # Nothing was published before the month ended: no version names
+        # the list's state then, so there is no report to sign.
+        return None
+    return bytes(answer.body).decode("utf-8")
+
+
+@router.get("/transparency", response_class=HTMLResponse)
+async def transparency_page(request: Request) -> Response:
+    """The list's monthly reports: entries added and removed as a bar per month."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal = _report_principal(person, list_name)
+    if principal is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs a role on a list")
+    ctx = _ctx(request)
+
+    def created_at() -> datetime:
+        with ctx.db.read() as session:
+            return store_lists.get_list(session, list_name).created_at
+
+    months: list[dict[str, Any]] = []
+    try:
+        for period in _ended_periods(await run_in_threadpool(created_at), datetime.now(UTC)):
+            note = await _report_note(request, principal, list_name, period)
+            if note is None:
+                continue
+            figures = reports.parse_report(parse_note(note).text).figures
+            removed = sum(
+                int(figures[f])
+                for f in ("removed_analyst", "removed_expiry", "removed_gone", "removed_appeal")
+            )
+            months.append(
+                {
+                    "period": period,
+                    "added": int(figures["entries_added"]),
+                    "removed": removed,
+                    "figures": figures,
+                }
+            )
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "No reports", f"{detail} ({code})")
+    largest = max([1, *(m["added"] for m in months), *(m["removed"] for m in months)])
+    for m in months:
+        # Bars are SVG rectangles drawn here: no script, no inline style
+        # (the CSP forbids it), nothing from another host.
+        m["added_width"] = m["added"] * REPORT_BAR_WIDTH // largest
+        m["removed_width"] = m["removed"] * REPORT_BAR_WIDTH // largest
+    return _render(
+        request,
+        "transparency.html",
+        person=person,
+        active="transparency",
+        list_name=list_name,
+        months=months,
+        bar_width=REPORT_BAR_WIDTH,
+        shown=REPORT_MONTHS_SHOWN,
+    )
+
+
+@router.get("/transparency/{period}.txt")
+async def transparency_note(request: Request, period: str) -> Response:
+    """The signed note text of one month, as the API serves it (for the person's session)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal = _report_principal(person, list_name)
+    if principal is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs a role on a list")
+    try:
+        reports.parse_period(period)
+        note = await _report_note(request, principal, list_name, period)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "No report", f"{detail} ({code})")
+    if note is None:
+        return _refused(request, person, 404, "No report", f"no report for {period}")
+    return Response(note, media_type="text/plain; charset=utf-8")
+
+
+# --- appeals (issue 17 item 6) ------------------------------------------------------
+
+#: The outcomes a reviewer may record (the API's DecideIn).
+_OUTCOMES: Final = ("upheld", "removed", "suspended")
+
+
+@router.get("/appeals", response_class=HTMLResponse)
+async def appeals_page(request: Request) -> Response:
+    """Analysts: the list's open appeals with their entries; admins: unmatched appeals."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    ctx = _ctx(request)
+    list_name = _chosen_list(request, person)
+    analyst = _principal(person, ANALYST, list_name)
+    admin = _admin_principal(person)
+    if analyst is None and admin is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the analyst role")
+    matched = (
+        (await appeal_routes.list_appeals(ctx, analyst, list_name or "", "open")).appeals
+        if analyst is not None
+        else None
+    )
+    unmatched = (
+        (await appeal_routes.unmatched_appeals(ctx, admin, "open")).appeals
+        if admin is not None
+        else None
+    )
+    return _render(
+        request,
+        "appeals.html",
+        person=person,
+        active="appeals",
+        list_name=list_name,
+        matched=matched,
+        unmatched=unmatched,
+        message=request.query_params.get("done"),
+    )
+
+
+async def _appeal_page(
+    request: Request,
+    person: Any,
+    principal: Principal,
+    list_name: str,
+    appeal_id: int,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    listed = await appeal_routes.list_appeals(_ctx(request), principal, list_name, "all")
+    links = [a for a in listed.appeals if a.id == appeal_id]
+    if not links:
+        return _refused(
+            request, person, 404, "No such appeal", f"appeal {appeal_id} names no entry here"
+        )
+    return _render(
+        request,
+        "appeal.html",
+        person=person,
+        active="appeals",
+        list_name=list_name,
+        appeal_id=appeal_id,
+        links=links,
+        undecided=[a for a in links if a.status in ("open", "suspended")],
+        outcomes=_OUTCOMES,
+        message=message,
+        error=error,
+        status=status,
+    )
+
+
+@router.get("/appeals/{appeal_id}", response_class=HTMLResponse)
+async def appeal_page(request: Request, appeal_id: int) -> Response:
+    """One appeal: its state, block reference, matched entry (text) and the decide form."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    list_name = _chosen_list(request, person)
+    principal, refusal = _need_role(request, person, ANALYST, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    return await _appeal_page(request, person, principal, list_name, appeal_id)
+
+
+@router.post("/appeals/{appeal_id}/decide", response_class=HTMLResponse)
+async def appeal_decide(request: Request, appeal_id: int) -> Response:
+    """Record a decision through the API's route (its reviewer rule and audit record)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    principal, refusal = _need_role(request, person, ANALYST, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    error: str | None = None
+    status = 200
+    try:
+        entry_text = _text(form, "entry")
+        body = appeal_routes.DecideIn.model_validate(
+            {
+                "outcome": _text(form, "outcome") or "",
+                "reason": _text(form, "reason") or "",
+                "entry": int(entry_text) if entry_text is not None else None,
+            }
+        )
+        done = await appeal_routes.decide_appeal(
+            _ctx(request), principal, list_name, appeal_id, body
+        )
+        return await _appeal_page(
+            request,
+            person,
+            principal,
+            list_name,
+            appeal_id,
+            message=f"Appeal {done.id} decided: {done.status}.",
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except ValueError:
+        error = "entry: not a number"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _appeal_page(
+        request, person, principal, list_name, appeal_id, error=error, status=status
+    )
+
+
+@router.post("/appeals/{appeal_id}/close", response_class=HTMLResponse)
+async def appeal_close(request: Request, appeal_id: int) -> Response:
+    """An admin closes an appeal that matched no list (with a reason)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    admin = _admin_principal(person)
+    if admin is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    try:
+        body = appeal_routes.CloseIn.model_validate({"reason": _text(form, "reason") or ""})
+        await appeal_routes.close_appeal(_ctx(request), admin, appeal_id, body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        detail = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        return _refused(request, person, 422, "Not closed", detail)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "Not closed", f"{detail} ({code})")
+    target = f"{CONSOLE_PREFIX}/appeals?done=" + quote(f"Appeal {appeal_id} closed.")
+    if list_name is not None:
+        target += "&list=" + quote(list_name)
+    return RedirectResponse(target, status_code=303)
+
+
+# --- guard approvals and referrals (issue 16 item 6) --------------------------------
+
+
+@router.post("/guard-approve/{entry_id}", response_class=HTMLResponse)
+async def guard_approve(request: Request, entry_id: int) -> Response:
+    """An administrator approves a guarded entry with a justification (the API's route)."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    admin, refusal = _need_role(request, person, ADMIN, list_name)
+    if refusal is not None or admin is None or list_name is None:
+        return refusal or _login_redirect(request)
+    try:
+        body = GuardApproveIn.model_validate(_given(form, "justification"))
+        row = await safeguard_routes.guard_approve(_ctx(request), admin, list_name, entry_id, body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        detail = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        return _refused(request, person, 422, "Not approved", detail)
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        return _refused(request, person, status, "Not approved", f"{detail} ({code})")
+    done = f"Guard approval recorded for entry {row.id} (now {row.status})."
+    return RedirectResponse(
+        f"{CONSOLE_PREFIX}/queue?list={quote(list_name)}&done={quote(done)}", status_code=303
+    )
+
+
+async def _referrals_page(request: Request, person: Any, **extra: Any) -> Response:
+    list_name = _chosen_list(request, person, extra.pop("chosen", None))
+    analyst = _principal(person, ANALYST, list_name)
+    admin = _principal(person, ADMIN, list_name)
+    reader = analyst or admin
+    if reader is None or list_name is None:
+        return _refused(request, person, 403, "Not allowed", "this page needs the analyst role")
+    listed = await safeguard_routes.list_referrals(_ctx(request), reader, list_name)
+    return _render(
+        request,
+        "referrals.html",
+        person=person,
+        active="referrals",
+        list_name=list_name,
+        entries=listed.entries,
+        analyst=analyst is not None,
+        admin=admin is not None,
+        **extra,
+    )
+
+
+@router.get("/referrals", response_class=HTMLResponse)
+async def referrals_page(request: Request) -> Response:
+    """Entries proposed for referral, with the hosting evidence behind each proposal."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    return await _referrals_page(request, person)
+
+
+@router.post("/referrals/{entry_id}/{action}", response_class=HTMLResponse)
+async def referral_action(request: Request, entry_id: int, action: str) -> Response:
+    """``refer`` (an analyst agrees) or ``override`` (an administrator), each with a reason."""
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return refusal or _login_redirect(request)
+    list_name = _chosen_list(request, person, _text(form, "list"))
+    role = {"refer": ANALYST, "override": ADMIN}.get(action)
+    if role is None:
+        return _refused(request, person, 404, "No such action", action)
+    principal, refusal = _need_role(request, person, role, list_name)
+    if refusal is not None or principal is None or list_name is None:
+        return refusal or _login_redirect(request)
+    ctx = _ctx(request)
+    message: str | None = None
+    error: str | None = None
+    status = 200
+    try:
+        body = ReferIn.model_validate(_given(form, "reason"))
+        if action == "refer":
+            row = await safeguard_routes.refer_entry(ctx, principal, list_name, entry_id, body)
+            message = f"Entry {row.id} referred: it stays off the list ({row.status})."
+        else:
+            row = await safeguard_routes.override_referral(
+                ctx, principal, list_name, entry_id, body
+            )
+            message = f"Referral of entry {row.id} overridden: four-eyes goes on as usual."
+    except ValidationError as e:
+        first = e.errors()[0]
+        error = f"{'.'.join(str(x) for x in first['loc']) or 'form'}: {first['msg']}"
+        status = 422
+    except _DOMAIN_ERRORS as e:
+        status, code, detail = _problem_text(e)
+        error = f"{detail} ({code})"
+    return await _referrals_page(
+        request, person, chosen=list_name, message=message, error=error, status=status
     )
 
 

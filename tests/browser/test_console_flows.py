@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,200 @@ def test_bulk_import_with_results_and_approval(
     assert summary.startswith("0 approved")
     assert "self_approval" in driver.find_element(By.ID, "approval-results").text
     check_page(driver, console, "import-approval")
+
+
+def test_an_appeal_is_suspended_from_the_appeal_page(driver: Any, console: ConsoleServer) -> None:
+    """Issue 17 item 6: the queue, the detail page, the reviewer rule, a suspension."""
+    filed = httpx.post(
+        f"{console.base}/v1/appeals",
+        json={"url": URL, "message": "this page is my shop's price list"},
+        timeout=30,
+    )
+    assert filed.status_code == 202, filed.text
+    appeal = filed.json()["appeal"]
+    # bob approved the entry: he sees the appeal but may not decide it.
+    as_person(driver, console, state["bob"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Appeals"))
+    row = wait_for(driver, "#appeals tbody tr")
+    assert "203.0.113.7/reports/case-17.html" in row.text
+    assert driver.find_elements(By.CSS_SELECTOR, "#appeals .listed a") == []
+    check_page(driver, console, "appeals")
+    click_and_load(driver, row.find_element(By.LINK_TEXT, f"Appeal {appeal}"))
+    entry = state["entry"]
+    assert wait_for(driver, f"#appeal-state-{entry}").text == "open"
+    check_page(driver, console, "appeal")
+    driver.find_element(By.ID, "outcome-suspended").click()
+    driver.find_element(By.ID, "d-reason").send_keys("checking the shop's claim")
+    click_and_load(driver, driver.find_element(By.ID, "decide"))
+    assert "appeal_reviewer_ineligible" in wait_for(driver, "#error").text
+    assert driver.find_element(By.ID, f"appeal-state-{entry}").text == "open"
+    # carol, an analyst who neither added nor approved it, suspends it.
+    url_c = create_person(console, "carol", "analyst", [LIST])
+    secret_c, step_c = enrol(driver, console, url_c, "correct horse battery C", None)
+    state["carol"] = Person("carol", "correct horse battery C", secret_c, step_c)
+    as_person(driver, console, state["carol"])
+    driver.get(f"{console.base}/console/appeals/{appeal}?list={LIST}")
+    driver.find_element(By.ID, "outcome-suspended").click()
+    driver.find_element(By.ID, "d-reason").send_keys("off while the claim is checked")
+    click_and_load(driver, driver.find_element(By.ID, "decide"))
+    assert "decided: suspended" in wait_for(driver, "[role=status]").text
+    assert driver.find_element(By.ID, f"appeal-state-{entry}").text.startswith("suspended")
+    with console.ctx.db.read() as session:
+        from blocklist.store.models import EntryRow
+
+        row_db = session.get(EntryRow, entry)
+        assert row_db is not None
+        assert row_db.status != "active"
+    check_page(driver, console, "appeal-decided")
+
+
+def test_a_guarded_entry_is_guard_approved_and_a_referral_referred(
+    driver: Any, console: ConsoleServer
+) -> None:
+    """Issue 16 item 6: the queue's guard-approve form and the Referrals page."""
+    from blocklist.safeguards import HostingAddress, HostingEvidence
+    from blocklist.store import entries as store_entries
+    from blocklist.store import guards as store_guards
+    from blocklist.store import verification as store_verification
+    from blocklist.store.accounts import get_account_by_name
+    from blocklist.store.lists import get_list
+    from blocklist.store.models import EntryRow
+    from blocklist.verification import DNS_NXDOMAIN, Observation, advance
+
+    for name in ("dana", "erin"):
+        link = create_person(console, name, "admin", [])
+        secret, step = enrol(driver, console, link, f"correct horse battery {name}", None)
+        state[name] = Person(name, f"correct horse battery {name}", secret, step)
+    evidence = HostingEvidence(
+        verified=True,
+        addresses=(HostingAddress("192.0.2.10", "NL"),),
+        database="test-geo 2026-11",
+        resolver="127.0.0.1",
+        checked_at="2026-11-30T12:00:00Z",
+    )
+    with console.ctx.db.transaction() as session:
+        list_id = get_list(session, LIST).id
+        store_guards.add_guard(session, "shared.example.net", actor="dana", note="shared host")
+        # dana (an admin) opened the guarded entry; bob's approval is the four-eyes one.
+        guarded, _ = store_entries.add_entry(
+            session,
+            list_id,
+            url="http://site.shared.example.net/",
+            scope="host",
+            reason="whole site, reported twice",
+            actor="dana",
+            person=get_account_by_name(session, "dana").id,
+        )
+        store_entries.approve(session, list_id, guarded.id, actor="bob", actor_role="analyst")
+        referred, _ = store_entries.add_entry(
+            session,
+            list_id,
+            url="http://198.51.100.44/home.html",
+            scope="page",
+            reason="hosted at home",
+            actor="alice",
+        )
+        store_guards.record_hosting(
+            session,
+            list_id,
+            referred,
+            evidence,
+            actor="alice",
+            home_country="NL",
+            now=console.ctx.wall_clock(),
+        )
+        guarded_id, referred_id = guarded.id, referred.id
+    # The creator, although an admin, is refused the guard approval.
+    as_person(driver, console, state["dana"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    wait_for(driver, f"#justify-{guarded_id}").send_keys("a second pair of eyes")
+    click_and_load(driver, driver.find_element(By.ID, f"guard-approve-{guarded_id}"))
+    assert "Not approved" in wait_for(driver, "h1").text
+    # erin, another admin, approves it from the queue with a justification.
+    as_person(driver, console, state["erin"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    row = wait_for(driver, "#guarded tbody tr")
+    assert "site.shared.example.net" in row.text
+    check_page(driver, console, "queue-guarded")
+    driver.find_element(By.ID, f"justify-{guarded_id}").send_keys("only this site is abusive")
+    click_and_load(driver, driver.find_element(By.ID, f"guard-approve-{guarded_id}"))
+    assert "Guard approval recorded" in wait_for(driver, "[role=status]").text
+    with console.ctx.db.read() as session:
+        entry = session.get(EntryRow, guarded_id)
+        assert entry is not None
+        assert entry.guard_approved_by == "erin"
+        assert entry.status == "active"
+    # Two checks find it gone from every vantage point: the job proposes expiry,
+    # and the Queue lists the proposal with its state.
+    for day in (1, 2):
+        now = console.ctx.wall_clock() + timedelta(days=day)
+        with console.ctx.db.read() as session:
+            previous = store_verification.get_state(session, guarded_id)
+        outcome = advance(
+            previous,
+            [Observation("a", DNS_NXDOMAIN), Observation("b", DNS_NXDOMAIN)],
+            now=now,
+            gone_threshold=2,
+            max_unverified_days=30,
+            listed_since=now - timedelta(days=day),
+        )
+        with console.ctx.db.transaction() as session:
+            store_verification.record(
+                session,
+                list_id,
+                guarded_id,
+                outcome,
+                gone_threshold=2,
+                auto_expire_gone=False,
+                now=now,
+            )
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    proposal = wait_for(driver, "#proposals tbody tr").text
+    assert f"#{guarded_id}" in proposal
+    assert "expiry" in proposal
+    assert "gone" in proposal
+    check_page(driver, console, "queue-proposals")
+    # erin's Appeals page lists an appeal that matched no list; she closes it.
+    filed = httpx.post(
+        f"{console.base}/v1/appeals",
+        json={"url": "http://unlisted.example.org/page.html", "message": "not blocked?"},
+        timeout=30,
+    )
+    assert filed.status_code == 202, filed.text
+    unmatched = filed.json()["appeal"]
+    driver.get(f"{console.base}/console/appeals?list={LIST}")
+    row = wait_for(driver, "#unmatched tbody tr")
+    assert "unlisted.example.org/page.html" in row.text
+    assert driver.find_elements(By.CSS_SELECTOR, "#unmatched a") == []
+    check_page(driver, console, "appeals-unmatched")
+    driver.find_element(By.ID, f"close-{unmatched}").send_keys("not on any list")
+    click_and_load(driver, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert f"Appeal {unmatched} closed" in wait_for(driver, "[role=status]").text
+    assert "No open unmatched appeal" in driver.find_element(By.ID, "unmatched").text
+    # bob (analyst) refers the proposed entry, seeing its hosting evidence.
+    as_person(driver, console, state["bob"])
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Referrals"))
+    evidence_text = wait_for(driver, f"#ref-{referred_id}-hosting").text
+    assert "192.0.2.10" in evidence_text
+    assert "test-geo 2026-11" in evidence_text
+    check_page(driver, console, "referrals")
+    driver.find_element(By.ID, f"refer-{referred_id}").send_keys("hosted here: takedown")
+    click_and_load(driver, driver.find_element(By.ID, f"refer-button-{referred_id}"))
+    assert "referred" in wait_for(driver, "[role=status]").text
+    with console.ctx.db.read() as session:
+        entry = session.get(EntryRow, referred_id)
+        assert entry is not None
+        assert entry.status == "referred"
+    # The entry page shows the evidence and the re-verification state.
+    driver.get(f"{console.base}/console/entries/{referred_id}?list={LIST}")
+    assert "192.0.2.10" in wait_for(driver, "#entry-hosting").text
+    check_page(driver, console, "entry-safeguards")
+    driver.get(f"{console.base}/console/entries/{guarded_id}?list={LIST}")
+    assert wait_for(driver, "#verification-status").text == "gone"
+    assert driver.find_element(By.ID, "verification-gone").text == "2"
+    assert "erin" in driver.find_element(By.ID, "entry-guard").text
 
 
 def test_keyboard_only_login_and_add(driver: Any, console: ConsoleServer) -> None:

@@ -101,6 +101,11 @@ def test_clickjacking_and_caching_headers_on_every_console_response(
             "/console/static/console.js",
             "/console/enrol/no-such-link",
             "/console/queue",  # a redirect to the login form
+            "/console/guards",
+            "/console/referrals",
+            "/console/appeals",
+            "/console/appeals/1",
+            "/console/transparency",
         ):
             r = client.get(path)
             for name, value in SECURITY_HEADERS.items():
@@ -320,6 +325,10 @@ def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     driver.get(f"{console.base}/console/admin?list={LIST}")
     assert "Not allowed" in wait_for(driver, "h1").text
     check_page(driver, console)
+    # ... and the guard list (issue 16 item 6), which is not in an analyst's nav.
+    assert not driver.find_elements(By.LINK_TEXT, "Guard list")
+    driver.get(f"{console.base}/console/guards?list={LIST}")
+    assert "Not allowed" in wait_for(driver, "h1").text
     # The admin creates an account: the page shows its one-time link.
     login(driver, console, people["carol"])
     driver.get(f"{console.base}/console/admin?list={LIST}")
@@ -335,6 +344,134 @@ def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     driver.find_element(By.ID, "tk-name").send_keys("isp-admin-page")
     click_and_load(driver, driver.find_element(By.ID, "create-token"))
     assert str(wait_for(driver, "#secret-out").get_attribute("value")).startswith("cf_isp_")
+
+
+def test_guard_list_page(driver: Any, console: ConsoleServer) -> None:
+    """An admin guards a host and lifts the guard with a reason (issue 16 item 6)."""
+    from blocklist.store import guards as store_guards
+
+    def guarded() -> list[str]:
+        with console.ctx.db.read() as session:
+            return [g.host for g in store_guards.list_guards(session)]
+
+    # carol (admin) is signed in since test_admin_pages; the nav leads here.
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Guard list"))
+    wait_for(driver, "#guards")
+    check_page(driver, console)
+    driver.find_element(By.ID, "g-host").send_keys("shared.example.com")
+    driver.find_element(By.ID, "g-note").send_keys("shared hosting: thousands of sites")
+    click_and_load(driver, driver.find_element(By.ID, "guard-add"))
+    assert "is guarded" in wait_for(driver, "[role=status]").text
+    table = driver.find_element(By.ID, "guards").text
+    assert "shared.example.com" in table
+    assert "thousands of sites" in table
+    assert driver.find_elements(By.CSS_SELECTOR, "#guards a") == []  # hosts are text
+    before = guarded()
+    assert "shared.example.com" in before
+    check_page(driver, console, "guards")
+    # Guarding it twice is the API's clear refusal, and changes nothing.
+    driver.find_element(By.ID, "g-host").send_keys("shared.example.com")
+    click_and_load(driver, driver.find_element(By.ID, "guard-add"))
+    assert wait_for(driver, "#error").text
+    assert guarded() == before
+    # Lifting needs a reason; with one the guard is gone (audited by the API).
+    row = driver.find_element(
+        By.XPATH, "//table[@id='guards']//tr[td[1][normalize-space()='shared.example.com']]"
+    )
+    row.find_element(By.NAME, "reason").send_keys("the provider moved its customers")
+    click_and_load(driver, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert "is lifted" in wait_for(driver, "[role=status]").text
+    assert sorted(guarded()) == sorted(set(before) - {"shared.example.com"})
+    # Every form of the issue 16/17 pages is refused without the session's
+    # CSRF token, and from another site, before anything is done.
+    from api.accounts import SESSION_COOKIE
+
+    cookie = session_cookie(driver)
+    with httpx.Client(base_url=console.base, timeout=30, cookies={SESSION_COOKIE: cookie}) as c:
+        for path in (
+            "/console/guards/add",
+            "/console/guards/remove",
+            "/console/guard-approve/1",
+            "/console/referrals/1/refer",
+            "/console/referrals/1/override",
+            "/console/appeals/1/decide",
+            "/console/appeals/1/close",
+        ):
+            data = {"list": LIST, "host": "planted.example.com", "reason": "planted"}
+            r = c.post(path, data=data)
+            assert r.status_code == 403, (path, r.text)
+            assert "security token" in r.text
+            r = c.post(path, data=data, headers={"Sec-Fetch-Site": "cross-site"})
+            assert r.status_code == 403, (path, r.text)
+            assert "cross-site" in r.text
+    assert "planted.example.com" not in guarded()
+
+
+def test_transparency_page(driver: Any, console: ConsoleServer) -> None:
+    """The month bars come from the stored signed reports; the note text is one click away."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from blocklist import transparency as reports
+    from blocklist.store import transparency as store_reports
+    from blocklist.store.models import ListRow
+    from signer.keys import SecretKey
+    from signer.note import sign_note
+
+    driver.get(f"{console.base}/console/transparency?list={LIST}")
+    # The list was made this month: no month has ended since.
+    assert wait_for(driver, "#no-reports").text
+    check_page(driver, console)
+    # A list older than a month with last month's report issued (the signer's
+    # issuing is tested in tests/signer; here only the page is under test).
+    now = datetime.now(UTC)
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    period = f"{year:04d}-{month:02d}"
+    figures = dict.fromkeys(reports.FIGURES, "0")
+    figures.update(
+        {
+            "entries_added": "8",
+            "removed_analyst": "1",
+            "removed_expiry": "3",
+            "listed_entries": "4",
+            "median_age_days": "1.5",
+            "reverification_coverage_percent": "0.0",
+            "median_days_to_decision": "0.0",
+        }
+    )
+    text = reports.Report(
+        origin="example.org/main",
+        period=period,
+        version=1,
+        audit_seq=1,
+        audit_head=bytes(32),
+        figures=figures,
+    ).to_text()
+    note = sign_note(text, [SecretKey.generate("report.example.org")])
+    with console.ctx.db.transaction() as session:
+        row = session.query(ListRow).filter_by(name=LIST).one()
+        session.execute(
+            update(ListRow)
+            .where(ListRow.id == row.id)
+            .values(created_at=datetime(year, month, 1, tzinfo=UTC))
+        )
+        store_reports.put_report(session, row.id, period, note, now)
+    driver.get(f"{console.base}/console/queue?list={LIST}")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Transparency"))
+    first = wait_for(driver, "#report-months tbody tr")
+    assert first.find_element(By.CSS_SELECTOR, "th").text == period
+    added, removed = first.find_elements(By.CSS_SELECTOR, "rect")
+    # The longest bar is the largest figure; the other is in proportion (8 vs 1+3).
+    assert int(str(added.get_attribute("width"))) == 300
+    assert int(str(removed.get_attribute("width"))) == 150
+    assert driver.find_elements(By.CSS_SELECTOR, "script:not([src])") == []
+    check_page(driver, console, "transparency")
+    click_and_load(driver, first.find_element(By.LINK_TEXT, f"{period} note"))
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert body.startswith(reports.REPORT_HEADER)
+    assert "entries_added 8" in body
 
 
 def test_an_idle_session_expires(driver: Any, console: ConsoleServer) -> None:

@@ -466,6 +466,22 @@ async def _need(request: Request) -> tuple[Any, Response | None]:
     return person, None
 
 
+async def _posted(request: Request) -> tuple[Any, FormData, Response | None]:
+    """The session's person and the POSTed form, or the page that refuses them.
+
+    Every state-changing console route starts here: no session redirects to
+    the login page; a cross-site request or a bad CSRF token gets the 403
+    page (:func:`_form`).
+    """
+    person, refusal = await _need(request)
+    if refusal is not None:
+        return None, FormData(), refusal
+    form, refusal = await _form(request, person)
+    if refusal is not None or form is None:
+        return person, FormData(), refusal or _login_redirect(request)
+    return person, form, None
+
+
 def _need_role(
     request: Request, person: Any, role: str, list_name: str | None
 ) -> tuple[Principal | None, Response | None]:
@@ -594,12 +610,9 @@ def _parse_expiry(text: str | None) -> datetime | None:
 @router.post("/add", response_class=HTMLResponse)
 async def add_submit(request: Request) -> Response:
     """``action=preview`` shows the reach; ``action=add`` stores the entry as pending."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -739,12 +752,9 @@ async def _show_entry(
 @router.post("/entries/{entry_id}/{action}", response_class=HTMLResponse)
 async def entry_action(request: Request, entry_id: int, action: str) -> Response:
     """Approve, expire or reinstate one entry (the API's rules, the person as actor)."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -834,12 +844,9 @@ async def _has_session(ctx: AppContext, scope: Scope) -> bool:
 @body_cap(MAX_IMPORT_BYTES)
 async def import_submit(request: Request) -> Response:
     """Add the uploaded CSV's rows; a result per row, kept for download."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -942,12 +949,9 @@ async def import_results(request: Request, key: str) -> Response:
 @router.post("/import/{import_id}/approve", response_class=HTMLResponse)
 async def import_approve(request: Request, import_id: int) -> Response:
     """Approve every entry of an import; a result per entry."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -1038,12 +1042,9 @@ _SEARCH_FIELDS: Final = (
 @router.post("/search", response_class=HTMLResponse)
 async def search_submit(request: Request) -> Response:
     """One page of entries matching every filter given."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -1202,12 +1203,9 @@ async def versions(request: Request) -> Response:
 @router.post("/publish", response_class=HTMLResponse)
 async def publish_now(request: Request) -> Response:
     """Cut a version from everything approved now."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal = _principal(person, ANALYST, list_name) or _principal(person, ADMIN, list_name)
     if principal is None or list_name is None:
@@ -1319,12 +1317,9 @@ async def my_tokens(request: Request) -> Response:
 @router.post("/tokens", response_class=HTMLResponse)
 async def mint_token(request: Request) -> Response:
     """Mint the token in this TOTP-authenticated session; shown once."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     role = _text(form, "role") or ANALYST
     name = _text(form, "name") or ""
@@ -1403,12 +1398,9 @@ async def admin_page(request: Request) -> Response:
 @router.post("/admin/{action}", response_class=HTMLResponse)
 async def admin_action(request: Request, action: str) -> Response:
     """Create an account, a token or a list; revoke a token; add or remove a witness."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     ctx = _ctx(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal = _admin_principal(person)
@@ -1530,12 +1522,9 @@ async def guards_page(request: Request) -> Response:
 @router.post("/guards/{action}", response_class=HTMLResponse)
 async def guards_action(request: Request, action: str) -> Response:
     """Guard a host (``add``) or lift a guard with a reason (``remove``): the API's routes."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     principal = _admin_principal(person)
     if principal is None:
         return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
@@ -1775,12 +1764,9 @@ async def appeal_page(request: Request, appeal_id: int) -> Response:
 @router.post("/appeals/{appeal_id}/decide", response_class=HTMLResponse)
 async def appeal_decide(request: Request, appeal_id: int) -> Response:
     """Record a decision through the API's route (its reviewer rule and audit record)."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     principal, refusal = _need_role(request, person, ANALYST, list_name)
     if refusal is not None or principal is None or list_name is None:
@@ -1825,12 +1811,9 @@ async def appeal_decide(request: Request, appeal_id: int) -> Response:
 @router.post("/appeals/{appeal_id}/close", response_class=HTMLResponse)
 async def appeal_close(request: Request, appeal_id: int) -> Response:
     """An admin closes an appeal that matched no list (with a reason)."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     admin = _admin_principal(person)
     if admin is None:
         return _refused(request, person, 403, "Not allowed", "this page needs the admin role")
@@ -1857,12 +1840,9 @@ async def appeal_close(request: Request, appeal_id: int) -> Response:
 @router.post("/guard-approve/{entry_id}", response_class=HTMLResponse)
 async def guard_approve(request: Request, entry_id: int) -> Response:
     """An administrator approves a guarded entry with a justification (the API's route)."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     admin, refusal = _need_role(request, person, ADMIN, list_name)
     if refusal is not None or admin is None or list_name is None:
@@ -1916,12 +1896,9 @@ async def referrals_page(request: Request) -> Response:
 @router.post("/referrals/{entry_id}/{action}", response_class=HTMLResponse)
 async def referral_action(request: Request, entry_id: int, action: str) -> Response:
     """``refer`` (an analyst agrees) or ``override`` (an administrator), each with a reason."""
-    person, refusal = await _need(request)
+    person, form, refusal = await _posted(request)
     if refusal is not None:
         return refusal
-    form, refusal = await _form(request, person)
-    if refusal is not None or form is None:
-        return refusal or _login_redirect(request)
     list_name = _chosen_list(request, person, _text(form, "list"))
     role = {"refer": ANALYST, "override": ADMIN}.get(action)
     if role is None:

@@ -82,6 +82,7 @@ STATUS_BY_ERROR: Final[Mapping[type[BaseException], int]] = {
     store.Conflict: 409,
     store.DuplicateApproval: 409,
     store.TokenNameTaken: 409,
+    store.AnalystTokenNeedsPerson: 409,
     store.PermissionDenied: 403,
     store.SelfApproval: 403,
     store.AdminCannotApprove: 403,

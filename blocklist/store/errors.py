@@ -49,6 +49,7 @@ __all__ = [
     "AccountNameTaken",
     "AccountSecretsUnavailable",
     "AdminCannotApprove",
+    "AnalystTokenNeedsPerson",
     "AwaitingSafeguard",
     "BelowThreshold",
     "BulkRejected",
@@ -109,6 +110,18 @@ class TokenNameTaken(Conflict):
     """A token not revoked already has this name for this role and list."""
 
     code = "token_name_taken"
+
+
+class AnalystTokenNeedsPerson(Conflict):
+    """An analyst token of no person, for a list whose analysts are persons.
+
+    Once a person holds the analyst role on a list (or on every list), a
+    token of no person would count as an identity of its own in four-eyes:
+    the loophole persons close (issue 15, item 4). New analyst tokens there
+    are minted by the person, from their own TOTP-authenticated session.
+    """
+
+    code = "analyst_token_needs_person"
 
 
 class PermissionDenied(StoreError):

@@ -41,10 +41,17 @@ from sqlalchemy.orm import Session
 from blocklist.auditlog import Action, Actor
 from blocklist.encoding import format_time
 from blocklist.store import audit
-from blocklist.store.errors import InvalidField, InvalidState, NotFound, TokenNameTaken
+from blocklist.store.errors import (
+    AnalystTokenNeedsPerson,
+    InvalidField,
+    InvalidState,
+    NotFound,
+    TokenNameTaken,
+)
 from blocklist.store.models import (
     ROLES,
     TOKEN_NAME_LENGTH,
+    AccountRoleRow,
     AccountRow,
     ListRow,
     TokenNameRow,
@@ -183,6 +190,9 @@ def create_token(
         NotFound: a named list does not exist.
         TokenNameTaken: a token not revoked has this name for this role on
             one of these lists (or on every list).
+        AnalystTokenNeedsPerson: an analyst token of no person for a list
+            on which a person holds the analyst role
+            (:func:`_check_analyst_persons`).
     """
     now = audit.resolve_now(now)
     audit.check_actor(actor)
@@ -208,6 +218,8 @@ def create_token(
     token = role_prefix(role) + secret.decode("ascii")
     audit.lock_list(session, None)
     scopes = claim_scopes(role, [r.id for r in rows])
+    if role == "analyst" and account_id is None:
+        _check_analyst_persons(session, scopes)
     _check_name_free(session, name, role, scopes)
     row = TokenRow(
         name=name,
@@ -249,6 +261,37 @@ def create_token(
         now=now,
     )
     return token, row
+
+
+def _check_analyst_persons(session: Session, scopes: Sequence[int]) -> None:
+    """Refuse an analyst token of no person where analysts are persons.
+
+    Issue 15, item 4: a token of no person is its own identity in
+    four-eyes (its name), so on a list where any person holds the analyst
+    role an admin could otherwise mint a second "analyst" and approve as
+    someone else. Tokens minted before the list had persons keep working
+    and keep the name rule until attached (item 5); only new ones are
+    refused. A token for every list (``scopes == [EVERY_LIST]``) is
+    refused once any person holds the analyst role anywhere.
+
+    Raises:
+        AnalystTokenNeedsPerson: a person holds the analyst role on one of
+            ``scopes`` or on every list.
+    """
+    query = select(AccountRoleRow.list_id).where(AccountRoleRow.role == "analyst")
+    if EVERY_LIST not in scopes:
+        query = query.where(AccountRoleRow.list_id.in_(sorted({*scopes, EVERY_LIST})))
+    held = session.scalar(query.order_by(AccountRoleRow.list_id).limit(1))
+    if held is None:
+        return
+    where = "every list"
+    if held != EVERY_LIST:
+        where = f"list {session.scalar(select(ListRow.name).where(ListRow.id == held))!r}"
+    raise AnalystTokenNeedsPerson(
+        f"a person holds the analyst role on {where}: a new analyst token there must "
+        "be a person's, minted in that person's console session (My tokens); attach "
+        "an existing token with 'cleanfeed account attach-token'"
+    )
 
 
 def lookup_token(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:

@@ -78,6 +78,10 @@ class Env:
 
     d: Deployment
     client: ApiClient
+    #: Analyst tokens of no person, minted when the deployment had no
+    #: analyst person (afterwards the store refuses such tokens:
+    #: ``analyst_token_needs_person``); the revoke and attach rows use them.
+    legacy_tokens: list[int]
 
     def list_id(self, name: str) -> int:
         with self.d.db.read() as session:
@@ -134,11 +138,8 @@ class Env:
         return host
 
     def fresh_token_id(self) -> int:
-        with self.d.db.transaction() as session:
-            _, row = store_tokens.create_token(
-                session, name=f"victim-{next(_counter)}", role="analyst", actor="test"
-            )
-            return row.id
+        """An analyst token of no person, minted before any analyst person existed."""
+        return self.legacy_tokens.pop()
 
     def fresh_account(self, role: str = "auditor") -> str:
         """An account (issue 15) with ``role`` on every list."""
@@ -702,7 +703,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         for name in LISTS:
             publish(client, d.tokens.admin, name)  # version 1: the canary
-        yield Env(d, client)
+        with d.db.transaction() as session:
+            legacy = [
+                store_tokens.create_token(
+                    session, name=f"victim-{next(_counter)}", role="analyst", actor="test"
+                )[1].id
+                for _ in range(2 * len(ROLES) * len(LISTS))
+            ]
+        yield Env(d, client, legacy)
     finally:
         client.close()
         close_deployment(d)

@@ -38,6 +38,8 @@ from support.browser import (
 )
 from support.console_accounts import create_person
 
+from blocklist.store import accounts as store_accounts
+
 # The tests build on each other in one browser (enrolled persons, an added
 # entry): scripts/test runs the browser tests in one process, in order.
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -166,10 +168,33 @@ def _token(console: ConsoleServer, name: str, role: str) -> str:
     return token
 
 
+def _person_token(console: ConsoleServer, person: str, name: str) -> str:
+    """An analyst API token of ``person``, as "My tokens" mints it (issue 15, item 4).
+
+    Once analysts are persons, ``POST /v1/tokens`` refuses an analyst token
+    of no person (``analyst_token_needs_person``), so automation tokens
+    come from their owner.
+    """
+    with console.ctx.db.transaction() as session:
+        account = store_accounts.get_account_by_name(session, person)
+        token, _ = store_accounts.mint_person_token(
+            session, account.id, role="analyst", list_name=LIST, name=name
+        )
+    return token
+
+
 def test_an_isp_syncs_a_first_version(console: ConsoleServer, tmp_path_factory: Any) -> None:
     # A first version from two API tokens (the curl path), for the ISP to be on.
-    seed_a = _token(console, "seed-a", "analyst")
-    seed_b = _token(console, "seed-b", "analyst")
+    refused = httpx.post(
+        f"{console.base}/v1/tokens",
+        json={"name": "seed-nobody", "role": "analyst", "lists": [LIST]},
+        headers={"Authorization": f"Bearer {console.admin_token}"},
+        timeout=30,
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "analyst_token_needs_person"
+    seed_a = _person_token(console, "alice", "seed-a")
+    seed_b = _person_token(console, "bob", "seed-b")
     with httpx.Client(base_url=console.base, timeout=60) as api:
         added = api.post(
             f"/v1/lists/{LIST}/entries",

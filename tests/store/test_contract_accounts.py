@@ -24,6 +24,7 @@ from blocklist.store import tokens as store_tokens
 from blocklist.store.accounts import AccountSecrets, RoleGrant
 from blocklist.store.errors import (
     AccountNameTaken,
+    AnalystTokenNeedsPerson,
     DuplicateApproval,
     EnrolmentInvalid,
     InvalidField,
@@ -218,9 +219,12 @@ def test_revoking_the_last_role_revokes_the_persons_tokens(db: Database, list_id
 
 
 def test_a_disabled_persons_attached_token_stops_working(db: Database, list_id: int) -> None:
-    _, ana = create(db, "ana", ("analyst", "*"))
+    # A token of the days before persons (minted before any analyst person
+    # exists: afterwards the store refuses it, see the next test).
     with db.transaction() as s:
         token, row = store_tokens.create_token(s, name="ana-old", role="analyst", now=NOW)
+    _, ana = create(db, "ana", ("analyst", "*"))
+    with db.transaction() as s:
         store_accounts.attach_token(s, row.id, "ana", actor="root", now=NOW)
     with db.read() as s:
         p = store_tokens.lookup_token(s, token, now=NOW)
@@ -251,6 +255,39 @@ def test_attach_refuses_what_the_person_does_not_hold(
     unchanged(attach(analyst_id), PermissionDenied)
     unchanged(attach(isp_id), PermissionDenied)
     unchanged(attach(999), NotFound)
+
+
+def test_an_analyst_token_of_no_person_is_refused_where_analysts_are_persons(
+    db: Database, list_id: int, list2_id: int, unchanged: Unchanged
+) -> None:
+    """Issue 15 item 4: tokens of no person would be identities of their own."""
+
+    def mint(name: str, role: str = "analyst", lists: tuple[str, ...] = ()) -> Callable[[], object]:
+        def run() -> object:
+            with db.transaction() as s:
+                return store_tokens.create_token(s, name=name, role=role, lists=lists, now=NOW)
+
+        return run
+
+    # Before any analyst person: today's rules (a migrated deployment).
+    mint("before")()
+    _, ana = create(db, "ana", ("analyst", "main"))
+    unchanged(mint("second-ana", lists=("main",)), AnalystTokenNeedsPerson, match="'main'")
+    unchanged(mint("every-list"), AnalystTokenNeedsPerson)
+    unchanged(mint("both", lists=("main", "strict")), AnalystTokenNeedsPerson)
+    # A list with no analyst person keeps the old rule; other roles are
+    # organisations' tokens; the person mints her own.
+    mint("strict-only", lists=("strict",))()
+    mint("isp", role="isp", lists=("main",))()
+    mint("ops", role="admin")()
+    with db.transaction() as s:
+        _, row = store_accounts.mint_person_token(
+            s, ana, role="analyst", list_name="main", name="ana-cron", now=NOW
+        )
+        assert row.account_id == ana
+    # A person on every list closes every list.
+    create(db, "bo", ("analyst", "*"))
+    unchanged(mint("strict-later", lists=("strict",)), AnalystTokenNeedsPerson, match="every list")
 
 
 def test_mint_person_token_needs_the_role(db: Database, list_id: int) -> None:

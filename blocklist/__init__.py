@@ -1,4 +1,4 @@
-"""The cleanfeed domain: pure modules, and two fenced I/O corners.
+"""The cleanfeed domain: pure modules, and three fenced I/O corners.
 
 Pure (no files, no network, no database, no clock unless passed in):
 canonicalisation of URLs into Safe Browsing expressions (``canonical``),
@@ -7,15 +7,19 @@ digest (``statedigest``), Merkle tree math (``merkle``), the text formats of
 statements, checkpoints and keyrings, the audit-log chain (``auditlog``),
 encodings and errors.
 
-I/O, in two named places only (docs/adr/0004-blocklist-io-corners.md):
+I/O, in three named places only (docs/adr/0004-blocklist-io-corners.md):
 
 - ``blocklist.store``: the SQLAlchemy persistence, imported only by the
   server side (``api``, ``signer``);
 - ``blocklist.tempfiles``: the names of atomic-write temporaries and their
   clean-up, shared by the signer and the clients (which may not import each
-  other).
+  other);
+- ``blocklist.httpdeadline``: one overall deadline per HTTP exchange (a
+  wrapper of httpcore's network backend), shared by the clients' network
+  floor and the signer's re-verification job, and imported by those two
+  only.
 
-No pure module imports either (tests/test_layering.py).
+No pure module imports any of them (tests/test_layering.py).
 """
 
 __all__: list[str] = []

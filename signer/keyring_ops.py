@@ -91,6 +91,32 @@ def _latest_keyring(session: Session, list_id: int) -> tuple[Keyring, str]:
     return Keyring.parse(parse_note(row.note).text), row.note
 
 
+def _store_keyring(
+    session: Session,
+    list_id: int,
+    serial: int,
+    note: str,
+    action: str,
+    details: dict[str, object],
+    now: datetime,
+) -> None:
+    """Store keyring ``serial`` and its audit record in the caller's transaction.
+
+    Renewal, rotation and import all end this way; the record's details are
+    ``{"serial": serial, **details}``, so every keyring record names the
+    serial it stored.
+    """
+    store_versions.put_keyring(session, list_id, serial=serial, note=note, now=now)
+    store_audit.append(
+        session,
+        list_id=list_id,
+        actor=ACTOR_KEYS,
+        action=action,
+        details={"serial": serial, **details},
+        now=now,
+    )
+
+
 def renew_keyring_if_needed(
     data_dir: Path,
     list_name: str,
@@ -143,20 +169,14 @@ def renew_keyring_if_needed(
             if current.expires - now > renew_before:
                 return None  # renewed by another process meanwhile
             renewed = replace(current, serial=current.serial + 1, expires=now + KEYRING_LIFETIME)
-            store_versions.put_keyring(
+            _store_keyring(
                 session,
                 lst.id,
-                serial=renewed.serial,
-                note=sign_keyring(renewed, [root]),
-                now=now,
-            )
-            store_audit.append(
-                session,
-                list_id=lst.id,
-                actor=ACTOR_KEYS,
-                action=Action.KEYRING_RENEW,
-                details={"serial": renewed.serial, "expires": renewed.expires.isoformat()},
-                now=now,
+                renewed.serial,
+                sign_keyring(renewed, [root]),
+                Action.KEYRING_RENEW,
+                {"expires": renewed.expires.isoformat()},
+                now,
             )
         logger.info("renewed keyring of %s: serial %d", list_name, renewed.serial)
         return renewed
@@ -217,25 +237,18 @@ def rotate_online_key(
                 raise KeyringError("format", "the keyring has no open online key to rotate")
             old_vkey = open_keys[0]
             rotated = rotated_keyring(current, version, new_key.vkey, now + KEYRING_LIFETIME)
-            store_versions.put_keyring(
+            _store_keyring(
                 session,
                 lst.id,
-                serial=rotated.serial,
-                note=sign_keyring(rotated, [root]),
-                now=now,
-            )
-            store_audit.append(
-                session,
-                list_id=lst.id,
-                actor=ACTOR_KEYS,
-                action=Action.KEYRING_ROTATE,
-                details={
-                    "serial": rotated.serial,
+                rotated.serial,
+                sign_keyring(rotated, [root]),
+                Action.KEYRING_ROTATE,
+                {
                     "old_key": parse_vkey(old_vkey).key_id.hex(),
                     "new_key": new_key.key_id.hex(),
                     "last_version_of_old_key": version,
                 },
-                now=now,
+                now,
             )
             # Checkpoints verify only under an open range: re-sign now.
             publisher.sign_current_checkpoint(session, lst, now)
@@ -306,15 +319,7 @@ def import_signed_keyring(
                     f"the keyring changes which key signed versions 1..{version}; "
                     "published statements would stop verifying",
                 )
-            store_versions.put_keyring(session, lst.id, serial=keyring.serial, note=note, now=now)
-            store_audit.append(
-                session,
-                list_id=lst.id,
-                actor=ACTOR_KEYS,
-                action=Action.KEYRING_IMPORT,
-                details={"serial": keyring.serial},
-                now=now,
-            )
+            _store_keyring(session, lst.id, keyring.serial, note, Action.KEYRING_IMPORT, {}, now)
             if held is None or held.open_keys() != keyring.open_keys():
                 publisher.sign_current_checkpoint(session, lst, now)
         return keyring

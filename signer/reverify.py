@@ -38,10 +38,8 @@ a URL, a host or a body.
 
 from __future__ import annotations
 
-import contextvars
 import ipaddress
 import logging
-import ssl
 import threading
 import time
 import tomllib
@@ -55,9 +53,9 @@ from typing import Any, Final
 import dns.exception
 import dns.rdatatype
 import dns.resolver
-import httpcore
 import httpx
 
+from blocklist.httpdeadline import deadline, install_deadline
 from blocklist.store import lists as store_lists
 from blocklist.store import verification as store_verification
 from blocklist.store.db import Database
@@ -350,112 +348,6 @@ def _error_name(error: Exception) -> str:
     return "transport"
 
 
-#: Monotonic time by which the current thread's request must be answered.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "cleanfeed_reverify_deadline", default=None
-)
-
-
-def _clamp(timeout: float | None, error: type[Exception]) -> float | None:
-    """``timeout`` cut to what is left of the request's deadline; raise once it passed."""
-    end = _DEADLINE.get()
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise error("the overall deadline of the check passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every wait ends at the request's overall deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(
-            self._inner.start_tls(
-                ssl_context, server_hostname, _clamp(timeout, httpcore.ConnectTimeout)
-            )
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's network backend with every connection a :class:`_DeadlineStream`."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(
-            self._inner.connect_tcp(
-                host,
-                port,
-                _clamp(timeout, httpcore.ConnectTimeout),
-                local_address,
-                socket_options,
-            )
-        )
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("re-verification never connects to a Unix socket")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _install_deadline(client: httpx.Client) -> None:
-    """Wrap the network backend of each transport of ``client`` (direct and proxy).
-
-    httpx offers no way to pass a network backend, so each pool's backend is
-    wrapped after construction; a layout change fails loudly here (and the
-    deadline test with it) rather than running without a deadline.
-
-    Raises:
-        RuntimeError: a transport without the expected connection pool.
-    """
-    mounts: Mapping[Any, Any] = getattr(client, "_mounts", {})
-    for transport in (getattr(client, "_transport", None), *mounts.values()):
-        if transport is None:
-            continue
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if pool is None or backend is None:
-            raise RuntimeError("cannot install the re-verification deadline on this httpx")
-        if not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend)
-
-
 class Checker:
     """Makes the DNS and HTTP observations of one run (thread-safe)."""
 
@@ -481,7 +373,7 @@ class Checker:
                     "Connection": "close",
                 },
             )
-            _install_deadline(self._clients[point.name])
+            install_deadline(self._clients[point.name])
             self._resolvers[point.name] = self._resolver(point)
 
     def _resolver(self, point: VantagePoint) -> dns.resolver.Resolver:
@@ -544,8 +436,9 @@ class Checker:
                 extensions["sni_hostname"] = url.host
         self.pacer.wait(host)
         request = client.build_request(method, target, headers=headers, extensions=extensions)
-        token = _DEADLINE.set(time.monotonic() + self.config.deadline)
-        try:
+        # The overall deadline (blocklist.httpdeadline): each worker thread
+        # has its own, as the deadline is a context variable.
+        with deadline(self.config.deadline):
             # stream=True: only the status line and header section are read.
             # Leaving without reading the body closes the response, and with
             # it the connection (keep-alive is off): the body is never read.
@@ -554,8 +447,6 @@ class Checker:
                 return response.status_code, response.headers.get("location")
             finally:
                 response.close()
-        finally:
-            _DEADLINE.reset(token)
 
     def observe(self, point: VantagePoint, raw_url: str, host: str) -> Observation:
         """One vantage point's observation of one entry (never raises for the network)."""

@@ -108,12 +108,21 @@ NEVER: dict[str, tuple[str, ...]] = {
     # the pure modules (docs/adr/0004-blocklist-io-corners.md)
     "blocklist": (
         "signer", "api", "clients", "cleanfeed", "fastapi", "starlette", "uvicorn",
-        "sqlalchemy", "alembic", "httpx", "blocklist.store", "blocklist.tempfiles",
+        "sqlalchemy", "alembic", "httpx", "httpcore", "blocklist.store", "blocklist.tempfiles",
+        "blocklist.httpdeadline",
         # resolvers and address databases do I/O: signer/hosting.py, signer/reverify.py
         "dns", "maxminddb", "iptocc", "socket",
     ),
     "blocklist.tempfiles": ("signer", "api", "clients", "cleanfeed", "blocklist.store"),
-    "blocklist.store": ("signer", "api", "clients", "cleanfeed", "fastapi", "starlette"),
+    # the HTTP deadline corner stands alone: the standard library, httpx and
+    # httpcore only (test_http_deadline_corner_imports_only_httpx below)
+    "blocklist.httpdeadline": (
+        "blocklist", "signer", "api", "clients", "cleanfeed", "fastapi", "starlette",
+        "uvicorn", "sqlalchemy", "alembic", "dns",
+    ),
+    "blocklist.store": (
+        "signer", "api", "clients", "cleanfeed", "fastapi", "starlette", "blocklist.httpdeadline",
+    ),
     "signer": ("api", "clients", "cleanfeed.cli", "fastapi", "starlette", "uvicorn"),
     "api": ("clients", "cleanfeed.cli"),
     "clients": (
@@ -133,8 +142,8 @@ def _part(module: str) -> str:
     """The part of :data:`NEVER` a module of the repository belongs to."""
     if module == "blocklist.store" or module.startswith("blocklist.store."):
         return "blocklist.store"
-    if module == "blocklist.tempfiles":
-        return "blocklist.tempfiles"
+    if module in ("blocklist.tempfiles", "blocklist.httpdeadline"):
+        return module
     return module.split(".")[0]
 
 
@@ -168,7 +177,12 @@ def _matches(name: str, prefix: str) -> bool:
 
 def test_every_never_arrow_holds() -> None:
     modules = _imports_of_every_module()
-    assert {_part(m) for m in modules} == {*PACKAGES, "blocklist.store", "blocklist.tempfiles"}
+    assert {_part(m) for m in modules} == {
+        *PACKAGES,
+        "blocklist.store",
+        "blocklist.tempfiles",
+        "blocklist.httpdeadline",
+    }
     broken = sorted(
         f"{module} imports {name}"
         for module, names in modules.items()
@@ -177,6 +191,33 @@ def test_every_never_arrow_holds() -> None:
         if _matches(name, prefix)
     )
     assert not broken, "imports against docs/architecture.md:\n" + "\n".join(broken)
+
+
+#: The only modules that may import the HTTP deadline corner (ADR 0004,
+#: "A third corner"): the network floor of the clients and the signer's
+#: re-verification job, the two places that talk HTTP to an adversary and
+#: may not import each other. Every other client module reaches the network
+#: through ``clients.common.http``.
+HTTP_DEADLINE_IMPORTERS = frozenset({"clients.common.http", "signer.reverify"})
+
+
+def test_http_deadline_corner_has_exactly_its_two_importers() -> None:
+    importers = {
+        module
+        for module, names in _imports_of_every_module().items()
+        if module != "blocklist.httpdeadline"
+        and any(_matches(name, "blocklist.httpdeadline") for name in names)
+    }
+    # Equality, not a subset: both users take the one backend (issue 14,
+    # duplicates D6), so a copy regrown in either fails here too.
+    assert importers == HTTP_DEADLINE_IMPORTERS
+
+
+def test_http_deadline_corner_imports_only_httpx() -> None:
+    names = _imports_of_every_module()["blocklist.httpdeadline"]
+    allowed = {*sys.stdlib_module_names, "__future__", "httpx", "httpcore"}
+    foreign = sorted(n for n in names if n.split(".")[0] not in allowed)
+    assert not foreign, f"blocklist.httpdeadline imports {foreign}"
 
 
 def test_clients_use_only_the_verify_side_of_signer() -> None:

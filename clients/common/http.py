@@ -14,9 +14,10 @@ server through this module only, so the defences below hold for both
   sends one header line, one body byte or one ``100 Continue`` just before
   each read timeout would hold the client forever (h11 and httpcore loop
   over any number of 1xx interim responses, RFC 9110 15.2). The production
-  client (:func:`build_http_client`) wraps httpcore's network backend so
-  every connect, TLS handshake, read and write waits at most until the
-  deadline of the response being fetched; :func:`fetch` also checks it
+  client (:func:`build_http_client`) wraps httpcore's network backend
+  (:mod:`blocklist.httpdeadline`, shared with the signer's re-verification
+  job) so every connect, TLS handshake, read and write waits at most until
+  the deadline of the response being fetched; :func:`fetch` also checks it
   between body chunks, which covers in-memory test transports.
 - **Caps** on the *decoded* body, decompressed here chunk by chunk with a
   bounded output (gzip bombs, TUF "endless data"); a ``Content-Length``
@@ -36,23 +37,22 @@ server through this module only, so the defences below hold for both
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ipaddress
 import json
 import re
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
+from blocklist.httpdeadline import deadline, install_deadline
 from clients.common.limits import Timeouts
 from clients.errors import (
     AccessDenied,
@@ -191,131 +191,11 @@ def insecure_http_warning(url: str) -> str | None:
 
 # --- the production client and its overall deadline (issue 12, items 2 and 6) ---------
 
-#: Monotonic time by which the response being fetched must be complete.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "cleanfeed_http_deadline", default=None
-)
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Bound every network wait inside the block to ``seconds`` from now.
-
-    Nested blocks keep the earlier deadline. Yields the absolute monotonic
-    deadline.
-    """
-    end = time.monotonic() + seconds
-    outer = _DEADLINE.get()
-    if outer is not None:
-        end = min(end, outer)
-    token = _DEADLINE.set(end)
-    try:
-        yield end
-    finally:
-        _DEADLINE.reset(token)
-
-
-def _clamp(timeout: float | None, error: type[Exception]) -> float | None:
-    """``timeout`` shortened to what is left of the deadline; raise once it passed."""
-    end = _DEADLINE.get()
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise error("the overall deadline of the response passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every wait ends at the current deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        tls = self._inner.start_tls(
-            ssl_context, server_hostname, _clamp(timeout, httpcore.ConnectTimeout)
-        )
-        return _DeadlineStream(tls)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, with every connection a :class:`_DeadlineStream`."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host,
-            port,
-            _clamp(timeout, httpcore.ConnectTimeout),
-            local_address,
-            socket_options,
-        )
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_unix_socket(
-            path, _clamp(timeout, httpcore.ConnectTimeout), socket_options
-        )
-        return _DeadlineStream(stream)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _install_deadline(client: httpx.Client) -> None:
-    """Wrap the network backend of every transport of ``client``.
-
-    httpx builds its transports (one per proxy mount from the environment)
-    without a way to pass a network backend, so the backend attribute of
-    each connection pool is wrapped after construction. Should httpx ever
-    change that layout, this fails loudly (and the deadline tests with it)
-    instead of silently running without a deadline.
-
-    Raises:
-        RuntimeError: a transport without the expected connection pool.
-    """
-    mounts: Mapping[Any, Any] = getattr(client, "_mounts", {})
-    for transport in (getattr(client, "_transport", None), *mounts.values()):
-        if transport is None:  # a NO_PROXY mount: requests use the default transport
-            continue
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if pool is None or backend is None:
-            raise RuntimeError("cannot install the overall response deadline on this httpx")
-        if not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend)
+# The deadline backend itself is blocklist.httpdeadline, shared with the
+# signer's re-verification job (docs/adr/0004-blocklist-io-corners.md).
+# `deadline` is offered here too, on purpose: this module is the clients'
+# one door to the network, and the layering test allows no other client
+# module to import blocklist.httpdeadline.
 
 
 def build_http_client(
@@ -346,7 +226,7 @@ def build_http_client(
         follow_redirects=False,
         timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
     )
-    _install_deadline(client)
+    install_deadline(client)
     return client
 
 

@@ -11,11 +11,14 @@ import pytest
 from support.log_verifier import verify_checkpoint_note, verify_log
 from support.publish_helpers import START, Clock, Deployment, add_active, published
 
+from blocklist.auditlog import Action, Actor
 from blocklist.canonical import expression_hash
 from blocklist.errors import FormatError
-from blocklist.keyring import KeyRange, Keyring
+from blocklist.keyring import KeyRange, Keyring, parse_vkey
 from blocklist.merkle import EMPTY_ROOT
 from blocklist.store import Database
+from blocklist.store import audit as store_audit
+from blocklist.store import lists as store_lists
 from blocklist.store import tokens as store_tokens
 from signer.datadir import KEYRING_LIFETIME, ensure_initialised, init_data_dir, keys_dir_of
 from signer.errors import AlreadyInitialised, KeyringError, RootKeyOffline, UnknownKey
@@ -348,6 +351,50 @@ def test_embedded_keyring_is_renewed_before_it_expires(deployment: Deployment) -
         pub.keyrings, pub.statements, root_vkey=dep.init.root_vkey, origin=ORIGIN, now=due
     )
     assert log.statements[0].keyring == 2
+
+
+def _keyring_records(db: Database) -> list[tuple[str, str, dict[str, object]]]:
+    with db.read() as session:
+        list_id = store_lists.get_list(session, "main").id
+        return [
+            (r.action, r.actor, dict(r.details))
+            for r in store_audit.records(session, list_id)
+            if r.action.startswith("keyring.")
+        ]
+
+
+def test_rotation_and_renewal_are_audited_with_their_serial(deployment: Deployment) -> None:
+    dep = deployment
+    url = dep.init.database_url
+    rotated = rotate_online_key(dep.data_dir, "main", database_url=url, now=dep.clock())
+    due = START + KEYRING_LIFETIME - timedelta(days=10)
+    renewed = renew_keyring_if_needed(dep.data_dir, "main", database_url=url, now=due)
+    assert renewed is not None
+    assert _keyring_records(dep.db) == [
+        (
+            Action.KEYRING_ROTATE,
+            Actor.KEYS,
+            {
+                "serial": 2,
+                "old_key": parse_vkey(rotated.old_vkey).key_id.hex(),
+                "new_key": parse_vkey(rotated.new_vkey).key_id.hex(),
+                "last_version_of_old_key": 0,
+            },
+        ),
+        (Action.KEYRING_RENEW, Actor.KEYS, {"serial": 3, "expires": renewed.expires.isoformat()}),
+    ]
+
+
+def test_an_imported_keyring_is_audited_with_its_serial(database_url: str, tmp_path: Path) -> None:
+    data_dir, offline_root, clock = _production(tmp_path, database_url)
+    keyring = Keyring.parse((keys_dir_of(data_dir) / "main" / "keyring-1.txt").read_text())
+    note = sign_keyring(keyring, [offline_root])
+    import_signed_keyring(data_dir, "main", note, database_url=database_url, now=clock())
+    db = Database(database_url)
+    try:
+        assert _keyring_records(db) == [(Action.KEYRING_IMPORT, Actor.KEYS, {"serial": 1})]
+    finally:
+        db.dispose()
 
 
 def test_admin_token_file_is_never_world_readable_even_with_a_loose_umask(

@@ -52,6 +52,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "append",
+    "append_global",
     "append_many",
     "check_actor",
     "entry_records",
@@ -254,6 +255,25 @@ def append(
     """
     event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
     return append_many(session, list_id, [event], now=now)[0]
+
+
+def append_global(
+    session: Session,
+    actor: str,
+    action: str,
+    details: Mapping[str, object],
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Append one record to the deployment ("global") chain: :func:`append` of no list.
+
+    Accounts, tokens, guards and appeals record there what is not one
+    list's business.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+    """
+    return append(session, list_id=None, actor=actor, action=action, details=details, now=now)
 
 
 def _to_record(row: AuditRow, list_name: str | None) -> AuditRecord:

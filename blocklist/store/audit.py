@@ -60,6 +60,7 @@ __all__ = [
     "last_global_head",
     "lock_list",
     "parse_global_head",
+    "person_details",
     "record_global_head",
     "records",
     "resolve_now",
@@ -255,6 +256,13 @@ def append(
     """
     event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
     return append_many(session, list_id, [event], now=now)[0]
+
+
+def person_details(person: int | None) -> dict[str, object]:
+    """The ``person`` key of a record's details: the acting person's account
+    (issue 15), present only when the actor is a person, so other records
+    keep their form."""
+    return {} if person is None else {"person": person}
 
 
 def append_global(

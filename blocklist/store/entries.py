@@ -341,7 +341,7 @@ def approve(
             "approvals": len(approvers),
             "required": lst.approvals_required,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
             # Only when a safeguard holds it, so other records keep their form.
             **({"awaiting": waiting} if waiting else {}),
         },
@@ -406,7 +406,7 @@ def expire(
             "reason": reason,
             "at": format_time(effective),
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
         },
         now=now,
     )
@@ -469,7 +469,7 @@ def reinstate(
             "reason": reason,
             "round": entry.approval_round,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
             **({"guard": entry.guard} if entry.guard is not None else {}),
         },
         now=now,

@@ -410,7 +410,7 @@ def guard_approve(
             "round": entry.approval_round,
             "justification": text,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
         },
         now=now,
     )

@@ -30,7 +30,6 @@ from blocklist.store.accounts._persons import (
     get_account_by_name,
     list_ids,
     list_name,
-    person_details,
     person_holds,
 )
 from blocklist.store.db import get_row
@@ -109,7 +108,7 @@ def apply_grant(
         "name": row.name,
         "role": grant.role,
         "list": grant.list_name,
-        **person_details(person),
+        **audit.person_details(person),
     }
     if grant.role in CONFIRMED_ROLES and enabled_admin_count(session) >= 2:
         pending = PendingGrantRow(
@@ -251,7 +250,7 @@ def revoke_role(
         "role": grant.role,
         "list": grant.list_name,
         "was": "granted" if held is not None else "pending",
-        **person_details(person),
+        **audit.person_details(person),
     }
     audit.append_global(session, actor, Action.ACCOUNT_REVOKE_ROLE, details, now)
     still = session.scalar(

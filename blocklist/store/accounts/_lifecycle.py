@@ -40,7 +40,6 @@ from blocklist.store.accounts._persons import (
     enabled_account,
     get_account_by_name,
     list_ids,
-    person_details,
 )
 from blocklist.store.errors import (
     AccountNameTaken,
@@ -120,7 +119,7 @@ def _new_enrolment(
         "account": row.id,
         "name": row.name,
         "enrol_expires_at": format_time(expires),
-        **person_details(person),
+        **audit.person_details(person),
     }
     audit.append_global(session, actor, action, details, now)
     return token
@@ -203,7 +202,7 @@ def disable_account(
     session.execute(delete(SessionRow).where(SessionRow.account_id == row.id))
     session.execute(delete(PendingGrantRow).where(PendingGrantRow.account_id == row.id))
     session.flush()
-    details = {"account": row.id, "name": row.name, **person_details(person)}
+    details = {"account": row.id, "name": row.name, **audit.person_details(person)}
     audit.append_global(session, actor, Action.ACCOUNT_DISABLE, details, now)
     return revoke_tokens(session, row.id, actor, now)
 

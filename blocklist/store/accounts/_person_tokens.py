@@ -20,7 +20,6 @@ from blocklist.store.accounts._persons import (
     begin,
     get_account,
     get_account_by_name,
-    person_details,
     person_holds,
     roles_of,
 )
@@ -110,7 +109,7 @@ def attach_token(
         "account": row.id,
         "entries_attributed": int(getattr(opened, "rowcount", 0) or 0),
         "approvals_attributed": int(getattr(approved, "rowcount", 0) or 0),
-        **person_details(person),
+        **audit.person_details(person),
     }
     audit.append_global(session, actor, Action.TOKEN_ATTACH, details, now)
     return token

@@ -45,7 +45,6 @@ __all__ = [
     "list_ids",
     "list_name",
     "mapping_of",
-    "person_details",
     "person_holds",
     "roles_of",
 ]
@@ -106,11 +105,6 @@ def begin(session: Session, actor: str, now: datetime | None) -> datetime:
     audit.check_actor(actor)
     audit.lock_list(session, None)
     return now
-
-
-def person_details(person: int | None) -> dict[str, object]:
-    """The ``person`` key of a record's details when the actor is a person."""
-    return {} if person is None else {"person": person}
 
 
 def list_ids(session: Session, grants: Sequence[RoleGrant]) -> dict[str, int]:

@@ -42,7 +42,7 @@ from blocklist.encoding import b64decode, b64encode
 from blocklist.errors import FormatError
 from blocklist.store.db import advisory_lock
 from blocklist.store.errors import InvalidField, LimitExceeded, NotFound
-from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRow
+from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, EntryRow, ListRow
 
 __all__ = [
     "DEPLOYMENT_CHAIN",
@@ -52,6 +52,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "append",
+    "append_entry",
     "append_global",
     "append_many",
     "check_actor",
@@ -256,6 +257,34 @@ def append(
     """
     event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
     return append_many(session, list_id, [event], now=now)[0]
+
+
+def append_entry(
+    session: Session,
+    entry: EntryRow,
+    actor: str,
+    action: str,
+    details: Mapping[str, object],
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Append a record about one entry to its list's chain.
+
+    The details start with the entry's ``hash`` (base64), as every entry
+    record's do, so the auditor can follow the entry without its plaintext.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+    """
+    return append(
+        session,
+        list_id=entry.list_id,
+        actor=actor,
+        action=action,
+        entry_id=entry.id,
+        details={"hash": b64encode(entry.hash), **details},
+        now=now,
+    )
 
 
 def person_details(person: int | None) -> dict[str, object]:

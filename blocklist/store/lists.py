@@ -17,6 +17,7 @@ from blocklist.encoding import b64encode
 from blocklist.entries import plan_entry
 from blocklist.errors import FormatError
 from blocklist.store import audit
+from blocklist.store.db import get_row
 from blocklist.store.errors import Conflict, InvalidField, NotFound
 from blocklist.store.models import (
     ORIGIN_LENGTH,
@@ -218,10 +219,7 @@ def get_list_by_id(session: Session, list_id: int) -> ListRow:
     Raises:
         NotFound: no such list.
     """
-    row = session.get(ListRow, list_id)
-    if row is None:
-        raise NotFound(f"no list with id {list_id}")
-    return row
+    return get_row(session, ListRow, list_id, f"no list with id {list_id}")
 
 
 def list_lists(session: Session) -> list[ListRow]:

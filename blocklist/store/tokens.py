@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from blocklist.auditlog import Action, Actor
 from blocklist.encoding import format_time
 from blocklist.store import audit
+from blocklist.store.db import get_row
 from blocklist.store.errors import InvalidField, InvalidState, NotFound, TokenNameTaken
 from blocklist.store.models import (
     ROLES,
@@ -294,10 +295,7 @@ def get_token(session: Session, token_id: int) -> TokenRow:
     Raises:
         NotFound: no such token.
     """
-    row = session.get(TokenRow, token_id)
-    if row is None:
-        raise NotFound(f"no token {token_id}")
-    return row
+    return get_row(session, TokenRow, token_id, f"no token {token_id}")
 
 
 def revoke_token(
@@ -319,19 +317,13 @@ def revoke_token(
     # The name is free again: the global chain says which token held it when.
     session.execute(delete(TokenNameRow).where(TokenNameRow.token_id == row.id))
     session.flush()
-    audit.append(
-        session,
-        list_id=None,
-        actor=actor,
-        action=Action.TOKEN_REVOKE,
-        details={
-            "token": row.id,
-            "name": row.name,
-            "prefix": row.prefix,
-            **({} if row.account_id is None else {"account": row.account_id}),
-        },
-        now=now,
-    )
+    details = {
+        "token": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        **({} if row.account_id is None else {"account": row.account_id}),
+    }
+    audit.append_global(session, actor, Action.TOKEN_REVOKE, details, now)
     return row
 
 

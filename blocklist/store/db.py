@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +46,7 @@ __all__ = [
     "get_row",
     "is_postgresql",
     "normalise_url",
+    "one_row",
 ]
 
 #: How long a SQLite writer waits for the write lock before failing. Writes
@@ -251,6 +252,20 @@ def get_row(session: Session, model: type[_Row], key: object, missing: str) -> _
         NotFound: no such row (``missing`` is the message).
     """
     row = session.get(model, key)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def one_row(session: Session, query: Select[_Row], missing: str, *, lock: bool = False) -> _Row:
+    """The row ``query`` selects; ``lock`` holds it until the transaction ends.
+
+    Raises:
+        NotFound: no such row (``missing`` is the message).
+    """
+    if lock:
+        query = query.with_for_update()
+    row = session.scalar(query)
     if row is None:
         raise NotFound(missing)
     return row

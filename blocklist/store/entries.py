@@ -35,11 +35,11 @@ from blocklist.encoding import b64encode, format_time
 from blocklist.errors import InvalidEntry
 from blocklist.safeguards import HostingEvidence
 from blocklist.store import audit, guards
+from blocklist.store.db import one_row
 from blocklist.store.errors import (
     AdminCannotApprove,
     DuplicateApproval,
     InvalidState,
-    NotFound,
     PermissionDenied,
     SelfApproval,
     StoreError,
@@ -204,12 +204,7 @@ def get_entry(session: Session, list_id: int, entry_id: int, *, lock: bool = Fal
             another list is not found either).
     """
     query = select(EntryRow).where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
-    if lock:
-        query = query.with_for_update()
-    entry = session.scalar(query)
-    if entry is None:
-        raise NotFound(f"no entry {entry_id} on this list")
-    return entry
+    return one_row(session, query, f"no entry {entry_id} on this list", lock=lock)
 
 
 def sync_publish_flag(entry: EntryRow) -> None:

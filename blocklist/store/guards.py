@@ -39,6 +39,7 @@ from blocklist.encoding import b64encode, format_time
 from blocklist.errors import BlocklistError, InvalidEntry
 from blocklist.safeguards import HostingEvidence
 from blocklist.store import audit
+from blocklist.store.db import one_row
 from blocklist.store.errors import (
     AwaitingSafeguard,
     Conflict,
@@ -316,13 +317,8 @@ class _Locked:
 def _lock_entry(session: Session, list_id: int, entry_id: int) -> _Locked:
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
-    entry = session.scalar(
-        select(EntryRow)
-        .where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
-        .with_for_update()
-    )
-    if entry is None:
-        raise NotFound(f"no entry {entry_id} on this list")
+    query = select(EntryRow).where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
+    entry = one_row(session, query, f"no entry {entry_id} on this list", lock=True)
     return _Locked(entry, lst.approvals_required, entry.id == lst.canary_entry_id)
 
 

@@ -17,8 +17,8 @@ from blocklist.encoding import b64encode
 from blocklist.entries import plan_entry
 from blocklist.errors import FormatError
 from blocklist.store import audit
-from blocklist.store.db import get_row
-from blocklist.store.errors import Conflict, InvalidField, NotFound
+from blocklist.store.db import get_row, one_row
+from blocklist.store.errors import Conflict, InvalidField
 from blocklist.store.models import (
     ORIGIN_LENGTH,
     STATUS_ACTIVE,
@@ -207,10 +207,7 @@ def get_list(session: Session, name: str) -> ListRow:
     Raises:
         NotFound: no such list.
     """
-    row = session.scalar(select(ListRow).where(ListRow.name == name))
-    if row is None:
-        raise NotFound(f"no list named {name!r}")
-    return row
+    return one_row(session, select(ListRow).where(ListRow.name == name), f"no list named {name!r}")
 
 
 def get_list_by_id(session: Session, list_id: int) -> ListRow:

@@ -1,14 +1,10 @@
 """An account's life: creation, enrolment through a one-time link, reset, disabling.
 
-1. an administrator creates it with roles (:func:`create_account`); the
-   person receives a one-time enrolment link (only its SHA-256 is stored,
-   valid :data:`DEFAULT_ENROL_HOURS` by default);
-2. the person opens the link (:func:`enrolment_secret` draws the TOTP
-   secret, sealed with the deployment's account-secrets key), sets a
-   password and confirms a TOTP code (:func:`complete_enrolment`): no
-   administrator ever knows both factors;
-3. an administrator may reset it (a new enrolment link; the old factors
-   are erased) or disable it (no login, sessions ended, tokens revoked).
+Steps 1 to 3 of the life told in :mod:`blocklist.store.accounts`. An
+enrolment link is a bearer credential until used, so only its SHA-256 is
+stored and it expires (:data:`DEFAULT_ENROL_HOURS`, at most
+:data:`MAX_ENROL_HOURS`); using it sets both factors at once, so no
+administrator ever knows them.
 """
 
 from __future__ import annotations

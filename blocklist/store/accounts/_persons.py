@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from blocklist.store import audit
-from blocklist.store.db import get_row
+from blocklist.store.db import get_row, one_row
 from blocklist.store.errors import InvalidField, InvalidState, NotFound
 from blocklist.store.models import (
     ACCOUNT_ROLES,
@@ -178,12 +178,7 @@ def get_account_by_name(session: Session, name: str, *, lock: bool = False) -> A
         NotFound: no such account.
     """
     query = select(AccountRow).where(AccountRow.name == name)
-    if lock:
-        query = query.with_for_update()
-    row = session.scalar(query)
-    if row is None:
-        raise NotFound(f"no account named {name[:NAME_LENGTH]!r}")
-    return row
+    return one_row(session, query, f"no account named {name[:NAME_LENGTH]!r}", lock=lock)
 
 
 def enabled_account(session: Session, name: str) -> AccountRow:

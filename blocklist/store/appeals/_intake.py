@@ -1,20 +1,10 @@
 """Public intake: filing an appeal, matching it to entries, its public state.
 
-:func:`file_appeal` (anyone, no token): the appeal names a block reference
-or a URL (or both) and carries a message and maybe a contact. In the same
-transaction it is matched against every list: a reference by its hash
-prefix (:mod:`blocklist.blockref`), a URL by the same lookup expressions
-the ISP side uses (:func:`blocklist.canonical.expressions`), against
-entries that are listed or active. Each match is an :class:`AppealLinkRow`
-with an ``appeal.attach`` record in that list's chain; an appeal matching
-nothing (or only a canary, which is never appealable) waits in the admins'
-queue. The filing itself is an ``appeal.file`` record in the global chain.
-The appellant's words go to :class:`AppealPrivateRow` only, never to the
-audit log.
-
-Answers to the public never depend on whether anything matched: the caller
-gets an id and a status secret either way, and :func:`public_state` words
-the state the same for a matched and an unmatched appeal.
+Step 1 of the life told in :mod:`blocklist.store.appeals`. Intake is the
+one write anyone may make without a token, so it is bounded three ways:
+each field has a cap, an identical appeal within the de-duplication window
+collapses onto the earlier one, and a global cap per hour and per day
+refuses a flood (:class:`AppealCapReached`) before anything is stored.
 """
 
 from __future__ import annotations

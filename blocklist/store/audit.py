@@ -55,6 +55,7 @@ __all__ = [
     "append_entry",
     "append_global",
     "append_many",
+    "begin_global",
     "check_actor",
     "entry_records",
     "head",
@@ -257,6 +258,20 @@ def append(
     """
     event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
     return append_many(session, list_id, [event], now=now)[0]
+
+
+def begin_global(session: Session, actor: str, now: datetime | None) -> datetime:
+    """The start of a change recorded in the deployment chain: ``now``
+    resolved, the actor checked, the chain's lock taken before the state
+    the change decides on is read.
+
+    Raises:
+        InvalidField: a naive ``now`` or a bad actor.
+    """
+    now = resolve_now(now)
+    check_actor(actor)
+    lock_list(session, None)
+    return now
 
 
 def append_entry(

@@ -307,9 +307,7 @@ def revoke_token(
         NotFound: no such token.
         InvalidState: already revoked.
     """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    audit.lock_list(session, None)
+    now = audit.begin_global(session, actor, now)
     row = get_token(session, token_id)
     if row.revoked_at is not None:
         raise InvalidState(f"token {token_id} is already revoked")

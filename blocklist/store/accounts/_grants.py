@@ -23,7 +23,6 @@ from blocklist.store import tokens as store_tokens
 from blocklist.store.accounts._persons import (
     EVERY_LIST,
     RoleGrant,
-    begin,
     enabled_account,
     enabled_admin_count,
     get_account,
@@ -146,7 +145,7 @@ def grant_role(
         InvalidField: a bad role, admin on one list, a bad actor.
         InvalidState: the account is disabled.
     """
-    now = begin(session, actor, now)
+    now = audit.begin_global(session, actor, now)
     row = enabled_account(session, name)
     return apply_grant(session, row, grant, actor=actor, person=person, now=now)
 
@@ -167,7 +166,7 @@ def confirm_grant(
             requester, or the account the grant is for.
         InvalidState: the account was disabled meanwhile.
     """
-    now = begin(session, actor, now)
+    now = audit.begin_global(session, actor, now)
     pending = get_row(session, PendingGrantRow, grantid, f"no pending grant {grantid}")
     if person is None or not person_holds(session, person, "admin", EVERY_LIST):
         raise SecondAdminRequired(
@@ -232,7 +231,7 @@ def revoke_role(
             pending.
         InvalidField: a bad role or actor.
     """
-    now = begin(session, actor, now)
+    now = audit.begin_global(session, actor, now)
     row = get_account_by_name(session, name)
     list_id = list_ids(session, [grant])[grant.list_name]
     held = session.get(AccountRoleRow, (row.id, list_id, grant.role))

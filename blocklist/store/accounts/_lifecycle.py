@@ -31,7 +31,6 @@ from blocklist.store.accounts._factors import (
 from blocklist.store.accounts._grants import GrantResult, apply_grant, revoke_tokens
 from blocklist.store.accounts._persons import (
     RoleGrant,
-    begin,
     check_name,
     enabled_account,
     get_account_by_name,
@@ -188,7 +187,7 @@ def disable_account(
         NotFound: no such account.
         InvalidState: already disabled.
     """
-    now = begin(session, actor, now)
+    now = audit.begin_global(session, actor, now)
     row = get_account_by_name(session, name)
     if row.disabled:
         raise InvalidState(f"account {name!r} is already disabled")

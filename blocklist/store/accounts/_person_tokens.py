@@ -17,7 +17,6 @@ from blocklist.store import tokens as store_tokens
 from blocklist.store.accounts._persons import (
     ALL_LISTS,
     EVERY_LIST,
-    begin,
     get_account,
     get_account_by_name,
     person_holds,
@@ -52,7 +51,7 @@ def attach_token(
         PermissionDenied: the person does not hold the token's role on the
             token's lists (an ISP token belongs to an organisation).
     """
-    now = begin(session, actor, now)
+    now = audit.begin_global(session, actor, now)
     token = store_tokens.get_token(session, token_id)
     row = get_account_by_name(session, account_name)
     if token.revoked_at is not None:

@@ -16,7 +16,6 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from blocklist.store import audit
 from blocklist.store.db import get_row, one_row
 from blocklist.store.errors import InvalidField, InvalidState, NotFound
 from blocklist.store.models import (
@@ -34,7 +33,6 @@ __all__ = [
     "AccountView",
     "RoleGrant",
     "account_view",
-    "begin",
     "check_name",
     "enabled_account",
     "enabled_admin_count",
@@ -92,19 +90,6 @@ def check_name(name: object) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-def begin(session: Session, actor: str, now: datetime | None) -> datetime:
-    """The start of every change to accounts: ``now`` resolved, the actor
-    checked, the deployment chain's lock taken (changes serialise there).
-
-    Raises:
-        InvalidField: a naive ``now`` or a bad actor.
-    """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    audit.lock_list(session, None)
-    return now
 
 
 def list_ids(session: Session, grants: Sequence[RoleGrant]) -> dict[str, int]:

@@ -30,9 +30,7 @@ def erase(
     Raises:
         NotFound: no such appeal.
     """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    audit.lock_list(session, None)
+    now = audit.begin_global(session, actor, now)
     get_appeal_row(session, appeal_id)
     row = private_of(session, appeal_id)
     if row is None:

@@ -6,7 +6,7 @@ and the auditor never do (tests/test_layering.py).
 | module       | offers                                                                |
 |--------------|-----------------------------------------------------------------------|
 | ``db``       | :class:`Database` (engine, sessions, transactions), advisory locks,   |
-|              | :func:`~blocklist.store.db.get_row` (a row by key, else NotFound)     |
+|              | ``get_row`` / ``one_row`` (a row by key / by query, else NotFound)    |
 | ``models``   | the tables                                                            |
 | ``migrate``  | :func:`~blocklist.store.migrate.upgrade` (Alembic, no alembic.ini)    |
 | ``errors``   | store errors with stable codes                                        |

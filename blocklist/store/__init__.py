@@ -5,7 +5,8 @@ and the auditor never do (tests/test_layering.py).
 
 | module       | offers                                                                |
 |--------------|-----------------------------------------------------------------------|
-| ``db``       | :class:`Database` (engine, sessions, transactions), advisory locks    |
+| ``db``       | :class:`Database` (engine, sessions, transactions), advisory locks,   |
+|              | ``get_row`` / ``one_row`` (a row by key / by query, else NotFound)    |
 | ``models``   | the tables                                                            |
 | ``migrate``  | :func:`~blocklist.store.migrate.upgrade` (Alembic, no alembic.ini)    |
 | ``errors``   | store errors with stable codes                                        |
@@ -23,6 +24,11 @@ and the auditor never do (tests/test_layering.py).
 | ``tokens``   | issue, look up, revoke tokens; batched last-use                       |
 | ``retention``| prune old snapshots and off-list plaintext by policy                  |
 | ``hits``     | ISPs' weekly hit counts (opt-in); totals across ISPs only             |
+| ``accounts`` | persons' accounts: roles, second-admin grants, enrolment, factors,    |
+|              | person tokens (a package; its modules are private)                    |
+| ``sessions`` | console sessions and failed-login back-off                            |
+| ``guards``   | guarded hosts, guard approvals, hosting evidence, referrals           |
+| ``appeals``  | appeal intake, reviewers' queue, decisions, erasure (a package)       |
 
 The four-eyes rules are stated in :mod:`blocklist.foureyes`; ``entries``
 and ``imports`` enforce them. Every service is a function taking a

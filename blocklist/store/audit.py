@@ -42,7 +42,7 @@ from blocklist.encoding import b64decode, b64encode
 from blocklist.errors import FormatError
 from blocklist.store.db import advisory_lock
 from blocklist.store.errors import InvalidField, LimitExceeded, NotFound
-from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, ListRow
+from blocklist.store.models import ACTION_LENGTH, ACTOR_LENGTH, AuditRow, EntryRow, ListRow
 
 __all__ = [
     "DEPLOYMENT_CHAIN",
@@ -52,13 +52,17 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "append",
+    "append_entry",
+    "append_global",
     "append_many",
+    "begin_global",
     "check_actor",
     "entry_records",
     "head",
     "last_global_head",
     "lock_list",
     "parse_global_head",
+    "person_details",
     "record_global_head",
     "records",
     "resolve_now",
@@ -254,6 +258,74 @@ def append(
     """
     event = AuditEvent(actor=actor, action=action, entry_id=entry_id, details=details or {})
     return append_many(session, list_id, [event], now=now)[0]
+
+
+def begin_global(session: Session, actor: str, now: datetime | None) -> datetime:
+    """The start of a change recorded in the deployment chain: ``now``
+    resolved, the actor checked, the chain's lock taken before the state
+    the change decides on is read.
+
+    Raises:
+        InvalidField: a naive ``now`` or a bad actor.
+    """
+    now = resolve_now(now)
+    check_actor(actor)
+    lock_list(session, None)
+    return now
+
+
+def append_entry(
+    session: Session,
+    entry: EntryRow,
+    actor: str,
+    action: str,
+    details: Mapping[str, object],
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Append a record about one entry to its list's chain.
+
+    The details start with the entry's ``hash`` (base64), as every entry
+    record's do, so the auditor can follow the entry without its plaintext.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+    """
+    return append(
+        session,
+        list_id=entry.list_id,
+        actor=actor,
+        action=action,
+        entry_id=entry.id,
+        details={"hash": b64encode(entry.hash), **details},
+        now=now,
+    )
+
+
+def person_details(person: int | None) -> dict[str, object]:
+    """The ``person`` key of a record's details: the acting person's account
+    (issue 15), present only when the actor is a person, so other records
+    keep their form."""
+    return {} if person is None else {"person": person}
+
+
+def append_global(
+    session: Session,
+    actor: str,
+    action: str,
+    details: Mapping[str, object],
+    now: datetime | None = None,
+) -> AuditRecord:
+    """Append one record to the deployment ("global") chain: :func:`append` of no list.
+
+    Accounts, tokens, guards and appeals record there what is not one
+    list's business.
+
+    Raises:
+        InvalidField: a bad actor or action name.
+        FormatError: details without a canonical JSON form.
+    """
+    return append(session, list_id=None, actor=actor, action=action, details=details, now=now)
 
 
 def _to_record(row: AuditRow, list_name: str | None) -> AuditRecord:

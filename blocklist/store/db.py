@@ -26,15 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from blocklist.store.errors import StoreUnavailable
+from blocklist.store.errors import NotFound, StoreUnavailable
 from blocklist.store.models import Base
 
 __all__ = [
@@ -43,8 +43,10 @@ __all__ = [
     "WRITE_EXECUTION_OPTION",
     "Database",
     "advisory_lock",
+    "get_row",
     "is_postgresql",
     "normalise_url",
+    "one_row",
 ]
 
 #: How long a SQLite writer waits for the write lock before failing. Writes
@@ -238,3 +240,32 @@ def advisory_lock(session: Session, key: int) -> None:
             text("SELECT pg_advisory_xact_lock(:ns, :key)"),
             {"ns": ADVISORY_LOCK_NAMESPACE, "key": key},
         )
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+def get_row(session: Session, model: type[_Row], key: object, missing: str) -> _Row:
+    """The row of ``model`` with primary key ``key``.
+
+    Raises:
+        NotFound: no such row (``missing`` is the message).
+    """
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def one_row(session: Session, query: Select[_Row], missing: str, *, lock: bool = False) -> _Row:
+    """The row ``query`` selects; ``lock`` holds it until the transaction ends.
+
+    Raises:
+        NotFound: no such row (``missing`` is the message).
+    """
+    if lock:
+        query = query.with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        raise NotFound(missing)
+    return row

@@ -35,11 +35,11 @@ from blocklist.encoding import b64encode, format_time
 from blocklist.errors import InvalidEntry
 from blocklist.safeguards import HostingEvidence
 from blocklist.store import audit, guards
+from blocklist.store.db import one_row
 from blocklist.store.errors import (
     AdminCannotApprove,
     DuplicateApproval,
     InvalidState,
-    NotFound,
     PermissionDenied,
     SelfApproval,
     StoreError,
@@ -204,12 +204,7 @@ def get_entry(session: Session, list_id: int, entry_id: int, *, lock: bool = Fal
             another list is not found either).
     """
     query = select(EntryRow).where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
-    if lock:
-        query = query.with_for_update()
-    entry = session.scalar(query)
-    if entry is None:
-        raise NotFound(f"no entry {entry_id} on this list")
-    return entry
+    return one_row(session, query, f"no entry {entry_id} on this list", lock=lock)
 
 
 def sync_publish_flag(entry: EntryRow) -> None:
@@ -303,11 +298,7 @@ def approve(
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
     entry = get_entry(session, list_id, entry_id, lock=True)
-    rows = session.execute(
-        select(ApprovalRow.actor, ApprovalRow.person).where(
-            ApprovalRow.entry_id == entry_id, ApprovalRow.round == entry.approval_round
-        )
-    ).all()
+    rows = guards.round_approvals(session, entry)
     approvers = {foureyes.identity_of(who, who_person) for who, who_person in rows}
     identity = foureyes.identity_of(actor, person)
     refusal = approval_refusal(identity, entry, approvers, now=now, actor=actor)
@@ -329,23 +320,21 @@ def approve(
     guards.try_activate(entry, len(approvers), lst.approvals_required)
     waiting = guards.blockers(entry) if entry.status == STATUS_PENDING else []
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_APPROVE,
-        entry_id=entry_id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        actor,
+        Action.ENTRY_APPROVE,
+        {
             "round": entry.approval_round,
             "approvals": len(approvers),
             "required": lst.approvals_required,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
             # Only when a safeguard holds it, so other records keep their form.
             **({"awaiting": waiting} if waiting else {}),
         },
-        now=now,
+        now,
     )
     return entry
 
@@ -395,20 +384,18 @@ def expire(
         entry.expires_at = effective
         action = Action.ENTRY_SCHEDULE_EXPIRY
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=actor,
-        action=action,
-        entry_id=entry_id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        actor,
+        action,
+        {
             "reason": reason,
             "at": format_time(effective),
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
         },
-        now=now,
+        now,
     )
     return entry
 
@@ -458,21 +445,19 @@ def reinstate(
     entry.guard_justification = None
     sync_publish_flag(entry)
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_REINSTATE,
-        entry_id=entry_id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        actor,
+        Action.ENTRY_REINSTATE,
+        {
             "reason": reason,
             "round": entry.approval_round,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
             **({"guard": entry.guard} if entry.guard is not None else {}),
         },
-        now=now,
+        now,
     )
     return entry
 

@@ -39,6 +39,7 @@ from blocklist.encoding import b64encode, format_time
 from blocklist.errors import BlocklistError, InvalidEntry
 from blocklist.safeguards import HostingEvidence
 from blocklist.store import audit
+from blocklist.store.db import one_row
 from blocklist.store.errors import (
     AwaitingSafeguard,
     Conflict,
@@ -83,6 +84,7 @@ __all__ = [
     "refer",
     "referrals",
     "remove_guard",
+    "round_approvals",
     "round_approvers",
     "try_activate",
 ]
@@ -103,6 +105,10 @@ MAX_SUBSUMED_SCAN: Final = 10_000
 
 _ADMIN: Final = foureyes.ADMIN_ROLE
 _ANALYST: Final = foureyes.APPROVER_ROLE
+
+#: Who decides a referral proposal: the role, and the refusal of anyone else.
+_REFERRER: Final = (_ANALYST, "only analysts refer entries")
+_OVERRIDER: Final = (_ADMIN, "only an administrator overrides a referral proposal")
 
 
 # --- the guard list ----------------------------------------------------------
@@ -197,14 +203,7 @@ def add_guard(
     row = GuardedHostRow(host=name, note=note, created_at=now, created_by=actor)
     session.add(row)
     session.flush()
-    audit.append(
-        session,
-        list_id=None,
-        actor=actor,
-        action=Action.GUARD_ADD,
-        details={"host": name, "note": note},
-        now=now,
-    )
+    audit.append_global(session, actor, Action.GUARD_ADD, {"host": name, "note": note}, now)
     return row
 
 
@@ -230,14 +229,7 @@ def remove_guard(
     removed = session.execute(delete(GuardedHostRow).where(GuardedHostRow.host == name))
     if getattr(removed, "rowcount", 0) != 1:
         raise NotFound(f"{name} is not guarded")
-    audit.append(
-        session,
-        list_id=None,
-        actor=actor,
-        action=Action.GUARD_REMOVE,
-        details={"host": name, "reason": reason},
-        now=now,
-    )
+    audit.append_global(session, actor, Action.GUARD_REMOVE, {"host": name, "reason": reason}, now)
 
 
 # --- blast radius ------------------------------------------------------------
@@ -270,14 +262,21 @@ def count_subsumed(session: Session, list_id: int, expression: str) -> tuple[int
 # --- activation --------------------------------------------------------------
 
 
-def round_approvers(session: Session, entry: EntryRow) -> set[str]:
-    """The identities (:func:`blocklist.foureyes.identity_of`) that approved the open round."""
+def round_approvals(session: Session, entry: EntryRow) -> list[tuple[str, int | None]]:
+    """``(actor, person)`` of each approval of the entry's open round."""
     rows = session.execute(
         select(ApprovalRow.actor, ApprovalRow.person).where(
             ApprovalRow.entry_id == entry.id, ApprovalRow.round == entry.approval_round
         )
     ).all()
-    return {foureyes.identity_of(who, who_person) for who, who_person in rows}
+    return [(who, who_person) for who, who_person in rows]
+
+
+def round_approvers(session: Session, entry: EntryRow) -> set[str]:
+    """The identities (:func:`blocklist.foureyes.identity_of`) that approved the open round."""
+    return {
+        foureyes.identity_of(who, who_person) for who, who_person in round_approvals(session, entry)
+    }
 
 
 def blockers(entry: EntryRow) -> list[str]:
@@ -318,13 +317,8 @@ class _Locked:
 def _lock_entry(session: Session, list_id: int, entry_id: int) -> _Locked:
     audit.lock_list(session, list_id)
     lst = get_list_by_id(session, list_id)
-    entry = session.scalar(
-        select(EntryRow)
-        .where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
-        .with_for_update()
-    )
-    if entry is None:
-        raise NotFound(f"no entry {entry_id} on this list")
+    query = select(EntryRow).where(EntryRow.id == entry_id, EntryRow.list_id == list_id)
+    entry = one_row(session, query, f"no entry {entry_id} on this list", lock=True)
     return _Locked(entry, lst.approvals_required, entry.id == lst.canary_entry_id)
 
 
@@ -398,21 +392,19 @@ def guard_approve(
     entry.guard_justification = text
     try_activate(entry, len(approvers), locked.required)
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_GUARD_APPROVE,
-        entry_id=entry_id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        actor,
+        Action.ENTRY_GUARD_APPROVE,
+        {
             "guard": entry.guard,
             "round": entry.approval_round,
             "justification": text,
             "status": entry.status,
-            **({} if person is None else {"person": person}),
+            **audit.person_details(person),
         },
-        now=now,
+        now,
     )
     return entry
 
@@ -438,15 +430,7 @@ def record_hosting(
     """
     entry.hosting = evidence.to_json()
     session.flush()
-    audit.append(
-        session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_HOSTING,
-        entry_id=entry.id,
-        details={"hash": b64encode(entry.hash), **evidence.to_json()},
-        now=now,
-    )
+    audit.append_entry(session, entry, actor, Action.ENTRY_HOSTING, evidence.to_json(), now)
     if (
         evidence.verified
         and entry.status in (STATUS_PENDING, STATUS_ACTIVE)
@@ -525,19 +509,17 @@ def propose_referral(
         return
     entry.referral = REFERRAL_PROPOSED
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_REFER_PROPOSE,
-        entry_id=entry.id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        actor,
+        Action.ENTRY_REFER_PROPOSE,
+        {
             "home_country": home_country,
             "at": format_time(now),
             "status": entry.status,
         },
-        now=now,
+        now,
     )
 
 
@@ -552,6 +534,42 @@ def referrals(session: Session, list_id: int) -> Sequence[EntryRow]:
         )
         .order_by(EntryRow.id)
     ).all()
+
+
+def _decide_referral(
+    session: Session,
+    list_id: int,
+    entry_id: int,
+    actor: str,
+    actor_role: str,
+    decider: tuple[str, str],
+    reason: str,
+    now: datetime | None,
+) -> tuple[_Locked, datetime]:
+    """The common start of a referral decision: who may decide, the reason, the entry locked.
+
+    Raises:
+        PermissionDenied: ``actor_role`` is not ``decider``'s role (its message says why).
+        InvalidEntry: an empty or oversized reason.
+        NotFound: no such entry on the list.
+    """
+    now = audit.resolve_now(now)
+    audit.check_actor(actor)
+    role, refused = decider
+    if actor_role != role:
+        raise PermissionDenied(refused)
+    check_text(reason, "reason", MAX_REASON_CHARS, required=True, multiline=True)
+    return _lock_entry(session, list_id, entry_id), now
+
+
+def _record_referral_decision(
+    session: Session, entry: EntryRow, actor: str, action: str, reason: str, now: datetime
+) -> EntryRow:
+    session.flush()
+    audit.append_entry(
+        session, entry, actor, action, {"reason": reason, "status": entry.status}, now
+    )
+    return entry
 
 
 def refer(
@@ -576,12 +594,9 @@ def refer(
         NotFound: no such entry on the list.
         InvalidState: the entry is not pending or active, or is the canary.
     """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    if actor_role != _ANALYST:
-        raise PermissionDenied("only analysts refer entries")
-    check_text(reason, "reason", MAX_REASON_CHARS, required=True, multiline=True)
-    locked = _lock_entry(session, list_id, entry_id)
+    locked, now = _decide_referral(
+        session, list_id, entry_id, actor, actor_role, _REFERRER, reason, now
+    )
     entry = locked.entry
     if locked.canary:
         raise InvalidState("the canary entry is never referred")
@@ -589,17 +604,7 @@ def refer(
         raise InvalidState(f"entry {entry_id} is {entry.status}; only pending or active entries")
     entry.status = STATUS_REFERRED
     entry.needs_publish = entry.listed
-    session.flush()
-    audit.append(
-        session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_REFER,
-        entry_id=entry_id,
-        details={"hash": b64encode(entry.hash), "reason": reason, "status": entry.status},
-        now=now,
-    )
-    return entry
+    return _record_referral_decision(session, entry, actor, Action.ENTRY_REFER, reason, now)
 
 
 def override_referral(
@@ -623,25 +628,14 @@ def override_referral(
         NotFound: no such entry on the list.
         InvalidState: no open referral proposal on the entry.
     """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    if actor_role != _ADMIN:
-        raise PermissionDenied("only an administrator overrides a referral proposal")
-    check_text(reason, "reason", MAX_REASON_CHARS, required=True, multiline=True)
-    locked = _lock_entry(session, list_id, entry_id)
+    locked, now = _decide_referral(
+        session, list_id, entry_id, actor, actor_role, _OVERRIDER, reason, now
+    )
     entry = locked.entry
     if entry.referral != REFERRAL_PROPOSED or entry.status not in (STATUS_PENDING, STATUS_ACTIVE):
         raise InvalidState(f"entry {entry_id} has no open referral proposal")
     entry.referral = REFERRAL_OVERRIDDEN
     try_activate(entry, len(round_approvers(session, entry)), locked.required)
-    session.flush()
-    audit.append(
-        session,
-        list_id=list_id,
-        actor=actor,
-        action=Action.ENTRY_REFER_OVERRIDE,
-        entry_id=entry_id,
-        details={"hash": b64encode(entry.hash), "reason": reason, "status": entry.status},
-        now=now,
+    return _record_referral_decision(
+        session, entry, actor, Action.ENTRY_REFER_OVERRIDE, reason, now
     )
-    return entry

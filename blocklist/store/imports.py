@@ -453,7 +453,7 @@ def approve_many(
                     "approvals": len(seen),
                     "required": lst.approvals_required,
                     "status": found.status,
-                    **({} if person is None else {"person": person}),
+                    **audit.person_details(person),
                 },
             )
         )

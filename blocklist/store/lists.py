@@ -17,7 +17,8 @@ from blocklist.encoding import b64encode
 from blocklist.entries import plan_entry
 from blocklist.errors import FormatError
 from blocklist.store import audit
-from blocklist.store.errors import Conflict, InvalidField, NotFound
+from blocklist.store.db import get_row, one_row
+from blocklist.store.errors import Conflict, InvalidField
 from blocklist.store.models import (
     ORIGIN_LENGTH,
     STATUS_ACTIVE,
@@ -206,10 +207,7 @@ def get_list(session: Session, name: str) -> ListRow:
     Raises:
         NotFound: no such list.
     """
-    row = session.scalar(select(ListRow).where(ListRow.name == name))
-    if row is None:
-        raise NotFound(f"no list named {name!r}")
-    return row
+    return one_row(session, select(ListRow).where(ListRow.name == name), f"no list named {name!r}")
 
 
 def get_list_by_id(session: Session, list_id: int) -> ListRow:
@@ -218,10 +216,7 @@ def get_list_by_id(session: Session, list_id: int) -> ListRow:
     Raises:
         NotFound: no such list.
     """
-    row = session.get(ListRow, list_id)
-    if row is None:
-        raise NotFound(f"no list with id {list_id}")
-    return row
+    return get_row(session, ListRow, list_id, f"no list with id {list_id}")
 
 
 def list_lists(session: Session) -> list[ListRow]:

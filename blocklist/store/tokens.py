@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from blocklist.auditlog import Action, Actor
 from blocklist.encoding import format_time
 from blocklist.store import audit
+from blocklist.store.db import get_row
 from blocklist.store.errors import (
     AnalystTokenNeedsPerson,
     InvalidField,
@@ -337,10 +338,7 @@ def get_token(session: Session, token_id: int) -> TokenRow:
     Raises:
         NotFound: no such token.
     """
-    row = session.get(TokenRow, token_id)
-    if row is None:
-        raise NotFound(f"no token {token_id}")
-    return row
+    return get_row(session, TokenRow, token_id, f"no token {token_id}")
 
 
 def revoke_token(
@@ -352,9 +350,7 @@ def revoke_token(
         NotFound: no such token.
         InvalidState: already revoked.
     """
-    now = audit.resolve_now(now)
-    audit.check_actor(actor)
-    audit.lock_list(session, None)
+    now = audit.begin_global(session, actor, now)
     row = get_token(session, token_id)
     if row.revoked_at is not None:
         raise InvalidState(f"token {token_id} is already revoked")
@@ -362,19 +358,13 @@ def revoke_token(
     # The name is free again: the global chain says which token held it when.
     session.execute(delete(TokenNameRow).where(TokenNameRow.token_id == row.id))
     session.flush()
-    audit.append(
-        session,
-        list_id=None,
-        actor=actor,
-        action=Action.TOKEN_REVOKE,
-        details={
-            "token": row.id,
-            "name": row.name,
-            "prefix": row.prefix,
-            **({} if row.account_id is None else {"account": row.account_id}),
-        },
-        now=now,
-    )
+    details = {
+        "token": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        **({} if row.account_id is None else {"account": row.account_id}),
+    }
+    audit.append_global(session, actor, Action.TOKEN_REVOKE, details, now)
     return row
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from blocklist.auditlog import Action, Actor
-from blocklist.encoding import b64encode, format_time
+from blocklist.encoding import format_time
 from blocklist.store import audit
 from blocklist.store.entries import get_entry, sync_publish_flag
 from blocklist.store.lists import get_list_by_id
@@ -210,21 +210,19 @@ def _expire_gone(
     entry.expires_at = now
     sync_publish_flag(entry)
     session.flush()
-    audit.append(
+    audit.append_entry(
         session,
-        list_id=list_id,
-        actor=Actor.REVERIFY,
-        action=Action.ENTRY_EXPIRE,
-        entry_id=entry.id,
-        details={
-            "hash": b64encode(entry.hash),
+        entry,
+        Actor.REVERIFY,
+        Action.ENTRY_EXPIRE,
+        {
             "reason": GONE_REASON,
             "at": format_time(now),
             "status": entry.status,
             "consecutive_gone": outcome.state.consecutive_gone,
             "vantage_points": [dict(v) for v in outcome.state.vantage_points],
         },
-        now=now,
+        now,
     )
 
 
@@ -270,18 +268,16 @@ def record(
     row.approval_round = entry.approval_round
     session.flush()
     if outcome.propose_expiry:
-        audit.append(
+        audit.append_entry(
             session,
-            list_id=list_id,
-            actor=Actor.REVERIFY,
-            action=Action.ENTRY_VERIFY_PROPOSE_EXPIRY,
-            entry_id=entry_id,
-            details={
-                "hash": b64encode(entry.hash),
+            entry,
+            Actor.REVERIFY,
+            Action.ENTRY_VERIFY_PROPOSE_EXPIRY,
+            {
                 "consecutive_gone": state.consecutive_gone,
                 "threshold": gone_threshold,
             },
-            now=now,
+            now,
         )
     expired = auto_expire_gone and outcome.agreed_gone and state.status == STATUS_GONE
     if expired:

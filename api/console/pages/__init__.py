@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Final
 
 from fastapi import APIRouter, FastAPI
 from starlette.staticfiles import StaticFiles
@@ -46,10 +47,8 @@ from api.console.pages.common import STATIC_PATH, ConsoleState
 
 __all__ = ["install_console", "router"]
 
-#: Every console page. Each area's router carries the console's prefix and
-#: stays out of the OpenAPI schema (:func:`~api.console.pages.common.area_router`).
-router = APIRouter()
-for _area in (
+#: The console's page areas, in the order their routes are matched.
+_AREAS: Final = (
     auth,
     entries,
     imports,
@@ -60,8 +59,14 @@ for _area in (
     safeguards,
     transparency,
     appeals,
-):
-    router.include_router(_area.router)
+)
+
+#: Every console page: the areas' own routes (each carries the console's
+#: prefix and stays out of the OpenAPI schema,
+#: :func:`~api.console.pages.common.area_router`), listed flat because the
+#: body gate (:class:`api.bodygate.BodyGate`) matches a request against
+#: routes and reads the matched endpoint's body cap and session check.
+router = APIRouter(routes=[route for area in _AREAS for route in area.router.routes])
 
 
 def install_console(app: FastAPI) -> None:

@@ -23,10 +23,10 @@ from api.console.pages.common import (
     failure,
     form_text,
     need_admin,
-    need_person,
-    posted,
+    person_page,
+    posted_by_admin,
     refused,
-    render,
+    render_page,
 )
 from api.models import ListCreateIn, TokenCreateIn, WitnessIn
 from api.routes import admin as admin_routes
@@ -50,12 +50,12 @@ async def _admin_page(request: Request, person: Any, **extra: Any) -> Response:
         else []
     )
     people = (await accounts_admin.list_accounts(ctx, principal)).accounts
-    return render(
+    return render_page(
         request,
         "admin.html",
-        person=person,
-        active="admin",
-        list_name=list_name,
+        "admin",
+        person,
+        list_name,
         tokens=tokens,
         all_lists=lists,
         witnesses=witnesses,
@@ -67,23 +67,18 @@ async def _admin_page(request: Request, person: Any, **extra: Any) -> Response:
 @router.get("/admin", response_class=HTMLResponse)
 async def admin_page(request: Request) -> Response:
     """Accounts, enrolment links, tokens, witnesses, lists."""
-    person, refusal = await need_person(request)
-    if refusal is not None:
-        return refusal
-    return await _admin_page(request, person)
+    return await person_page(request, _admin_page)
 
 
 @router.post("/admin/{action}", response_class=HTMLResponse)
 async def admin_action(request: Request, action: str) -> Response:
     """Create an account, a token or a list; revoke a token; add or remove a witness."""
-    person, form, refusal = await posted(request)
-    if refusal is not None:
-        return refusal
+    admin = await posted_by_admin(request)
+    if isinstance(admin, Response):
+        return admin
+    person, form, principal = admin
     ctx = app_context(request)
     list_name = chosen_list(request, person, form_text(form, "list"))
-    principal = need_admin(request, person)
-    if isinstance(principal, Response):
-        return principal
     message: str | None = None
     error: str | None = None
     secret: str | None = None

@@ -25,13 +25,12 @@ from api.console.pages.common import (
     chosen_list,
     failure,
     form_text,
-    need_admin,
     need_person,
-    posted,
+    posted_by_admin,
     posting,
     principal_for,
     refused,
-    render,
+    render_page,
     viewing,
 )
 from api.console.security import CONSOLE_PREFIX
@@ -67,12 +66,12 @@ async def appeals_page(request: Request) -> Response:
         if admin is not None
         else None
     )
-    return render(
+    return render_page(
         request,
         "appeals.html",
-        person=person,
-        active="appeals",
-        list_name=list_name,
+        "appeals",
+        person,
+        list_name,
         matched=matched,
         unmatched=unmatched,
         message=request.query_params.get("done"),
@@ -96,12 +95,12 @@ async def _appeal_page(
         return refused(
             request, acting.person, 404, "No such appeal", f"appeal {appeal_id} names no entry here"
         )
-    return render(
+    return render_page(
         request,
         "appeal.html",
-        person=acting.person,
-        active="appeals",
-        list_name=acting.list_name,
+        "appeals",
+        acting.person,
+        acting.list_name,
         appeal_id=appeal_id,
         links=links,
         undecided=[a for a in links if a.status in ("open", "suspended")],
@@ -158,12 +157,10 @@ async def appeal_decide(request: Request, appeal_id: int) -> Response:
 @router.post("/appeals/{appeal_id}/close", response_class=HTMLResponse)
 async def appeal_close(request: Request, appeal_id: int) -> Response:
     """An admin closes an appeal that matched no list (with a reason)."""
-    person, form, refusal = await posted(request)
-    if refusal is not None:
-        return refusal
-    admin = need_admin(request, person)
-    if isinstance(admin, Response):
-        return admin
+    closer = await posted_by_admin(request)
+    if isinstance(closer, Response):
+        return closer
+    person, form, admin = closer
     list_name = chosen_list(request, person, form_text(form, "list"))
     try:
         body = appeal_routes.CloseIn.model_validate({"reason": form_text(form, "reason") or ""})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -58,12 +58,15 @@ __all__ = [
     "login_redirect",
     "need_admin",
     "need_person",
+    "person_page",
     "posted",
+    "posted_by_admin",
     "posting",
     "principal_for",
     "problem_text",
     "refused",
     "render",
+    "render_page",
     "session_person",
     "to_queue",
     "viewing",
@@ -144,12 +147,7 @@ def console_state(request: Request) -> ConsoleState:
 
 
 def render(
-    request: Request,
-    template: str,
-    *,
-    person: Any = None,
-    status: int = 200,
-    **values: Any,
+    request: Request, template: str, *, person: Any = None, status: int = 200, **values: Any
 ) -> HTMLResponse:
     """The page ``template`` with the navigation ``person`` may use and ``values``."""
     page = _TEMPLATES.get_template(template).render(
@@ -166,6 +164,13 @@ def render(
         **values,
     )
     return HTMLResponse(page, status_code=status)
+
+
+def render_page(
+    request: Request, template: str, active: str, person: Any, list_name: str | None, **values: Any
+) -> HTMLResponse:
+    """A page of a logged-in person: ``active`` is its navigation item, ``list_name`` the list."""
+    return render(request, template, person=person, active=active, list_name=list_name, **values)
 
 
 def refused(request: Request, person: Any, status: int, title: str, detail: str) -> HTMLResponse:
@@ -364,6 +369,27 @@ def need_admin(request: Request, person: Any) -> Principal | Response:
     if principal is None:
         return refused(request, person, 403, "Not allowed", "this page needs the admin role")
     return principal
+
+
+async def posted_by_admin(request: Request) -> tuple[Any, FormData, Principal] | Response:
+    """A POST's person, checked form and admin principal, or the page that refuses them."""
+    person, form, refusal = await posted(request)
+    if refusal is not None:
+        return refusal
+    principal = need_admin(request, person)
+    if isinstance(principal, Response):
+        return principal
+    return person, form, principal
+
+
+async def person_page(
+    request: Request, page: Callable[[Request, Any], Awaitable[Response]]
+) -> Response:
+    """``page`` for the session's person, or the redirect to the login page."""
+    person, refusal = await need_person(request)
+    if refusal is not None:
+        return refusal
+    return await page(request, person)
 
 
 def entry_view(row: EntryRow) -> dict[str, Any]:

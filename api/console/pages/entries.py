@@ -33,7 +33,7 @@ from api.console.pages.common import (
     posting,
     principal_for,
     refused,
-    render,
+    render_page,
     to_queue,
     viewing,
 )
@@ -93,12 +93,12 @@ async def queue(request: Request) -> Response:
                     and row.submitted_person == principal.account_id
                 )
                 (mine if own else waiting).append(view)
-    return render(
+    return render_page(
         request,
         "queue.html",
-        person=person,
-        active="queue",
-        list_name=list_name,
+        "queue",
+        person,
+        list_name,
         analyst=principal is not None,
         admin=admin is not None,
         waiting=waiting,
@@ -112,12 +112,12 @@ async def queue(request: Request) -> Response:
 def _add_page(
     request: Request, acting: Acting, values: dict[str, Any], **extra: Any
 ) -> HTMLResponse:
-    return render(
+    return render_page(
         request,
         "add.html",
-        person=acting.person,
-        active="add",
-        list_name=acting.list_name,
+        "add",
+        acting.person,
+        acting.list_name,
         scopes=_SCOPES,
         values=values,
         **extra,
@@ -248,12 +248,12 @@ async def _show_entry(
         message = "Entry added as pending: a colleague must approve it."
     elif message is None and request.query_params.get("added") == "0":
         message = "This expression is already on the list: here is its entry."
-    return render(
+    return render_page(
         request,
         "entry.html",
-        person=person,
-        active="search",
-        list_name=list_name,
+        "search",
+        person,
+        list_name,
         entry=entry,
         reach=reach_view.reach if reach_view is not None else None,
         own=own,

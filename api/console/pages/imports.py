@@ -33,7 +33,7 @@ from api.console.pages.common import (
     need_person,
     posting,
     refused,
-    render,
+    render_page,
     viewing,
 )
 from api.context import AppContext
@@ -59,9 +59,7 @@ async def import_form(request: Request) -> Response:
     acting = await viewing(request, ANALYST)
     if isinstance(acting, Response):
         return acting
-    return render(
-        request, "import.html", person=acting.person, active="import", list_name=acting.list_name
-    )
+    return render_page(request, "import.html", "import", acting.person, acting.list_name)
 
 
 async def _has_session(ctx: AppContext, scope: Scope) -> bool:
@@ -128,12 +126,12 @@ async def import_submit(request: Request) -> Response:
         download = _keep_results(request, rows)
     except DOMAIN_ERRORS as e:
         _, error = failure(e)
-    return render(
+    return render_page(
         request,
         "import.html",
-        person=acting.person,
-        active="import",
-        list_name=list_name,
+        "import",
+        acting.person,
+        list_name,
         rows=rows,
         counts=counts,
         import_id=import_id,
@@ -206,12 +204,12 @@ async def import_approve(request: Request, import_id: int) -> Response:
         error = str(e.errors()[0]["msg"])
     except DOMAIN_ERRORS as e:
         _, error = failure(e)
-    return render(
+    return render_page(
         request,
         "approved.html",
-        person=acting.person,
-        active="import",
-        list_name=acting.list_name,
+        "import",
+        acting.person,
+        acting.list_name,
         import_id=import_id,
         results=results,
         summary=summary,

@@ -24,12 +24,13 @@ from api.console.pages.common import (
     form_given,
     form_text,
     need_admin,
-    need_person,
+    person_page,
     posted,
+    posted_by_admin,
     posting,
     principal_for,
     refused,
-    render,
+    render_page,
     to_queue,
 )
 from api.models import GuardApproveIn, GuardIn, GuardRemoveIn, ReferIn
@@ -45,12 +46,12 @@ async def _guards_page(request: Request, person: Any, **extra: Any) -> Response:
     if isinstance(principal, Response):
         return principal
     listed = await safeguard_routes.list_guards(app_context(request), principal)
-    return render(
+    return render_page(
         request,
         "guards.html",
-        person=person,
-        active="guards",
-        list_name=chosen_list(request, person, extra.pop("chosen", None)),
+        "guards",
+        person,
+        chosen_list(request, person, extra.pop("chosen", None)),
         guards=listed.guards,
         **extra,
     )
@@ -59,21 +60,16 @@ async def _guards_page(request: Request, person: Any, **extra: Any) -> Response:
 @router.get("/guards", response_class=HTMLResponse)
 async def guards_page(request: Request) -> Response:
     """The guard list: high-collateral hosts whose entries need an admin's approval."""
-    person, refusal = await need_person(request)
-    if refusal is not None:
-        return refusal
-    return await _guards_page(request, person)
+    return await person_page(request, _guards_page)
 
 
 @router.post("/guards/{action}", response_class=HTMLResponse)
 async def guards_action(request: Request, action: str) -> Response:
     """Guard a host (``add``) or lift a guard with a reason (``remove``): the API's routes."""
-    person, form, refusal = await posted(request)
-    if refusal is not None:
-        return refusal
-    principal = need_admin(request, person)
-    if isinstance(principal, Response):
-        return principal
+    admin = await posted_by_admin(request)
+    if isinstance(admin, Response):
+        return admin
+    person, form, principal = admin
     ctx = app_context(request)
     message: str | None = None
     error: str | None = None
@@ -92,12 +88,7 @@ async def guards_action(request: Request, action: str) -> Response:
     except FORM_ERRORS as e:
         status, error = failure(e)
     return await _guards_page(
-        request,
-        person,
-        chosen=form_text(form, "list"),
-        message=message,
-        error=error,
-        status=status,
+        request, person, chosen=form_text(form, "list"), message=message, error=error, status=status
     )
 
 
@@ -127,12 +118,12 @@ async def _referrals_page(request: Request, person: Any, **extra: Any) -> Respon
     if reader is None or list_name is None:
         return refused(request, person, 403, "Not allowed", "this page needs the analyst role")
     listed = await safeguard_routes.list_referrals(app_context(request), reader, list_name)
-    return render(
+    return render_page(
         request,
         "referrals.html",
-        person=person,
-        active="referrals",
-        list_name=list_name,
+        "referrals",
+        person,
+        list_name,
         entries=listed.entries,
         analyst=analyst is not None,
         admin=admin is not None,
@@ -143,10 +134,7 @@ async def _referrals_page(request: Request, person: Any, **extra: Any) -> Respon
 @router.get("/referrals", response_class=HTMLResponse)
 async def referrals_page(request: Request) -> Response:
     """Entries proposed for referral, with the hosting evidence behind each proposal."""
-    person, refusal = await need_person(request)
-    if refusal is not None:
-        return refusal
-    return await _referrals_page(request, person)
+    return await person_page(request, _referrals_page)
 
 
 @router.post("/referrals/{entry_id}/{action}", response_class=HTMLResponse)

@@ -23,7 +23,7 @@ from api.console.pages.common import (
     failure,
     form_text,
     posting,
-    render,
+    render_page,
     viewing,
 )
 from api.errors import ApiProblem
@@ -63,12 +63,12 @@ def _day(text: str | None, *, end: bool) -> datetime | None:
 def _search_page(
     request: Request, acting: Acting, values: dict[str, str | None], **extra: Any
 ) -> HTMLResponse:
-    return render(
+    return render_page(
         request,
         "search.html",
-        person=acting.person,
-        active="search",
-        list_name=acting.list_name,
+        "search",
+        acting.person,
+        acting.list_name,
         statuses=ENTRY_STATUSES,
         values=values,
         **extra,

@@ -22,7 +22,7 @@ from api.console.pages.common import (
     need_person,
     posted,
     principal_for,
-    render,
+    render_page,
 )
 
 __all__ = ["router"]
@@ -36,13 +36,8 @@ async def my_tokens(request: Request) -> Response:
     person, refusal = await need_person(request)
     if refusal is not None:
         return refusal
-    return render(
-        request,
-        "tokens.html",
-        person=person,
-        active="tokens",
-        list_name=chosen_list(request, person),
-        roles=(ANALYST,),
+    return render_page(
+        request, "tokens.html", "tokens", person, chosen_list(request, person), roles=(ANALYST,)
     )
 
 
@@ -66,12 +61,12 @@ async def mint_token(request: Request) -> Response:
             )
         except DOMAIN_ERRORS as e:
             _, error = failure(e)
-    return render(
+    return render_page(
         request,
         "tokens.html",
-        person=person,
-        active="tokens",
-        list_name=list_name,
+        "tokens",
+        person,
+        list_name,
         roles=(ANALYST,),
         token=token,
         error=error,

@@ -24,7 +24,7 @@ from api.console.pages.common import (
     need_person,
     principal_for,
     refused,
-    render,
+    render_page,
 )
 from api.routes import transparency as transparency_routes
 from blocklist import transparency as reports
@@ -139,12 +139,12 @@ async def transparency_page(request: Request) -> Response:
         # (the CSP forbids it), nothing from another host.
         m["added_width"] = m["added"] * REPORT_BAR_WIDTH // largest
         m["removed_width"] = m["removed"] * REPORT_BAR_WIDTH // largest
-    return render(
+    return render_page(
         request,
         "transparency.html",
-        person=person,
-        active="transparency",
-        list_name=list_name,
+        "transparency",
+        person,
+        list_name,
         months=months,
         bar_width=REPORT_BAR_WIDTH,
         shown=REPORT_MONTHS_SHOWN,

@@ -29,7 +29,7 @@ from api.console.pages.common import (
     posted,
     principal_for,
     refused,
-    render,
+    render_page,
 )
 from api.context import AppContext
 from api.routes import admin as admin_routes
@@ -107,12 +107,12 @@ async def _versions_page(
     if info is not None:
         versions, note = await run_in_threadpool(_versions, ctx, info.id)
     ready, checks = await run_in_threadpool(readiness, ctx)
-    return render(
+    return render_page(
         request,
         "versions.html",
-        person=person,
-        active="versions",
-        list_name=list_name,
+        "versions",
+        person,
+        list_name,
         versions=versions,
         checkpoint=note,
         ready=ready,
@@ -209,12 +209,12 @@ async def isps(request: Request) -> Response:
                 "stale": behind > 0 or age > ISP_STALE_AFTER,
             }
         )
-    return render(
+    return render_page(
         request,
         "isps.html",
-        person=person,
-        active="isps",
-        list_name=list_name,
+        "isps",
+        person,
+        list_name,
         current=out.version,
         rows=rows,
         stale_after_minutes=int(ISP_STALE_AFTER.total_seconds() // 60),

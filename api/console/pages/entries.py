@@ -192,8 +192,8 @@ async def add_submit(request: Request) -> Response:
     except ValidationError as e:
         status, error = failure(e)
     except ValueError as e:
-        # After ValidationError (a ValueError): a malformed expiry time. Domain
-        # errors that are ValueErrors too (InvalidURL, InvalidEntry) land here.
+        # After ValidationError (itself a ValueError): a malformed expiry time,
+        # and before DOMAIN_ERRORS, some of which are ValueErrors too.
         error = f"expiry: {e}"
         status = 422
     except DOMAIN_ERRORS as e:
@@ -230,8 +230,8 @@ async def _show_entry(
     try:
         entry = await analyst_routes.get_entry(ctx, principal, list_name, entry_id)
     except DOMAIN_ERRORS as e:
-        status, detail = failure(e)
-        return refused(request, person, status, "No such entry", detail)
+        code_status, detail = failure(e)
+        return refused(request, person, code_status, "No such entry", detail)
     reach_view = None
     if entry.expression is not None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -45,6 +45,7 @@ __all__ = [
     "Acting",
     "ConsoleState",
     "acting_as",
+    "acting_in_any",
     "admin_principal",
     "app_context",
     "area_router",
@@ -53,6 +54,7 @@ __all__ = [
     "console_state",
     "entry_view",
     "failure",
+    "first_principal",
     "form_given",
     "form_text",
     "login_redirect",
@@ -70,6 +72,7 @@ __all__ = [
     "session_person",
     "to_queue",
     "viewing",
+    "viewing_any",
 ]
 
 #: Where the console's CSS and script are served from (this package's files).
@@ -211,6 +214,15 @@ def principal_for(person: Any, role: str, list_name: str | None) -> Principal | 
     return principal
 
 
+def first_principal(person: Any, roles: Sequence[str], list_name: str | None) -> Principal | None:
+    """The principal of the first of ``roles`` that ``person`` holds on ``list_name``, if any."""
+    for role in roles:
+        principal = principal_for(person, role, list_name)
+        if principal is not None:
+            return principal
+    return None
+
+
 def problem_text(error: BaseException) -> tuple[int, str, str]:
     """Status, code and message of an API problem or a domain error."""
     if isinstance(error, ApiProblem):
@@ -337,6 +349,25 @@ def acting_as(request: Request, person: Any, role: str, form: FormData) -> Actin
     if refusal is not None or principal is None or list_name is None:
         return refusal or login_redirect(request)
     return Acting(person, principal, list_name, form)
+
+
+def acting_in_any(
+    request: Request, person: Any, roles: Sequence[str], form: FormData, detail: str
+) -> Acting | Response:
+    """``person`` in the first of ``roles`` held on the chosen list, else a 403 page."""
+    list_name = chosen_list(request, person, form_text(form, "list"))
+    principal = first_principal(person, roles, list_name)
+    if principal is None or list_name is None:
+        return refused(request, person, 403, "Not allowed", detail)
+    return Acting(person, principal, list_name, form)
+
+
+async def viewing_any(request: Request, roles: Sequence[str], detail: str) -> Acting | Response:
+    """A GET page's person in the first of ``roles`` they hold on the chosen list, or a refusal."""
+    person, refusal = await need_person(request)
+    if refusal is not None:
+        return refusal
+    return acting_in_any(request, person, roles, FormData(), detail)
 
 
 async def viewing(request: Request, role: str) -> Acting | Response:

@@ -19,12 +19,10 @@ from api.console.pages.common import (
     DOMAIN_ERRORS,
     app_context,
     area_router,
-    chosen_list,
     failure,
-    need_person,
-    principal_for,
     refused,
     render_page,
+    viewing_any,
 )
 from api.routes import transparency as transparency_routes
 from blocklist import transparency as reports
@@ -46,26 +44,11 @@ REPORT_MONTHS_SHOWN: Final = 12
 REPORT_BAR_WIDTH: Final = 300
 
 
-def _report_principal(person: Any, list_name: str | None) -> Principal | None:
-    # The API serves a list's reports to its admins and auditors (anyone for
-    # a public list): the console asks with the strongest role held.
-    for role in (ADMIN, AUDITOR, ANALYST):
-        principal = principal_for(person, role, list_name)
-        if principal is not None:
-            return principal
-    return None
+#: The API serves a list's reports to its admins and auditors (anyone for a
+#: public list): the console asks with the strongest role held.
+_REPORT_ROLES: Final = (ADMIN, AUDITOR, ANALYST)
 
-
-async def _report_reader(request: Request) -> tuple[Any, Principal, str] | Response:
-    """The person, the principal they read reports with and the chosen list, or a refusal."""
-    person, refusal = await need_person(request)
-    if refusal is not None:
-        return refusal
-    list_name = chosen_list(request, person)
-    principal = _report_principal(person, list_name)
-    if principal is None or list_name is None:
-        return refused(request, person, 403, "Not allowed", "this page needs a role on a list")
-    return person, principal, list_name
+_REPORT_REFUSED: Final = "this page needs a role on a list"
 
 
 def ended_periods(created: datetime, now: datetime) -> list[str]:
@@ -101,10 +84,10 @@ async def _report_note(
 @router.get("/transparency", response_class=HTMLResponse)
 async def transparency_page(request: Request) -> Response:
     """The list's monthly reports: entries added and removed as a bar per month."""
-    reader = await _report_reader(request)
+    reader = await viewing_any(request, _REPORT_ROLES, _REPORT_REFUSED)
     if isinstance(reader, Response):
         return reader
-    person, principal, list_name = reader
+    person, principal, list_name = reader.person, reader.principal, reader.list_name
     ctx = app_context(request)
 
     def created_at() -> datetime:
@@ -154,10 +137,10 @@ async def transparency_page(request: Request) -> Response:
 @router.get("/transparency/{period}.txt")
 async def transparency_note(request: Request, period: str) -> Response:
     """The signed note text of one month, as the API serves it (for the person's session)."""
-    reader = await _report_reader(request)
+    reader = await viewing_any(request, _REPORT_ROLES, _REPORT_REFUSED)
     if isinstance(reader, Response):
         return reader
-    person, principal, list_name = reader
+    person, principal, list_name = reader.person, reader.principal, reader.list_name
     try:
         reports.parse_period(period)
         note = await _report_note(request, principal, list_name, period)

@@ -19,17 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ADMIN, ANALYST
 from api.console.pages.common import (
     DOMAIN_ERRORS,
+    acting_in_any,
     app_context,
     area_router,
     chosen_list,
     entry_view,
     failure,
-    form_text,
+    first_principal,
     need_person,
     posted,
-    principal_for,
-    refused,
     render_page,
+    viewing_any,
 )
 from api.context import AppContext
 from api.routes import admin as admin_routes
@@ -38,7 +38,6 @@ from api.routes.ops import readiness
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
 from blocklist.store.models import EntryRow, VersionRow
-from blocklist.store.tokens import Principal
 
 __all__ = ["ISP_STALE_AFTER", "VERSIONS_SHOWN", "router"]
 
@@ -52,9 +51,8 @@ VERSIONS_SHOWN: Final = 20
 ISP_STALE_AFTER: Final = timedelta(hours=1)
 
 
-def _analyst_or_admin(person: Any, list_name: str | None) -> Principal | None:
-    # Publishing and the ISPs page are for the list's analysts and admins.
-    return principal_for(person, ANALYST, list_name) or principal_for(person, ADMIN, list_name)
+#: Publishing and the ISPs page are for the list's analysts and admins.
+_PUBLISHERS: Final = (ANALYST, ADMIN)
 
 
 def _versions(ctx: AppContext, list_id: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -117,7 +115,7 @@ async def _versions_page(
         checkpoint=note,
         ready=ready,
         checks=sorted(checks.items()),
-        may_publish=list_name is not None and _analyst_or_admin(person, list_name) is not None,
+        may_publish=first_principal(person, _PUBLISHERS, list_name) is not None,
         **extra,
     )
 
@@ -137,14 +135,14 @@ async def publish_now(request: Request) -> Response:
     person, form, refusal = await posted(request)
     if refusal is not None:
         return refusal
-    list_name = chosen_list(request, person, form_text(form, "list"))
-    principal = _analyst_or_admin(person, list_name)
-    if principal is None or list_name is None:
-        return refused(request, person, 403, "Not allowed", "publishing needs analyst or admin")
+    acting = acting_in_any(request, person, _PUBLISHERS, form, "publishing needs analyst or admin")
+    if isinstance(acting, Response):
+        return acting
+    list_name = acting.list_name
     message: str | None = None
     error: str | None = None
     try:
-        answer = await analyst_routes.publish(app_context(request), principal, list_name)
+        answer = await analyst_routes.publish(app_context(request), acting.principal, list_name)
         document = json.loads(bytes(answer.body))
         if answer.status_code == 202:
             message = "Publish requested: the signer will cut the version shortly."
@@ -160,15 +158,12 @@ async def publish_now(request: Request) -> Response:
 @router.get("/isps", response_class=HTMLResponse)
 async def isps(request: Request) -> Response:
     """Every ISP token: last fetched version, how far behind, last poll; stale ones stand out."""
-    person, refusal = await need_person(request)
-    if refusal is not None:
-        return refusal
-    list_name = chosen_list(request, person)
-    principal = _analyst_or_admin(person, list_name)
-    if principal is None or list_name is None:
-        return refused(request, person, 403, "Not allowed", "this page needs analyst or admin")
+    acting = await viewing_any(request, _PUBLISHERS, "this page needs analyst or admin")
+    if isinstance(acting, Response):
+        return acting
+    person, list_name = acting.person, acting.list_name
     ctx = app_context(request)
-    out = await admin_routes.list_isps(ctx, principal, list_name)
+    out = await admin_routes.list_isps(ctx, acting.principal, list_name)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
 

@@ -10,7 +10,8 @@ another host (DESIGN.md, "Accounts and the console").
 
 from __future__ import annotations
 
-from api.console.pages import STATIC_PATH, install_console, router
+from api.console.pages import install_console, router
+from api.console.pages.common import STATIC_PATH
 from api.console.security import CONSOLE_PREFIX, SECURITY_HEADERS, ConsoleHeaders
 
 __all__ = [

@@ -77,6 +77,7 @@ __all__ = [
     "ListState",
     "PendingChanges",
     "PlaintextPage",
+    "PublishedVersion",
     "TreeHashReader",
     "checkpoint_history",
     "complete_publish_requests",
@@ -98,6 +99,7 @@ __all__ = [
     "publish_request_version",
     "put_checkpoint",
     "put_keyring",
+    "recent_versions",
     "record_isp_seen",
     "record_version",
     "request_publish",
@@ -132,6 +134,14 @@ class PlaintextPage:
 
     items: list[tuple[bytes, str]]
     next_cursor: int | None
+
+
+class PublishedVersion(NamedTuple):
+    """A published version with the entries it added and removed."""
+
+    row: VersionRow
+    adds: list[EntryRow]
+    removes: list[EntryRow]
 
 
 class IspVersion(NamedTuple):
@@ -228,6 +238,43 @@ def latest_version(session: Session, list_id: int) -> VersionRow | None:
         .order_by(VersionRow.version.desc())
         .limit(1)
     )
+
+
+def recent_versions(session: Session, list_id: int, limit: int) -> list[PublishedVersion]:
+    """The latest ``limit`` versions of a list, newest first, with their entries.
+
+    Two queries whatever ``limit`` is (the versions, then every entry added
+    or removed by one of them): the console's Versions page.
+    """
+    rows = list(
+        session.scalars(
+            select(VersionRow)
+            .where(VersionRow.list_id == list_id)
+            .order_by(VersionRow.version.desc())
+            .limit(limit)
+        ).all()
+    )
+    if not rows:
+        return []
+    shown = [r.version for r in rows]
+    changed = list(
+        session.scalars(
+            select(EntryRow)
+            .where(
+                EntryRow.list_id == list_id,
+                EntryRow.added_version.in_(shown) | EntryRow.removed_version.in_(shown),
+            )
+            .order_by(EntryRow.id)
+        ).all()
+    )
+    return [
+        PublishedVersion(
+            row,
+            [e for e in changed if e.added_version == row.version],
+            [e for e in changed if e.removed_version == row.version],
+        )
+        for row in rows
+    ]
 
 
 def get_version(session: Session, list_id: int, version: int) -> VersionRow:

@@ -533,3 +533,26 @@ def test_entries_loaded_before_a_publish_see_its_effect_in_the_same_session(
     assert latest.version == 1
     assert request.done_at == NOW
     assert page.listed is True
+
+
+def test_recent_versions_pair_each_version_with_its_adds_and_removes(
+    db: Database, list_id: int
+) -> None:
+    with db.read() as s:
+        assert store_versions.recent_versions(s, list_id, 5) == []
+    first = add_active(db, list_id, 2, prefix="v1")
+    publish(db, list_id)  # version 1: the canary and two pages
+    expire_ids(db, list_id, first[:1])
+    second = add_active(db, list_id, 1, prefix="v2")
+    publish(db, list_id)  # version 2: one added, one removed
+    with db.read() as s:
+        newest = store_versions.recent_versions(s, list_id, 1)
+        everything = store_versions.recent_versions(s, list_id, 10)
+    assert [v.row.version for v in newest] == [2]
+    assert [v.row.version for v in everything] == [2, 1]
+    by_version = {v.row.version: v for v in everything}
+    assert [e.id for e in by_version[2].adds] == second
+    assert [e.id for e in by_version[2].removes] == first[:1]
+    assert set(first) <= {e.id for e in by_version[1].adds}
+    assert len(by_version[1].adds) == 3
+    assert by_version[1].removes == []

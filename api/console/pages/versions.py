@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ADMIN, ANALYST
@@ -37,7 +36,6 @@ from api.routes import analyst as analyst_routes
 from api.routes.ops import readiness
 from blocklist.store import tokens as store_tokens
 from blocklist.store import versions as store_versions
-from blocklist.store.models import EntryRow, VersionRow
 
 __all__ = ["ISP_STALE_AFTER", "VERSIONS_SHOWN", "router"]
 
@@ -57,41 +55,18 @@ _PUBLISHERS: Final = (ANALYST, ADMIN)
 
 def _versions(ctx: AppContext, list_id: int) -> tuple[list[dict[str, Any]], str | None]:
     with ctx.db.read() as session:
-        rows = list(
-            session.scalars(
-                select(VersionRow)
-                .where(VersionRow.list_id == list_id)
-                .order_by(VersionRow.version.desc())
-                .limit(VERSIONS_SHOWN)
-            ).all()
-        )
-        shown = [r.version for r in rows]
-        changed = (
-            list(
-                session.scalars(
-                    select(EntryRow).where(
-                        EntryRow.list_id == list_id,
-                        (EntryRow.added_version.in_(shown)) | (EntryRow.removed_version.in_(shown)),
-                    )
-                ).all()
-            )
-            if shown
-            else []
-        )
+        published = store_versions.recent_versions(session, list_id, VERSIONS_SHOWN)
         checkpoint = store_versions.get_checkpoint(session, list_id)
-        out = []
-        for row in rows:
-            adds = [entry_view(e) for e in changed if e.added_version == row.version]
-            removes = [entry_view(e) for e in changed if e.removed_version == row.version]
-            out.append(
-                {
-                    "version": row.version,
-                    "time": row.time,
-                    "count": row.count,
-                    "adds": adds,
-                    "removes": removes,
-                }
-            )
+        out = [
+            {
+                "version": v.row.version,
+                "time": v.row.time,
+                "count": v.row.count,
+                "adds": [entry_view(e) for e in v.adds],
+                "removes": [entry_view(e) for e in v.removes],
+            }
+            for v in published
+        ]
         return out, (checkpoint.note if checkpoint is not None else None)
 
 

@@ -395,7 +395,7 @@ def _check_exports(specs: list[ExportSpec]) -> None:
             or on a format whose resolver cannot carry it.
     """
     # the renderers: loaded only with exports
-    from clients.isp.exports import (
+    from clients.isp.exports.formats import (
         FORMATS,
         INCREMENTAL_FORMATS,
         ExportError,

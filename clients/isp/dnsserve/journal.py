@@ -65,7 +65,7 @@ from clients.isp.dnsserve.zone import (
     render_records,
     zonemd_record,
 )
-from clients.isp.exports import SERIAL_MODULUS, ExportInput
+from clients.isp.exports.formats import SERIAL_MODULUS, ExportInput
 from clients.isp.store import StateStore
 
 __all__ = [

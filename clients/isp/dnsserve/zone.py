@@ -59,10 +59,8 @@ HALF_SERIAL_SPACE: Final = 2**31
 StateKey = tuple[object, ...]
 
 
-class ZoneNotReady(ClientError):
+class ZoneNotReady(ClientError, reason="zone_not_ready"):
     """The state cannot be rendered yet (no sync, or plaintext still missing)."""
-
-    reason = "zone_not_ready"
 
 
 def serial_gt(a: int, b: int) -> bool:

@@ -6,9 +6,9 @@ for each format that can be written incrementally. Both sizes run in this
 one process, the ratios side by side.
 
 Incremental (``incremental = true``): the ``unbound``, ``dnsmasq`` and
-``hosts`` exports as shard directories (:func:`clients.isp.exports.apply_sharded`),
+``hosts`` exports as shard directories (:func:`clients.isp.exports.sharded.apply_sharded`),
 and the ``hashes`` export
-(:func:`clients.isp.exports.apply_hashes_log`, what the syncer runs after a
+(:func:`clients.isp.exports.hashlog.apply_hashes_log`, what the syncer runs after a
 verified commit): each version appends its record, or compacts the log
 when it outgrew its fraction of the base. Every version is timed,
 compactions included, and the median reported (the compactions are also
@@ -17,7 +17,7 @@ listed).
 Not incremental (each rewrites its whole file, O(entries)): the plain
 ``hashes`` export and the plaintext formats (``urls``, ``squid``, ``rpz``,
 ``unbound``, ``dnsmasq``, ``hosts``), timed as
-:func:`clients.isp.exports.write_export` of the new version over the old
+:func:`clients.isp.exports.output.write_export` of the new version over the old
 files. The list is synthetic: 60 % whole-host entries (``hN.example``,
 some under another listed host), 40 % page entries (``example.net/p/N.html``).
 """
@@ -77,7 +77,7 @@ class _List:
         return added, removed
 
     def data(self) -> object:
-        from clients.isp.exports import ExportInput
+        from clients.isp.exports.formats import ExportInput
 
         return ExportInput(
             version=self.version,
@@ -94,12 +94,9 @@ INCREMENTAL = ("hashes", "unbound", "dnsmasq", "hosts")
 
 def _incremental(root: Path, size: int) -> tuple[dict[str, list[float]], list[bool]]:
     """Each version applied to every incremental export, as the syncer does."""
-    from clients.isp.exports import (
-        ExportInput,
-        ShardedSource,
-        apply_hashes_log,
-        apply_sharded,
-    )
+    from clients.isp.exports.formats import ExportInput
+    from clients.isp.exports.hashlog import apply_hashes_log
+    from clients.isp.exports.sharded import ShardedSource, apply_sharded
 
     lst = _List(size, seed=size)
     out = root / f"incremental-{size}.hashes"
@@ -155,7 +152,8 @@ def _incremental(root: Path, size: int) -> tuple[dict[str, list[float]], list[bo
 
 
 def _full(root: Path, size: int) -> dict[str, list[float]]:
-    from clients.isp.exports import ExportInput, write_export
+    from clients.isp.exports.formats import ExportInput
+    from clients.isp.exports.output import write_export
 
     lst = _List(size, seed=size + 1)
     out: dict[str, list[float]] = {f: [] for f in FULL_FORMATS}

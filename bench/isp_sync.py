@@ -183,7 +183,8 @@ def child_sync(server: ServerProcess, token: str, root_vkey: str, state: Path) -
 
 def _export_hashes(state_dir: Path, output: Path) -> float:
     """Time the ``hashes`` export as the syncer writes it after a commit."""
-    from clients.isp.exports import ExportInput, write_export
+    from clients.isp.exports.formats import ExportInput
+    from clients.isp.exports.output import write_export
     from clients.isp.store import StateStore
 
     started = time.perf_counter()

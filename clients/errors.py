@@ -25,15 +25,16 @@ protection), :class:`NotVerified` (``prove`` was asked to rely on a bundle
 that does not verify) and :class:`WitnessError` (the witness cannot run, or
 :class:`CosignRefused` to cosign).
 
-Every class carries a stable ``reason`` string: it is the label of the sync
-outcome counters (``cleanfeed_isp_sync_total{reason=...}``), the word after
-``rejected:`` in ``cleanfeed isp sync --once`` and the key of the status
-output. Reasons are part of the operator interface: extend, never rename.
+Every class carries a stable ``reason`` string, named in its class
+statement (``class Rollback(BadData, reason="rollback")``): it is the label
+of the sync outcome counters (``cleanfeed_isp_sync_total{reason=...}``), the
+word after ``rejected:`` in ``cleanfeed isp sync --once`` and the key of the
+status output. Reasons are part of the operator interface: extend, never rename.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AccessDenied",
@@ -80,16 +81,26 @@ __all__ = [
 
 
 class ClientError(Exception):
-    """Root of every error the client packages raise on purpose."""
+    """Root of every error the client packages raise on purpose.
+
+    A subclass names its reason in its bases: ``class Rollback(BadData,
+    reason="rollback")``.
+    """
 
     #: Stable, machine-readable reason (metrics label, CLI output).
     reason: ClassVar[str] = "client_error"
+
+    def __init_subclass__(cls, *, reason: str | None = None, **kwargs: Any) -> None:
+        """Set the subclass's :attr:`reason` from its class keyword, if given."""
+        super().__init_subclass__(**kwargs)
+        if reason is not None:
+            cls.reason = reason
 
 
 # --- transport: retry later --------------------------------------------------
 
 
-class TransportError(ClientError):
+class TransportError(ClientError, reason="network_error"):
     """The server could not answer now; retry later with back-off.
 
     Attributes:
@@ -97,114 +108,84 @@ class TransportError(ClientError):
             or ``None`` when it gave no hint.
     """
 
-    reason: ClassVar[str] = "network_error"
-
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class NetworkError(TransportError):
+class NetworkError(TransportError, reason="network_error"):
     """Connection refused or reset, DNS failure, TLS failure, proxy failure."""
 
-    reason: ClassVar[str] = "network_error"
 
-
-class Timeout(TransportError):
+class Timeout(TransportError, reason="timeout"):
     """A connect, read, write or pool timeout (slow retrieval protection)."""
 
-    reason: ClassVar[str] = "timeout"
 
-
-class ServerError(TransportError):
+class ServerError(TransportError, reason="server_error"):
     """The server answered 5xx (``retry_after`` set from ``Retry-After``)."""
 
-    reason: ClassVar[str] = "server_error"
 
-
-class RateLimited(TransportError):
+class RateLimited(TransportError, reason="backoff"):
     """The server answered 429: we polled faster than our rate limit."""
-
-    reason: ClassVar[str] = "backoff"
 
 
 # --- the server refused the request: retrying will not help -----------------
 
 
-class RequestRejected(ClientError):
+class RequestRejected(ClientError, reason="request_rejected"):
     """A 4xx answer other than 429: wrong token, list or request.
 
     Attributes:
         status: the HTTP status code.
     """
 
-    reason: ClassVar[str] = "request_rejected"
-
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
 
 
-class AccessDenied(RequestRejected):
+class AccessDenied(RequestRejected, reason="access_denied"):
     """401 or 403: the token is missing, wrong, expired or revoked."""
 
-    reason: ClassVar[str] = "access_denied"
 
-
-class NotFound(RequestRejected):
+class NotFound(RequestRejected, reason="not_found"):
     """404: no such list, or the token is not entitled to it (same answer)."""
-
-    reason: ClassVar[str] = "not_found"
 
 
 # --- bad data: never applied -------------------------------------------------
 
 
-class BadData(ClientError):
+class BadData(ClientError, reason="bad_data"):
     """The server's answer does not verify; the last good list stays."""
 
-    reason: ClassVar[str] = "bad_data"
 
-
-class MalformedData(BadData):
+class MalformedData(BadData, reason="format_error"):
     """A note, statement, JSON document or header breaks its format."""
 
-    reason: ClassVar[str] = "format_error"
 
-
-class Undecodable(MalformedData):
+class Undecodable(MalformedData, reason="undecodable"):
     """A header or byte the client cannot decode (not ASCII where ASCII is
     required): refused as a typed rejection, never a ``UnicodeError``."""
 
-    reason: ClassVar[str] = "undecodable"
 
-
-class BadSignature(BadData):
+class BadSignature(BadData, reason="signature_error"):
     """A signature by a trusted key does not verify."""
 
-    reason: ClassVar[str] = "signature_error"
 
-
-class UnknownKey(BadData):
+class UnknownKey(BadData, reason="unknown_key"):
     """No signature is by a key trusted for this document (wrong key, or a
     rotated-out key used for a version beyond its range)."""
 
-    reason: ClassVar[str] = "unknown_key"
 
-
-class WrongOrigin(BadData):
+class WrongOrigin(BadData, reason="wrong_origin"):
     """A validly signed document of another list (mix-and-match)."""
 
-    reason: ClassVar[str] = "wrong_origin"
 
-
-class Rollback(BadData):
+class Rollback(BadData, reason="rollback"):
     """A smaller tree, an older version or an older keyring than held."""
 
-    reason: ClassVar[str] = "rollback"
 
-
-class Equivocation(BadData):
+class Equivocation(BadData, reason="equivocation"):
     """Two validly signed, inconsistent views of the log (or of the keyring).
 
     Both notes are kept as evidence for auditors.
@@ -215,8 +196,6 @@ class Equivocation(BadData):
         new_note: the conflicting note the server served.
     """
 
-    reason: ClassVar[str] = "equivocation"
-
     def __init__(self, message: str, *, kind: str, held_note: str, new_note: str) -> None:
         super().__init__(message)
         self.kind = kind
@@ -224,119 +203,89 @@ class Equivocation(BadData):
         self.new_note = new_note
 
 
-class Stale(BadData):
+class Stale(BadData, reason="stale"):
     """Freeze protection: a checkpoint older than the maximum age, one dated
     in the future, or an expired keyring."""
 
-    reason: ClassVar[str] = "stale"
 
-
-class ChainBroken(BadData):
+class ChainBroken(BadData, reason="chain_broken"):
     """Statements with a gap, a duplicate, a reordering or a wrong
     ``previous`` hash."""
 
-    reason: ClassVar[str] = "chain_broken"
 
-
-class DeltaInvalid(BadData):
+class DeltaInvalid(BadData, reason="delta_invalid"):
     """A delta adds a present hash or removes an absent one."""
 
-    reason: ClassVar[str] = "delta_invalid"
 
-
-class StateMismatch(BadData):
+class StateMismatch(BadData, reason="state_mismatch"):
     """A state digest or entry count differs from the signed statement."""
 
-    reason: ClassVar[str] = "state_mismatch"
 
-
-class Oversize(BadData):
+class Oversize(BadData, reason="oversize"):
     """A response exceeded its size cap (endless data, gzip bombs)."""
 
-    reason: ClassVar[str] = "oversize"
 
-
-class KeyringRejected(BadData):
+class KeyringRejected(BadData, reason="keyring_rejected"):
     """A keyring update is refused (threshold, serial gap, expiry, ...).
 
     Attributes:
         detail: the signer's keyring reason (``serial_gap``, ``threshold``...).
     """
 
-    reason: ClassVar[str] = "keyring_rejected"
-
     def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
 
 
-class ProofMismatch(BadData):
+class ProofMismatch(BadData, reason="proof_mismatch"):
     """A Merkle proof, compact range or tree root does not verify."""
 
-    reason: ClassVar[str] = "proof_mismatch"
 
-
-class PlaintextMismatch(BadData):
+class PlaintextMismatch(BadData, reason="plaintext_mismatch"):
     """An expression whose SHA-256 is not the hash it was served for, or is
     not in the verified set."""
 
-    reason: ClassVar[str] = "plaintext_mismatch"
 
-
-class WitnessQuorum(BadData):
+class WitnessQuorum(BadData, reason="witness_quorum"):
     """Fewer valid witness cosignatures on the checkpoint than the quorum."""
-
-    reason: ClassVar[str] = "witness_quorum"
 
 
 # --- the auditor's own: bundles and the witness ------------------------------
 
 
-class AuditError(ClientError):
+class AuditError(ClientError, reason="audit_error"):
     """Root of the errors the auditor raises on purpose."""
 
-    reason: ClassVar[str] = "audit_error"
 
-
-class BundleError(AuditError, MalformedData):
+class BundleError(AuditError, MalformedData, reason="bundle_format"):
     """The bundle is not a well-formed ``cleanfeed-bundle/v1`` document."""
 
-    reason: ClassVar[str] = "bundle_format"
 
-
-class BundleTooLarge(BundleError, Oversize):
+class BundleTooLarge(BundleError, Oversize, reason="oversize"):
     """The bundle exceeds its size cap (endless-data protection)."""
 
-    reason: ClassVar[str] = "oversize"
 
-
-class NotVerified(AuditError, BadData):
+class NotVerified(AuditError, BadData, reason="not_verified"):
     """A bundle that fails verification was given where a verified one is needed.
 
     Attributes:
         failure: the text of the first failure of the verification.
     """
 
-    reason: ClassVar[str] = "not_verified"
-
     def __init__(self, message: str, *, failure: str) -> None:
         super().__init__(message)
         self.failure = failure
 
 
-class WitnessError(AuditError):
+class WitnessError(AuditError, reason="witness_error"):
     """The witness cannot run (state file, configuration, key)."""
 
-    reason: ClassVar[str] = "witness_error"
 
-
-class WitnessStateError(WitnessError):
+class WitnessStateError(WitnessError, reason="witness_state"):
     """The witness state file is unreadable, corrupt or for another log."""
 
-    reason: ClassVar[str] = "witness_state"
 
-
-class CosignRefused(WitnessError, BadData):
+class CosignRefused(WitnessError, BadData, reason="cosign_refused"):
     """The witness refuses to cosign the checkpoint it was shown.
 
     Attributes:
@@ -344,8 +293,6 @@ class CosignRefused(WitnessError, BadData):
             ``equivocation``, ``signature``, ``origin``, ``future``...).
         evidence: the file the conflicting notes were saved to, if any.
     """
-
-    reason: ClassVar[str] = "cosign_refused"
 
     def __init__(self, message: str, *, detail: str, evidence: str | None = None) -> None:
         super().__init__(message)
@@ -356,40 +303,30 @@ class CosignRefused(WitnessError, BadData):
 # --- local state --------------------------------------------------------------
 
 
-class LocalStateError(ClientError):
+class LocalStateError(ClientError, reason="local_state"):
     """The local state directory cannot be used as it is."""
 
-    reason: ClassVar[str] = "local_state"
 
-
-class StateLocked(LocalStateError):
+class StateLocked(LocalStateError, reason="locked"):
     """Another sync process holds the state directory's lock."""
 
-    reason: ClassVar[str] = "locked"
 
-
-class LocalCorruption(LocalStateError):
+class LocalCorruption(LocalStateError, reason="local_corruption"):
     """The local state no longer matches the verified statement it claims.
 
     Not bad server data: the sync takes the snapshot path to recover.
     """
 
-    reason: ClassVar[str] = "local_corruption"
 
-
-class NotInitialised(LocalStateError):
+class NotInitialised(LocalStateError, reason="not_initialised"):
     """The state directory holds no verified list yet (run a sync first)."""
 
-    reason: ClassVar[str] = "not_initialised"
 
-
-class ConfigError(ClientError):
+class ConfigError(ClientError, reason="config_error"):
     """The configuration (file, flags or environment) cannot be used."""
 
-    reason: ClassVar[str] = "config_error"
 
-
-class RootKeyMismatch(ConfigError):
+class RootKeyMismatch(ConfigError, reason="root_key_mismatch"):
     """A configured root key that the existing state never trusted.
 
     The pinned roots are part of the state: the state follows the keyring's
@@ -398,11 +335,7 @@ class RootKeyMismatch(ConfigError):
     (another list, another hotline, a typo), never silently ignored.
     """
 
-    reason: ClassVar[str] = "root_key_mismatch"
 
-
-class ServerUrlRefused(ConfigError):
+class ServerUrlRefused(ConfigError, reason="server_url_refused"):
     """The server URL would expose the token: clear-text ``http://`` off
     loopback without ``allow_insecure_http``, or credentials inside it."""
-
-    reason: ClassVar[str] = "server_url_refused"

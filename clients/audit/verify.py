@@ -40,7 +40,7 @@ Checks, in the order they run (each a stable ``check`` identifier):
    replayed set; DESIGN.md item 5); for full bundles ``audit.head`` (the
    ``audit`` line is the chain head after some record, never moving back)
    and ``audit.addition`` / ``audit.removal`` (every change is backed by
-   the decisions recorded up to that head, see :mod:`clients.audit.replay`).
+   the decisions recorded up to that head, see :mod:`clients.audit.decisions`).
 4. ``checkpoint``: every bundle checkpoint is signed by an online key
    allowed to sign a tree of its size, carries that key's timestamped
    cosignature (0x04, reported), and is a prefix of the log; the latest has
@@ -72,10 +72,10 @@ The pass is split by concept: :mod:`clients.audit.report` holds the report
 and the check identifiers, :mod:`clients.audit.examine` the per-statement
 work that runs in parallel (parsing, the Ed25519 check, the LtHash16
 expansion), :mod:`clients.audit.replay` the audit-log replay (the chains,
-the accountability of every change, the entries). This module drives them,
-walks the keyrings, replays the statements in order (one pass, no
-per-change Python work beyond parsing and C-level set operations) and
-checks the checkpoints.
+the entries) with :mod:`clients.audit.decisions` (the accountability of
+every change). This module drives them, walks the keyrings, replays the
+statements in order (one pass, no per-change Python work beyond parsing
+and C-level set operations) and checks the checkpoints.
 """
 
 from __future__ import annotations

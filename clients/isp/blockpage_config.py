@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from clients.errors import ConfigError
+from clients.isp.config import read_toml
 from clients.isp.hits import HitsConfig, parse_hits_table
 
 __all__ = [
@@ -148,14 +148,7 @@ def load_blockpage_config(
     """
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            with config_file.open("rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read configuration {config_file}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"invalid TOML in {config_file}: {e}") from e
-        values.update(_from_mapping(data, config_file.resolve().parent))
+        values.update(_from_mapping(read_toml(config_file), config_file.resolve().parent))
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import string
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,50 +25,57 @@ from clients.isp.blockpage_config import (
 __all__ = [
     "DEFAULT_STYLESHEET",
     "DEFAULT_TEMPLATE",
+    "SHIPPED_PAGES",
     "STYLESHEET_PATH",
     "PageContext",
     "PageRenderer",
     "appeal_link",
     "page_values",
+    "shipped_page",
 ]
 
 #: Path of the page's stylesheet on the blocked origin (CSP style-src 'self').
 STYLESHEET_PATH: Final = "/.cleanfeed-blockpage.css"
 
 
-#: The default page. Placeholders: plain values (HTML-escaped before they
-#: are put in): $title, $message, $block_ref, $language, $stylesheet,
-#: $isp_name, $hotline_name, $policy; HTML built by the server from escaped
-#: values: $who_html, $help_html, $appeal_html. ``$$`` is a dollar sign.
-DEFAULT_TEMPLATE: Final = """\
-<!DOCTYPE html>
-<html lang="$language">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<meta name="robots" content="noindex">
-<title>$title</title>
-<link rel="stylesheet" href="$stylesheet">
-</head>
-<body>
-<main>
-<h1>$title</h1>
-<p class="warning">$message</p>
+#: The package folder of the shipped page texts, one ``<language>.html``
+#: each: Squid's ``ERR_CLEANFEED`` templates (:mod:`clients.isp.squid_template`),
+#: whose English one is also the block page's default, so both pages say
+#: the same thing from one text.
+SHIPPED_PAGES: Final = "templates/squid"
 
-<h2>Who blocked it</h2>
-<p>$who_html</p>
-<p>Block reference: <strong class="ref">$block_ref</strong></p>
+#: Squid's page inlines its style (a linked stylesheet would be fetched from
+#: the blocked origin through Squid); the block page links the stylesheet it
+#: serves itself (CSP style-src 'self').
+_INLINE_STYLE: Final = "<style>\n$style\n</style>\n"
+_LINKED_STYLE: Final = '<link rel="stylesheet" href="$stylesheet">\n'
 
-<h2>Confidential help</h2>
-<p>$help_html</p>
 
-<h2>If you think this is a mistake</h2>
-<p>$appeal_html</p>
-</main>
-</body>
-</html>
-"""
+def shipped_page(language: str) -> str:
+    """The shipped page text for ``language`` (``string.Template`` source).
+
+    Raises:
+        FileNotFoundError: no page ships for ``language``.
+    """
+    return (
+        resources.files("clients.isp")
+        .joinpath(f"{SHIPPED_PAGES}/{language}.html")
+        .read_text(encoding="utf-8")
+    )
+
+
+def _linked_style(page: str) -> str:
+    if page.count(_INLINE_STYLE) != 1:
+        raise RuntimeError(f"{SHIPPED_PAGES}/en.html must hold one inline <style> element")
+    return page.replace(_INLINE_STYLE, _LINKED_STYLE)
+
+
+#: The default page: the shipped English page with its stylesheet linked.
+#: Placeholders: plain values (HTML-escaped before they are put in): $title,
+#: $message, $block_ref, $language, $stylesheet, $isp_name, $hotline_name,
+#: $policy; HTML built by the server from escaped values: $who_html,
+#: $help_html, $appeal_html. ``$$`` is a dollar sign.
+DEFAULT_TEMPLATE: Final = _linked_style(shipped_page("en"))
 
 
 DEFAULT_STYLESHEET: Final = """\

@@ -271,7 +271,8 @@ def export_command(
     hosts files cannot match subdomains).
     """
     from clients.isp.config import ExportSpec
-    from clients.isp.exports import ExportInput, check_blockpage, check_ede, write_export
+    from clients.isp.exports.formats import ExportInput, check_blockpage, check_ede
+    from clients.isp.exports.output import write_export
     from clients.isp.sync import export_report
 
     code: int | None = None

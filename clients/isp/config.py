@@ -78,6 +78,7 @@ __all__ = [
     "Timeouts",
     "load_config",
     "read_token_file",
+    "read_toml",
     "read_vkey",
 ]
 
@@ -395,7 +396,7 @@ def _check_exports(specs: list[ExportSpec]) -> None:
             or on a format whose resolver cannot carry it.
     """
     # the renderers: loaded only with exports
-    from clients.isp.exports import (
+    from clients.isp.exports.formats import (
         FORMATS,
         INCREMENTAL_FORMATS,
         ExportError,
@@ -445,6 +446,21 @@ def _check_proxy(url: str) -> str:
     return url
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document of a configuration file (the ISP's and the block page's).
+
+    Raises:
+        ConfigError: the file cannot be read or is not valid TOML.
+    """
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML in {path}: {e}") from e
+
+
 def load_config(
     config_file: Path | None = None,
     *,
@@ -469,14 +485,7 @@ def load_config(
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            with config_file.open("rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read configuration {config_file}: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"invalid TOML in {config_file}: {e}") from e
-        values.update(_from_mapping(data, config_file.resolve().parent))
+        values.update(_from_mapping(read_toml(config_file), config_file.resolve().parent))
     if env.get(TOKEN_ENV):
         values["token"] = env[TOKEN_ENV].strip()
     for key, value in (overrides or {}).items():

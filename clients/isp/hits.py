@@ -41,7 +41,7 @@ import logging
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -54,6 +54,7 @@ from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
 from blocklist.errors import InvalidURL
 from clients.errors import ConfigError, LocalStateError
+from clients.isp.localdb import write_transaction
 
 if TYPE_CHECKING:
     from clients.isp.config import IspConfig
@@ -219,16 +220,8 @@ class HitStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn)
 
     def add(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Add ``{(week, block_ref): n}`` to the stored counts (one transaction).

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from blocklist.canonical import expressions
 from blocklist.errors import FormatError, InvalidURL
-from clients.isp.exports import is_hashes_log, read_hashes_log
+from clients.isp.exports.hashlog import is_hashes_log, read_hashes_log
 
 __all__ = [
     "HASH_SIZE",
@@ -411,7 +411,7 @@ def read_hashes_file(path: Path) -> frozenset[bytes]:
 
     Both kinds: a plain export (one hash a line), or the log of an
     incremental one (``incremental = true``), read with its base file as
-    :func:`clients.isp.exports.read_hashes_log` documents.
+    :func:`clients.isp.exports.hashlog.read_hashes_log` documents.
 
     Raises:
         OSError: the file cannot be read.

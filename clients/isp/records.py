@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Scopes of :attr:`ExportReport.left_out`, in report order (the same as
-#: :data:`clients.isp.exports.SCOPES`; "other": not a canonical expression).
+#: :data:`clients.isp.exports.formats.SCOPES`; "other": not a canonical expression).
 REPORT_SCOPES: Final = ("page", "prefix", "host", "other")
 
 

@@ -36,7 +36,9 @@ inline in the page, and there is no script at all.
 
 Languages: Squid picks ``<error dir>/<language>/ERR_CLEANFEED`` from the
 browser's ``Accept-Language`` (``templates/`` is the fallback). English is
-shipped (``templates/squid/en.html`` in this package); for another language
+shipped (``templates/squid/en.html`` in this package, also the block page's
+default with its stylesheet linked instead of inlined:
+:data:`clients.isp.blockpage_page.DEFAULT_TEMPLATE`); for another language
 write a translation of that file and pass it with ``--template``.
 """
 
@@ -51,7 +53,13 @@ from typing import Final
 from clients.common.files import write_atomic
 from clients.errors import ConfigError, NotInitialised
 from clients.isp.blockpage_config import BlockPageConfig
-from clients.isp.blockpage_page import DEFAULT_STYLESHEET, PageContext, page_values
+from clients.isp.blockpage_page import (
+    DEFAULT_STYLESHEET,
+    SHIPPED_PAGES,
+    PageContext,
+    page_values,
+    shipped_page,
+)
 
 #: The template's file name, as ``deny_info 451:ERR_CLEANFEED`` names it.
 TEMPLATE_NAME: Final = "ERR_CLEANFEED"
@@ -71,13 +79,10 @@ SQUID_MESSAGE_CODE: Final = "%o"
 #: strHdrAcptLangGetItem lower-cases tags and allows a-z and '-').
 _LANGUAGE_RE: Final = re.compile(r"[a-z]{2,8}(?:-[a-z0-9]{1,8})*")
 
-#: The package directory holding the shipped translations (``<lang>.html``).
-_SHIPPED: Final = "templates/squid"
-
 
 def shipped_languages() -> list[str]:
     """The languages whose template ships with the client, sorted."""
-    folder = resources.files("clients.isp").joinpath(_SHIPPED)
+    folder = resources.files("clients.isp").joinpath(SHIPPED_PAGES)
     return sorted(
         entry.name.removesuffix(".html")
         for entry in folder.iterdir()
@@ -110,7 +115,7 @@ def template_source(language: str, template: Path | None = None) -> str:
             f"(shipped: {', '.join(shipped_languages())}); translate the English one "
             "(cleanfeed isp squid-template --print-source) and pass it with --template"
         )
-    return resources.files("clients.isp").joinpath(f"{_SHIPPED}/{language}.html").read_text("utf-8")
+    return shipped_page(language)
 
 
 def _style(config: BlockPageConfig) -> str:

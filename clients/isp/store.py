@@ -46,6 +46,7 @@ from typing import Final
 from blocklist.statedigest import StateDigest
 from clients.errors import LocalCorruption, LocalStateError, NotInitialised
 from clients.isp import steps
+from clients.isp.localdb import write_transaction
 from clients.isp.records import (
     Evidence,
     ExportReport,
@@ -255,16 +256,8 @@ class StateStore:
         except sqlite3.Error as e:
             raise LocalStateError(f"cannot update state metadata: {e}") from e
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

@@ -55,15 +55,10 @@ from clients.errors import (
 )
 from clients.isp import steps
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import (
-    SHARDED_FORMATS,
-    ExportInput,
-    ExportResult,
-    ShardedSource,
-    apply_hashes_log,
-    apply_sharded,
-    write_export,
-)
+from clients.isp.exports.formats import ExportInput, ExportResult
+from clients.isp.exports.hashlog import apply_hashes_log
+from clients.isp.exports.output import write_export
+from clients.isp.exports.sharded import SHARDED_FORMATS, ShardedSource, apply_sharded
 from clients.isp.fetcher import Fetcher, fetcher_for
 from clients.isp.records import ExportReport
 from clients.isp.store import DB_NAME, StateStore

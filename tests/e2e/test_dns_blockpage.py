@@ -54,7 +54,8 @@ from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import RPZ_POLICY_SUFFIX, write_export
+from clients.isp.exports.formats import RPZ_POLICY_SUFFIX
+from clients.isp.exports.output import write_export
 from clients.isp.sync import Syncer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tools]

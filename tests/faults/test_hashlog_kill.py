@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from support.processes import run_child
 
-from clients.isp.exports import apply_hashes_log, read_hashes_log
+from clients.isp.exports.hashlog import apply_hashes_log, read_hashes_log
 
 #: Entries at the old version: a base of a few MB, so a compaction takes a moment.
 ENTRIES = 30_000

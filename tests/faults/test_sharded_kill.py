@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 from support.processes import run_child
 
-from clients.isp.exports import ExportInput, ShardedSource, apply_sharded, render, shard_dir
+from clients.isp.exports.formats import ExportInput
+from clients.isp.exports.output import render
+from clients.isp.exports.sharded import ShardedSource, apply_sharded, shard_dir
 
 WHEN = datetime(2026, 1, 2, tzinfo=UTC)
 ENTRIES = 3_000

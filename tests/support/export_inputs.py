@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from blocklist.canonical import expression_hash
-from clients.isp.exports import ExportInput
+from clients.isp.exports.formats import ExportInput
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

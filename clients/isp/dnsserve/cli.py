@@ -14,7 +14,7 @@ import dns.name
 
 from clients.errors import ClientError, ConfigError
 from clients.isp.cli_options import EXIT_FAILED, setup_logging
-from clients.isp.exports import DEFAULT_RPZ_ZONE
+from clients.isp.exports.formats import DEFAULT_RPZ_ZONE
 
 __all__ = ["dns_serve_command"]
 

@@ -65,7 +65,8 @@ from clients.isp.dnsserve.zone import (
     render_records,
     zonemd_record,
 )
-from clients.isp.exports import SERIAL_MODULUS, ExportInput
+from clients.isp.exports.formats import SERIAL_MODULUS, ExportInput
+from clients.isp.localdb import write_transaction
 from clients.isp.store import StateStore
 
 __all__ = [
@@ -218,16 +219,8 @@ class Journal:
             list(values.items()),
         )
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn)
 
     def _load(self) -> None:
         fmt = self._meta("format")

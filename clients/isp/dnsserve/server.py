@@ -78,7 +78,7 @@ from clients.isp.dnsserve.zone import (
     serial_gt,
     state_key,
 )
-from clients.isp.exports import RPZ_TTL
+from clients.isp.exports.formats import RPZ_TTL
 from clients.isp.store import StateStore
 
 __all__ = [

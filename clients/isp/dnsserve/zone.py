@@ -1,7 +1,7 @@
 """The zone ``cleanfeed isp dns-serve`` serves: the verified state's RPZ.
 
 The records are exactly those of the ``rpz`` export
-(:func:`clients.isp.exports.render`, with the blockpage addresses of the
+(:func:`clients.isp.exports.output.render`, with the blockpage addresses of the
 ISP configuration's ``rpz`` export): this module renders that text and
 reads its records back as ``owner TYPE rdata`` lines relative to the zone
 origin, so the rendering lives in one place. Only the SOA differs: its
@@ -29,8 +29,9 @@ import dns.zone
 import dns.zonetypes
 
 from clients.errors import ClientError
-from clients.isp.exports import RPZ_TTL, SERIAL_MODULUS, ExportInput, render
 from clients.isp.exports.entries import _parse_entry
+from clients.isp.exports.formats import RPZ_TTL, SERIAL_MODULUS, ExportInput
+from clients.isp.exports.output import render
 from clients.isp.store import StateStore
 
 __all__ = [
@@ -58,10 +59,8 @@ HALF_SERIAL_SPACE: Final = 2**31
 StateKey = tuple[object, ...]
 
 
-class ZoneNotReady(ClientError):
+class ZoneNotReady(ClientError, reason="zone_not_ready"):
     """The state cannot be rendered yet (no sync, or plaintext still missing)."""
-
-    reason = "zone_not_ready"
 
 
 def serial_gt(a: int, b: int) -> bool:
@@ -190,7 +189,7 @@ def render_records(
         ZoneNotReady: an expression is missing.
         ExportError: the zone name or blockpage addresses are refused.
     """
-    from clients.isp.exports import MissingPlaintext
+    from clients.isp.exports.formats import MissingPlaintext
 
     try:
         result = render("rpz", data, rpz_zone=zone, blockpage=tuple(blockpage))

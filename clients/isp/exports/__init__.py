@@ -1,6 +1,7 @@
 """Render the verified list into the files ISPs' filters read, and write them.
 
-Formats (:data:`FORMATS`), what each enforces, and its limits:
+Formats (``FORMATS`` of :mod:`~clients.isp.exports.formats`), what each
+enforces, and its limits:
 
 ``hashes``
     One lower-case hex SHA-256 per line, sorted: every entry. The only format
@@ -85,14 +86,14 @@ for an ``rpz`` export with ``ede`` the client writes that statement to
 9.18 (Debian 12) refuses the ``ede`` keyword, Unbound (1.17 and later) and
 dnsmasq (2.90) attach no configurable EDE to local-zone or ``address=``
 answers, and a hosts file has no DNS answer at all: ``ede`` is refused for
-those formats by :func:`check_ede`.
+those formats by ``check_ede``.
 
 DNS formats can enforce whole-host entries only: page and prefix entries,
 IP-address hosts (an IP literal never reaches a resolver), single-label hosts
 (which would black-hole a top-level domain) and names that are not valid DNS
 names (labels of ``a-z 0-9 - _`` of 1 to 63 octets, at most 255 octets on the
-wire) are counted in :attr:`ExportResult.not_enforceable` and explained in
-:attr:`ExportResult.notes`, never written: one odd entry must never make a
+wire) are counted in ``ExportResult.not_enforceable`` and explained in
+``ExportResult.notes``, never written: one odd entry must never make a
 zone file fail to load, which would drop the ISP's whole filter.
 
 Lookups only try host suffixes built from the last five labels
@@ -103,141 +104,28 @@ below", and block its subdomains too (noted).
 
 Files carry a comment header with the list origin and version but no
 timestamp, so an export of an unchanged list is byte-identical and
-:func:`write_export` leaves it alone (the caller's reload hook need not run).
+``write_export`` leaves it alone (the caller's reload hook need not run).
 
-Incremental exports (issue 19 item 4, :data:`INCREMENTAL_FORMATS`): with
+Incremental exports (issue 19 item 4, ``INCREMENTAL_FORMATS``): with
 ``incremental = true`` the syncer writes only each version's changes:
 ``hashes`` as a base file plus an append-only change log
-(:mod:`~clients.isp.exports.hashlog`, :func:`apply_hashes_log`,
-:func:`read_hashes_log`), ``unbound``, ``dnsmasq`` and ``hosts`` as a
+(:mod:`~clients.isp.exports.hashlog`: ``apply_hashes_log``,
+``read_hashes_log``), ``unbound``, ``dnsmasq`` and ``hosts`` as a
 directory of shards of which a version rewrites only those it touches
-(:mod:`~clients.isp.exports.sharded`, :func:`apply_sharded`). Their content
-is, line for line, that of :func:`render` at the same version.
+(:mod:`~clients.isp.exports.sharded`: ``apply_sharded``). Their content
+is, line for line, that of ``render`` at the same version.
 
-Layout: :mod:`~clients.isp.exports.formats` (format names, limits, options,
-errors, input and result), :mod:`~clients.isp.exports.entries` (the listed
-expressions parsed and counted for exports),
-:mod:`~clients.isp.exports.squid` and :mod:`~clients.isp.exports.dns` (the
-renderers), :mod:`~clients.isp.exports.output` (:func:`render` and
-:func:`write_export`). Import from this package.
+Layout (import each name from its module; this package re-exports
+nothing): :mod:`~clients.isp.exports.formats` (format names, limits,
+options and their checks, errors, input and result),
+:mod:`~clients.isp.exports.entries` (the listed expressions parsed and
+counted for exports), :mod:`~clients.isp.exports.squid` and
+:mod:`~clients.isp.exports.dns` (the renderers),
+:mod:`~clients.isp.exports.output` (``render``, ``output_paths`` and
+``write_export``), :mod:`~clients.isp.exports.hashlog` and
+:mod:`~clients.isp.exports.sharded` (the incremental exports).
 """
 
 from __future__ import annotations
 
-from clients.isp.exports.formats import (
-    BLOCKPAGE_FORMATS,
-    DEFAULT_MODES,
-    DEFAULT_RPZ_ZONE,
-    EDE_BLOCKED,
-    EDE_CENSORED,
-    EDE_FILTERED,
-    EDE_KEYWORDS,
-    EDE_UNSUPPORTED,
-    FILE_SUFFIXES,
-    FORMATS,
-    HASH_SIZE,
-    INCREMENTAL_FORMATS,
-    MAX_BLOCKPAGE_ADDRESSES,
-    MAX_LABEL_OCTETS,
-    MAX_NAME_TEXT,
-    MAX_PREFIX_DEPTH,
-    MAX_SUFFIX_LABELS,
-    RPZ_EXPIRE,
-    RPZ_NEGATIVE_TTL,
-    RPZ_POLICY_SUFFIX,
-    RPZ_REFRESH,
-    RPZ_RETRY,
-    RPZ_TTL,
-    SCOPE_OTHER,
-    SCOPES,
-    SERIAL_MODULUS,
-    ExportError,
-    ExportFormat,
-    ExportInput,
-    ExportResult,
-    ExportWriteError,
-    MissingPlaintext,
-    UnknownFormat,
-    check_blockpage,
-    check_ede,
-)
-from clients.isp.exports.hashlog import (
-    COMPACT_FRACTION,
-    HashLog,
-    HashLogWrite,
-    apply_hashes_log,
-    base_path,
-    is_hashes_log,
-    read_hashes_log,
-)
-from clients.isp.exports.output import (
-    output_paths,
-    render,
-    write_export,
-)
-from clients.isp.exports.sharded import (
-    SHARDED_FORMATS,
-    SHARDS,
-    ShardedSource,
-    apply_sharded,
-    shard_dir,
-    shard_of,
-)
-from clients.isp.exports.squid import (
-    squid_url_regex,
-)
-
-__all__ = [
-    "BLOCKPAGE_FORMATS",
-    "COMPACT_FRACTION",
-    "DEFAULT_MODES",
-    "DEFAULT_RPZ_ZONE",
-    "EDE_BLOCKED",
-    "EDE_CENSORED",
-    "EDE_FILTERED",
-    "EDE_KEYWORDS",
-    "EDE_UNSUPPORTED",
-    "FILE_SUFFIXES",
-    "FORMATS",
-    "HASH_SIZE",
-    "INCREMENTAL_FORMATS",
-    "MAX_BLOCKPAGE_ADDRESSES",
-    "MAX_LABEL_OCTETS",
-    "MAX_NAME_TEXT",
-    "MAX_PREFIX_DEPTH",
-    "MAX_SUFFIX_LABELS",
-    "RPZ_EXPIRE",
-    "RPZ_NEGATIVE_TTL",
-    "RPZ_POLICY_SUFFIX",
-    "RPZ_REFRESH",
-    "RPZ_RETRY",
-    "RPZ_TTL",
-    "SCOPES",
-    "SCOPE_OTHER",
-    "SERIAL_MODULUS",
-    "SHARDED_FORMATS",
-    "SHARDS",
-    "ExportError",
-    "ExportFormat",
-    "ExportInput",
-    "ExportResult",
-    "ExportWriteError",
-    "HashLog",
-    "HashLogWrite",
-    "MissingPlaintext",
-    "ShardedSource",
-    "UnknownFormat",
-    "apply_hashes_log",
-    "apply_sharded",
-    "base_path",
-    "check_blockpage",
-    "check_ede",
-    "is_hashes_log",
-    "output_paths",
-    "read_hashes_log",
-    "render",
-    "shard_dir",
-    "shard_of",
-    "squid_url_regex",
-    "write_export",
-]
+__all__: list[str] = []

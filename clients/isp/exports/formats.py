@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, Final, Literal, get_args
+from typing import Final, Literal, get_args
 
 from blocklist.canonical import (
     LOOKUP_HOST_LABELS,
@@ -207,19 +207,15 @@ EDE_UNSUPPORTED: Final[Mapping[ExportFormat, str]] = {
 }
 
 
-class ExportError(ClientError):
+class ExportError(ClientError, reason="export_error"):
     """An export cannot be produced; the previous export stays in place."""
 
-    reason: ClassVar[str] = "export_error"
 
-
-class UnknownFormat(ExportError, ValueError):
+class UnknownFormat(ExportError, ValueError, reason="export_format"):
     """The format is not one of :data:`FORMATS`."""
 
-    reason: ClassVar[str] = "export_format"
 
-
-class MissingPlaintext(ExportError):
+class MissingPlaintext(ExportError, reason="missing_plaintext"):
     """A plaintext format was asked for without the expression of every hash.
 
     DESIGN.md, "Plaintext": an entitled client must hold the expression of
@@ -232,8 +228,6 @@ class MissingPlaintext(ExportError):
         total: how many hashes are listed.
     """
 
-    reason: ClassVar[str] = "missing_plaintext"
-
     def __init__(self, fmt: str, *, missing: int, total: int) -> None:
         super().__init__(
             f"{fmt} export needs the expression of every listed hash: "
@@ -243,10 +237,8 @@ class MissingPlaintext(ExportError):
         self.total = total
 
 
-class ExportWriteError(ExportError):
+class ExportWriteError(ExportError, reason="export_write"):
     """Writing an export file failed (disk full, permissions...)."""
-
-    reason: ClassVar[str] = "export_write"
 
 
 def check_blockpage(fmt: str, addresses: Sequence[str]) -> tuple[str, ...]:

@@ -25,17 +25,15 @@ from support.export_inputs import DNS_MIX, WEIRD_HOSTS, WHEN, make_input
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from clients.common.files import write_atomic, write_if_changed
 from clients.errors import ClientError, PlaintextMismatch
-from clients.isp.exports import (
+from clients.isp.exports.formats import (
     FORMATS,
     ExportError,
     ExportInput,
     MissingPlaintext,
     UnknownFormat,
-    output_paths,
-    render,
-    squid_url_regex,
-    write_export,
 )
+from clients.isp.exports.output import output_paths, render, write_export
+from clients.isp.exports.squid import squid_url_regex
 from clients.isp.lookup import Matcher
 
 

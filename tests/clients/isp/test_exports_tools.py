@@ -37,7 +37,8 @@ from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from blocklist.errors import InvalidURL
-from clients.isp.exports import ExportInput, output_paths, write_export
+from clients.isp.exports.formats import ExportInput
+from clients.isp.exports.output import output_paths, write_export
 from clients.isp.lookup import Matcher
 
 pytestmark = pytest.mark.tools

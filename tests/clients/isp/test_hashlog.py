@@ -22,14 +22,14 @@ from support.memory_log import MemoryLog
 from blocklist.errors import FormatError
 from clients.errors import ConfigError
 from clients.isp.config import ExportSpec, IspConfig, load_config
-from clients.isp.exports import (
+from clients.isp.exports.formats import ExportInput
+from clients.isp.exports.hashlog import (
     COMPACT_FRACTION,
-    ExportInput,
     apply_hashes_log,
     base_path,
     read_hashes_log,
-    render,
 )
+from clients.isp.exports.output import render
 from clients.isp.lookup import read_hashes_file
 from clients.isp.squid_helper import HashesFileSource
 from clients.isp.sync import Syncer, SyncOutcome

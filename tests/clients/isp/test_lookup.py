@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, split_expression
 from blocklist.errors import FormatError, InvalidURL
-from clients.isp.exports import ExportInput, render
+from clients.isp.exports.formats import ExportInput
+from clients.isp.exports.output import render
 from clients.isp.lookup import (
     NOT_LISTED,
     BatchMatches,

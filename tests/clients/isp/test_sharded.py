@@ -32,14 +32,12 @@ from support.resolvers import dnsmasq_argv, write_unbound_conf
 from blocklist.canonical import expression_hash
 from clients.errors import PlaintextMismatch
 from clients.isp.config import ExportSpec, IspConfig
-from clients.isp.exports import (
+from clients.isp.exports.formats import ExportInput, ExportResult, MissingPlaintext
+from clients.isp.exports.output import render
+from clients.isp.exports.sharded import (
     SHARDED_FORMATS,
-    ExportInput,
-    ExportResult,
-    MissingPlaintext,
     ShardedSource,
     apply_sharded,
-    render,
     shard_dir,
     shard_of,
 )

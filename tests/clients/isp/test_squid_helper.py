@@ -29,7 +29,8 @@ import pytest
 from blocklist.blockref import block_ref
 from blocklist.canonical import expression_hash
 from blocklist.errors import InvalidURL
-from clients.isp.exports import ExportInput, write_export
+from clients.isp.exports.formats import ExportInput
+from clients.isp.exports.output import write_export
 from clients.isp.lookup import Matcher
 from clients.isp.squid_helper import (
     MAX_REQUEST_LINE,

@@ -109,7 +109,7 @@ def _involved(session: Session, entry_id: int) -> tuple[set[str], set[str]]:
     """Who opened a round of the entry (created, reinstated) and who approved it.
 
     Read from the entry's audit records, exactly as the offline auditor
-    reads them (clients.audit.replay), so both apply one rule. Each is
+    reads them (clients.audit.decisions), so both apply one rule. Each is
     given twice: as its :func:`blocklist.foureyes.identity_of` (the person
     named in the record's details, issue 15, else the token name) and as
     its bare actor name, so neither a second token of the same person nor

@@ -46,22 +46,18 @@ from api.console.security import CONSOLE_PREFIX, cross_site
 from api.context import AppContext
 from api.errors import ApiProblem, status_for
 from api.middleware import MAX_CSV_BODY_BYTES
-from api.models import (
+from api.models.admin import ListCreateIn, TokenCreateIn
+from api.models.entries import (
     ApproveManyIn,
     EntryIn,
     EntryOut,
     ExpireIn,
-    GuardApproveIn,
-    GuardIn,
-    GuardRemoveIn,
-    ListCreateIn,
     PreviewIn,
-    ReferIn,
     ReinstateIn,
-    TokenCreateIn,
-    WitnessIn,
     entry_out,
 )
+from api.models.safeguards import GuardApproveIn, GuardIn, GuardRemoveIn, ReferIn
+from api.models.witnesses import WitnessIn
 from api.routes import admin as admin_routes
 from api.routes import analyst as analyst_routes
 from api.routes import appeals as appeal_routes

@@ -25,8 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AnalystDep, AnalystOrAdminDep, ContextDep, authorised_list
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
-from api.models import (
-    MAX_INT,
+from api.models.auditor import audit_record_out
+from api.models.common import MAX_INT
+from api.models.entries import (
     ApproveIn,
     ApproveManyIn,
     ApproveManyOut,
@@ -46,7 +47,6 @@ from api.models import (
     SearchIn,
     approval_out,
     approve_many_out,
-    audit_record_out,
     bulk_out,
     entry_out,
     reach_out,

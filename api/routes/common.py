@@ -8,7 +8,8 @@ from typing import Annotated, Any, Final
 from fastapi import Path
 
 from api.errors import PROBLEM_MEDIA_TYPE
-from api.models import MAX_INT, ProblemOut
+from api.models.common import MAX_INT
+from api.models.problems import ProblemOut
 
 __all__ = [
     "GZIP_MINIMUM_SIZE",

@@ -41,7 +41,8 @@ from api.auth import (
 from api.context import AppContext, CachedCheckpoint, CachedPage, ListInfo
 from api.errors import ApiProblem, api_problem_response
 from api.longpoll import MAX_WAIT_SECONDS, WAIT_HEADER, clamp_wait
-from api.models import MAX_INT, ExpressionOut, PlaintextOut, ProofOut, StatementsOut
+from api.models.common import MAX_INT
+from api.models.isp import ExpressionOut, PlaintextOut, ProofOut, StatementsOut
 from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cache_control, problems
 from blocklist import merkle
 from blocklist.encoding import b64encode

@@ -24,17 +24,15 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import AdminDep, AnalystDep, AnalystOrAdminDep, ContextDep, authorised_list
 from api.context import AppContext
-from api.models import (
-    EntryOut,
+from api.models.entries import EntryOut, ReferralsOut, entry_out
+from api.models.safeguards import (
     GuardApproveIn,
     GuardHostOut,
     GuardIn,
     GuardListOut,
     GuardRemoveIn,
     ReferIn,
-    ReferralsOut,
     SafeguardsOut,
-    entry_out,
 )
 from api.routes.common import EntryIdPath, ListPath, problems
 from blocklist import canonical, safeguards

@@ -8,15 +8,21 @@ Enrolment links are built from the ``public_url`` setting (or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from api.cli import _actor, _data_dir_option, _database, _database_option, _echo_json, _fail
+from api.cli.common import (
+    DATA_DIR_OPTION,
+    DATABASE_OPTION,
+    JSON_OPTION,
+    actor,
+    database_session,
+    echo_json,
+    iso_z,
+)
 
 __all__ = [
     "account_attach_token_command",
@@ -31,25 +37,6 @@ __all__ = [
 ]
 
 _ROLES = click.Choice(["admin", "analyst", "auditor"])
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-@contextmanager
-def _session(data_dir: Path, database_url: str | None, *, write: bool = True) -> Iterator[Any]:
-    """A transaction on the deployment's database; domain errors become CLI errors."""
-    from blocklist.errors import BlocklistError
-
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() if write else db.read() as session:
-            yield session
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
 
 
 def _settings(data_dir: Path, public_url: str | None, hours: int | None) -> Any:
@@ -73,10 +60,10 @@ def _view_dict(view: Any) -> dict[str, Any]:
         "name": view.name,
         "disabled": view.disabled,
         "enrolled": view.enrolled,
-        "enrol_expires_at": _when(view.enrol_expires_at),
+        "enrol_expires_at": iso_z(view.enrol_expires_at),
         "roles": [{"role": g.role, "list": g.list_name} for g in view.roles],
         "pending": [{"grant": i, "role": g.role, "list": g.list_name} for i, g in view.pending],
-        "created_at": _when(view.created_at),
+        "created_at": iso_z(view.created_at),
     }
 
 
@@ -110,14 +97,14 @@ def account_group() -> None:
 
 
 @account_group.command("create")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--name", required=True, help="The person's account name (login name).")
 @click.option("--role", type=_ROLES, required=True, help="admin, analyst or auditor.")
 @_lists_option
 @_hours_option
 @_public_url_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_create_command(
     data_dir: Path,
     database_url: str | None,
@@ -137,15 +124,15 @@ def account_create_command(
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         token, row, results = store_accounts.create_account(
             session,
             name=name,
             grants=_grants(role, lists),
-            actor=_actor(),
+            actor=actor(),
             enrol_hours=settings.enrolment_link_hours,
         )
-        expires = _when(row.enrol_expires_at)
+        expires = iso_z(row.enrol_expires_at)
     url = enrol_url(settings, token)
     out = {
         "name": name,
@@ -164,7 +151,7 @@ def account_create_command(
         ],
     }
     if as_json:
-        _echo_json(out)
+        echo_json(out)
         return
     click.echo(f"Account {name!r} created. Send this one-time enrolment link to the person")
     click.echo(f"(valid until {expires}; it is shown once):")
@@ -178,17 +165,17 @@ def account_create_command(
 
 
 @account_group.command("list")
-@_data_dir_option
-@_database_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@DATA_DIR_OPTION
+@DATABASE_OPTION
+@JSON_OPTION
 def account_list_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """List accounts with their roles and pending grants (never secrets)."""
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url, write=False) as session:
+    with database_session(data_dir, database_url, write=False) as session:
         rows = [_view_dict(v) for v in store_accounts.list_accounts(session)]
     if as_json:
-        _echo_json({"accounts": rows})
+        echo_json({"accounts": rows})
         return
     for a in rows:
         state = "disabled" if a["disabled"] else ("enrolled" if a["enrolled"] else "not enrolled")
@@ -201,31 +188,31 @@ def account_list_command(data_dir: Path, database_url: str | None, as_json: bool
 
 
 @account_group.command("disable")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_disable_command(
     data_dir: Path, database_url: str | None, name: str, as_json: bool
 ) -> None:
     """Disable account NAME: no login, sessions ended, the person's tokens revoked."""
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url) as session:
-        revoked = store_accounts.disable_account(session, name, actor=_actor())
+    with database_session(data_dir, database_url, write=True) as session:
+        revoked = store_accounts.disable_account(session, name, actor=actor())
     if as_json:
-        _echo_json({"name": name, "disabled": True, "tokens_revoked": revoked})
+        echo_json({"name": name, "disabled": True, "tokens_revoked": revoked})
         return
     click.echo(f"Disabled {name!r}; {len(revoked)} token(s) revoked.")
 
 
 @account_group.command("reset")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("name")
 @_hours_option
 @_public_url_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_reset_command(
     data_dir: Path,
     database_url: str | None,
@@ -239,14 +226,14 @@ def account_reset_command(
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         token, row = store_accounts.reset_account(
-            session, name, actor=_actor(), enrol_hours=settings.enrolment_link_hours
+            session, name, actor=actor(), enrol_hours=settings.enrolment_link_hours
         )
-        expires = _when(row.enrol_expires_at)
+        expires = iso_z(row.enrol_expires_at)
     url = enrol_url(settings, token)
     if as_json:
-        _echo_json({"name": name, "enrol_url": url, "enrol_expires_at": expires})
+        echo_json({"name": name, "enrol_url": url, "enrol_expires_at": expires})
         return
     click.echo(f"{name!r} must enrol again through this one-time link (valid until {expires}):")
     click.echo(url)
@@ -265,13 +252,13 @@ def _grant_command(
     from blocklist.store import accounts as store_accounts
 
     out: list[dict[str, Any]] = []
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         for grant in _grants(role, lists):
             if revoke:
-                tokens = store_accounts.revoke_role(session, name, grant, actor=_actor())
+                tokens = store_accounts.revoke_role(session, name, grant, actor=actor())
                 out.append({"role": grant.role, "list": grant.list_name, "tokens_revoked": tokens})
             else:
-                result = store_accounts.grant_role(session, name, grant, actor=_actor())
+                result = store_accounts.grant_role(session, name, grant, actor=actor())
                 out.append(
                     {
                         "role": grant.role,
@@ -281,7 +268,7 @@ def _grant_command(
                     }
                 )
     if as_json:
-        _echo_json({"name": name, "roles": out})
+        echo_json({"name": name, "roles": out})
         return
     for item in out:
         if revoke:
@@ -295,13 +282,24 @@ def _grant_command(
             click.echo(f"{name!r} holds {item['role']} on {item['list']} ({item['status']}).")
 
 
+def _role_change_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The parameters of ``grant`` and ``revoke``: NAME, --role and --list (in this order)."""
+    for option in reversed(
+        (
+            DATA_DIR_OPTION,
+            DATABASE_OPTION,
+            click.argument("name"),
+            click.option("--role", type=_ROLES, required=True),
+            _lists_option,
+            JSON_OPTION,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @account_group.command("grant")
-@_data_dir_option
-@_database_option
-@click.argument("name")
-@click.option("--role", type=_ROLES, required=True)
-@_lists_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_role_change_options
 def account_grant_command(
     data_dir: Path,
     database_url: str | None,
@@ -315,12 +313,7 @@ def account_grant_command(
 
 
 @account_group.command("revoke")
-@_data_dir_option
-@_database_option
-@click.argument("name")
-@click.option("--role", type=_ROLES, required=True)
-@_lists_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_role_change_options
 def account_revoke_command(
     data_dir: Path,
     database_url: str | None,
@@ -334,8 +327,8 @@ def account_revoke_command(
 
 
 @account_group.command("confirm")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("grant_id", type=click.IntRange(min=1))
 @click.option(
     "--by",
@@ -343,7 +336,7 @@ def account_revoke_command(
     required=True,
     help="The confirming admin's account name: an enabled admin other than the requester.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_confirm_command(
     data_dir: Path, database_url: str | None, grant_id: int, by: str, as_json: bool
 ) -> None:
@@ -354,24 +347,24 @@ def account_confirm_command(
     """
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         admin = store_accounts.get_account_by_name(session, by)
         result = store_accounts.confirm_grant(
-            session, grant_id, actor=f"{_actor()} for {by}"[:128], person=admin.id
+            session, grant_id, actor=f"{actor()} for {by}"[:128], person=admin.id
         )
     if as_json:
-        _echo_json({"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name})
+        echo_json({"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name})
         return
     click.echo(f"Grant {grant_id} confirmed: {result.grant.role} on {result.grant.list_name}.")
 
 
 @account_group.command("attach-token")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--token-name", default=None, help="Name of the token (see `token list`).")
 @click.option("--token-id", type=click.IntRange(min=1), default=None, help="Or its id.")
 @click.option("--account", required=True, help="The person's account name.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_attach_token_command(
     data_dir: Path,
     database_url: str | None,
@@ -392,7 +385,7 @@ def account_attach_token_command(
 
     if (token_name is None) == (token_id is None):
         raise click.UsageError("give exactly one of --token-name and --token-id")
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         if token_id is None:
             ids = list(
                 session.scalars(
@@ -410,9 +403,9 @@ def account_attach_token_command(
                     "use --token-id (see `cleanfeed token list`)"
                 )
             token_id = ids[0]
-        row = store_accounts.attach_token(session, token_id, account, actor=_actor())
+        row = store_accounts.attach_token(session, token_id, account, actor=actor())
         out = {"token": row.id, "name": row.name, "role": row.role, "account": account}
     if as_json:
-        _echo_json(out)
+        echo_json(out)
         return
     click.echo(f"Token {out['token']} ({out['name']}, {out['role']}) now belongs to {account!r}.")

@@ -120,7 +120,7 @@ def account_create_command(
     With two or more enabled admin accounts, an analyst or admin role is
     pending until a second admin confirms it (`account confirm`).
     """
-    from api.accounts.core import enrol_url
+    from api.accounts import enrol_url
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)
@@ -222,7 +222,7 @@ def account_reset_command(
     as_json: bool,
 ) -> None:
     """Erase NAME's password and TOTP secret and print a new enrolment link."""
-    from api.accounts.core import enrol_url
+    from api.accounts import enrol_url
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)

@@ -1,15 +1,22 @@
-"""Pieces shared by the route modules: OpenAPI error responses, headers."""
+"""Pieces shared by the route modules: OpenAPI error responses, headers, one-entry changes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final
 
 from fastapi import Path
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import authorised_list
+from api.context import AppContext
 from api.errors import PROBLEM_MEDIA_TYPE
 from api.models.common import MAX_INT
+from api.models.entries import EntryOut, entry_out
 from api.models.problems import ProblemOut
+from blocklist.store.models import EntryRow
+from blocklist.store.tokens import Principal
 
 __all__ = [
     "GZIP_MINIMUM_SIZE",
@@ -18,6 +25,7 @@ __all__ = [
     "EntryIdPath",
     "ListPath",
     "cache_control",
+    "change_entry",
     "problems",
 ]
 
@@ -89,3 +97,27 @@ ListPath = Annotated[
 
 #: The ``{entry_id}`` path parameter.
 EntryIdPath = Annotated[int, Path(ge=1, le=MAX_INT, description="entry id")]
+
+
+async def change_entry(
+    ctx: AppContext,
+    p: Principal,
+    list_name: str,
+    change: Callable[[Session, int], EntryRow],
+) -> EntryOut:
+    """Run one store change of an entry of a list ``p`` may use; the entry after it.
+
+    ``change(session, list_id)`` runs in its own transaction off the event
+    loop (the store is synchronous), so a domain error rolls it back whole.
+
+    Raises:
+        ApiProblem: 404, for a missing list and a forbidden one alike.
+        BlocklistError: what ``change`` raises (mapped to problem+json).
+    """
+    info = await authorised_list(ctx, p, list_name)
+
+    def work() -> EntryOut:
+        with ctx.db.transaction() as session:
+            return entry_out(change(session, info.id), info.name)
+
+    return await run_in_threadpool(work)

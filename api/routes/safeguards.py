@@ -34,7 +34,7 @@ from api.models.safeguards import (
     ReferIn,
     SafeguardsOut,
 )
-from api.routes.common import EntryIdPath, ListPath, problems
+from api.routes.common import EntryIdPath, ListPath, change_entry, problems
 from blocklist import canonical, safeguards
 from blocklist.errors import BlocklistError
 from blocklist.safeguards import HostingEvidence
@@ -210,22 +210,20 @@ async def guard_approve(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: GuardApproveIn
 ) -> EntryOut:
     """Record the guard approval with its written justification (``entry.guard_approve``)."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.guard_approve(
-                session,
-                info.id,
-                entry_id,
-                actor=p.name,
-                actor_role=p.role,
-                justification=body.justification,
-                person=p.account_id,
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.guard_approve(
+            session,
+            list_id,
+            entry_id,
+            actor=p.name,
+            actor_role=p.role,
+            justification=body.justification,
+            person=p.account_id,
+        ),
+    )
 
 
 @router.get(
@@ -258,16 +256,14 @@ async def refer_entry(
     ctx: ContextDep, p: AnalystDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn
 ) -> EntryOut:
     """One analyst suffices: referring only ever keeps material off the list."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.refer(
-                session, info.id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.refer(
+            session, list_id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
+        ),
+    )
 
 
 @router.post(
@@ -280,13 +276,11 @@ async def override_referral(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn
 ) -> EntryOut:
     """The entry goes on through four-eyes (and its guard approval) as usual."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.override_referral(
-                session, info.id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.override_referral(
+            session, list_id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
+        ),
+    )

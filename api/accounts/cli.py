@@ -8,7 +8,6 @@ Enrolment links are built from the ``public_url`` setting (or
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from api.cli.common import (
     database_session,
     echo_json,
     iso_z,
+    rows_for_people,
 )
 
 __all__ = [
@@ -172,11 +172,13 @@ def account_list_command(data_dir: Path, database_url: str | None, as_json: bool
     """List accounts with their roles and pending grants (never secrets)."""
     from blocklist.store import accounts as store_accounts
 
-    with database_session(data_dir, database_url, write=False) as session:
-        rows = [_view_dict(v) for v in store_accounts.list_accounts(session)]
-    if as_json:
-        echo_json({"accounts": rows})
-        return
+    rows = rows_for_people(
+        data_dir,
+        database_url,
+        "accounts",
+        lambda session: map(_view_dict, store_accounts.list_accounts(session)),
+        as_json=as_json,
+    )
     for a in rows:
         state = "disabled" if a["disabled"] else ("enrolled" if a["enrolled"] else "not enrolled")
         roles = ", ".join(f"{r['role']}@{r['list']}" for r in a["roles"]) or "no role"
@@ -282,8 +284,21 @@ def _grant_command(
             click.echo(f"{name!r} holds {item['role']} on {item['list']} ({item['status']}).")
 
 
-def _role_change_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The parameters of ``grant`` and ``revoke``: NAME, --role and --list (in this order)."""
+def _role_change_command(command_name: str, help_text: str, *, revoke: bool) -> click.Command:
+    """``account grant`` or ``account revoke``: NAME, --role and --list, one store call apart."""
+
+    def command(
+        data_dir: Path,
+        database_url: str | None,
+        name: str,
+        role: str,
+        lists: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=revoke)
+
+    command.__doc__ = help_text
+    decorated: Any = command
     for option in reversed(
         (
             DATA_DIR_OPTION,
@@ -294,36 +309,19 @@ def _role_change_options(command: Callable[..., None]) -> Callable[..., None]:
             JSON_OPTION,
         )
     ):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    registered: click.Command = account_group.command(command_name)(decorated)
+    return registered
 
 
-@account_group.command("grant")
-@_role_change_options
-def account_grant_command(
-    data_dir: Path,
-    database_url: str | None,
-    name: str,
-    role: str,
-    lists: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Grant NAME a role (pending a second admin when two or more admins exist)."""
-    _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=False)
-
-
-@account_group.command("revoke")
-@_role_change_options
-def account_revoke_command(
-    data_dir: Path,
-    database_url: str | None,
-    name: str,
-    role: str,
-    lists: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Take a role (or a pending grant of it) from NAME."""
-    _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=True)
+account_grant_command = _role_change_command(
+    "grant",
+    "Grant NAME a role (pending a second admin when two or more admins exist).",
+    revoke=False,
+)
+account_revoke_command = _role_change_command(
+    "revoke", "Take a role (or a pending grant of it) from NAME.", revoke=True
+)
 
 
 @account_group.command("confirm")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "iso_z",
     "open_database",
     "parse_expiry",
+    "rows_for_people",
 ]
 
 DATA_DIR_OPTION = click.option(
@@ -103,6 +104,30 @@ def database_session(data_dir: Path, database_url: str | None, *, write: bool) -
         raise fail(e) from e
     finally:
         db.dispose()
+
+
+def rows_for_people(
+    data_dir: Path,
+    database_url: str | None,
+    key: str,
+    fetch: Callable[[Any], Iterable[dict[str, Any]]],
+    *,
+    as_json: bool,
+) -> list[dict[str, Any]]:
+    """The rows of a ``… list`` command, read in one session.
+
+    With ``--json`` they are printed as ``{key: rows}`` here and none are
+    left for the caller; otherwise the caller prints them for people.
+
+    Raises:
+        click.ClickException: as :func:`database_session`.
+    """
+    with database_session(data_dir, database_url, write=False) as session:
+        rows = list(fetch(session))
+    if as_json:
+        echo_json({key: rows})
+        return []
+    return rows
 
 
 def parse_expiry(value: str) -> datetime:

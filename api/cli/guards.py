@@ -15,6 +15,7 @@ from api.cli.common import (
     database_session,
     echo_json,
     iso_z,
+    rows_for_people,
 )
 
 __all__ = ["guard_add_command", "guard_group", "guard_list_command", "guard_remove_command"]
@@ -92,10 +93,12 @@ def guard_list_command(data_dir: Path, database_url: str | None, as_json: bool) 
     """List the guarded hosts."""
     from blocklist.store import guards as store_guards
 
-    with database_session(data_dir, database_url, write=False) as session:
-        rows = [_guard_dict(r) for r in store_guards.list_guards(session)]
-    if as_json:
-        echo_json({"guards": rows})
-        return
+    rows = rows_for_people(
+        data_dir,
+        database_url,
+        "guards",
+        lambda session: map(_guard_dict, store_guards.list_guards(session)),
+        as_json=as_json,
+    )
     for g in rows:
         click.echo(f"{g['host']:<40} {g['note'] or '':<24} by {g['created_by']}")

@@ -16,7 +16,7 @@ import click
 # is left as it was when the command moved here (issue 15 edits it meanwhile).
 from api.cli.common import DATA_DIR_OPTION as _data_dir_option
 from api.cli.common import DATABASE_OPTION as _database_option
-from api.cli.common import JSON_OPTION, database_session, iso_z, parse_expiry
+from api.cli.common import JSON_OPTION, database_session, iso_z, parse_expiry, rows_for_people
 from api.cli.common import actor as _actor
 from api.cli.common import echo_json as _echo_json
 from api.cli.common import fail as _fail
@@ -106,11 +106,13 @@ def token_list_command(data_dir: Path, database_url: str | None, as_json: bool) 
     """List tokens (never their secrets)."""
     from blocklist.store import tokens as store_tokens
 
-    with database_session(data_dir, database_url, write=False) as session:
-        rows = [_token_dict(row) for row in store_tokens.list_tokens(session)]
-    if as_json:
-        _echo_json({"tokens": rows})
-        return
+    rows = rows_for_people(
+        data_dir,
+        database_url,
+        "tokens",
+        lambda session: map(_token_dict, store_tokens.list_tokens(session)),
+        as_json=as_json,
+    )
     for t in rows:
         state = "revoked" if t["revoked_at"] else "active"
         lists = ",".join(t["lists"]) or "*"

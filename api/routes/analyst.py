@@ -50,7 +50,7 @@ from api.models.entries import (
     reach_out,
     verification_out,
 )
-from api.routes.common import EntryIdPath, ListPath, change_entry, problems
+from api.routes.common import EntryIdPath, ListPath, change_entry, entry_action, problems
 from api.routes.safeguards import bulk_hosting, observe_hosting, preview_safeguards
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
@@ -575,12 +575,7 @@ async def get_entry(
     return await run_in_threadpool(work)
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/approve",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Approve a colleague's entry (four-eyes)",
-)
+@entry_action(router, "approve", "Approve a colleague's entry (four-eyes)")
 async def approve_entry(
     ctx: ContextDep,
     p: AnalystOrAdminDep,
@@ -603,12 +598,7 @@ async def approve_entry(
     )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/expire",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary='Take an entry off now ({}) or at a time ({"at": ...})',
-)
+@entry_action(router, "expire", 'Take an entry off now ({}) or at a time ({"at": ...})')
 async def expire_entry(
     ctx: ContextDep,
     p: AnalystDep,
@@ -634,12 +624,7 @@ async def expire_entry(
     )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/reinstate",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Bring an expired entry back (needs fresh approvals)",
-)
+@entry_action(router, "reinstate", "Bring an expired entry back (needs fresh approvals)")
 async def reinstate_entry(
     ctx: ContextDep,
     p: AnalystDep,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import Path
+from fastapi import APIRouter, Path
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ __all__ = [
     "ListPath",
     "cache_control",
     "change_entry",
+    "entry_action",
     "problems",
 ]
 
@@ -121,3 +122,20 @@ async def change_entry(
             return entry_out(change(session, info.id), info.name)
 
     return await run_in_threadpool(work)
+
+
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+def entry_action(router: APIRouter, action: str, summary: str) -> Callable[[_Route], _Route]:
+    """Declare ``POST /lists/{list}/entries/{entry_id}/<action>`` on ``router``.
+
+    Every such route changes one entry (approve, expire, guard-approve,
+    refer …) and answers the entry after the change, or 403, 404 or 409.
+    """
+    return router.post(
+        f"/lists/{{list}}/entries/{{entry_id}}/{action}",
+        response_model=EntryOut,
+        responses=problems(403, 404, 409),
+        summary=summary,
+    )

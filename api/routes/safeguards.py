@@ -34,7 +34,7 @@ from api.models.safeguards import (
     ReferIn,
     SafeguardsOut,
 )
-from api.routes.common import EntryIdPath, ListPath, change_entry, problems
+from api.routes.common import EntryIdPath, ListPath, change_entry, entry_action, problems
 from blocklist import canonical, safeguards
 from blocklist.errors import BlocklistError
 from blocklist.safeguards import HostingEvidence
@@ -200,11 +200,10 @@ async def remove_guard(ctx: ContextDep, p: AdminDep, body: GuardRemoveIn) -> Non
 # --- entries -------------------------------------------------------------------
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/guard-approve",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Approve a guarded entry (an administrator who neither added nor approved it)",
+@entry_action(
+    router,
+    "guard-approve",
+    "Approve a guarded entry (an administrator who neither added nor approved it)",
 )
 async def guard_approve(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: GuardApproveIn
@@ -246,11 +245,8 @@ async def list_referrals(
     return await run_in_threadpool(work)
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/refer",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Refer an entry to takedown and the police (state referred, never listed)",
+@entry_action(
+    router, "refer", "Refer an entry to takedown and the police (state referred, never listed)"
 )
 async def refer_entry(
     ctx: ContextDep, p: AnalystDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn
@@ -266,11 +262,8 @@ async def refer_entry(
     )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/refer-override",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Override a referral proposal (administrators, with a reason)",
+@entry_action(
+    router, "refer-override", "Override a referral proposal (administrators, with a reason)"
 )
 async def override_referral(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn

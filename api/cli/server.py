@@ -280,21 +280,10 @@ def serve_command(
         os.environ["CLEANFEED_DATABASE_URL"] = settings.database_url
     service = None
     if settings.signer:
-        from api.signer_service import SignerService, reverifier_for
+        from api.signer_service import embedded_signer
         from blocklist.store.db import Database
 
-        database = Database(settings.resolved_database_url)
-        service = SignerService(
-            database,
-            settings.keys_dir,
-            publish_interval=settings.publish_interval,
-            checkpoint_interval=settings.checkpoint_interval,
-            serve_requests=True,
-            data_dir=settings.data_dir,
-            database_url=settings.database_url,
-            retention=settings.retention,
-            reverifier=reverifier_for(database, settings.reverify_config),
-        )
+        service = embedded_signer(settings, Database(settings.resolved_database_url))
         try:
             service.start()
         except (SignerError, BlocklistError) as e:

@@ -2,7 +2,7 @@
 
 Thin: parse, call the domain (``blocklist``, ``blocklist.store``,
 ``signer``), serialise. Build an app with :func:`api.app.create_app`; the
-``cleanfeed init``, ``serve`` and ``token`` commands live in :mod:`api.cli`.
+server's commands (``cleanfeed init``, ``serve``, ``token`` …) live in :mod:`api.cli`.
 """
 
 __all__: list[str] = []

@@ -56,7 +56,7 @@ from api.routes import (
 )
 from api.routes.common import GZIP_MINIMUM_SIZE
 from api.settings import Settings, load_settings
-from api.signer_service import SignerService, reverifier_for
+from api.signer_service import SignerService, embedded_signer
 from api.witness import WitnessStore
 from blocklist.store import appeals as store_appeals
 from blocklist.store import lists as store_lists
@@ -197,23 +197,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     database = db if db is not None else Database(settings.resolved_database_url)
     signer: SignerService | None = None
     if settings.signer:
-        signer = SignerService(
-            database,
-            settings.keys_dir,
-            publish_interval=settings.publish_interval,
-            checkpoint_interval=settings.checkpoint_interval,
-            serve_requests=True,
-            data_dir=settings.data_dir,
-            database_url=settings.database_url,
-            retention=settings.retention,
-            reverifier=reverifier_for(
-                database,
-                settings.reverify_config,
-                country_db=settings.hosting_country_db,
-                cdn_file=settings.hosting_cdn_networks,
-            ),
-            appeal_retention_days=settings.appeal_retention_days,
-        )
+        signer = embedded_signer(settings, database)
     holder: dict[str, AppContext] = {}
     metrics = Metrics(
         list_status=lambda: _list_status(holder["ctx"]),

@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from api.models.entries import bulk_result_out
 from blocklist import blockref as domain_blockref
 from blocklist import errors as domain
 from blocklist.auditlog import AuditChainError
@@ -255,8 +256,6 @@ def domain_problem(error: BaseException, path: str | None = None) -> Response:
     code = str(getattr(error, "code", "internal_error"))
     extensions: dict[str, Any] = {}
     if isinstance(error, store.BulkRejected):
-        from api.models import bulk_result_out  # local: models import this module
-
         extensions["results"] = [bulk_result_out(r).model_dump() for r in error.results]
     if isinstance(error, signer.KeyringError):
         extensions["reason"] = error.reason

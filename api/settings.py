@@ -109,6 +109,24 @@ def _port(text: str) -> int:
     return int(text)
 
 
+#: Largest request bucket a role may be given.
+_MAX_BUCKET = 1_000_000
+
+
+def _refill_rate(default: float, role: str) -> Any:
+    """The field of one role's refill rate (requests/s; 0 disables that limit)."""
+    return Field(
+        default=default,
+        ge=0,
+        description=f"{role} tokens: refill rate (requests/s); 0 disables this limit.",
+    )
+
+
+def _bucket_size(default: int, role: str) -> Any:
+    """The field of one role's bucket size (the burst it may send at once)."""
+    return Field(default=default, ge=1, le=_MAX_BUCKET, description=f"{role} tokens: bucket size.")
+
+
 class SettingsError(ValueError):
     """Settings that cannot be used; the message says what to change."""
 
@@ -193,39 +211,13 @@ class Settings(BaseSettings):
         description="ISP tokens (and anonymous reads of a public list, per client address): "
         "refill rate of the request bucket; 0 disables this limit.",
     )
-    rate_limit_burst: int = Field(
-        default=120, ge=1, le=1_000_000, description="ISP tokens: bucket size."
-    )
-    analyst_rate_limit_per_second: float = Field(
-        default=DEFAULT_ANALYST_RATE,
-        ge=0,
-        description="Analyst tokens: refill rate (requests/s); 0 disables this limit.",
-    )
-    analyst_rate_limit_burst: int = Field(
-        default=DEFAULT_ANALYST_BURST,
-        ge=1,
-        le=1_000_000,
-        description="Analyst tokens: bucket size.",
-    )
-    auditor_rate_limit_per_second: float = Field(
-        default=DEFAULT_AUDITOR_RATE,
-        ge=0,
-        description="Auditor tokens: refill rate (requests/s); 0 disables this limit.",
-    )
-    auditor_rate_limit_burst: int = Field(
-        default=DEFAULT_AUDITOR_BURST,
-        ge=1,
-        le=1_000_000,
-        description="Auditor tokens: bucket size.",
-    )
-    admin_rate_limit_per_second: float = Field(
-        default=DEFAULT_ADMIN_RATE,
-        ge=0,
-        description="Admin tokens: refill rate (requests/s); 0 disables this limit.",
-    )
-    admin_rate_limit_burst: int = Field(
-        default=DEFAULT_ADMIN_BURST, ge=1, le=1_000_000, description="Admin tokens: bucket size."
-    )
+    rate_limit_burst: int = _bucket_size(120, "ISP")
+    analyst_rate_limit_per_second: float = _refill_rate(DEFAULT_ANALYST_RATE, "Analyst")
+    analyst_rate_limit_burst: int = _bucket_size(DEFAULT_ANALYST_BURST, "Analyst")
+    auditor_rate_limit_per_second: float = _refill_rate(DEFAULT_AUDITOR_RATE, "Auditor")
+    auditor_rate_limit_burst: int = _bucket_size(DEFAULT_AUDITOR_BURST, "Auditor")
+    admin_rate_limit_per_second: float = _refill_rate(DEFAULT_ADMIN_RATE, "Admin")
+    admin_rate_limit_burst: int = _bucket_size(DEFAULT_ADMIN_BURST, "Admin")
     auth_cache_ttl: float = Field(
         default=MAX_AUTH_CACHE_TTL_SECONDS,
         ge=0,

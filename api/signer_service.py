@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -40,12 +40,16 @@ from signer.keyring_ops import renew_keyring_if_needed
 from signer.publisher import Publisher, PublishResult, SignedCheckpoint
 from signer.reverify import Reverifier, load_config
 
+if TYPE_CHECKING:
+    from api.settings import Settings
+
 __all__ = [
     "KEYRING_CHECK_SECONDS",
     "MIN_CHECKPOINT_CHECK_SECONDS",
     "REQUEST_POLL_SECONDS",
     "RETENTION_CHECK_SECONDS",
     "SignerService",
+    "embedded_signer",
     "reverifier_for",
 ]
 
@@ -90,6 +94,38 @@ def reverifier_for(
     from signer.hosting import address_locator
 
     return Reverifier(db, load_config(config), locate=address_locator(country_db, cdn_file))
+
+
+def embedded_signer(settings: Settings, db: Database) -> SignerService:
+    """The signer ``cleanfeed serve`` runs beside the API, configured by ``settings``.
+
+    One home for both places that start it: the app's own lifespan (one
+    worker) and the parent process of ``serve --workers N`` (its workers
+    run without a signer), so both schedule the same jobs: publishing,
+    checkpoints, keyring renewal, retention, re-verification and appeal
+    retention.
+
+    Raises:
+        ReverifyConfigError: the ``reverify_config`` file is unreadable or invalid.
+        OSError, ValueError: the hosting country database or CDN file cannot be read.
+    """
+    return SignerService(
+        db,
+        settings.keys_dir,
+        publish_interval=settings.publish_interval,
+        checkpoint_interval=settings.checkpoint_interval,
+        serve_requests=True,
+        data_dir=settings.data_dir,
+        database_url=settings.database_url,
+        retention=settings.retention,
+        reverifier=reverifier_for(
+            db,
+            settings.reverify_config,
+            country_db=settings.hosting_country_db,
+            cdn_file=settings.hosting_cdn_networks,
+        ),
+        appeal_retention_days=settings.appeal_retention_days,
+    )
 
 
 class SignerService:

@@ -1,7 +1,7 @@
 """The baseline of the HTTP comparison: a bare FastAPI app with one ``async def`` route.
 
 The route returns 200 bytes of constant text. It runs under the same
-uvicorn call as ``cleanfeed serve`` with one worker (api/cli.py:
+uvicorn call as ``cleanfeed serve`` with one worker (api/cli/server.py:
 ``uvicorn.run(app, host=..., port=..., log_config=None, access_log=False)``),
 so the ratio of the two request rates measures what cleanfeed adds on top
 of the framework: authentication, rate limiting, routing to the list, ETag
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # The same call as api/cli.py serve_command with --workers 1.
+    # The same call as api/cli/server.py serve_command with --workers 1.
     uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
 
 

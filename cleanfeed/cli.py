@@ -6,14 +6,17 @@ a base install that has neither FastAPI nor SQLAlchemy.
 
 | group / command        | module                     | needs extra |
 |------------------------|----------------------------|-------------|
-| init, serve, token,    | api.cli                    | server      |
-| witness, guard         |                            |             |
+| init, serve            | api.cli.server             | server      |
+| token                  | api.cli.tokens             | server      |
+| witness                | api.cli.witnesses          | server      |
+| guard                  | api.cli.guards             | server      |
+| account                | api.accounts.cli           | server      |
 | keys                   | signer.keys_cli            | server for ``rotate``, ``import-keyring`` |
 | signer                 | signer.publisher_cli       | server      |
 | isp                    | clients.isp.cli            | none        |
 | audit                  | clients.audit.cli          | none        |
 | entries, publish       | clients.analyst.cli        | none        |
-| appeals, report        | api.appeals_cli            | server      |
+| appeals, report        | api.cli.appeals            | server      |
 """
 
 from __future__ import annotations
@@ -36,19 +39,25 @@ __all__ = [
 
 #: command name -> "module:attribute" of the click command implementing it.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "init": ("api.cli:init_command", "Initialise a data directory: database, keys, list, token."),
-    "serve": ("api.cli:serve_command", "Run the API (and, by default, the embedded signer)."),
-    "token": ("api.cli:token_group", "Create, list and revoke API tokens."),
+    "init": (
+        "api.cli.server:init_command",
+        "Initialise a data directory: database, keys, list, token.",
+    ),
+    "serve": (
+        "api.cli.server:serve_command",
+        "Run the API (and, by default, the embedded signer).",
+    ),
+    "token": ("api.cli.tokens:token_group", "Create, list and revoke API tokens."),
     "account": (
         "api.accounts.cli:account_group",
         "Persons' accounts: create, enrolment links, roles, disable, attach tokens.",
     ),
     "witness": (
-        "api.cli:witness_group",
+        "api.cli.witnesses:witness_group",
         "Register the witness keys whose cosignatures a list accepts.",
     ),
     "guard": (
-        "api.cli:guard_group",
+        "api.cli.guards:guard_group",
         "Guarded hosts: high-collateral hosts whose entries need an admin's approval.",
     ),
     "keys": (
@@ -67,11 +76,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "publish": ("clients.analyst.cli:publish_command", "Analyst: cut a version now over the API."),
     "appeals": (
-        "api.appeals_cli:appeals_group",
+        "api.cli.appeals:appeals_group",
         "Appeals: erase an appellant's data, apply retention.",
     ),
     "report": (
-        "api.appeals_cli:report_group",
+        "api.cli.appeals:report_group",
         "Signed reports: the monthly transparency report of a list.",
     ),
 }

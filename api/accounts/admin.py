@@ -19,9 +19,9 @@ from fastapi import Path as Path_
 from pydantic import Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from api.accounts.core import enrol_url
+from api.accounts import enrol_url
 from api.auth import AdminDep, ContextDep
-from api.models import MAX_INT, Forbid, ListName, Out
+from api.models.common import MAX_INT, Forbid, ListName, Out
 from api.routes.common import problems
 from blocklist.store import accounts as store_accounts
 from blocklist.store.accounts import AccountView, RoleGrant

@@ -8,15 +8,21 @@ Enrolment links are built from the ``public_url`` setting (or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from api.cli import _actor, _data_dir_option, _database, _database_option, _echo_json, _fail
+from api.cli.common import (
+    DATA_DIR_OPTION,
+    DATABASE_OPTION,
+    JSON_OPTION,
+    actor,
+    database_session,
+    echo_json,
+    iso_z,
+    rows_for_people,
+)
 
 __all__ = [
     "account_attach_token_command",
@@ -31,25 +37,6 @@ __all__ = [
 ]
 
 _ROLES = click.Choice(["admin", "analyst", "auditor"])
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-@contextmanager
-def _session(data_dir: Path, database_url: str | None, *, write: bool = True) -> Iterator[Any]:
-    """A transaction on the deployment's database; domain errors become CLI errors."""
-    from blocklist.errors import BlocklistError
-
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() if write else db.read() as session:
-            yield session
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
 
 
 def _settings(data_dir: Path, public_url: str | None, hours: int | None) -> Any:
@@ -73,10 +60,10 @@ def _view_dict(view: Any) -> dict[str, Any]:
         "name": view.name,
         "disabled": view.disabled,
         "enrolled": view.enrolled,
-        "enrol_expires_at": _when(view.enrol_expires_at),
+        "enrol_expires_at": iso_z(view.enrol_expires_at),
         "roles": [{"role": g.role, "list": g.list_name} for g in view.roles],
         "pending": [{"grant": i, "role": g.role, "list": g.list_name} for i, g in view.pending],
-        "created_at": _when(view.created_at),
+        "created_at": iso_z(view.created_at),
     }
 
 
@@ -110,14 +97,14 @@ def account_group() -> None:
 
 
 @account_group.command("create")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--name", required=True, help="The person's account name (login name).")
 @click.option("--role", type=_ROLES, required=True, help="admin, analyst or auditor.")
 @_lists_option
 @_hours_option
 @_public_url_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_create_command(
     data_dir: Path,
     database_url: str | None,
@@ -133,19 +120,19 @@ def account_create_command(
     With two or more enabled admin accounts, an analyst or admin role is
     pending until a second admin confirms it (`account confirm`).
     """
-    from api.accounts.core import enrol_url
+    from api.accounts import enrol_url
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         token, row, results = store_accounts.create_account(
             session,
             name=name,
             grants=_grants(role, lists),
-            actor=_actor(),
+            actor=actor(),
             enrol_hours=settings.enrolment_link_hours,
         )
-        expires = _when(row.enrol_expires_at)
+        expires = iso_z(row.enrol_expires_at)
     url = enrol_url(settings, token)
     out = {
         "name": name,
@@ -164,7 +151,7 @@ def account_create_command(
         ],
     }
     if as_json:
-        _echo_json(out)
+        echo_json(out)
         return
     click.echo(f"Account {name!r} created. Send this one-time enrolment link to the person")
     click.echo(f"(valid until {expires}; it is shown once):")
@@ -178,18 +165,20 @@ def account_create_command(
 
 
 @account_group.command("list")
-@_data_dir_option
-@_database_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@DATA_DIR_OPTION
+@DATABASE_OPTION
+@JSON_OPTION
 def account_list_command(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     """List accounts with their roles and pending grants (never secrets)."""
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url, write=False) as session:
-        rows = [_view_dict(v) for v in store_accounts.list_accounts(session)]
-    if as_json:
-        _echo_json({"accounts": rows})
-        return
+    rows = rows_for_people(
+        data_dir,
+        database_url,
+        "accounts",
+        lambda session: map(_view_dict, store_accounts.list_accounts(session)),
+        as_json=as_json,
+    )
     for a in rows:
         state = "disabled" if a["disabled"] else ("enrolled" if a["enrolled"] else "not enrolled")
         roles = ", ".join(f"{r['role']}@{r['list']}" for r in a["roles"]) or "no role"
@@ -201,31 +190,31 @@ def account_list_command(data_dir: Path, database_url: str | None, as_json: bool
 
 
 @account_group.command("disable")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_disable_command(
     data_dir: Path, database_url: str | None, name: str, as_json: bool
 ) -> None:
     """Disable account NAME: no login, sessions ended, the person's tokens revoked."""
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url) as session:
-        revoked = store_accounts.disable_account(session, name, actor=_actor())
+    with database_session(data_dir, database_url, write=True) as session:
+        revoked = store_accounts.disable_account(session, name, actor=actor())
     if as_json:
-        _echo_json({"name": name, "disabled": True, "tokens_revoked": revoked})
+        echo_json({"name": name, "disabled": True, "tokens_revoked": revoked})
         return
     click.echo(f"Disabled {name!r}; {len(revoked)} token(s) revoked.")
 
 
 @account_group.command("reset")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("name")
 @_hours_option
 @_public_url_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_reset_command(
     data_dir: Path,
     database_url: str | None,
@@ -235,18 +224,18 @@ def account_reset_command(
     as_json: bool,
 ) -> None:
     """Erase NAME's password and TOTP secret and print a new enrolment link."""
-    from api.accounts.core import enrol_url
+    from api.accounts import enrol_url
     from blocklist.store import accounts as store_accounts
 
     settings = _settings(data_dir, public_url, hours)
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         token, row = store_accounts.reset_account(
-            session, name, actor=_actor(), enrol_hours=settings.enrolment_link_hours
+            session, name, actor=actor(), enrol_hours=settings.enrolment_link_hours
         )
-        expires = _when(row.enrol_expires_at)
+        expires = iso_z(row.enrol_expires_at)
     url = enrol_url(settings, token)
     if as_json:
-        _echo_json({"name": name, "enrol_url": url, "enrol_expires_at": expires})
+        echo_json({"name": name, "enrol_url": url, "enrol_expires_at": expires})
         return
     click.echo(f"{name!r} must enrol again through this one-time link (valid until {expires}):")
     click.echo(url)
@@ -265,13 +254,13 @@ def _grant_command(
     from blocklist.store import accounts as store_accounts
 
     out: list[dict[str, Any]] = []
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         for grant in _grants(role, lists):
             if revoke:
-                tokens = store_accounts.revoke_role(session, name, grant, actor=_actor())
+                tokens = store_accounts.revoke_role(session, name, grant, actor=actor())
                 out.append({"role": grant.role, "list": grant.list_name, "tokens_revoked": tokens})
             else:
-                result = store_accounts.grant_role(session, name, grant, actor=_actor())
+                result = store_accounts.grant_role(session, name, grant, actor=actor())
                 out.append(
                     {
                         "role": grant.role,
@@ -281,7 +270,7 @@ def _grant_command(
                     }
                 )
     if as_json:
-        _echo_json({"name": name, "roles": out})
+        echo_json({"name": name, "roles": out})
         return
     for item in out:
         if revoke:
@@ -295,47 +284,49 @@ def _grant_command(
             click.echo(f"{name!r} holds {item['role']} on {item['list']} ({item['status']}).")
 
 
-@account_group.command("grant")
-@_data_dir_option
-@_database_option
-@click.argument("name")
-@click.option("--role", type=_ROLES, required=True)
-@_lists_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def account_grant_command(
-    data_dir: Path,
-    database_url: str | None,
-    name: str,
-    role: str,
-    lists: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Grant NAME a role (pending a second admin when two or more admins exist)."""
-    _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=False)
+def _role_change_command(command_name: str, help_text: str, *, revoke: bool) -> click.Command:
+    """``account grant`` or ``account revoke``: NAME, --role and --list, one store call apart."""
+
+    def command(
+        data_dir: Path,
+        database_url: str | None,
+        name: str,
+        role: str,
+        lists: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=revoke)
+
+    command.__doc__ = help_text
+    decorated: Any = command
+    for option in reversed(
+        (
+            DATA_DIR_OPTION,
+            DATABASE_OPTION,
+            click.argument("name"),
+            click.option("--role", type=_ROLES, required=True),
+            _lists_option,
+            JSON_OPTION,
+        )
+    ):
+        decorated = option(decorated)
+    registered: click.Command = account_group.command(command_name)(decorated)
+    return registered
 
 
-@account_group.command("revoke")
-@_data_dir_option
-@_database_option
-@click.argument("name")
-@click.option("--role", type=_ROLES, required=True)
-@_lists_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def account_revoke_command(
-    data_dir: Path,
-    database_url: str | None,
-    name: str,
-    role: str,
-    lists: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Take a role (or a pending grant of it) from NAME."""
-    _grant_command(data_dir, database_url, name, role, lists, as_json, revoke=True)
+account_grant_command = _role_change_command(
+    "grant",
+    "Grant NAME a role (pending a second admin when two or more admins exist).",
+    revoke=False,
+)
+account_revoke_command = _role_change_command(
+    "revoke", "Take a role (or a pending grant of it) from NAME.", revoke=True
+)
 
 
 @account_group.command("confirm")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.argument("grant_id", type=click.IntRange(min=1))
 @click.option(
     "--by",
@@ -343,7 +334,7 @@ def account_revoke_command(
     required=True,
     help="The confirming admin's account name: an enabled admin other than the requester.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_confirm_command(
     data_dir: Path, database_url: str | None, grant_id: int, by: str, as_json: bool
 ) -> None:
@@ -354,24 +345,24 @@ def account_confirm_command(
     """
     from blocklist.store import accounts as store_accounts
 
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         admin = store_accounts.get_account_by_name(session, by)
         result = store_accounts.confirm_grant(
-            session, grant_id, actor=f"{_actor()} for {by}"[:128], person=admin.id
+            session, grant_id, actor=f"{actor()} for {by}"[:128], person=admin.id
         )
     if as_json:
-        _echo_json({"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name})
+        echo_json({"grant": grant_id, "role": result.grant.role, "list": result.grant.list_name})
         return
     click.echo(f"Grant {grant_id} confirmed: {result.grant.role} on {result.grant.list_name}.")
 
 
 @account_group.command("attach-token")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--token-name", default=None, help="Name of the token (see `token list`).")
 @click.option("--token-id", type=click.IntRange(min=1), default=None, help="Or its id.")
 @click.option("--account", required=True, help="The person's account name.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def account_attach_token_command(
     data_dir: Path,
     database_url: str | None,
@@ -392,7 +383,7 @@ def account_attach_token_command(
 
     if (token_name is None) == (token_id is None):
         raise click.UsageError("give exactly one of --token-name and --token-id")
-    with _session(data_dir, database_url) as session:
+    with database_session(data_dir, database_url, write=True) as session:
         if token_id is None:
             ids = list(
                 session.scalars(
@@ -410,9 +401,9 @@ def account_attach_token_command(
                     "use --token-id (see `cleanfeed token list`)"
                 )
             token_id = ids[0]
-        row = store_accounts.attach_token(session, token_id, account, actor=_actor())
+        row = store_accounts.attach_token(session, token_id, account, actor=actor())
         out = {"token": row.id, "name": row.name, "role": row.role, "account": account}
     if as_json:
-        _echo_json(out)
+        echo_json(out)
         return
     click.echo(f"Token {out['token']} ({out['name']}, {out['role']}) now belongs to {account!r}.")

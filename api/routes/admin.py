@@ -17,8 +17,7 @@ from api.auth import AdminDep, ContextDep, authorised_list
 from api.context import AppContext
 from api.errors import ApiProblem
 from api.lists_admin import create_list_with_keys
-from api.models import (
-    MAX_INT,
+from api.models.admin import (
     IspListOut,
     IspStatusOut,
     ListCreatedOut,
@@ -28,13 +27,11 @@ from api.models import (
     TokenCreatedOut,
     TokenCreateIn,
     TokenOut,
-    WitnessIn,
-    WitnessListOut,
-    WitnessOut,
     list_out,
     token_out,
-    witness_out,
 )
+from api.models.common import MAX_INT
+from api.models.witnesses import WitnessIn, WitnessListOut, WitnessOut, witness_out
 from api.routes.common import ListPath, problems
 from api.witness import register_witness
 from blocklist.store import lists as store_lists

@@ -12,21 +12,20 @@ import asyncio
 import csv
 import io
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import AnalystDep, AnalystOrAdminDep, ContextDep, authorised_list
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
-from api.models import (
-    MAX_INT,
+from api.models.auditor import audit_record_out
+from api.models.common import MAX_INT
+from api.models.entries import (
     ApproveIn,
     ApproveManyIn,
     ApproveManyOut,
@@ -46,13 +45,12 @@ from api.models import (
     SearchIn,
     approval_out,
     approve_many_out,
-    audit_record_out,
     bulk_out,
     entry_out,
     reach_out,
     verification_out,
 )
-from api.routes.common import EntryIdPath, ListPath, problems
+from api.routes.common import EntryIdPath, ListPath, change_entry, entry_action, problems
 from api.routes.safeguards import bulk_hosting, observe_hosting, preview_safeguards
 from blocklist import canonical
 from blocklist.encoding import b64decode, hash_from_hex
@@ -65,7 +63,6 @@ from blocklist.store import verification as store_verification
 from blocklist.store import versions as store_versions
 from blocklist.store.errors import BulkRejected, LimitExceeded
 from blocklist.store.imports import BULK_ADDED, BULK_FAILED, BULK_SKIPPED, BulkResult, BulkRow
-from blocklist.store.models import EntryRow
 from blocklist.store.tokens import Principal
 
 __all__ = [
@@ -578,24 +575,7 @@ async def get_entry(
     return await run_in_threadpool(work)
 
 
-async def _change_entry(
-    ctx: AppContext, info: ListInfo, change: Callable[[Session], EntryRow]
-) -> EntryOut:
-    """Run one store change of an entry in its own transaction; the entry after it."""
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            return entry_out(change(session), info.name)
-
-    return await run_in_threadpool(work)
-
-
-@router.post(
-    "/lists/{list}/entries/{entry_id}/approve",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Approve a colleague's entry (four-eyes)",
-)
+@entry_action(router, "approve", "Approve a colleague's entry (four-eyes)")
 async def approve_entry(
     ctx: ContextDep,
     p: AnalystOrAdminDep,
@@ -608,23 +588,17 @@ async def approve_entry(
     Administrators reach this endpoint only to be told (403
     ``admin_cannot_approve``) that four-eyes counts analysts.
     """
-    info = await _list_for(ctx, p, list_name)
-
-    return await _change_entry(
+    return await change_entry(
         ctx,
-        info,
-        lambda session: store_entries.approve(
-            session, info.id, entry_id, actor=p.name, actor_role=p.role, person=p.account_id
+        p,
+        list_name,
+        lambda session, list_id: store_entries.approve(
+            session, list_id, entry_id, actor=p.name, actor_role=p.role, person=p.account_id
         ),
     )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/expire",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary='Take an entry off now ({}) or at a time ({"at": ...})',
-)
+@entry_action(router, "expire", 'Take an entry off now ({}) or at a time ({"at": ...})')
 async def expire_entry(
     ctx: ContextDep,
     p: AnalystDep,
@@ -633,15 +607,14 @@ async def expire_entry(
     body: ExpireIn | None = None,
 ) -> EntryOut:
     """Expire an entry; one analyst suffices (a wrong block must come off fast)."""
-    info = await _list_for(ctx, p, list_name)
     request = body or ExpireIn()
-
-    return await _change_entry(
+    return await change_entry(
         ctx,
-        info,
-        lambda session: store_entries.expire(
+        p,
+        list_name,
+        lambda session, list_id: store_entries.expire(
             session,
-            info.id,
+            list_id,
             entry_id,
             actor=p.name,
             reason=request.reason,
@@ -651,12 +624,7 @@ async def expire_entry(
     )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/reinstate",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Bring an expired entry back (needs fresh approvals)",
-)
+@entry_action(router, "reinstate", "Bring an expired entry back (needs fresh approvals)")
 async def reinstate_entry(
     ctx: ContextDep,
     p: AnalystDep,
@@ -665,14 +633,13 @@ async def reinstate_entry(
     body: ReinstateIn | None = None,
 ) -> EntryOut:
     """Reinstate an entry as pending; the reinstating analyst cannot approve it."""
-    info = await _list_for(ctx, p, list_name)
     request = body or ReinstateIn()
-
-    return await _change_entry(
+    return await change_entry(
         ctx,
-        info,
-        lambda session: store_entries.reinstate(
-            session, info.id, entry_id, actor=p.name, reason=request.reason, person=p.account_id
+        p,
+        list_name,
+        lambda session, list_id: store_entries.reinstate(
+            session, list_id, entry_id, actor=p.name, reason=request.reason, person=p.account_id
         ),
     )
 

@@ -38,7 +38,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AdminDep, AnalystDep, ContextDep, authorised_list, rate_limited_problem
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
-from api.models import MAX_INT, EntryOut, entry_out
+from api.models.common import MAX_INT
+from api.models.entries import EntryOut, entry_out
 from api.public.pages import page, render
 from api.routes.common import ListPath, problems
 from blocklist.blockref import MAX_INPUT_CHARS

@@ -21,13 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import AUDITOR, AuditorDep, AuditReaderDep, ContextDep, authorised_list
 from api.context import AppContext, ListInfo
 from api.errors import ApiProblem
-from api.models import (
-    MAX_INT,
-    AuditPageOut,
-    CosignatureIn,
-    CosignatureOut,
-    audit_record_out,
-)
+from api.models.auditor import AuditPageOut, audit_record_out
+from api.models.common import MAX_INT
+from api.models.witnesses import CosignatureIn, CosignatureOut
 from api.routes.common import ListPath, problems
 from blocklist.encoding import b64encode
 from blocklist.store import audit as store_audit

@@ -1,14 +1,22 @@
-"""Pieces shared by the route modules: OpenAPI error responses, headers."""
+"""Pieces shared by the route modules: OpenAPI error responses, headers, one-entry changes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import Path
+from fastapi import APIRouter, Path
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import authorised_list
+from api.context import AppContext
 from api.errors import PROBLEM_MEDIA_TYPE
-from api.models import MAX_INT, ProblemOut
+from api.models.common import MAX_INT
+from api.models.entries import EntryOut, entry_out
+from api.models.problems import ProblemOut
+from blocklist.store.models import EntryRow
+from blocklist.store.tokens import Principal
 
 __all__ = [
     "GZIP_MINIMUM_SIZE",
@@ -17,6 +25,8 @@ __all__ = [
     "EntryIdPath",
     "ListPath",
     "cache_control",
+    "change_entry",
+    "entry_action",
     "problems",
 ]
 
@@ -88,3 +98,44 @@ ListPath = Annotated[
 
 #: The ``{entry_id}`` path parameter.
 EntryIdPath = Annotated[int, Path(ge=1, le=MAX_INT, description="entry id")]
+
+
+async def change_entry(
+    ctx: AppContext,
+    p: Principal,
+    list_name: str,
+    change: Callable[[Session, int], EntryRow],
+) -> EntryOut:
+    """Run one store change of an entry of a list ``p`` may use; the entry after it.
+
+    ``change(session, list_id)`` runs in its own transaction off the event
+    loop (the store is synchronous), so a domain error rolls it back whole.
+
+    Raises:
+        ApiProblem: 404, for a missing list and a forbidden one alike.
+        BlocklistError: what ``change`` raises (mapped to problem+json).
+    """
+    info = await authorised_list(ctx, p, list_name)
+
+    def work() -> EntryOut:
+        with ctx.db.transaction() as session:
+            return entry_out(change(session, info.id), info.name)
+
+    return await run_in_threadpool(work)
+
+
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+def entry_action(router: APIRouter, action: str, summary: str) -> Callable[[_Route], _Route]:
+    """Declare ``POST /lists/{list}/entries/{entry_id}/<action>`` on ``router``.
+
+    Every such route changes one entry (approve, expire, guard-approve,
+    refer …) and answers the entry after the change, or 403, 404 or 409.
+    """
+    return router.post(
+        f"/lists/{{list}}/entries/{{entry_id}}/{action}",
+        response_model=EntryOut,
+        responses=problems(403, 404, 409),
+        summary=summary,
+    )

@@ -17,9 +17,9 @@ import gzip
 import json
 import re
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -41,7 +41,8 @@ from api.auth import (
 from api.context import AppContext, CachedCheckpoint, CachedPage, ListInfo
 from api.errors import ApiProblem, api_problem_response
 from api.longpoll import MAX_WAIT_SECONDS, WAIT_HEADER, clamp_wait
-from api.models import MAX_INT, ExpressionOut, PlaintextOut, ProofOut, StatementsOut
+from api.models.common import MAX_INT
+from api.models.isp import ExpressionOut, PlaintextOut, ProofOut, StatementsOut
 from api.routes.common import GZIP_MINIMUM_SIZE, TEXT_MEDIA_TYPE, ListPath, cache_control, problems
 from blocklist import merkle
 from blocklist.encoding import b64encode
@@ -149,6 +150,14 @@ def _note_fetch(
         ctx.usage.isp_fetched(isp.token_id, access.list.id, version)
 
 
+def _note_responses(
+    what: str, *statuses: int, extra: Mapping[int, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route that answers one signed note as text."""
+    note = {200: {"content": {TEXT_MEDIA_TYPE: {}}, "description": what}}
+    return problems(401, 403, 404, *statuses, extra={**note, **(extra or {})})
+
+
 def _text(body: str | bytes, cache: str, **headers: str) -> Response:
     return Response(
         content=body,
@@ -160,12 +169,7 @@ def _text(body: str | bytes, cache: str, **headers: str) -> Response:
 @router.get(
     "/lists/{list}/keyring",
     response_class=Response,
-    responses=problems(
-        401,
-        403,
-        404,
-        extra={200: {"content": {TEXT_MEDIA_TYPE: {}}, "description": "keyring note"}},
-    ),
+    responses=_note_responses("keyring note"),
     summary="The latest keyring note, or the one with ?serial=N",
 )
 async def get_keyring(
@@ -224,15 +228,10 @@ def checkpoint_headers(cached: CachedCheckpoint, shared: bool) -> dict[str, str]
 @router.get(
     "/lists/{list}/checkpoint",
     response_class=Response,
-    responses=problems(
-        401,
-        403,
-        404,
+    responses=_note_responses(
+        "checkpoint note",
         503,
-        extra={
-            200: {"content": {TEXT_MEDIA_TYPE: {}}, "description": "checkpoint note"},
-            304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        },
+        extra={304: {"description": "Not modified (If-None-Match matched the ETag)"}},
     ),
     summary="The latest checkpoint note (ETag over the whole note)",
 )
@@ -532,12 +531,7 @@ def get_statements(
 @router.get(
     "/lists/{list}/statements/{n}",
     response_class=Response,
-    responses=problems(
-        401,
-        403,
-        404,
-        extra={200: {"content": {TEXT_MEDIA_TYPE: {}}, "description": "statement note"}},
-    ),
+    responses=_note_responses("statement note"),
     summary="Statement n's note",
 )
 async def get_statement(

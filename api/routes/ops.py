@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ADMIN, ContextDep, OptionalPrincipalDep
 from api.context import AppContext
 from api.metrics import METRICS_MEDIA_TYPE
-from api.models import HealthOut
+from api.models.ops import HealthOut
 from api.routes.common import problems
 from blocklist.store import versions as store_versions
 from blocklist.store.errors import StoreError

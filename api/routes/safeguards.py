@@ -24,19 +24,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import AdminDep, AnalystDep, AnalystOrAdminDep, ContextDep, authorised_list
 from api.context import AppContext
-from api.models import (
-    EntryOut,
+from api.models.entries import EntryOut, ReferralsOut, entry_out
+from api.models.safeguards import (
     GuardApproveIn,
     GuardHostOut,
     GuardIn,
     GuardListOut,
     GuardRemoveIn,
     ReferIn,
-    ReferralsOut,
     SafeguardsOut,
-    entry_out,
 )
-from api.routes.common import EntryIdPath, ListPath, problems
+from api.routes.common import EntryIdPath, ListPath, change_entry, entry_action, problems
 from blocklist import canonical, safeguards
 from blocklist.errors import BlocklistError
 from blocklist.safeguards import HostingEvidence
@@ -202,32 +200,29 @@ async def remove_guard(ctx: ContextDep, p: AdminDep, body: GuardRemoveIn) -> Non
 # --- entries -------------------------------------------------------------------
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/guard-approve",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Approve a guarded entry (an administrator who neither added nor approved it)",
+@entry_action(
+    router,
+    "guard-approve",
+    "Approve a guarded entry (an administrator who neither added nor approved it)",
 )
 async def guard_approve(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: GuardApproveIn
 ) -> EntryOut:
     """Record the guard approval with its written justification (``entry.guard_approve``)."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.guard_approve(
-                session,
-                info.id,
-                entry_id,
-                actor=p.name,
-                actor_role=p.role,
-                justification=body.justification,
-                person=p.account_id,
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.guard_approve(
+            session,
+            list_id,
+            entry_id,
+            actor=p.name,
+            actor_role=p.role,
+            justification=body.justification,
+            person=p.account_id,
+        ),
+    )
 
 
 @router.get(
@@ -250,45 +245,35 @@ async def list_referrals(
     return await run_in_threadpool(work)
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/refer",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Refer an entry to takedown and the police (state referred, never listed)",
+@entry_action(
+    router, "refer", "Refer an entry to takedown and the police (state referred, never listed)"
 )
 async def refer_entry(
     ctx: ContextDep, p: AnalystDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn
 ) -> EntryOut:
     """One analyst suffices: referring only ever keeps material off the list."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.refer(
-                session, info.id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.refer(
+            session, list_id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
+        ),
+    )
 
 
-@router.post(
-    "/lists/{list}/entries/{entry_id}/refer-override",
-    response_model=EntryOut,
-    responses=problems(403, 404, 409),
-    summary="Override a referral proposal (administrators, with a reason)",
+@entry_action(
+    router, "refer-override", "Override a referral proposal (administrators, with a reason)"
 )
 async def override_referral(
     ctx: ContextDep, p: AdminDep, list_name: ListPath, entry_id: EntryIdPath, body: ReferIn
 ) -> EntryOut:
     """The entry goes on through four-eyes (and its guard approval) as usual."""
-    info = await authorised_list(ctx, p, list_name)
-
-    def work() -> EntryOut:
-        with ctx.db.transaction() as session:
-            row = store_guards.override_referral(
-                session, info.id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
-            )
-            return entry_out(row, info.name)
-
-    return await run_in_threadpool(work)
+    return await change_entry(
+        ctx,
+        p,
+        list_name,
+        lambda session, list_id: store_guards.override_referral(
+            session, list_id, entry_id, actor=p.name, actor_role=p.role, reason=body.reason
+        ),
+    )

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from support.api_testing import MAIN, URL_B, ApiClient, Deployment, Tokens, add_approved, publish
 
-from api.appeals_cli import appeals_group, report_group
+from api.cli.appeals import appeals_group, report_group
 from blocklist.auditlog import Action
 from blocklist.store import audit as store_audit
 from blocklist.store.models import AppealPrivateRow, AppealRow, AuditRow

@@ -1,6 +1,6 @@
 """Mass assignment: fields a caller must never set, in any request body.
 
-Every request model forbids unknown fields (api/models.py ``Forbid``): a
+Every request model forbids unknown fields (api/models/common.py ``Forbid``): a
 body naming ``version``, ``created_by``, ``status``, ``id`` or anything
 unknown is refused with 422 ``validation_error`` and nothing is stored,
 on every endpoint that takes a body, including the ones whose body is

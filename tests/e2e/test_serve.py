@@ -9,16 +9,21 @@ token fetches the checkpoint and the statements.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from support.e2e_helpers import Server, serve
+from support.e2e_helpers import Server, cli, serve
 
 from blocklist.checkpoint import Checkpoint
 from blocklist.statement import Statement
+from blocklist.store import appeals as store_appeals
+from blocklist.store.db import Database
+from blocklist.store.models import AppealPrivateRow
+from signer.datadir import resolve_database_url
 from signer.keyring import verify_keyring_update
 from signer.note import Verifier, parse_note, verify_note
 
@@ -103,3 +108,52 @@ def test_serve_with_two_workers_runs_one_signer(tmp_path: Path) -> None:
         s.stop()
     # One signer for the data directory: the parent's, never one per worker.
     assert s.log.read_text().count("embedded signer started") == 1
+
+
+#: How long the parent's signer may take to run its first appeal-retention
+#: pass after ``serve`` is ready (the job's first run is at start).
+APPEAL_RETENTION_DEADLINE_SECONDS = 30.0
+
+
+def test_two_workers_signer_erases_appellant_data_past_retention(tmp_path: Path) -> None:
+    """``serve --workers 2``: the parent's signer is the app's, appeal retention included.
+
+    The signer of several workers and the one of a single process come from
+    one factory (``api.signer_service.embedded_signer``); before, the
+    parent's copy was built without ``appeal_retention_days`` and never
+    erased an appellant's message, contact or URL.
+    """
+    data_dir = tmp_path / "cleanfeed-data"
+    done = cli("init", "--data-dir", str(data_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    long_ago = datetime.now(UTC) - timedelta(days=400)  # the default keeps 365 days
+    db = Database(resolve_database_url(data_dir, None))
+    try:
+        with db.transaction() as session:
+            filed = store_appeals.file_appeal(
+                session,
+                block_ref_text=None,
+                url="http://appeal.example.com/page",
+                message="please look again",
+                contact="someone@example.org",
+                dedup_window=timedelta(0),
+                cap_per_hour=0,
+                cap_per_day=0,
+                now=long_ago,
+            )
+            store_appeals.close_unmatched(
+                session, filed.appeal_id, actor="admin", reason="matched no list", now=long_ago
+            )
+        s = serve(data_dir, tmp_path / "serve.log", "--workers", "2", schedule=True)
+        try:
+            deadline = time.monotonic() + APPEAL_RETENTION_DEADLINE_SECONDS
+            while True:
+                with db.read() as session:
+                    if session.get(AppealPrivateRow, filed.appeal_id) is None:
+                        break
+                assert time.monotonic() < deadline, "appeal retention never ran"
+                time.sleep(0.2)
+        finally:
+            s.stop()
+    finally:
+        db.dispose()

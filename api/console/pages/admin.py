@@ -28,7 +28,8 @@ from api.console.pages.common import (
     refused,
     render_page,
 )
-from api.models import ListCreateIn, TokenCreateIn, WitnessIn
+from api.models.admin import ListCreateIn, TokenCreateIn
+from api.models.witnesses import WitnessIn
 from api.routes import admin as admin_routes
 
 __all__ = ["router"]

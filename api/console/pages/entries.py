@@ -38,7 +38,7 @@ from api.console.pages.common import (
     viewing,
 )
 from api.console.security import CONSOLE_PREFIX
-from api.models import EntryIn, EntryOut, ExpireIn, PreviewIn, ReinstateIn, entry_out
+from api.models.entries import EntryIn, EntryOut, ExpireIn, PreviewIn, ReinstateIn, entry_out
 from api.routes import analyst as analyst_routes
 from api.routes import reverify as reverify_routes
 from blocklist.store import search as store_search

@@ -38,7 +38,7 @@ from api.console.pages.common import (
 )
 from api.context import AppContext
 from api.errors import ApiProblem
-from api.models import ApproveManyIn
+from api.models.entries import ApproveManyIn
 from api.routes import analyst as analyst_routes
 from api.routes.analyst import parse_csv
 

@@ -33,7 +33,7 @@ from api.console.pages.common import (
     render_page,
     to_queue,
 )
-from api.models import GuardApproveIn, GuardIn, GuardRemoveIn, ReferIn
+from api.models.safeguards import GuardApproveIn, GuardIn, GuardRemoveIn, ReferIn
 from api.routes import safeguards as safeguard_routes
 
 __all__ = ["router"]

@@ -1,183 +1,69 @@
-"""Request and response models of the HTTP API.
-
-Every request model forbids unknown fields (mass assignment: a body naming
-``version``, ``created_by`` or ``status`` is refused with 422, never
-silently dropped) and caps every string, list and integer. Hashes travel as
-base64 in JSON (DESIGN.md, "Interfaces other programs rely on"); in URL
-paths and query strings as 64 lower-case hex digits.
-"""
+"""Models of the analysts' routes: entries, preview, search, bulk add and approval, publish."""
 
 from __future__ import annotations
 
 import builtins
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from blocklist.auditlog import AuditRecord
+from api.models.auditor import AuditRecordOut
+from api.models.common import (
+    MAX_INT,
+    Category,
+    Country,
+    Forbid,
+    HashText,
+    Out,
+    Reason,
+    Reference,
+    Scope,
+    Status,
+    Url,
+    UtcTime,
+)
+from api.models.safeguards import GuardOut, SafeguardsOut
 from blocklist.encoding import b64encode
 from blocklist.entries import Reach
 from blocklist.store import guards as store_guards
 from blocklist.store.imports import MAX_APPROVE_ROWS, MAX_BULK_ROWS, ApproveResult, BulkResult
-from blocklist.store.models import ApprovalRow, EntryRow, ListRow, TokenRow, WitnessKeyRow
+from blocklist.store.models import ApprovalRow, EntryRow
 from blocklist.store.search import DEFAULT_PAGE_SIZE, MAX_HOST_CHARS, MAX_PAGE_SIZE
-from blocklist.store.submissions import (
-    MAX_CATEGORY_CHARS,
-    MAX_REASON_CHARS,
-    MAX_REFERENCE_CHARS,
-    MAX_URL_CHARS,
-)
 from blocklist.verification import VerificationState
 
 __all__ = [
-    "MAX_INT",
-    "MAX_NAME_CHARS",
-    "MAX_SIGNATURE_LINE_CHARS",
-    "MAX_TOKEN_LISTS",
-    "MAX_VKEY_CHARS",
     "ApprovalOut",
     "ApproveIn",
     "ApproveManyIn",
     "ApproveManyOut",
     "ApproveResultOut",
-    "AuditPageOut",
-    "AuditRecordOut",
     "BulkIn",
     "BulkOut",
     "BulkResultOut",
-    "Category",
-    "CosignatureIn",
-    "CosignatureOut",
-    "Country",
     "EntryHistoryOut",
     "EntryIn",
     "EntryOut",
     "EntryPageOut",
     "ExpireIn",
-    "ExpressionOut",
-    "Forbid",
-    "GuardApproveIn",
-    "GuardHostOut",
-    "GuardIn",
-    "GuardListOut",
-    "GuardOut",
-    "GuardRemoveIn",
-    "HashText",
-    "HealthOut",
-    "IspListOut",
-    "IspStatusOut",
-    "ListCreateIn",
-    "ListCreatedOut",
-    "ListName",
-    "ListOut",
-    "Out",
-    "PlaintextOut",
     "PreviewIn",
     "PreviewOut",
-    "ProblemOut",
-    "ProofOut",
     "PublishIn",
     "PublishOut",
     "ReachOut",
-    "Reason",
-    "ReferIn",
-    "Reference",
     "ReferralsOut",
     "RefusalOut",
     "ReinstateIn",
-    "RevokeIn",
-    "Role",
-    "SafeguardsOut",
-    "Scope",
     "SearchIn",
-    "StatementsOut",
-    "Status",
-    "TokenCreateIn",
-    "TokenCreatedOut",
-    "TokenOut",
-    "Url",
-    "UtcTime",
-    "ValidationIssueOut",
     "VerificationOut",
-    "WitnessIn",
-    "WitnessListOut",
-    "WitnessOut",
     "approval_out",
     "approve_many_out",
-    "audit_record_out",
     "bulk_out",
     "bulk_result_out",
     "entry_out",
-    "list_out",
     "reach_out",
-    "token_out",
     "verification_out",
-    "witness_out",
 ]
-
-#: Largest integer accepted anywhere in a request: a signed 64-bit column.
-MAX_INT = 2**63 - 1
-
-#: Longest token or list name in a request (the store's column sizes).
-MAX_NAME_CHARS = 128
-
-#: Most lists one token can be granted in one request.
-MAX_TOKEN_LISTS = 100
-
-#: Longest witness vkey or signature line (a vkey is name + 8 hex + 44
-#: base64; names are at most 255 bytes).
-MAX_VKEY_CHARS = 400
-MAX_SIGNATURE_LINE_CHARS = 600
-
-Scope = Literal["page", "prefix", "host"]
-Status = Literal["pending", "active", "expired", "removed", "referred"]
-Role = Literal["admin", "analyst", "isp", "auditor"]
-
-Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON_CHARS)]
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REFERENCE_CHARS)]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CATEGORY_CHARS)]
-Country = Annotated[str, StringConstraints(min_length=2, max_length=2)]
-ListName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
-#: A hash in a JSON body: base64 (44 characters) or 64 hex digits.
-HashText = Annotated[str, StringConstraints(min_length=44, max_length=64)]
-
-
-def _representable_in_utc(value: datetime) -> datetime:
-    # A time such as 9999-12-31T23:59:59-23:59 parses but lies past year
-    # 9999 once converted to UTC: refuse it as bad input (422), never a 500.
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as e:
-        raise ValueError("time is out of range once converted to UTC") from e
-
-
-#: An RFC 3339 time with an offset that is representable in UTC.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
-
-
-class Forbid(BaseModel):
-    """Base of request models: unknown fields are an error (mass assignment)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-
-
-class Out(BaseModel):
-    """Base of response models."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-# --- entries ---------------------------------------------------------------
 
 
 class EntryIn(Forbid):
@@ -226,20 +112,6 @@ class ReachOut(Out):
     does_not_match: list[str]
 
 
-class SafeguardsOut(Out):
-    """Which safeguard rules apply to a previewed entry (issue 16)."""
-
-    public_suffix: bool = Field(description="the host is a public suffix (refused)")
-    rules: list[str] = Field(
-        description="each safeguard rule that applies, in words (public suffix, guard)"
-    )
-    guard: str | None = Field(
-        description="the guard rule: a guarded host, or 'ip-address'; null if unguarded"
-    )
-    subsumes: int = Field(description="listed entries the new one would cover (blast radius)")
-    subsumes_capped: bool = Field(description="the count stopped at its scan limit")
-
-
 class PreviewOut(Out):
     """The reach of the expression the URL would be stored as, and the verdict."""
 
@@ -256,62 +128,6 @@ class ApprovalOut(Out):
     actor: str
     round: int
     at: datetime
-
-
-class GuardOut(Out):
-    """A guarded entry's rule and the administrator's approval (issue 16 item 2)."""
-
-    rule: str = Field(description="the guarded host, or 'ip-address'")
-    approved_by: str | None
-    approved_at: datetime | None
-    justification: str | None
-
-
-class GuardApproveIn(Forbid):
-    """An administrator's approval of a guarded entry."""
-
-    justification: Reason
-
-
-class ReferIn(Forbid):
-    """Refer an entry (analysts) or override a referral proposal (administrators)."""
-
-    reason: Reason
-
-
-class GuardIn(Forbid):
-    """A host to guard."""
-
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
-    note: Annotated[str, StringConstraints(max_length=500)] | None = None
-
-
-class GuardRemoveIn(Forbid):
-    """A guarded host and why its guard is lifted."""
-
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
-    reason: Reason
-
-
-class GuardHostOut(Out):
-    """One guarded host."""
-
-    host: str
-    note: str | None
-    created_by: str
-    created_at: datetime
-
-
-class GuardListOut(Out):
-    """The guard list."""
-
-    guards: list[GuardHostOut]
-
-
-class ReferralsOut(Out):
-    """The open referral proposals of a list (the analysts' queue)."""
-
-    entries: list[EntryOut]
 
 
 class EntryOut(Out):
@@ -356,17 +172,10 @@ class EntryOut(Out):
     )
 
 
-class AuditRecordOut(Out):
-    """One audit log record (docs/architecture.md, "Audit log hash chain")."""
+class ReferralsOut(Out):
+    """The open referral proposals of a list (the analysts' queue)."""
 
-    seq: int
-    time: datetime
-    actor: str
-    action: str
-    list: str | None
-    entry: int | None
-    details: dict[str, Any]
-    hash: str | None = Field(description="base64 chain hash after this record")
+    entries: list[EntryOut]
 
 
 class VerificationOut(Out):
@@ -422,10 +231,6 @@ class ApproveIn(Forbid):
 class PublishIn(Forbid):
     """Publish now (no fields; the body may be omitted). Mass-assignment
     protection: a body such as ``{"version": 99}`` is refused, not ignored."""
-
-
-class RevokeIn(Forbid):
-    """Revoke a token (no fields; the body may be omitted)."""
 
 
 class SearchIn(Forbid):
@@ -534,42 +339,7 @@ class ApproveManyOut(Out):
     )
 
 
-class ValidationIssueOut(BaseModel):
-    """One reason a request failed validation (the input itself is not echoed)."""
-
-    loc: list[str]
-    msg: str
-    type: str | None = None
-
-
-class ProblemOut(BaseModel):
-    """An RFC 9457 problem (the shape of every error response).
-
-    RFC 9457 3.2 allows extension members; the API uses ``errors``
-    (``validation_error``), ``results`` (``bulk_rejected``), ``reason``
-    (``keyring_error``), ``role`` (``rate_limited``: whose limit) and
-    ``search`` (``method_not_allowed`` on ``GET …/entries``: the search route).
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    instance: str | None = None
-    errors: list[ValidationIssueOut] | None = None
-    results: list[BulkResultOut] | None = None
-    reason: str | None = None
-    role: str | None = None
-    search: str | None = None
-
-
 BulkIn = Annotated[list[EntryIn], Field(min_length=1, max_length=MAX_BULK_ROWS)]
-
-
-# --- publishing ------------------------------------------------------------
 
 
 class PublishOut(Out):
@@ -581,185 +351,6 @@ class PublishOut(Out):
     count: int | None = Field(default=None, description="entries in the latest version")
     pending: bool = Field(default=False, description="true when answered 202 (still queued)")
     request: int | None = Field(default=None, description="publish request id (--no-signer)")
-
-
-# --- ISP documents ---------------------------------------------------------
-
-
-class StatementsOut(Out):
-    """A page of statements ``since+1 ...`` (DESIGN.md interface table)."""
-
-    statements: list[str]
-    next: int | None
-
-
-class ExpressionOut(Out):
-    """An expression with its base64 hash."""
-
-    hash: str
-    expression: str
-
-
-class PlaintextOut(Out):
-    """Expressions of entries added after ``since`` and still listed."""
-
-    expressions: list[ExpressionOut]
-    next: int | None
-
-
-class ProofOut(Out):
-    """A Merkle proof or range (base64 hashes)."""
-
-    hashes: list[str]
-
-
-# --- witnesses -------------------------------------------------------------
-
-
-class CosignatureIn(Forbid):
-    """A witness cosignature (c2sp.org/tlog-cosignature) of the current checkpoint."""
-
-    vkey: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VKEY_CHARS)] = Field(
-        description="the witness's vkey (signature type 0x04 or 0x01 with the same public key)"
-    )
-    signature: Annotated[
-        str, StringConstraints(min_length=1, max_length=MAX_SIGNATURE_LINE_CHARS)
-    ] = Field(description="the signature line, '— <name> <base64>'")
-
-
-class CosignatureOut(Out):
-    """A stored cosignature line and the checkpoint size it covers."""
-
-    size: int
-    timestamp: int
-    line: str
-
-
-class WitnessIn(Forbid):
-    """A witness key to register for a list (admin)."""
-
-    vkey: Annotated[str, StringConstraints(min_length=1, max_length=MAX_VKEY_CHARS)] = Field(
-        description="the witness's vkey (type 0x04, or 0x01 of the same key); "
-        "`cleanfeed audit witness-key` prints it"
-    )
-
-
-class WitnessOut(Out):
-    """A witness registered for a list."""
-
-    id: int
-    name: str
-    vkey: str = Field(description="type 0x04 vkey, as ISPs configure it")
-    created_at: datetime
-    created_by: str
-
-
-class WitnessListOut(Out):
-    """The witnesses registered for a list."""
-
-    list: str
-    witnesses: builtins.list[WitnessOut]
-
-
-# --- administration --------------------------------------------------------
-
-
-class TokenCreateIn(Forbid):
-    """A token to issue."""
-
-    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-    role: Role
-    lists: Annotated[list[ListName], Field(max_length=MAX_TOKEN_LISTS)] = []
-    plaintext: bool = False
-    full_audit: bool = False
-    expires_at: UtcTime | None = None
-
-
-class TokenOut(Out):
-    """A token's metadata (never its secret)."""
-
-    id: int
-    name: str
-    role: Role
-    prefix: str
-    lists: list[str]
-    plaintext: bool
-    full_audit: bool
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    created_at: datetime
-    created_by: str
-
-
-class TokenCreatedOut(TokenOut):
-    """A new token: ``token`` is shown once and never stored."""
-
-    token: str
-
-
-class ListCreateIn(Forbid):
-    """A list to create."""
-
-    name: ListName
-    origin: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
-    approvals_required: Literal[1, 2] = 2
-    home_country: Country | None = None
-    canary: Url | None = Field(default=None, description="canary URL (default under .invalid)")
-    public: bool = False
-
-
-class ListOut(Out):
-    """A list's configuration and latest version."""
-
-    name: str
-    origin: str
-    approvals_required: int
-    home_country: str | None
-    canary_url: str
-    public: bool
-    created_at: datetime
-    version: int
-
-
-class ListCreatedOut(ListOut):
-    """A new list and the root vkey its ISPs must pin."""
-
-    root_vkey: str
-
-
-class IspStatusOut(Out):
-    """Which ISP token last fetched which version of a list."""
-
-    token_id: int
-    name: str
-    version: int
-    at: datetime
-
-
-class IspListOut(Out):
-    """Every ISP token's last-seen version of a list."""
-
-    list: str
-    version: int
-    isps: builtins.list[IspStatusOut]
-
-
-class AuditPageOut(Out):
-    """A page of audit records; pass ``next`` as ``since`` for the next page."""
-
-    records: list[AuditRecordOut]
-    next: int | None
-
-
-class HealthOut(Out):
-    """Liveness or readiness."""
-
-    status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = {}
-
-
-# --- conversions -----------------------------------------------------------
 
 
 def verification_out(state: VerificationState) -> VerificationOut:
@@ -818,20 +409,6 @@ def entry_out(entry: EntryRow, list_name: str) -> EntryOut:
 def approval_out(row: ApprovalRow) -> ApprovalOut:
     """Serialise an approval row."""
     return ApprovalOut(actor=row.actor, round=row.round, at=row.at)
-
-
-def audit_record_out(record: AuditRecord) -> AuditRecordOut:
-    """Serialise an audit record (hashes in base64)."""
-    return AuditRecordOut(
-        seq=record.seq,
-        time=record.time,
-        actor=record.actor,
-        action=record.action,
-        list=record.list_name,
-        entry=record.entry_id,
-        details=dict(record.details),
-        hash=b64encode(record.hash) if record.hash is not None else None,
-    )
 
 
 def reach_out(reach: Reach, digest: bytes) -> ReachOut:
@@ -895,47 +472,4 @@ def approve_many_out(
         refused=len(rows) - approved,
         import_id=import_id,
         next=next_cursor,
-    )
-
-
-def witness_out(row: WitnessKeyRow) -> WitnessOut:
-    """The API view of a registered witness."""
-    return WitnessOut(
-        id=row.id,
-        name=row.name,
-        vkey=row.vkey,
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
-
-
-def token_out(row: TokenRow) -> TokenOut:
-    """Serialise a token row (no secret)."""
-    return TokenOut(
-        id=row.id,
-        name=row.name,
-        role=row.role,  # type: ignore[arg-type]
-        prefix=row.prefix,
-        lists=[lst.name for lst in row.lists],
-        plaintext=row.plaintext,
-        full_audit=row.full_audit,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-        last_used_at=row.last_used_at,
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
-
-
-def list_out(row: ListRow, version: int) -> ListOut:
-    """Serialise a list row with its latest version."""
-    return ListOut(
-        name=row.name,
-        origin=row.origin,
-        approvals_required=row.approvals_required,
-        home_country=row.home_country,
-        canary_url=row.canary_url,
-        public=row.public,
-        created_at=row.created_at,
-        version=version,
     )

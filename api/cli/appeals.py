@@ -20,7 +20,15 @@ from pathlib import Path
 
 import click
 
-from api.cli import _actor, _data_dir_option, _database, _database_option, _fail
+from api.cli.common import (
+    DATA_DIR_OPTION,
+    DATABASE_OPTION,
+    JSON_OPTION,
+    actor,
+    database_session,
+    fail,
+    open_database,
+)
 
 __all__ = ["appeals_group", "report_group"]
 
@@ -51,23 +59,16 @@ def appeals_group() -> None:
 
 
 @appeals_group.command("erase")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--appeal", "appeal_id", type=click.IntRange(min=1), required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def erase_command(data_dir: Path, database_url: str | None, appeal_id: int, as_json: bool) -> None:
     """Erase appeal APPEAL's message, contact and URL (its audit records stay)."""
-    from blocklist.errors import BlocklistError
     from blocklist.store import appeals as store_appeals
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() as session:
-            erased = store_appeals.erase(session, appeal_id, actor=_actor(), why="request")
-    except BlocklistError as e:
-        raise _fail(e) from e
-    finally:
-        db.dispose()
+    with database_session(data_dir, database_url, write=True) as session:
+        erased = store_appeals.erase(session, appeal_id, actor=actor(), why="request")
     if as_json:
         click.echo(json.dumps({"appeal": appeal_id, "erased": erased}))
     elif erased:
@@ -77,8 +78,8 @@ def erase_command(data_dir: Path, database_url: str | None, appeal_id: int, as_j
 
 
 @appeals_group.command("prune")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option(
     "--days",
     type=click.IntRange(min=1),
@@ -86,7 +87,7 @@ def erase_command(data_dir: Path, database_url: str | None, appeal_id: int, as_j
     help="Erase data of appeals closed more than this many days ago "
     "(default: the appeal_retention_days setting).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@JSON_OPTION
 def prune_command(
     data_dir: Path, database_url: str | None, days: int | None, as_json: bool
 ) -> None:
@@ -96,12 +97,8 @@ def prune_command(
 
     if days is None:
         days = load_settings(data_dir).appeal_retention_days
-    db = _database(data_dir, database_url)
-    try:
-        with db.transaction() as session:
-            erased = store_appeals.erase_expired(session, days=days)
-    finally:
-        db.dispose()
+    with database_session(data_dir, database_url, write=True) as session:
+        erased = store_appeals.erase_expired(session, days=days)
     if as_json:
         click.echo(json.dumps({"erased": erased, "days": days}))
     else:
@@ -116,8 +113,8 @@ def report_group() -> None:
 
 
 @report_group.command("transparency")
-@_data_dir_option
-@_database_option
+@DATA_DIR_OPTION
+@DATABASE_OPTION
 @click.option("--list", "list_name", required=True, help="The list.")
 @click.option("--period", required=True, help="The calendar month, YYYY-MM (ended).")
 @click.option(
@@ -154,11 +151,11 @@ def transparency_command(
     from signer.note import parse_note
     from signer.transparency import issue_report
 
-    db = _database(data_dir, database_url)
+    db = open_database(data_dir, database_url)
     try:
         note = issue_report(db, list_name, period, keys_dir_of(data_dir))
     except (BlocklistError, SignerError) as e:
-        raise _fail(e) from e
+        raise fail(e) from e
     finally:
         db.dispose()
     report = parse_report(parse_note(note).text)

@@ -376,23 +376,15 @@ def account_attach_token_command(
     From then on four-eyes counts the person, not the token's name. The
     person must hold the token's role on the token's lists.
     """
-    from sqlalchemy import select
-
     from blocklist.store import accounts as store_accounts
-    from blocklist.store.models import TokenRow
+    from blocklist.store import tokens as store_tokens
 
     if (token_name is None) == (token_id is None):
         raise click.UsageError("give exactly one of --token-name and --token-id")
     with database_session(data_dir, database_url, write=True) as session:
         if token_id is None:
-            ids = list(
-                session.scalars(
-                    select(TokenRow.id).where(
-                        TokenRow.name == token_name,
-                        TokenRow.revoked_at.is_(None),
-                        TokenRow.role.in_(["admin", "analyst", "auditor"]),
-                    )
-                ).all()
+            ids = store_tokens.live_token_ids(
+                session, token_name or "", ("admin", "analyst", "auditor")
             )
             if len(ids) != 1:
                 found = "no" if not ids else f"{len(ids)}"

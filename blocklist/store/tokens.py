@@ -72,6 +72,7 @@ __all__ = [
     "create_token",
     "get_token",
     "list_tokens",
+    "live_token_ids",
     "lookup_token",
     "record_last_use",
     "revoke_token",
@@ -366,6 +367,25 @@ def revoke_token(
     }
     audit.append_global(session, actor, Action.TOKEN_REVOKE, details, now)
     return row
+
+
+def live_token_ids(session: Session, name: str, roles: Sequence[str]) -> list[int]:
+    """Ids of the tokens named ``name`` of one of ``roles`` not revoked, oldest first.
+
+    Names are unique per role and list only, so a name may match several
+    (``cleanfeed account attach-token --token-name`` asks for one).
+    """
+    return list(
+        session.scalars(
+            select(TokenRow.id)
+            .where(
+                TokenRow.name == name,
+                TokenRow.revoked_at.is_(None),
+                TokenRow.role.in_(sorted(set(roles))),
+            )
+            .order_by(TokenRow.id)
+        ).all()
+    )
 
 
 def list_tokens(session: Session) -> list[TokenRow]:

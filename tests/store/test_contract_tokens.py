@@ -183,3 +183,21 @@ def test_record_last_use_writes_many_tokens_in_one_statement(db: Database, list_
         ids[3]: later(minutes=3),
         ids[4]: None,
     }
+
+
+def test_live_token_ids_finds_a_name_across_roles_but_not_revoked_ones(
+    db: Database, list_id: int
+) -> None:
+    with db.transaction() as s:
+        _, analyst = store_tokens.create_token(s, name="kim", role="analyst", now=NOW)
+        _, auditor = store_tokens.create_token(
+            s, name="kim", role="auditor", lists=["main"], now=NOW
+        )
+        _, isp = store_tokens.create_token(s, name="kim", role="isp", lists=["main"], now=NOW)
+        _, gone = store_tokens.create_token(s, name="kim", role="admin", now=NOW)
+        store_tokens.revoke_token(s, gone.id, actor="root", now=NOW)
+    with db.read() as s:
+        persons = ("admin", "analyst", "auditor")
+        assert store_tokens.live_token_ids(s, "kim", persons) == [analyst.id, auditor.id]
+        assert store_tokens.live_token_ids(s, "kim", ("isp",)) == [isp.id]
+        assert store_tokens.live_token_ids(s, "lee", persons) == []

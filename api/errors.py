@@ -259,6 +259,9 @@ def domain_problem(error: BaseException, path: str | None = None) -> Response:
         extensions["results"] = [bulk_result_out(r).model_dump() for r in error.results]
     if isinstance(error, signer.KeyringError):
         extensions["reason"] = error.reason
+    headers: dict[str, str] = {}
+    if isinstance(error, store_appeals.AppealCapReached):
+        headers["Retry-After"] = str(error.retry_after)
     if status >= 500 and status != 503:
         log.error("domain error answered with %s: %s", status, code, exc_info=error)
     return problem_response(
@@ -267,6 +270,7 @@ def domain_problem(error: BaseException, path: str | None = None) -> Response:
         detail=_domain_detail(error, status),
         instance=path,
         extensions=extensions,
+        headers=headers,
     )
 
 

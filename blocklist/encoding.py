@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from blocklist.errors import FormatError
 
@@ -22,15 +22,18 @@ __all__ = [
     "b64encode",
     "fits_utf8",
     "format_time",
+    "format_week",
     "hash_from_hex",
     "parse_decimal",
     "parse_time",
+    "parse_week",
 ]
 
 _B64_RE = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
 _DECIMAL_RE = re.compile(r"\A(0|[1-9][0-9]*)\Z")
 _TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 _HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+_WEEK_RE = re.compile(r"(?P<year>[0-9]{4})-W(?P<week>[0-9]{2})")
 
 #: Largest decimal accepted anywhere (versions, serials, counts): 2^63 - 1,
 #: what a signed 64-bit database column holds. Prevents huge-integer DoS.
@@ -112,6 +115,31 @@ def parse_time(text: str, *, what: str = "time") -> datetime:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError as e:
         raise FormatError(f"{what}: invalid date or time: {text!r}") from e
+
+
+def format_week(when: datetime) -> str:
+    """The ISO 8601 week (UTC) of an aware time, ``YYYY-Www``: the hit counts' period.
+
+    The ISP client counts hits per week and the server stores them per
+    week (DESIGN.md part 2, hit counts); both name the week this way.
+    """
+    year, week, _ = when.astimezone(UTC).isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+def parse_week(text: str) -> date:
+    """The Monday of an ISO 8601 week written ``YYYY-Www`` (the inverse of :func:`format_week`).
+
+    Raises:
+        FormatError: not of that form, or no such week (``2026-W54``).
+    """
+    m = _WEEK_RE.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise FormatError(f"week: expected an ISO week such as 2026-W49, got {str(text)[:20]!r}")
+    try:
+        return date.fromisocalendar(int(m["year"]), int(m["week"]), 1)
+    except ValueError:
+        raise FormatError(f"week: {text} does not exist (ISO years have 52 or 53 weeks)") from None
 
 
 def hash_from_hex(text: str) -> bytes:

@@ -53,6 +53,7 @@ from blocklist.store import versions as store_versions
 from blocklist.store.errors import Conflict, InvalidField, NotFound
 from blocklist.store.models import ListRow
 from blocklist.store.retention import RetentionPolicy
+from blocklist.tempfiles import write_new_file
 from signer.errors import AlreadyInitialised, SignerError
 from signer.highwater import HighWater, HighWaterMark
 from signer.keyring import sign_keyring
@@ -265,17 +266,7 @@ def _mkdir_private(path: Path) -> None:
 
 def _write_private_file(path: Path, content: str) -> None:
     """Create ``path`` with mode 0600, never replacing an existing file, and fsync it."""
-    fd = os.open(
-        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, _PRIVATE_FILE
-    )
-    try:
-        os.fchmod(fd, _PRIVATE_FILE)
-        data = memoryview(content.encode("utf-8"))
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_new_file(path, content.encode("utf-8"), mode=_PRIVATE_FILE)
 
 
 def canary_scope(url: str) -> str:

@@ -30,7 +30,7 @@ from blocklist.checkpoint import validate_origin
 from blocklist.encoding import MAX_DECIMAL, b64decode, b64encode
 from blocklist.errors import FormatError, ProofError
 from blocklist.merkle import EMPTY_ROOT, verify_consistency
-from blocklist.tempfiles import remove_stale_temporaries, temporary_path
+from blocklist.tempfiles import replace_file
 from signer.errors import ForkRefused, HighWaterError, HighWaterMissing
 
 __all__ = [
@@ -279,30 +279,7 @@ class HighWater:
 
     def _write(self, mark: HighWaterMark) -> None:
         """Atomic replace: temp file (0600), fsync, rename, directory fsync."""
-        directory = self.path.parent
-        remove_stale_temporaries(self.path)  # leftovers of a killed write
-        tmp = temporary_path(self.path)
-        content = mark.to_json().encode("utf-8")
         try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-            )
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_file(self.path, mark.to_json().encode("utf-8"), mode=0o600)
         except OSError as e:
             raise HighWaterError(f"cannot write {self.path}: {e.strerror or e}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)

@@ -44,7 +44,12 @@ import nacl.utils
 from blocklist.encoding import b64decode, b64encode, parse_decimal
 from blocklist.errors import FormatError
 from blocklist.keyring import SIG_TYPE_ED25519, format_vkey, is_valid_key_name
-from blocklist.tempfiles import remove_stale_temporaries, temporary_path
+from blocklist.tempfiles import (
+    fsync_directory,
+    remove_stale_temporaries,
+    temporary_path,
+    write_new_file,
+)
 from signer.errors import InsecureKeyFile, KeyFileError, PassphraseRequired
 from signer.note import CosignatureVerifier, Verifier, cosigner_key_id, ed25519_key_id
 
@@ -281,24 +286,10 @@ def save_key(
     remove_stale_temporaries(target)  # leftovers of a killed write
     tmp = temporary_path(target)
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
-    except OSError as e:
-        raise KeyFileError(f"cannot create a key file in {directory}: {e.strerror}") from e
-    try:
-        try:
-            # The umask can only narrow 0o600; make it exactly 0600 anyway.
-            os.fchmod(fd, 0o600)
-            view = memoryview(content)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # Exactly 0600 from the first byte (blocklist.tempfiles.write_new_file).
+        write_new_file(tmp, content, mode=0o600)
         _install(tmp, target, overwrite)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except OSError as e:
         raise KeyFileError(f"cannot write key file {target}: {e.strerror or e}") from e
     finally:
@@ -323,14 +314,6 @@ def _install(tmp: Path, target: Path, overwrite: bool) -> None:
         if os.path.lexists(target):
             raise KeyFileError(f"{target} already exists; refusing to overwrite") from e
         os.rename(tmp, target)
-
-
-def _fsync_directory(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _check_file_safety(path: Path, st: os.stat_result) -> None:

@@ -18,7 +18,7 @@ from typing import Final
 
 from blocklist.store.accounts import SECRETS_KEY_BYTES, AccountSecrets
 from blocklist.store.errors import AccountSecretsUnavailable
-from blocklist.tempfiles import temporary_path
+from blocklist.tempfiles import fsync_directory, temporary_path, write_new_file
 
 __all__ = ["GROUP_OTHER_BITS", "load_or_create"]
 
@@ -62,18 +62,11 @@ def load_or_create(path: Path) -> AccountSecrets:
     tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
-        try:
-            os.fchmod(fd, 0o600)  # the umask can only narrow it; make it exact
-            os.write(fd, AccountSecrets.generate())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new_file(tmp, AccountSecrets.generate(), mode=0o600)
         # link() fails if another worker installed its key first: keep theirs.
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
+        fsync_directory(path.parent)  # the link survives a crash
     except OSError as e:
         raise AccountSecretsUnavailable(f"cannot create {path}: {e.strerror or e}") from e
     finally:

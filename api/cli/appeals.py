@@ -29,28 +29,9 @@ from api.cli.common import (
     fail,
     open_database,
 )
+from blocklist.tempfiles import replace_file
 
 __all__ = ["appeals_group", "report_group"]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary beside it, fsync, rename."""
-    import os
-
-    from blocklist.tempfiles import remove_stale_temporaries, temporary_path
-
-    remove_stale_temporaries(path)
-    tmp = temporary_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @click.group(name="appeals")
@@ -160,7 +141,7 @@ def transparency_command(
         db.dispose()
     report = parse_report(parse_note(note).text)
     if output is not None:
-        _write_atomic(output, note.encode("utf-8"))
+        replace_file(output, note.encode("utf-8"), mode=0o644)  # a public note
     if fmt == "json":
         click.echo(
             json.dumps(

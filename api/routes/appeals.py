@@ -326,7 +326,9 @@ async def appeal_form_post(ctx: ContextDep, request: Request) -> Response:
     try:
         filed = await run_in_threadpool(_file, ctx, body)
     except store_appeals.AppealCapReached as e:
-        return _form_page(values, str(e), status=429)
+        response = _form_page(values, str(e), status=429)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except BlocklistError as e:
         return _form_page(values, _form_error(e), status=422)
     status_path = f"{STATUS_PATH}/{quote(filed.secret, safe='')}"

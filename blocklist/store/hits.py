@@ -31,7 +31,6 @@ should not lose the whole week for it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,7 +39,9 @@ from typing import Any, Final, cast
 from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from blocklist import encoding
 from blocklist.blockref import BLOCK_REF_BYTES, block_ref, parse_block_ref
+from blocklist.errors import FormatError
 from blocklist.store.errors import (
     BelowThreshold,
     InvalidField,
@@ -65,28 +66,22 @@ MAX_TOTALS_LIMIT: Final = 10_000
 #: now, and an old week posted late says nothing useful.
 MAX_WEEK_AGE: Final = timedelta(weeks=53)
 
-_WEEK_RE: Final = re.compile(r"(?P<year>[0-9]{4})-W(?P<week>[0-9]{2})")
-
 
 def parse_week(text: str) -> date:
-    """The Monday of an ISO 8601 week written ``YYYY-Www``.
+    """The Monday of an ISO 8601 week written ``YYYY-Www`` (:func:`blocklist.encoding.parse_week`).
 
     Raises:
         InvalidField: not of that form, or no such week (``2026-W54``).
     """
-    m = _WEEK_RE.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise InvalidField(f"week: expected an ISO week such as 2026-W49, got {str(text)[:20]!r}")
     try:
-        return date.fromisocalendar(int(m["year"]), int(m["week"]), 1)
-    except ValueError:
-        raise InvalidField(f"week: {text} does not exist (ISO years have 52 or 53 weeks)") from None
+        return encoding.parse_week(text)
+    except FormatError as e:
+        raise InvalidField(str(e)) from None
 
 
 def week_of(when: datetime) -> str:
-    """The ISO week (UTC) of a time, ``YYYY-Www``."""
-    year, week, _ = when.astimezone(UTC).isocalendar()
-    return f"{year:04d}-W{week:02d}"
+    """The ISO week (UTC) of a time, ``YYYY-Www`` (:func:`blocklist.encoding.format_week`)."""
+    return encoding.format_week(when)
 
 
 def week_over(week: str, now: datetime) -> bool:

@@ -9,7 +9,9 @@ The recipe is the classic one: write a temporary file in the *same directory*
 (so :func:`os.replace` is a rename within one file system, which POSIX makes
 atomic), flush and ``fsync`` it so its data is on disk before the rename can
 be, rename it over the target, then ``fsync`` the directory so the rename
-itself survives a crash.
+itself survives a crash. The recipe is written once, for the clients and the
+server alike, in :func:`blocklist.tempfiles.replace_file`; this module gives
+it the clients' modes.
 
 :func:`write_if_changed` adds the check the exporter needs: when the new
 content is byte-identical to the file already in place (same SHA-256), nothing
@@ -18,14 +20,12 @@ is written and the caller learns that no reload of the filter is needed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
-from blocklist.tempfiles import remove_stale_temporaries
+from blocklist.tempfiles import replace_file
 
 __all__ = [
     "EXPORT_MODE",
@@ -43,23 +43,6 @@ PLAINTEXT_MODE = 0o600
 
 #: Read size when hashing an existing file (bounded memory for big lists).
 _READ_CHUNK = 1 << 20
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX: fsync the directory)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        # Some platforms (Windows) cannot open a directory; the rename is
-        # still atomic there, only its durability is up to the OS.
-        return
-    try:
-        with contextlib.suppress(OSError):
-            # EINVAL on file systems that do not support fsync on directories.
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = EXPORT_MODE) -> None:
@@ -81,27 +64,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = EXPORT_MODE) -> None:
             or another I/O error happened. The previous file, if any, is left
             untouched and the temporary file is removed.
     """
-    path = Path(path)
-    directory = path.parent
-    # Leftovers of writes killed before their rename (blocklist.tempfiles).
-    remove_stale_temporaries(path)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # Set the mode first: mkstemp creates 0600, fchmod ignores umask.
-            os.fchmod(f.fileno(), stat.S_IMODE(mode))
-            f.write(data)
-            f.flush()
-            # Data on disk before the rename can be (else a crash could leave
-            # the new name pointing at an empty file).
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_directory(directory)
+    replace_file(Path(path), data, mode=stat.S_IMODE(mode))
 
 
 def file_digest(path: Path) -> bytes | None:

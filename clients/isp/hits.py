@@ -43,7 +43,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -52,6 +52,7 @@ import httpx
 
 from blocklist.blockref import block_ref
 from blocklist.canonical import expressions
+from blocklist.encoding import format_week, parse_week
 from blocklist.errors import InvalidURL
 from clients.errors import ConfigError, LocalStateError
 from clients.isp.localdb import write_transaction
@@ -158,20 +159,13 @@ def canary_hash(url: str) -> bytes:
     return hashlib.sha256(exprs[0].encode("utf-8")).digest()
 
 
-def week_of(when: datetime) -> str:
-    """The ISO 8601 week (UTC) of a time, ``YYYY-Www``."""
-    year, week, _ = when.astimezone(UTC).isocalendar()
-    return f"{year:04d}-W{week:02d}"
-
-
 def week_start(week: str) -> datetime:
     """Monday 00:00 UTC of a ``YYYY-Www`` week.
 
     Raises:
-        ValueError: not a week.
+        ValueError: not a week (:class:`blocklist.errors.FormatError`).
     """
-    year, _, number = week.partition("-W")
-    monday = date.fromisocalendar(int(year), int(number), 1)
+    monday = parse_week(week)
     return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
 
 
@@ -293,7 +287,7 @@ class HitCounter:
         if not self.config.enabled or h == self._canary:
             return
         # The week and the reference are all that is kept of the request.
-        self._pending[(week_of(now or datetime.now(UTC)), block_ref(h))] += 1
+        self._pending[(format_week(now or datetime.now(UTC)), block_ref(h))] += 1
 
     def flush(self) -> None:
         """Write the counts held in memory (one transaction) and clear them.
@@ -354,7 +348,7 @@ def post_completed_weeks(
     so a retry after a lost answer never counts twice.
     """
     now = now or datetime.now(UTC)
-    current = week_of(now)
+    current = format_week(now)
     url = f"{server.rstrip('/')}/v1/lists/{quote(list_name, safe='')}/hits"
     headers = {"Content-Type": "application/json"}
     if token:
@@ -450,5 +444,4 @@ __all__: Sequence[str] = (
     "hits_poster",
     "parse_hits_table",
     "post_completed_weeks",
-    "week_of",
 )

@@ -223,6 +223,8 @@ def test_the_global_cap_holds_and_keeps_earlier_appeals(
         r = _file(client, url="http://example.org/9", message="m")
         assert r.status_code == 429
         assert r.json()["code"] == "appeal_cap_reached"
+        # Room again when the older of the two leaves the hour: just under 3600 s.
+        assert 3500 <= int(r.headers["Retry-After"]) <= 3600
         assert row_counts(d.db) == before
         # A duplicate of an accepted appeal still collapses (it adds no appeal).
         dup = _file(client, url="http://example.org/0", message="m")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
+
+import pytest
 
 from blocklist.merkle import EMPTY_ROOT
 from blocklist.tempfiles import (
     STALE_TEMPORARY_SECONDS,
     remove_stale_temporaries,
+    replace_file,
     temporary_path,
+    write_new_file,
 )
 from clients.common.files import write_atomic
 from signer.highwater import HighWater, HighWaterMark
@@ -88,3 +93,43 @@ def test_each_atomic_writer_sweeps_its_target(tmp_path: Path) -> None:
     assert key_file.exists()
     # The writers' own temporaries are gone too (renamed into place).
     assert sorted(p.name for p in export.parent.iterdir()) == ["squid.acl"]
+
+
+def test_write_new_file_has_its_exact_mode_and_never_replaces_or_follows(tmp_path: Path) -> None:
+    old_umask = os.umask(0o077)  # narrower than asked: the mode is still exact
+    try:
+        write_new_file(tmp_path / "public", b"one", mode=0o644)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "public").stat().st_mode) == 0o644
+    assert (tmp_path / "public").read_bytes() == b"one"
+    with pytest.raises(FileExistsError):
+        write_new_file(tmp_path / "public", b"two", mode=0o600)
+    assert (tmp_path / "public").read_bytes() == b"one"
+    # A planted link is never written through (O_EXCL | O_NOFOLLOW).
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    (tmp_path / "planted").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        write_new_file(tmp_path / "planted", b"secret", mode=0o600)
+    assert victim.read_bytes() == b"untouched"
+
+
+def test_replace_file_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_bytes(b"previous")
+    stale = _file(temporary_path(target), mtime=OLD)
+    replace_file(target, b"new content", mode=0o600)
+    assert target.read_bytes() == b"new content"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not stale.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    # A failed write (here: the target is a directory, so the rename fails)
+    # leaves what was there and no temporary behind.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "inside").write_bytes(b"kept")
+    with pytest.raises(IsADirectoryError):
+        replace_file(folder, b"x", mode=0o600)
+    assert (folder / "inside").read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "out.txt"]

@@ -87,6 +87,16 @@ def test_a_refused_appeal_changes_nothing(db: Database, list_id: int) -> None:
     assert after_one["appeals"] == before["appeals"] + 1
 
 
+def test_the_cap_says_when_the_window_has_room_again(db: Database, list_id: int) -> None:
+    for minutes in (0, 10, 20):  # three appeals in the hour, filed without a cap
+        _file(db, url=f"http://example.org/w{minutes}", now=NOW + timedelta(minutes=minutes))
+    with pytest.raises(store_appeals.AppealCapReached) as refused:
+        _file(db, url="http://example.org/late", cap_per_hour=2, now=NOW + timedelta(minutes=30))
+    # Below the cap of 2 once the two oldest have left the hour: the one of
+    # minute 10 leaves at minute 70, 40 minutes after minute 30.
+    assert refused.value.retry_after == 40 * 60
+
+
 def test_reviewer_rule_and_outcomes(db: Database, list_id: int) -> None:
     entry = _listed(db, list_id)
     filed = _file(db, url=URL)

@@ -10,6 +10,7 @@ refuses a flood (:class:`AppealCapReached`) before anything is stored.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import unicodedata
@@ -97,9 +98,19 @@ class AppealRefMistyped(AppealRefInvalid):
 
 
 class AppealCapReached(LimitExceeded):
-    """The global cap of appeals per hour or per day is reached (flood)."""
+    """The global cap of appeals per hour or per day is reached (flood).
+
+    Attributes:
+        retry_after: whole seconds until the window has room again (when
+            enough of the appeals in it have aged out of it), at least 1;
+            the API sends it as ``Retry-After`` (RFC 9110 section 10.2.3).
+    """
 
     code = "appeal_cap_reached"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -186,10 +197,22 @@ def _check_cap(session: Session, now: datetime, per_hour: int, per_day: int) -> 
         filed = session.scalar(
             select(func.count()).select_from(AppealRow).where(AppealRow.filed_at > now - window)
         )
-        if int(filed or 0) >= cap:
+        count = int(filed or 0)
+        if count >= cap:
+            # Room again once the oldest count - cap + 1 appeals of the window
+            # have left it: the (count - cap + 1)-th oldest leaves last.
+            leaving = session.scalar(
+                select(AppealRow.filed_at)
+                .where(AppealRow.filed_at > now - window)
+                .order_by(AppealRow.filed_at)
+                .offset(count - cap)
+                .limit(1)
+            )
+            wait = (leaving + window - now).total_seconds() if leaving is not None else 1.0
             raise AppealCapReached(
                 f"the service takes at most {cap} new appeals per {what} and that many "
-                "arrived; try again later (appeals already filed are kept)"
+                "arrived; try again later (appeals already filed are kept)",
+                retry_after=max(1, math.ceil(wait)),
             )
 
 

@@ -22,6 +22,7 @@ from support.blockpage_server import Running
 from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
 
 from blocklist.blockref import block_ref
+from blocklist.encoding import format_week
 from clients.errors import ConfigError
 from clients.isp.blockpage import (
     BlockPageConfig,
@@ -35,7 +36,6 @@ from clients.isp.hits import (
     canary_hash,
     hits_poster,
     post_completed_weeks,
-    week_of,
 )
 from clients.isp.sync import Syncer
 
@@ -125,7 +125,7 @@ def test_nothing_is_counted_by_default(state: State, tmp_path: Path) -> None:
 
 
 def test_the_store_holds_only_week_block_ref_and_count(state: State) -> None:
-    week = week_of(datetime.now(UTC))
+    week = format_week(datetime.now(UTC))
     browse(state, HitsConfig(enabled=True, k=K))
     tables, rows, columns = read_db(state.dir)
     assert tables == {"hits"}
@@ -156,7 +156,7 @@ def post_with(store: HitStore, handler: Any, now: datetime) -> list[Any]:
 
 def test_completed_weeks_are_posted_above_k_and_forgotten(state: State) -> None:
     now = datetime.now(UTC)
-    week = week_of(now)
+    week = format_week(now)
     browse(state, HitsConfig(enabled=True, k=K))
     sent: list[httpx.Request] = []
 

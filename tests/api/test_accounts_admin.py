@@ -129,3 +129,24 @@ def test_attach_token_and_disable_revokes_it_at_once(
     assert r.json()["tokens_revoked"] == [deployment.tokens.ids["alice"]]
     r = client.get(f"/v1/lists/{MAIN}/entries/1", token=deployment.tokens.alice)
     assert r.status_code == 401
+
+
+def test_no_new_analyst_token_of_nobody_once_analysts_are_persons(
+    deployment: Deployment, client: ApiClient
+) -> None:
+    """Issue 15 item 4: a token of no person would be a second identity."""
+    admin = deployment.tokens.admin
+
+    def mint(name: str, role: str) -> tuple[int, str]:
+        r = client.post(
+            "/v1/tokens", token=admin, json={"name": name, "role": role, "lists": [MAIN]}
+        )
+        return r.status_code, r.json().get("code", "")
+
+    assert mint("before-persons", "analyst")[0] == 201  # a deployment without persons
+    r = client.post(BASE, token=admin, json={"name": "ana", "role": "analyst", "lists": [MAIN]})
+    assert r.status_code == 201, r.text
+    before = db_state(deployment.db)
+    assert mint("ana-2", "analyst") == (409, "analyst_token_needs_person")
+    assert db_state(deployment.db) == before
+    assert mint("isp-after", "isp")[0] == 201  # organisations' tokens are unaffected

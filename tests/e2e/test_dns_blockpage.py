@@ -48,12 +48,12 @@ import dns.rdatatype
 import httpx
 import pytest
 from support.ci import require_program
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, new_log, plaintext_config, serve_published
 from support.processes import free_port
 from support.resolvers import dnsmasq_argv, write_unbound_conf
 
 from blocklist.blockref import block_ref
-from clients.isp.config import ExportSpec, IspConfig
+from clients.isp.config import ExportSpec
 from clients.isp.exports.formats import RPZ_POLICY_SUFFIX
 from clients.isp.exports.output import write_export
 from clients.isp.sync import Syncer
@@ -97,18 +97,11 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp("dns-blockpage")
     log = new_log()
-    log.publish(sorted(sha(e) for e in ENTRIES), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in ENTRIES})
+    server = serve_published(log, ENTRIES)
     exports = {fmt: base / f"cleanfeed.{fmt}" for fmt in ("rpz", "unbound", "dnsmasq", "hosts")}
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=base / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
+    config = plaintext_config(
+        log,
+        base / "state",
         exports=tuple(
             ExportSpec(fmt, path, blockpage=(PAGE_V4, PAGE_V6)) for fmt, path in exports.items()
         ),

@@ -46,7 +46,7 @@ import dns.xfr
 import dns.zone
 import pytest
 from support.ci import require_program
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, MemoryServer, new_log, plaintext_config, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
 from support.resolvers import write_unbound_conf
@@ -289,19 +289,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     unbound = require("unbound")
     base = tmp_path_factory.mktemp("dns-serve")
     log = new_log()
-    entries = [KEEP, GONE]
-    log.publish(sorted(sha(e) for e in entries), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in entries})
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=base / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-    )
+    server = serve_published(log, [KEEP, GONE])
+    config = plaintext_config(log, base / "state")
     key = dns.tsig.Key(KEY_NAME, os.urandom(32), dns.tsig.HMAC_SHA256)
     key_file = base / "cleanfeed-xfr.key"
     key_file.write_text(key_text(key))

@@ -24,10 +24,11 @@ from support.api_testing import (
     Deployment,
     add_entry,
     close_deployment,
+    deployed,
     make_deployment,
     publish,
 )
-from support.reverify_servers import DnsServer, Origin
+from support.reverify_servers import DnsServer, Origin, running_dns, running_origin
 
 from blocklist.auditlog import Action, Actor
 from clients.audit.bundle import loads
@@ -62,29 +63,20 @@ class Clock:
 
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    o = Origin()
-    try:
+    with running_origin() as o:
         yield o
-    finally:
-        o.close()
 
 
 @pytest.fixture
 def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer(dict.fromkeys(HOSTS, "127.0.0.1"))
-    try:
+    with running_dns(dict.fromkeys(HOSTS, "127.0.0.1")) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = make_deployment(tmp_path)
-    try:
+    with deployed(tmp_path) as d:
         yield d
-    finally:
-        close_deployment(d)
 
 
 @pytest.fixture

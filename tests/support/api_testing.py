@@ -192,6 +192,16 @@ def close_deployment(deployment: Deployment) -> None:
 
 
 @contextmanager
+def deployed(root: Path, **settings: Any) -> Iterator[Deployment]:
+    """:func:`make_deployment` for the block, its engines disposed afterwards."""
+    deployment = make_deployment(root, **settings)
+    try:
+        yield deployment
+    finally:
+        close_deployment(deployment)
+
+
+@contextmanager
 def deployment_client(deployment: Deployment) -> Iterator[ApiClient]:
     """An :class:`ApiClient` on the deployment's app, closed afterwards."""
     client = ApiClient(deployment.app)

@@ -25,7 +25,6 @@ test with a reason, except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
@@ -50,7 +49,7 @@ import pytest
 from support.ci import require_program
 from support.isp_helpers import NOW, new_log, plaintext_config, serve_published
 from support.processes import free_port
-from support.resolvers import dnsmasq_argv, write_unbound_conf
+from support.resolvers import dnsmasq_argv, resolver_running, write_unbound_conf
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec
@@ -166,29 +165,6 @@ def addresses(response: dns.message.Message, rdtype: str) -> set[str]:
     return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
 
 
-@contextlib.contextmanager
-def running(argv: list[str], port: int) -> Iterator[int]:
-    """Start a resolver in the foreground and wait until it answers on ``port``."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                query(port, "ok.example")
-                break
-            except (dns.exception.Timeout, ConnectionRefusedError):
-                pass
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                raise AssertionError(f"resolver exited with {proc.returncode}: {out}")
-            assert time.monotonic() < deadline, "resolver did not start answering"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=RUN_TIMEOUT)
-
-
 def check_resolver(setup: Setup, port: int, *, subdomains: bool = True) -> None:
     """The listed host (and below it) answers the block page; the page serves 451."""
     names = ["blocked.example", "www.blocked.example"] if subdomains else ["blocked.example"]
@@ -236,7 +212,7 @@ def test_unbound_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path:
         [checkconf, str(conf)], capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running([unbound, "-d", "-c", str(conf)], port):
+    with resolver_running([unbound, "-d", "-c", str(conf)], port):
         check_resolver(setup, port)
 
 
@@ -285,7 +261,7 @@ def test_bind_rpz_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path
     conf = named_conf(tmp_path, port, rpz)
     checked = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running(named_argv(named, conf), port):
+    with resolver_running(named_argv(named, conf), port):
         check_resolver(setup, port)
 
 
@@ -297,7 +273,7 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
-    with running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
+    with resolver_running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
         check_resolver(setup, port)
         # local=/host/: other types of the blocked name get NODATA, never
         # forwarded upstream (where the real answer would come from).
@@ -336,7 +312,7 @@ def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_pat
         f"--addn-hosts={setup.exports['hosts']}",
         f"--addn-hosts={others}",
     ]
-    with running(argv, port):
+    with resolver_running(argv, port):
         check_resolver(setup, port, subdomains=False)
 
 
@@ -379,7 +355,7 @@ def test_bind_rpz_ede_as_the_installed_version_allows(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
         return
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running(named_argv(named, conf), port):
+    with resolver_running(named_argv(named, conf), port):
         response = query(port, "blocked.example")
         assert response.rcode() == dns.rcode.NXDOMAIN
         assert [e.code for e in response.extended_errors()] == [dns.edns.EDECode.BLOCKED]
@@ -397,7 +373,7 @@ def test_unbound_attaches_no_ede_to_local_zone_policy(setup: Setup, tmp_path: Pa
     write_export("unbound", make_input(["other.example/"]), nxdomain)
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     body = f'    ede: yes\n    include: "{setup.exports["unbound"]}"\n    include: "{nxdomain}"\n'
-    with running([unbound, "-d", "-c", str(unbound_conf(tmp_path, port, body))], port):
+    with resolver_running([unbound, "-d", "-c", str(unbound_conf(tmp_path, port, body))], port):
         redirected = query(port, "blocked.example")
         assert addresses(redirected, "A") == {PAGE_V4}
         blocked = query(port, "other.example")

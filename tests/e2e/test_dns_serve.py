@@ -49,7 +49,7 @@ from support.ci import require_program
 from support.isp_helpers import NOW, MemoryServer, new_log, plaintext_config, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
-from support.resolvers import write_unbound_conf
+from support.resolvers import wait_answering, write_unbound_conf
 
 from clients.isp.config import IspConfig
 from clients.isp.dnsserve.journal import JOURNAL_FILE
@@ -270,17 +270,7 @@ def start_resolver(world: World, name: str, argv: list[str], port: int, log: Pat
     with log.open("ab") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
     world.procs[name] = proc
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            resolve(port, "ok.example")
-            return
-        except (dns.exception.Timeout, ConnectionRefusedError):
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"{name} exited {proc.returncode}: {log.read_text()[-3000:]}")
-        assert time.monotonic() < deadline, f"{name} did not start"
-        time.sleep(0.1)
+    wait_answering(proc, port, what=name, output=lambda: log.read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")

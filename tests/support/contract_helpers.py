@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from blocklist.merkle import leaf_hash, stored_hashes_for_leaf
@@ -19,6 +19,26 @@ from blocklist.store.models import Base, ListRow
 
 #: A fixed "now" for every test: no test depends on the wall clock.
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def insert_list_row(conn: Connection | Session, name: str = "main") -> None:
+    """List ``name`` as raw row 1: a migration test's data at an older schema.
+
+    A plain INSERT rather than the store's functions, which follow the
+    newest schema; its columns are the ones every revision since 0003 has.
+    """
+    conn.execute(
+        ListRow.__table__.insert().values(
+            id=1,
+            name=name,
+            origin=f"example.org/{name}",
+            canary_url=f"http://canary.example.org/{name}",
+            approvals_required=1,
+            public=False,
+            created_at=NOW,
+            snapshot_floor=0,
+        )
+    )
 
 
 def later(**kwargs: float) -> datetime:

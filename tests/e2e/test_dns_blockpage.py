@@ -47,9 +47,14 @@ import dns.rdatatype
 import httpx
 import pytest
 from support.ci import require_program
-from support.isp_helpers import NOW, new_log, plaintext_config, serve_published
+from support.isp_helpers import NOW, isp_config, new_log, serve_published
 from support.processes import free_port
-from support.resolvers import dnsmasq_argv, resolver_running, write_unbound_conf
+from support.resolvers import (
+    dnsmasq_argv,
+    named_options,
+    resolver_running,
+    write_unbound_conf,
+)
 
 from blocklist.blockref import block_ref
 from clients.isp.config import ExportSpec
@@ -98,9 +103,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     log = new_log()
     server = serve_published(log, ENTRIES)
     exports = {fmt: base / f"cleanfeed.{fmt}" for fmt in ("rpz", "unbound", "dnsmasq", "hosts")}
-    config = plaintext_config(
+    config = isp_config(
         log,
         base / "state",
+        plaintext=True,
         exports=tuple(
             ExportSpec(fmt, path, blockpage=(PAGE_V4, PAGE_V6)) for fmt, path in exports.items()
         ),
@@ -226,16 +232,7 @@ def named_conf(tmp_path: Path, port: int, rpz: Path, *, policy: str | None = Non
     statement = policy or f'response-policy {{ zone "{ZONE}"; }} qname-wait-recurse no;'
     conf = tmp_path / "named.conf"
     conf.write_text(
-        "options {\n"
-        f'  directory "{tmp_path}";\n'
-        "  pid-file none;\n"
-        f"  listen-on port {port} {{ 127.0.0.1; }};\n"
-        "  listen-on-v6 { none; };\n"
-        "  recursion yes;\n"
-        "  allow-query { 127.0.0.1; };\n"
-        "  allow-recursion { 127.0.0.1; };\n"
-        "  dnssec-validation no;\n"
-        f"  {statement}\n"
+        "options {\n" + named_options(tmp_path, port) + f"  {statement}\n"
         "};\n"
         "controls { };\n"
         f'zone "{ZONE}" {{ type primary; file "{rpz}"; allow-query {{ none; }}; }};\n'

@@ -46,10 +46,10 @@ import dns.xfr
 import dns.zone
 import pytest
 from support.ci import require_program
-from support.isp_helpers import NOW, MemoryServer, new_log, plaintext_config, serve_published
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
-from support.resolvers import wait_answering, write_unbound_conf
+from support.resolvers import named_options, wait_answering, write_unbound_conf
 
 from clients.isp.config import IspConfig
 from clients.isp.dnsserve.journal import JOURNAL_FILE
@@ -226,16 +226,10 @@ def named_conf(world: World, directory: Path, port: int, *, with_key: bool = Tru
         zone = zone.replace(f' key "{KEY_NAME}"', "")
     conf = directory / "named.conf"
     conf.write_text(
-        (f'include "{world.key_file}";\n' if with_key else "") + "options {\n"
-        f'  directory "{directory}";\n'
-        "  pid-file none;\n"
-        f"  listen-on port {port} {{ 127.0.0.1; }};\n"
-        "  listen-on-v6 { none; };\n"
-        "  recursion yes;\n"
-        "  allow-query { 127.0.0.1; };\n"
-        "  allow-recursion { 127.0.0.1; };\n"
-        "  dnssec-validation no;\n"
-        f"  transfer-source {BIND_SOURCE};\n"
+        (f'include "{world.key_file}";\n' if with_key else "")
+        + "options {\n"
+        + named_options(directory, port)
+        + f"  transfer-source {BIND_SOURCE};\n"
         # BIND 9.18 retries a refused transfer from its alternate source
         # (any address, so 127.0.0.1, which Unbound's admission lists).
         f"  alt-transfer-source {BIND_SOURCE};\n"
@@ -280,7 +274,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("dns-serve")
     log = new_log()
     server = serve_published(log, [KEEP, GONE])
-    config = plaintext_config(log, base / "state")
+    config = isp_config(log, base / "state", plaintext=True)
     key = dns.tsig.Key(KEY_NAME, os.urandom(32), dns.tsig.HMAC_SHA256)
     key_file = base / "cleanfeed-xfr.key"
     key_file.write_text(key_text(key))

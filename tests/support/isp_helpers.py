@@ -344,10 +344,13 @@ def serve_published(log: MemoryLog, expressions: Iterable[str]) -> MemoryServer:
     return MemoryServer(log, expressions={expression_hash_of(e): e for e in listed})
 
 
-def plaintext_config(log: MemoryLog, state_dir: Path, **overrides: Any) -> IspConfig:
-    """The configuration of an ISP that syncs ``log`` from :data:`SERVER` with plaintext.
+def isp_config(
+    log: MemoryLog, state_dir: Path, *, plaintext: bool = False, **overrides: Any
+) -> IspConfig:
+    """The configuration of an ISP that syncs ``log`` from :data:`SERVER`.
 
-    ``overrides`` are further :class:`IspConfig` fields (exports, for one).
+    ``plaintext``: fetch the expressions too; ``overrides`` are further
+    :class:`IspConfig` fields (exports, for one).
     """
     return IspConfig(
         server=SERVER,
@@ -355,7 +358,7 @@ def plaintext_config(log: MemoryLog, state_dir: Path, **overrides: Any) -> IspCo
         token="cf_isp_test",
         root_keys=(log.root_vkey,),
         state_dir=state_dir,
-        plaintext=True,
+        plaintext=plaintext,
         lock_timeout=5.0,
         full_check_interval=NO_FULL_CHECK_SECONDS,
         **overrides,

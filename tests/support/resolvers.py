@@ -45,6 +45,25 @@ def write_unbound_conf(directory: Path, server: str, body: str) -> Path:
     return conf
 
 
+def named_options(directory: Path, port: int) -> str:
+    """The lines of BIND's ``options { }`` block that every test's ``named`` shares.
+
+    A recursive server for 127.0.0.1 only, on UDP/TCP ``port``, without a
+    pid file, IPv6 or DNSSEC validation (the test zones are unsigned); the
+    caller adds its own options (a response policy, transfer sources).
+    """
+    return (
+        f'  directory "{directory}";\n'
+        "  pid-file none;\n"
+        f"  listen-on port {port} {{ 127.0.0.1; }};\n"
+        "  listen-on-v6 { none; };\n"
+        "  recursion yes;\n"
+        "  allow-query { 127.0.0.1; };\n"
+        "  allow-recursion { 127.0.0.1; };\n"
+        "  dnssec-validation no;\n"
+    )
+
+
 def dnsmasq_argv(dnsmasq: str, port: int, *extra: str) -> list[str]:
     """argv of ``dnsmasq`` serving UDP/TCP ``port`` on 127.0.0.1 only, plus ``extra``."""
     return [

@@ -31,7 +31,7 @@ import dns.tsig
 import dns.xfr
 import dns.zone
 import pytest
-from support.isp_helpers import NOW, MemoryServer, new_log, plaintext_config, serve_published
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
 
@@ -268,7 +268,7 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     log = new_log()
     initial = entries(300)  # 600 records: several messages of MAX_RECORDS_PER_MESSAGE
     server = serve_published(log, initial)
-    config = plaintext_config(log, tmp_path / "state")
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     with server.client() as client:
         assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
     key = dns.tsig.Key("xfr-key", os.urandom(32), dns.tsig.HMAC_SHA256)
@@ -446,7 +446,7 @@ def test_a_configuration_change_is_a_new_generation_without_a_new_version(
     log = new_log()
     listed = entries(3)
     server = serve_published(log, listed)
-    config = plaintext_config(log, tmp_path / "state")
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     with server.client() as client:
         assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
     assert config.state_dir is not None
@@ -481,7 +481,7 @@ def _incremental_world(
 ) -> tuple[MemoryLog, MemoryServer, IspConfig]:
     log = new_log()
     server = serve_published(log, listed)
-    config = plaintext_config(log, tmp_path / "state")
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     return log, server, config
 
 

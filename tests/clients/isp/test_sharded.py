@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from support.ci import require_program
 from support.export_inputs import DNS_MIX
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import LIST, NOW, MemoryServer, isp_config, new_log
 from support.processes import free_port
 from support.resolvers import a_query, dnsmasq_argv, resolver_running, write_unbound_conf
 
 from blocklist.canonical import expression_hash
 from clients.errors import PlaintextMismatch
-from clients.isp.config import ExportSpec, IspConfig
+from clients.isp.config import ExportSpec
 from clients.isp.exports.formats import ExportInput, ExportResult, MissingPlaintext
 from clients.isp.exports.output import render
 from clients.isp.exports.sharded import (
@@ -298,14 +298,9 @@ def test_sync_keeps_a_sharded_unbound_export_current(tmp_path: Path) -> None:
     log.publish(sorted(first), now=NOW)
     server = MemoryServer(log)
     server.expressions = dict(first)
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
+    config = isp_config(
+        log,
+        tmp_path / "state",
         plaintext=True,
         exports=(ExportSpec("unbound", out, incremental=True),),
     )

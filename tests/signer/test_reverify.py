@@ -25,6 +25,7 @@ from support.api_testing import (
     add_entry,
     close_deployment,
     deployed,
+    deployment_client,
     make_deployment,
     publish,
 )
@@ -81,11 +82,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 @pytest.fixture
 def client(deployment: Deployment) -> Iterator[ApiClient]:
-    c = ApiClient(deployment.app)
-    try:
+    with deployment_client(deployment) as c:
         yield c
-    finally:
-        c.close()
 
 
 def approved(client: ApiClient, deployment: Deployment, url: str, list_name: str = MAIN) -> int:

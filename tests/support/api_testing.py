@@ -254,6 +254,16 @@ def add_approved(
     return out
 
 
+def decide_appeal(client: ApiClient, token: str, appeal: int, outcome: str) -> None:
+    """Decide ``appeal`` on MAIN with ``outcome`` as ``token`` (asserts 200)."""
+    r = client.post(
+        f"/v1/lists/{MAIN}/appeals/{appeal}/decide",
+        json={"outcome": outcome, "reason": "reviewed"},
+        token=token,
+    )
+    assert r.status_code == 200, r.text
+
+
 def publish(client: ApiClient, token: str, list_name: str = MAIN) -> Mapping[str, Any]:
     """POST …/publish and return the body (asserts 200)."""
     r = client.post(f"/v1/lists/{list_name}/publish", token=token)

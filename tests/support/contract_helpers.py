@@ -13,6 +13,8 @@ from blocklist.statedigest import StateDigest
 from blocklist.statement import ZERO_HASH, Statement
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
+from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import versions as store_versions
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import Base, ListRow
@@ -82,6 +84,19 @@ def publish(
     """Cut one version in its own transaction (see :func:`publish_in`)."""
     with db.transaction() as s:
         return publish_in(s, list_id, now=now, limit=limit)
+
+
+def publish_pages(db: Database, list_id: int, n: int, host: str) -> list[int]:
+    """Add ``n`` pages on ``host`` (alice), approve each (bob) and publish; their ids."""
+    rows = [store_imports.BulkRow(f"http://{host}/{i}.html", "page", "r") for i in range(n)]
+    with db.transaction() as s:
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+    ids = [r.entry_id for r in results if r.entry_id is not None]
+    for entry_id in ids:
+        with db.transaction() as s:
+            store_entries.approve(s, list_id, entry_id, actor="bob", actor_role="analyst", now=NOW)
+    publish(db, list_id)
+    return ids
 
 
 def publish_in(

@@ -14,19 +14,16 @@ from support.api_testing import (
     ApiClient,
     Deployment,
     Tokens,
-    close_deployment,
-    make_deployment,
+    deployed,
+    deployment_client,
 )
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
     """An initialised deployment (lists main and other, a token per role)."""
-    d = make_deployment(tmp_path)
-    try:
+    with deployed(tmp_path) as d:
         yield d
-    finally:
-        close_deployment(d)
 
 
 @pytest.fixture
@@ -38,8 +35,5 @@ def tokens(deployment: Deployment) -> Tokens:
 @pytest.fixture
 def client(deployment: Deployment) -> Iterator[ApiClient]:
     """A client on the deployment's app (httpx ASGITransport, in-process)."""
-    c = ApiClient(deployment.app)
-    try:
+    with deployment_client(deployment) as c:
         yield c
-    finally:
-        c.close()

@@ -12,6 +12,7 @@ from support.api_testing import (
     Deployment,
     Tokens,
     add_approved,
+    decide_appeal,
     publish,
 )
 
@@ -40,15 +41,6 @@ def _appeal(client: ApiClient, entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _decide(client: ApiClient, token: str, appeal: int, outcome: str) -> None:
-    r = client.post(
-        f"/v1/lists/{MAIN}/appeals/{appeal}/decide",
-        json={"outcome": outcome, "reason": "reviewed"},
-        token=token,
-    )
-    assert r.status_code == 200, r.text
-
-
 def test_every_appeal_step_is_in_the_full_bundle_and_verifies(
     deployment: Deployment, client: ApiClient, tokens: Tokens
 ) -> None:
@@ -57,10 +49,10 @@ def test_every_appeal_step_is_in_the_full_bundle_and_verifies(
     publish(client, tokens.alice)
     first = _appeal(client, entry)["appeal"]
     second = _appeal(client, gone)["appeal"]
-    _decide(client, tokens.carol, first, "suspended")
-    _decide(client, tokens.carol, first, "upheld")
+    decide_appeal(client, tokens.carol, first, "suspended")
+    decide_appeal(client, tokens.carol, first, "upheld")
     client.post(f"/v1/lists/{MAIN}/entries/{entry['id']}/approve", token=tokens.bob)
-    _decide(client, tokens.carol, second, "removed")
+    decide_appeal(client, tokens.carol, second, "removed")
     publish(client, tokens.alice)
     # Erasure leaves every chain verifying.
     with deployment.db.transaction() as s:

@@ -15,7 +15,7 @@ publish through one wakes a waiter held by the other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,15 +84,6 @@ async def _publish_one(c: httpx.AsyncClient, d: Deployment, url: str) -> int:
     assert published.status_code == 200, published.text
     version: int = published.json()["version"]
     return version
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = make_deployment(tmp_path)
-    try:
-        yield d
-    finally:
-        close_deployment(d)
 
 
 def test_a_held_request_is_answered_by_the_publish(deployment: Deployment) -> None:

@@ -24,6 +24,7 @@ from support.api_testing import (
     Deployment,
     Tokens,
     add_approved,
+    decide_appeal,
     publish,
 )
 
@@ -49,29 +50,20 @@ def _appeal(client: ApiClient, entry: dict[str, Any]) -> int:
     return appeal
 
 
-def _decide(client: ApiClient, token: str, appeal: int, outcome: str) -> None:
-    r = client.post(
-        f"/v1/lists/{MAIN}/appeals/{appeal}/decide",
-        json={"outcome": outcome, "reason": "reviewed"},
-        token=token,
-    )
-    assert r.status_code == 200, r.text
-
-
 def _month_of_activity(client: ApiClient, tokens: Tokens) -> None:
     a = add_approved(client, tokens, URL_A)
     b = add_approved(client, tokens, URL_B)
     c = add_approved(client, tokens, URL_C)
     publish(client, tokens.alice)
     first = _appeal(client, a)
-    _decide(client, tokens.carol, first, "suspended")
-    _decide(client, tokens.carol, first, "upheld")
+    decide_appeal(client, tokens.carol, first, "suspended")
+    decide_appeal(client, tokens.carol, first, "upheld")
     assert (
         client.post(f"/v1/lists/{MAIN}/entries/{a['id']}/approve", token=tokens.bob).status_code
         == 200
     )
     second = _appeal(client, b)
-    _decide(client, tokens.carol, second, "removed")
+    decide_appeal(client, tokens.carol, second, "removed")
     r = client.post(
         f"/v1/lists/{MAIN}/entries/{c['id']}/expire", json={"reason": "gone"}, token=tokens.bob
     )

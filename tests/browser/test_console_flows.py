@@ -28,12 +28,11 @@ from selenium.webdriver.common.keys import Keys
 from support.browser import (
     ConsoleServer,
     Person,
-    axe_violations,
+    check_page,
     click_and_load,
-    describe,
-    requested_urls,
+    log_in,
+    submit_enrolment,
     totp_code,
-    unlabelled_controls,
     wait_for,
 )
 from support.console_accounts import create_person
@@ -52,51 +51,22 @@ URL = "http://203.0.113.7/reports/case-17.html"
 #: TAB presses allowed to reach a button (a datetime field has several stops).
 MAX_TABS = 20
 
-SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
-
 state: dict[str, Any] = {}
-
-
-def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
-    """axe-core finds no serious or critical violation; nothing came from another host."""
-    violations = axe_violations(driver)
-    assert unlabelled_controls(driver) == [], driver.current_url
-    assert not violations, f"{driver.current_url}:\n{describe(violations)}"
-    # data: URLs (the browser's own date-picker icon) touch no network.
-    foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
-    assert not foreign, f"{driver.current_url} requested other hosts: {foreign}"
-    if SHOTS and shot:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(SHOTS) / f"{shot}.png"))
 
 
 def enrol(
     driver: Any, console: ConsoleServer, url: str, password: str, shot: str | None
 ) -> tuple[str, int]:
     driver.get(url)
-    secret = wait_for(driver, "#secret").get_attribute("value")
+    secret = str(wait_for(driver, "#secret").get_attribute("value"))
     assert driver.find_element(By.CSS_SELECTOR, ".qr svg")  # the QR code is drawn
     check_page(driver, console, shot)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "password2").send_keys(password)
-    code, step = totp_code(secret)
-    driver.find_element(By.ID, "totp").send_keys(code)
-    driver.find_element(By.ID, "enrol").click()
-    wait_for(driver, "#enrolled")
-    return str(secret), step
+    return secret, submit_enrolment(driver, secret, password)
 
 
 def login(driver: Any, console: ConsoleServer, person: Person, shot: str | None = None) -> None:
     driver.delete_all_cookies()
-    driver.get(f"{console.base}/console/login")
-    if shot:
-        check_page(driver, console, shot)
-    code, person.last_step = totp_code(person.secret, after_step=person.last_step)
-    driver.find_element(By.ID, "name").send_keys(person.name)
-    driver.find_element(By.ID, "password").send_keys(person.password)
-    driver.find_element(By.ID, "totp").send_keys(code)
-    driver.find_element(By.ID, "login").click()
-    assert wait_for(driver, "#whoami").text == person.name
+    log_in(driver, console, person, shot)
     state.setdefault("cookies", {})[person.name] = driver.get_cookies()
 
 

@@ -8,12 +8,10 @@ failures per client address, which every test here shares).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,12 +20,11 @@ from selenium.webdriver.common.by import By
 from support.browser import (
     ConsoleServer,
     Person,
-    axe_violations,
+    check_page,
     click_and_load,
-    describe,
+    log_in,
     requested_urls,
-    totp_code,
-    unlabelled_controls,
+    submit_enrolment,
     wait_for,
 )
 from support.console_accounts import create_person
@@ -45,17 +42,6 @@ XSS_REASON = "<script>window.__xss=2</script> reported twice"
 people: dict[str, Person] = {}
 
 
-def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
-    violations = axe_violations(driver)
-    assert unlabelled_controls(driver) == [], driver.current_url
-    assert not violations, f"{driver.current_url}:\n{describe(violations)}"
-    foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
-    assert not foreign, foreign
-    shots = os.environ.get("CONSOLE_SCREENSHOTS")
-    if shots and shot:
-        driver.save_screenshot(str(Path(shots) / f"{shot}.png"))
-
-
 def enrol(driver: Any, console: ConsoleServer, name: str, role: str) -> Person:
     """Enrol ``name`` from its link; the first login may use the next code at once."""
     url = create_person(console, name, role, [LIST] if role != "admin" else [])
@@ -63,23 +49,7 @@ def enrol(driver: Any, console: ConsoleServer, name: str, role: str) -> Person:
     driver.get(url)
     secret = str(wait_for(driver, "#secret").get_attribute("value"))
     password = f"a long password for {name}"
-    code, step = totp_code(secret)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "password2").send_keys(password)
-    driver.find_element(By.ID, "totp").send_keys(code)
-    driver.find_element(By.ID, "enrol").click()
-    wait_for(driver, "#enrolled")
-    return Person(name, password, secret, step)
-
-
-def login(driver: Any, console: ConsoleServer, person: Person) -> None:
-    driver.get(f"{console.base}/console/login")
-    code, person.last_step = totp_code(person.secret, after_step=person.last_step)
-    driver.find_element(By.ID, "name").send_keys(person.name)
-    driver.find_element(By.ID, "password").send_keys(person.password)
-    driver.find_element(By.ID, "totp").send_keys(code)
-    driver.find_element(By.ID, "login").click()
-    assert wait_for(driver, "#whoami").text == person.name
+    return Person(name, password, secret, submit_enrolment(driver, secret, password))
 
 
 def session_cookie(driver: Any) -> str:
@@ -119,7 +89,7 @@ def test_clickjacking_and_caching_headers_on_every_console_response(
 def test_people_enrol_and_log_in(driver: Any, console: ConsoleServer) -> None:
     people["carol"] = enrol(driver, console, "carol", "admin")
     people["dave"] = enrol(driver, console, "dave", "analyst")
-    login(driver, console, people["dave"])
+    log_in(driver, console, people["dave"])
     # Each test that logs in afresh has its own person: a second login of
     # one person within a 30-second TOTP step would have to wait for it.
     people["frank"] = enrol(driver, console, "frank", "analyst")
@@ -135,7 +105,7 @@ def test_session_fixation_a_planted_cookie_is_not_adopted(
     driver.delete_all_cookies()
     planted = "planted-by-an-attacker-0123456789abcdef"
     driver.add_cookie({"name": SESSION_COOKIE, "value": planted, "path": "/"})
-    login(driver, console, people["frank"])
+    log_in(driver, console, people["frank"])
     issued = session_cookie(driver)
     assert issued != planted
     # The planted value opens no session; the issued one does.
@@ -330,7 +300,7 @@ def test_admin_pages(driver: Any, console: ConsoleServer) -> None:
     driver.get(f"{console.base}/console/guards?list={LIST}")
     assert "Not allowed" in wait_for(driver, "h1").text
     # The admin creates an account: the page shows its one-time link.
-    login(driver, console, people["carol"])
+    log_in(driver, console, people["carol"])
     driver.get(f"{console.base}/console/admin?list={LIST}")
     wait_for(driver, "#accounts")
     check_page(driver, console)
@@ -475,7 +445,7 @@ def test_transparency_page(driver: Any, console: ConsoleServer) -> None:
 
 
 def test_an_idle_session_expires(driver: Any, console: ConsoleServer) -> None:
-    login(driver, console, people["gina"])
+    log_in(driver, console, people["gina"])
     driver.get(f"{console.base}/console/queue?list={LIST}")
     assert wait_for(driver, "#whoami").text == "gina"
     idle = timedelta(seconds=console.ctx.settings.session_idle_timeout)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from support.e2e_helpers import (
     cli,
     isp_sync,
     publish,
-    serve,
     token,
 )
 
@@ -44,15 +42,6 @@ pytestmark = pytest.mark.e2e
 
 PAGE = "http://blocked.example.com/path/page.html"
 UNKNOWN_REF = block_ref(bytes(range(32)))
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = serve(tmp_path / "data", tmp_path / "serve.log")
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _check(state: Path) -> tuple[int, dict[str, Any]]:
@@ -88,7 +77,7 @@ def test_an_appeal_from_block_ref_to_the_isp_and_back(server: Server, tmp_path: 
     bob = token(server, name="bob", role="analyst", lists=[LIST])
     carol = token(server, name="carol", role="analyst", lists=[LIST])
     isp = token(server, name="isp-one", role="isp", lists=[LIST])
-    root_vkey = (server.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
+    root_vkey = server.root_vkey
     state = tmp_path / "isp"
 
     add_and_approve(server, alice, bob, PAGE, "page")

@@ -25,7 +25,6 @@ test with a reason, except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
@@ -48,12 +47,17 @@ import dns.rdatatype
 import httpx
 import pytest
 from support.ci import require_program
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, isp_config, new_log, serve_published
 from support.processes import free_port
-from support.resolvers import dnsmasq_argv, write_unbound_conf
+from support.resolvers import (
+    dnsmasq_argv,
+    named_options,
+    resolver_running,
+    write_unbound_conf,
+)
 
 from blocklist.blockref import block_ref
-from clients.isp.config import ExportSpec, IspConfig
+from clients.isp.config import ExportSpec
 from clients.isp.exports.formats import RPZ_POLICY_SUFFIX
 from clients.isp.exports.output import write_export
 from clients.isp.sync import Syncer
@@ -97,18 +101,12 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp("dns-blockpage")
     log = new_log()
-    log.publish(sorted(sha(e) for e in ENTRIES), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in ENTRIES})
+    server = serve_published(log, ENTRIES)
     exports = {fmt: base / f"cleanfeed.{fmt}" for fmt in ("rpz", "unbound", "dnsmasq", "hosts")}
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=base / "state",
+    config = isp_config(
+        log,
+        base / "state",
         plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
         exports=tuple(
             ExportSpec(fmt, path, blockpage=(PAGE_V4, PAGE_V6)) for fmt, path in exports.items()
         ),
@@ -173,29 +171,6 @@ def addresses(response: dns.message.Message, rdtype: str) -> set[str]:
     return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
 
 
-@contextlib.contextmanager
-def running(argv: list[str], port: int) -> Iterator[int]:
-    """Start a resolver in the foreground and wait until it answers on ``port``."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                query(port, "ok.example")
-                break
-            except (dns.exception.Timeout, ConnectionRefusedError):
-                pass
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                raise AssertionError(f"resolver exited with {proc.returncode}: {out}")
-            assert time.monotonic() < deadline, "resolver did not start answering"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=RUN_TIMEOUT)
-
-
 def check_resolver(setup: Setup, port: int, *, subdomains: bool = True) -> None:
     """The listed host (and below it) answers the block page; the page serves 451."""
     names = ["blocked.example", "www.blocked.example"] if subdomains else ["blocked.example"]
@@ -243,7 +218,7 @@ def test_unbound_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path:
         [checkconf, str(conf)], capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running([unbound, "-d", "-c", str(conf)], port):
+    with resolver_running([unbound, "-d", "-c", str(conf)], port):
         check_resolver(setup, port)
 
 
@@ -257,16 +232,7 @@ def named_conf(tmp_path: Path, port: int, rpz: Path, *, policy: str | None = Non
     statement = policy or f'response-policy {{ zone "{ZONE}"; }} qname-wait-recurse no;'
     conf = tmp_path / "named.conf"
     conf.write_text(
-        "options {\n"
-        f'  directory "{tmp_path}";\n'
-        "  pid-file none;\n"
-        f"  listen-on port {port} {{ 127.0.0.1; }};\n"
-        "  listen-on-v6 { none; };\n"
-        "  recursion yes;\n"
-        "  allow-query { 127.0.0.1; };\n"
-        "  allow-recursion { 127.0.0.1; };\n"
-        "  dnssec-validation no;\n"
-        f"  {statement}\n"
+        "options {\n" + named_options(tmp_path, port) + f"  {statement}\n"
         "};\n"
         "controls { };\n"
         f'zone "{ZONE}" {{ type primary; file "{rpz}"; allow-query {{ none; }}; }};\n'
@@ -292,7 +258,7 @@ def test_bind_rpz_sends_the_listed_host_to_the_block_page(setup: Setup, tmp_path
     conf = named_conf(tmp_path, port, rpz)
     checked = subprocess.run([checkconf, str(conf)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running(named_argv(named, conf), port):
+    with resolver_running(named_argv(named, conf), port):
         check_resolver(setup, port)
 
 
@@ -304,7 +270,7 @@ def test_dnsmasq_sends_the_listed_host_to_the_block_page(setup: Setup) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
-    with running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
+    with resolver_running([*dnsmasq_as_user(dnsmasq, port), f"--conf-file={export}"], port):
         check_resolver(setup, port)
         # local=/host/: other types of the blocked name get NODATA, never
         # forwarded upstream (where the real answer would come from).
@@ -343,7 +309,7 @@ def test_hosts_file_maps_the_listed_host_to_the_block_page(setup: Setup, tmp_pat
         f"--addn-hosts={setup.exports['hosts']}",
         f"--addn-hosts={others}",
     ]
-    with running(argv, port):
+    with resolver_running(argv, port):
         check_resolver(setup, port, subdomains=False)
 
 
@@ -386,7 +352,7 @@ def test_bind_rpz_ede_as_the_installed_version_allows(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
         return
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    with running(named_argv(named, conf), port):
+    with resolver_running(named_argv(named, conf), port):
         response = query(port, "blocked.example")
         assert response.rcode() == dns.rcode.NXDOMAIN
         assert [e.code for e in response.extended_errors()] == [dns.edns.EDECode.BLOCKED]
@@ -404,7 +370,7 @@ def test_unbound_attaches_no_ede_to_local_zone_policy(setup: Setup, tmp_path: Pa
     write_export("unbound", make_input(["other.example/"]), nxdomain)
     port = free_port("127.0.0.1", socket.SOCK_DGRAM)
     body = f'    ede: yes\n    include: "{setup.exports["unbound"]}"\n    include: "{nxdomain}"\n'
-    with running([unbound, "-d", "-c", str(unbound_conf(tmp_path, port, body))], port):
+    with resolver_running([unbound, "-d", "-c", str(unbound_conf(tmp_path, port, body))], port):
         redirected = query(port, "blocked.example")
         assert addresses(redirected, "A") == {PAGE_V4}
         blocked = query(port, "other.example")

@@ -46,10 +46,10 @@ import dns.xfr
 import dns.zone
 import pytest
 from support.ci import require_program
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
-from support.resolvers import write_unbound_conf
+from support.resolvers import named_options, wait_answering, write_unbound_conf
 
 from clients.isp.config import IspConfig
 from clients.isp.dnsserve.journal import JOURNAL_FILE
@@ -226,16 +226,10 @@ def named_conf(world: World, directory: Path, port: int, *, with_key: bool = Tru
         zone = zone.replace(f' key "{KEY_NAME}"', "")
     conf = directory / "named.conf"
     conf.write_text(
-        (f'include "{world.key_file}";\n' if with_key else "") + "options {\n"
-        f'  directory "{directory}";\n'
-        "  pid-file none;\n"
-        f"  listen-on port {port} {{ 127.0.0.1; }};\n"
-        "  listen-on-v6 { none; };\n"
-        "  recursion yes;\n"
-        "  allow-query { 127.0.0.1; };\n"
-        "  allow-recursion { 127.0.0.1; };\n"
-        "  dnssec-validation no;\n"
-        f"  transfer-source {BIND_SOURCE};\n"
+        (f'include "{world.key_file}";\n' if with_key else "")
+        + "options {\n"
+        + named_options(directory, port)
+        + f"  transfer-source {BIND_SOURCE};\n"
         # BIND 9.18 retries a refused transfer from its alternate source
         # (any address, so 127.0.0.1, which Unbound's admission lists).
         f"  alt-transfer-source {BIND_SOURCE};\n"
@@ -270,17 +264,7 @@ def start_resolver(world: World, name: str, argv: list[str], port: int, log: Pat
     with log.open("ab") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
     world.procs[name] = proc
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            resolve(port, "ok.example")
-            return
-        except (dns.exception.Timeout, ConnectionRefusedError):
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"{name} exited {proc.returncode}: {log.read_text()[-3000:]}")
-        assert time.monotonic() < deadline, f"{name} did not start"
-        time.sleep(0.1)
+    wait_answering(proc, port, what=name, output=lambda: log.read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
@@ -289,19 +273,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     unbound = require("unbound")
     base = tmp_path_factory.mktemp("dns-serve")
     log = new_log()
-    entries = [KEEP, GONE]
-    log.publish(sorted(sha(e) for e in entries), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in entries})
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=base / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-    )
+    server = serve_published(log, [KEEP, GONE])
+    config = isp_config(log, base / "state", plaintext=True)
     key = dns.tsig.Key(KEY_NAME, os.urandom(32), dns.tsig.HMAC_SHA256)
     key_file = base / "cleanfeed-xfr.key"
     key_file.write_text(key_text(key))

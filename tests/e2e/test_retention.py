@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,7 +35,6 @@ from support.e2e_helpers import (
     cli,
     isp_sync,
     publish,
-    serve,
     token,
 )
 
@@ -46,15 +44,6 @@ PAGE_A = "http://retired.example.com/old/page.html"
 PAGE_B = "http://kept.example.com/page.html"
 PAGE_C = "http://recent.example.org/new/page.html"
 RETENTION = ("--snapshot-retention-days", "30", "--plaintext-retention-days", "30")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = serve(tmp_path / "data", tmp_path / "serve.log")
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _entry_id(server: Server, analyst: str, url: str) -> int:
@@ -114,7 +103,7 @@ def test_prune_a_running_deployment_and_everything_still_verifies(
     bob = token(server, name="bob", role="analyst", lists=[LIST])
     isp = token(server, name="isp-one", role="isp", lists=[LIST])
     auditor = token(server, name="audit", role="auditor", lists=[LIST], full_audit=True)
-    root_vkey = (server.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
+    root_vkey = server.root_vkey
 
     add_and_approve(server, alice, bob, PAGE_A, "page")
     add_and_approve(server, alice, bob, PAGE_B, "page")

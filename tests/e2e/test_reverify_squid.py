@@ -10,23 +10,21 @@ Nothing touches the internet.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.api_testing import MAIN, ApiClient, Deployment, close_deployment, make_deployment
+from support.api_testing import MAIN, ApiClient, Deployment, deployed
 from support.processes import free_port
-from support.release_helpers import SQUID_USER, world_readable_dir
-from support.reverify_servers import DnsServer, Origin
+from support.release_helpers import world_readable_dir
+from support.reverify_servers import DnsServer, Origin, running_origin
+from support.squid import Squid, chown_to_squid, squid_or_skip
 
 from signer.reverify import Reverifier, ReverifyConfig, VantagePoint
 
@@ -47,38 +45,9 @@ def documented_squid_conf() -> str:
     return match.group(1)
 
 
-@dataclass
-class Squid:
-    port: int
-    process: subprocess.Popen[bytes]
-    directory: Path
-    name: str
-
-    def log(self) -> str:
-        path = self.directory / "cache.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for segment in Path("/dev/shm").glob(f"{self.name}-*"):
-            segment.unlink(missing_ok=True)
-
-
 @pytest.fixture
 def squid(origin: Origin) -> Iterator[Squid]:
-    binary = shutil.which("squid") or (
-        "/usr/sbin/squid" if Path("/usr/sbin/squid").exists() else None
-    )
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("squid is not installed (.ci/run installs it)")
-        pytest.skip("squid is not installed (Debian: squid)")
+    binary = squid_or_skip()
     directory = world_readable_dir("cleanfeed-reverify-squid-")
     port = free_port()
     doc = documented_squid_conf()
@@ -100,8 +69,7 @@ def squid(origin: Origin) -> Iterator[Squid]:
         f"hosts_file {directory}/hosts\n"
         "dns_nameservers 127.0.0.1\n"
     )
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", f"{SQUID_USER}:{SQUID_USER}", str(directory)], check=True)
+    chown_to_squid(directory)
     name = f"cfrv{uuid.uuid4().hex[:8]}"
     with (directory / "stderr.log").open("wb") as log:
         process = subprocess.Popen(
@@ -113,13 +81,14 @@ def squid(origin: Origin) -> Iterator[Squid]:
     try:
         deadline = time.monotonic() + SQUID_DEADLINE_SECONDS
         while True:
-            assert process.poll() is None, (directory / "stderr.log").read_text() + running.log()
+            stderr = (directory / "stderr.log").read_text()
+            assert process.poll() is None, stderr + running.cache_log
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"squid did not listen:\n{running.log()}")
+                    pytest.fail(f"squid did not listen:\n{running.cache_log}")
                 time.sleep(0.1)
         yield running
     finally:
@@ -129,20 +98,14 @@ def squid(origin: Origin) -> Iterator[Squid]:
 
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    o = Origin()
-    try:
+    with running_origin() as o:
         yield o
-    finally:
-        o.close()
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = make_deployment(tmp_path)
-    try:
+    with deployed(tmp_path) as d:
         yield d
-    finally:
-        close_deployment(d)
 
 
 def test_checks_through_the_documented_squid_egress(
@@ -174,7 +137,7 @@ def test_checks_through_the_documented_squid_egress(
             timeout=10.0,
         )
         run = Reverifier(deployment.db, config).run_list(MAIN)
-        assert run.checked == 3, squid.log()
+        assert run.checked == 3, squid.cache_log
         got = {
             path: client.get(f"/v1/lists/{MAIN}/entries/{eid}", token=tokens.alice).json()[
                 "verification"

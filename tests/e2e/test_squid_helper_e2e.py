@@ -29,7 +29,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -43,6 +42,7 @@ from pathlib import Path
 import pytest
 from support.e2e_helpers import LIST, add_and_approve, free_port, publish, serve, token
 from support.release_helpers import ISP_DOC, SQUID_USER, Installed, offline_env, world_readable_dir
+from support.squid import Squid, chown_to_squid, squid_or_skip
 
 from blocklist.blockref import block_ref
 
@@ -58,17 +58,6 @@ SQUID_DEADLINE_SECONDS = 60.0
 
 #: Longest a request through Squid may take.
 REQUEST_TIMEOUT_SECONDS = 30.0
-
-
-def squid_or_skip() -> str:
-    squid = shutil.which("squid") or (
-        "/usr/sbin/squid" if Path("/usr/sbin/squid").exists() else None
-    )
-    if squid is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("squid is not installed (.ci/run installs it)")
-        pytest.skip("squid is not installed (Debian: squid)")
-    return squid
 
 
 def squid_conf_blocks() -> dict[str, str]:
@@ -150,12 +139,6 @@ class IspFiles:
         }
 
 
-def _chown_to_squid(path: Path) -> None:
-    # As root Squid runs helpers as `proxy`; docs/isp.md: "state_dir owned by proxy".
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", f"{SQUID_USER}:{SQUID_USER}", str(path)], check=True)
-
-
 def _installed(installed: Installed, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(installed.cleanfeed), *args],
@@ -182,7 +165,7 @@ def isp_files(
         add_and_approve(server, alice, bob, f"http://{HOST_ENTRY}/", "host")
         add_and_approve(server, alice, bob, HTTPS_PAGE, "page")
         assert publish(server, alice).status_code == 200
-        vkey = (server.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
+        vkey = server.root_vkey
         config = work / "isp.toml"
         config.write_text("plaintext = true\n")
         state = root / "state"
@@ -205,7 +188,7 @@ def isp_files(
     empty_state = root / "never-synced"
     empty_state.mkdir()
     errors = _install_template(installed_client, root, state)
-    _chown_to_squid(root)
+    chown_to_squid(root)
     try:
         yield IspFiles(installed_client, root, state, exports, empty_state, errors)
     finally:
@@ -266,31 +249,6 @@ def expected_ref(expression: str) -> str:
 # --- Squid -------------------------------------------------------------------------
 
 
-@dataclass
-class Squid:
-    port: int
-    process: subprocess.Popen[bytes]
-    directory: Path
-    name: str
-
-    @property
-    def cache_log(self) -> str:
-        path = self.directory / "cache.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        # Squid names its shared-memory segments after the service name (-n).
-        for segment in Path("/dev/shm").glob(f"{self.name}-*"):
-            segment.unlink(missing_ok=True)
-
-
 def start_squid(
     directory: Path, doc_lines: str, origin_port: int, *, errors: Path | None = None
 ) -> Squid:
@@ -324,7 +282,7 @@ def start_squid(
         "http_access allow localhost\n"
         "http_access deny all\n"
     )
-    _chown_to_squid(directory)
+    chown_to_squid(directory)
     name = f"cfsq{uuid.uuid4().hex[:8]}"
     log = (directory / "stderr.log").open("wb")
     process = subprocess.Popen(
@@ -509,7 +467,7 @@ def test_a_reconfigure_whose_helper_cannot_load_its_list_stops_squid(
     exports = squid_dir / "exports"
     exports.mkdir()
     shutil.copy2(isp_files.exports / "cleanfeed.hashes", exports / "cleanfeed.hashes")
-    _chown_to_squid(exports)
+    chown_to_squid(exports)
     paths = {**isp_files.paths(), "/var/lib/cleanfeed/exports": exports}
     squid = start_squid(
         squid_dir / "squid", substitute(squid_conf_blocks()["hashes-file"], paths), origin

@@ -24,10 +24,12 @@ from support.api_testing import (
     Deployment,
     add_entry,
     close_deployment,
+    deployed,
+    deployment_client,
     make_deployment,
     publish,
 )
-from support.reverify_servers import DnsServer, Origin
+from support.reverify_servers import DnsServer, Origin, running_dns, running_origin
 
 from blocklist.auditlog import Action, Actor
 from clients.audit.bundle import loads
@@ -62,38 +64,26 @@ class Clock:
 
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    o = Origin()
-    try:
+    with running_origin() as o:
         yield o
-    finally:
-        o.close()
 
 
 @pytest.fixture
 def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer(dict.fromkeys(HOSTS, "127.0.0.1"))
-    try:
+    with running_dns(dict.fromkeys(HOSTS, "127.0.0.1")) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = make_deployment(tmp_path)
-    try:
+    with deployed(tmp_path) as d:
         yield d
-    finally:
-        close_deployment(d)
 
 
 @pytest.fixture
 def client(deployment: Deployment) -> Iterator[ApiClient]:
-    c = ApiClient(deployment.app)
-    try:
+    with deployment_client(deployment) as c:
         yield c
-    finally:
-        c.close()
 
 
 def approved(client: ApiClient, deployment: Deployment, url: str, list_name: str = MAIN) -> int:

@@ -6,13 +6,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import inspect, select
-from support.contract_helpers import NOW, publish, table_counts
+from support.contract_helpers import NOW, publish_pages, table_counts
 
 from blocklist.blockref import InvalidBlockRef, block_ref
 from blocklist.store import Database, InvalidField, LimitExceeded
 from blocklist.store import entries as store_entries
 from blocklist.store import hits as store_hits
-from blocklist.store import imports as store_imports
 from blocklist.store import tokens as store_tokens
 from blocklist.store.errors import BelowThreshold, UnknownBlockRef, WeekNotOver
 from blocklist.store.models import EntryRow, HitCountRow, ListRow
@@ -25,14 +24,7 @@ K = 10
 
 def published_refs(db: Database, list_id: int, n: int) -> list[tuple[int, str]]:
     """Add, approve and publish ``n`` pages; return (entry id, block_ref)."""
-    rows = [store_imports.BulkRow(f"http://h.example.com/{i}.html", "page", "r") for i in range(n)]
-    with db.transaction() as s:
-        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
-    ids = [r.entry_id for r in results if r.entry_id is not None]
-    for entry_id in ids:
-        with db.transaction() as s:
-            store_entries.approve(s, list_id, entry_id, actor="bob", actor_role="analyst", now=NOW)
-    publish(db, list_id)
+    ids = publish_pages(db, list_id, n, "h.example.com")
     with db.read() as s:
         return [(i, block_ref(s.get(EntryRow, i).hash)) for i in ids]  # type: ignore[union-attr]
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import inspect, select
-from support.contract_helpers import NOW
+from support.contract_helpers import NOW, insert_list_row
 
 from blocklist.auditlog import Action, verify_chain
 from blocklist.store import (
@@ -196,21 +196,8 @@ def test_migration_0005_keeps_existing_entries(empty_db: Database) -> None:
         assert "imports" not in inspect(conn).get_table_names()
     # A list with its canary entry (a row the lists table points back to,
     # which SQLite's copy-and-rename of the entries table must keep valid).
-    from blocklist.store.models import ListRow
-
     with empty_db.transaction() as s:
-        s.execute(
-            ListRow.__table__.insert().values(
-                id=1,
-                name="m",
-                origin="example.org/m",
-                canary_url="http://canary.example.org/c.html",
-                approvals_required=1,
-                public=False,
-                created_at=NOW,
-                snapshot_floor=0,
-            )
-        )
+        insert_list_row(s, "m")
     migrate.upgrade(empty_db)
     with empty_db.transaction() as s:
         lst = store_lists.get_list_by_id(s, 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support.contract_helpers import NOW
+from support.contract_helpers import NOW, insert_list_row
 
 from blocklist.store import Database, migrate
 from blocklist.store import accounts as store_accounts
@@ -23,7 +23,6 @@ from blocklist.store import audit as store_audit
 from blocklist.store import entries as store_entries
 from blocklist.store import tokens as store_tokens
 from blocklist.store.errors import SelfApproval
-from blocklist.store.models import ListRow
 
 
 def _naive(conn: sa.Connection, value: Any) -> Any:
@@ -92,18 +91,7 @@ def test_upgrade_from_0006_keeps_tokens_entries_and_the_name_rule(empty_db: Data
     db = empty_db
     migrate.upgrade(db, "0006")
     with db.engine.begin() as conn:
-        conn.execute(
-            ListRow.__table__.insert().values(
-                id=1,
-                name="main",
-                origin="example.org/main",
-                canary_url="http://canary.example.org/main",
-                approvals_required=1,
-                public=False,
-                created_at=NOW,
-                snapshot_floor=0,
-            )
-        )
+        insert_list_row(conn)
     with db.transaction() as s:
         store_audit.append(s, list_id=None, actor="test", action="token.create", now=NOW)
         store_audit.append(s, list_id=1, actor="alice", action="entry.add", entry_id=None, now=NOW)

@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import command
-from support.contract_helpers import NOW
+from support.contract_helpers import NOW, insert_list_row
 
 from blocklist.store import Database, migrate
 from blocklist.store.guards import default_guards
-from blocklist.store.models import EntryRow, GuardedHostRow, ListRow
+from blocklist.store.models import EntryRow, GuardedHostRow
 
 
 def test_upgrade_through_0008_seeds_guards_and_keeps_entries(empty_db: Database) -> None:
     db = empty_db
     migrate.upgrade(db, "0006")
     with db.engine.begin() as conn:
-        conn.execute(
-            ListRow.__table__.insert().values(
-                id=1, name="main", origin="example.org/main",
-                canary_url="http://canary.example.org/main", approvals_required=1,
-                public=False, created_at=NOW, snapshot_floor=0,
-            )
-        )  # fmt: skip
+        insert_list_row(conn)
         entries = sa.Table("entries", sa.MetaData(), autoload_with=conn)
         conn.execute(
             entries.insert().values(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
-from support.contract_helpers import NOW, publish
+from support.contract_helpers import NOW, publish_pages
 
 from blocklist.auditlog import Action, Actor
 from blocklist.store import Database
 from blocklist.store import entries as store_entries
-from blocklist.store import imports as store_imports
 from blocklist.store import verification as store_verification
 from blocklist.store.models import AuditRow, EntryRow, ListRow
 from blocklist.verification import (
@@ -26,15 +25,7 @@ LIVE = [Observation("a", DNS_OK, ("192.0.2.1",), http_status=200)]
 
 
 def listed(db: Database, list_id: int, n: int) -> list[int]:
-    rows = [store_imports.BulkRow(f"http://v.example.com/{i}.html", "page", "r") for i in range(n)]
-    with db.transaction() as s:
-        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
-    ids = [r.entry_id for r in results if r.entry_id is not None]
-    for entry_id in ids:
-        with db.transaction() as s:
-            store_entries.approve(s, list_id, entry_id, actor="bob", actor_role="analyst", now=NOW)
-    publish(db, list_id)
-    return ids
+    return publish_pages(db, list_id, n, "v.example.com")
 
 
 def check(

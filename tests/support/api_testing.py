@@ -192,6 +192,16 @@ def close_deployment(deployment: Deployment) -> None:
 
 
 @contextmanager
+def deployed(root: Path, **settings: Any) -> Iterator[Deployment]:
+    """:func:`make_deployment` for the block, its engines disposed afterwards."""
+    deployment = make_deployment(root, **settings)
+    try:
+        yield deployment
+    finally:
+        close_deployment(deployment)
+
+
+@contextmanager
 def deployment_client(deployment: Deployment) -> Iterator[ApiClient]:
     """An :class:`ApiClient` on the deployment's app, closed afterwards."""
     client = ApiClient(deployment.app)
@@ -242,6 +252,16 @@ def add_approved(
     assert approved.status_code == 200, approved.text
     out: dict[str, Any] = approved.json()
     return out
+
+
+def decide_appeal(client: ApiClient, token: str, appeal: int, outcome: str) -> None:
+    """Decide ``appeal`` on MAIN with ``outcome`` as ``token`` (asserts 200)."""
+    r = client.post(
+        f"/v1/lists/{MAIN}/appeals/{appeal}/decide",
+        json={"outcome": outcome, "reason": "reviewed"},
+        token=token,
+    )
+    assert r.status_code == 200, r.text
 
 
 def publish(client: ApiClient, token: str, list_name: str = MAIN) -> Mapping[str, Any]:

@@ -644,3 +644,11 @@ def assert_failed(
     assert contains in report.failure.reason, str(report.failure)
     for key, value in where.items():
         assert getattr(report.failure, key) == value, str(report.failure)
+
+
+def assert_audit_failed(f: FullLog, check: str, contains: str, **where: int | str | None) -> None:
+    """Audit ``f``'s bundle at ``f.now``: it fails ``check`` saying ``contains``.
+
+    ``where``: fields of the failure to match, as :func:`assert_failed`.
+    """
+    assert_failed(run(f.bundle(), f, now=f.now), check, contains, **where)

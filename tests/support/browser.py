@@ -245,6 +245,64 @@ def click_and_load(driver: Any, element: Any, timeout: float = WAIT_SECONDS) -> 
     WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(page))
 
 
+#: ``CONSOLE_SCREENSHOTS=DIR``: :func:`check_page` saves each page it names as
+#: ``DIR/<shot>.png`` (scripts/console_screenshots.py).
+SCREENSHOTS_ENV = "CONSOLE_SCREENSHOTS"
+
+
+def check_page(driver: Any, console: ConsoleServer, shot: str | None = None) -> None:
+    """The open page passes the console's page checks (issue 15, "Done when").
+
+    axe-core finds no serious or critical violation, every form control has
+    a label, and the page requested nothing from another host. With
+    ``CONSOLE_SCREENSHOTS`` set, a page named ``shot`` is saved there.
+    """
+    violations = axe_violations(driver)
+    assert unlabelled_controls(driver) == [], driver.current_url
+    assert not violations, f"{driver.current_url}:\n{describe(violations)}"
+    # data: URLs (the browser's own date-picker icon) touch no network.
+    foreign = [u for u in requested_urls(driver) if not u.startswith((console.base + "/", "data:"))]
+    assert not foreign, f"{driver.current_url} requested other hosts: {foreign}"
+    shots = os.environ.get(SCREENSHOTS_ENV)
+    if shots and shot:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(shots) / f"{shot}.png"))
+
+
+def submit_enrolment(driver: Any, secret: str, password: str) -> int:
+    """Fill in and send the open enrolment form; returns the TOTP step its code used.
+
+    The enrolment's code counts as used: the first login needs a later step.
+    """
+    from selenium.webdriver.common.by import By
+
+    code, step = totp_code(secret)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "password2").send_keys(password)
+    driver.find_element(By.ID, "totp").send_keys(code)
+    driver.find_element(By.ID, "enrol").click()
+    wait_for(driver, "#enrolled")
+    return step
+
+
+def log_in(driver: Any, console: ConsoleServer, person: Person, shot: str | None = None) -> None:
+    """Log ``person`` in through the form with a fresh TOTP code; the console greets them.
+
+    ``shot``: the login form is checked first (:func:`check_page`).
+    """
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{console.base}/console/login")
+    if shot:
+        check_page(driver, console, shot)
+    code, person.last_step = totp_code(person.secret, after_step=person.last_step)
+    driver.find_element(By.ID, "name").send_keys(person.name)
+    driver.find_element(By.ID, "password").send_keys(person.password)
+    driver.find_element(By.ID, "totp").send_keys(code)
+    driver.find_element(By.ID, "login").click()
+    assert wait_for(driver, "#whoami").text == person.name
+
+
 @dataclass
 class Person:
     """An enrolled person: name, password and TOTP secret."""

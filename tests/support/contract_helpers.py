@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from blocklist.merkle import leaf_hash, stored_hashes_for_leaf
@@ -13,12 +13,34 @@ from blocklist.statedigest import StateDigest
 from blocklist.statement import ZERO_HASH, Statement
 from blocklist.store import Database
 from blocklist.store import audit as store_audit
+from blocklist.store import entries as store_entries
+from blocklist.store import imports as store_imports
 from blocklist.store import versions as store_versions
 from blocklist.store.lists import get_list_by_id
 from blocklist.store.models import Base, ListRow
 
 #: A fixed "now" for every test: no test depends on the wall clock.
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def insert_list_row(conn: Connection | Session, name: str = "main") -> None:
+    """List ``name`` as raw row 1: a migration test's data at an older schema.
+
+    A plain INSERT rather than the store's functions, which follow the
+    newest schema; its columns are the ones every revision since 0003 has.
+    """
+    conn.execute(
+        ListRow.__table__.insert().values(
+            id=1,
+            name=name,
+            origin=f"example.org/{name}",
+            canary_url=f"http://canary.example.org/{name}",
+            approvals_required=1,
+            public=False,
+            created_at=NOW,
+            snapshot_floor=0,
+        )
+    )
 
 
 def later(**kwargs: float) -> datetime:
@@ -62,6 +84,19 @@ def publish(
     """Cut one version in its own transaction (see :func:`publish_in`)."""
     with db.transaction() as s:
         return publish_in(s, list_id, now=now, limit=limit)
+
+
+def publish_pages(db: Database, list_id: int, n: int, host: str) -> list[int]:
+    """Add ``n`` pages on ``host`` (alice), approve each (bob) and publish; their ids."""
+    rows = [store_imports.BulkRow(f"http://{host}/{i}.html", "page", "r") for i in range(n)]
+    with db.transaction() as s:
+        results = store_imports.bulk_add(s, list_id, rows, actor="alice", now=NOW)
+    ids = [r.entry_id for r in results if r.entry_id is not None]
+    for entry_id in ids:
+        with db.transaction() as s:
+            store_entries.approve(s, list_id, entry_id, actor="bob", actor_role="analyst", now=NOW)
+    publish(db, list_id)
+    return ids
 
 
 def publish_in(

@@ -78,6 +78,11 @@ class Server:
     def admin_token(self) -> str:
         return (self.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
 
+    @property
+    def root_vkey(self) -> str:
+        """The root verifier key of list :data:`LIST`, as an ISP pins it."""
+        return (self.data_dir / "keys" / LIST / "root.vkey").read_text().strip()
+
     def stop(self) -> None:
         stop_process(self.process)
 

@@ -324,3 +324,42 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(LOOPBACK_JOIN_SECONDS)
+
+
+# --- a published list and the ISP configuration that syncs it ----------------------
+
+from collections.abc import Iterable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from clients.isp.config import IspConfig  # noqa: E402
+
+#: A full check interval no test reaches: the syncs under test are all incremental.
+NO_FULL_CHECK_SECONDS = 10 * 365 * 86400.0
+
+
+def serve_published(log: MemoryLog, expressions: Iterable[str]) -> MemoryServer:
+    """Publish ``expressions`` as one version of ``log`` and serve it, plaintext included."""
+    listed = list(expressions)
+    log.publish(sorted(expression_hash_of(e) for e in listed), now=NOW)
+    return MemoryServer(log, expressions={expression_hash_of(e): e for e in listed})
+
+
+def isp_config(
+    log: MemoryLog, state_dir: Path, *, plaintext: bool = False, **overrides: Any
+) -> IspConfig:
+    """The configuration of an ISP that syncs ``log`` from :data:`SERVER`.
+
+    ``plaintext``: fetch the expressions too; ``overrides`` are further
+    :class:`IspConfig` fields (exports, for one).
+    """
+    return IspConfig(
+        server=SERVER,
+        list=LIST,
+        token="cf_isp_test",
+        root_keys=(log.root_vkey,),
+        state_dir=state_dir,
+        plaintext=plaintext,
+        lock_timeout=5.0,
+        full_check_interval=NO_FULL_CHECK_SECONDS,
+        **overrides,
+    )

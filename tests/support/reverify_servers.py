@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -261,3 +262,23 @@ class DnsServer:
             )
         # Other types of a known name: NOERROR, no data.
         return response.to_wire()
+
+
+@contextlib.contextmanager
+def running_origin() -> Iterator[Origin]:
+    """An :class:`Origin` for the block, closed (threads joined) afterwards."""
+    origin = Origin()
+    try:
+        yield origin
+    finally:
+        origin.close()
+
+
+@contextlib.contextmanager
+def running_dns(names: dict[str, str]) -> Iterator[DnsServer]:
+    """A :class:`DnsServer` answering ``names`` for the block, stopped afterwards."""
+    server = DnsServer(names)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -24,6 +24,7 @@ from support.audit_helpers import (
     ORIGIN,
     T0,
     FullLog,
+    assert_audit_failed,
     assert_failed,
     checkpoint_for,
     forge_next,
@@ -586,7 +587,7 @@ def test_self_approval_does_not_count() -> None:
     f.approve(eid, "alice", record_only=True)
     f.force_adds = [eid]
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.addition", "0 of 1", version=1)
+    assert_audit_failed(f, "audit.addition", "0 of 1", version=1)
 
 
 def test_repeated_approval_counts_once() -> None:
@@ -596,7 +597,7 @@ def test_repeated_approval_counts_once() -> None:
     f.approve(eid, "bob", record_only=True)
     f.force_adds = [eid]
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.addition", "1 of 2", version=1)
+    assert_audit_failed(f, "audit.addition", "1 of 2", version=1)
 
 
 def test_system_actor_approval_does_not_count() -> None:
@@ -605,7 +606,7 @@ def test_system_actor_approval_does_not_count() -> None:
     f.approve(eid, Actor.PUBLISHER, record_only=True)
     f.force_adds = [eid]
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.addition", "0 of 1", version=1)
+    assert_audit_failed(f, "audit.addition", "0 of 1", version=1)
 
 
 def test_approval_after_the_version_does_not_back_it() -> None:
@@ -616,7 +617,7 @@ def test_approval_after_the_version_does_not_back_it() -> None:
     f.publish()  # the head of version 1 precedes carol's approval
     f.tick()
     f.approve(eid, "carol")
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.addition", "1 of 2", version=1)
+    assert_audit_failed(f, "audit.addition", "1 of 2", version=1)
 
 
 def test_addition_with_no_entry_record() -> None:
@@ -624,11 +625,8 @@ def test_addition_with_no_entry_record() -> None:
     f.log.set_audit_head(f.head)
     stray = sha("example.org/stray")
     f.log.publish([stray], now=f.now)
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "audit.addition",
-        f"adds {b64encode(stray)}, but no entry.add record",
-        version=1,
+    assert_audit_failed(
+        f, "audit.addition", f"adds {b64encode(stray)}, but no entry.add record", version=1
     )
 
 
@@ -639,13 +637,7 @@ def test_removal_with_no_expiry_record() -> None:
     f.tick()
     f.force_removes = [eid]
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "audit.removal",
-        "with no expiry record",
-        version=2,
-        entry_id=eid,
-    )
+    assert_audit_failed(f, "audit.removal", "with no expiry record", version=2, entry_id=eid)
 
 
 def test_removal_by_a_system_expiry_nobody_scheduled() -> None:
@@ -667,12 +659,7 @@ def test_removal_by_a_system_expiry_nobody_scheduled() -> None:
         },
     )
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "audit.removal",
-        "a system expiry that no analyst scheduled",
-        version=2,
-    )
+    assert_audit_failed(f, "audit.removal", "a system expiry that no analyst scheduled", version=2)
 
 
 def test_reinstated_entry_needs_fresh_approvals() -> None:
@@ -687,8 +674,8 @@ def test_reinstated_entry_needs_fresh_approvals() -> None:
     f.approve(eid, "bob", record_only=True)  # the reinstating analyst approves: no
     f.force_adds = [eid]
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
+    assert_audit_failed(
+        f,
         "audit.addition",
         "0 of 1 required approval(s) by analysts other than bob (round 2)",
         version=3,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from support.audit_helpers import FullLog, assert_failed, page, run, story
+from support.audit_helpers import FullLog, assert_audit_failed, page, run, story
 
 from blocklist.encoding import b64encode
 from clients.audit.bundle import dumps, loads
@@ -66,19 +66,14 @@ def test_missing_plaintext_without_a_prune_record_fails() -> None:
     f = story()
     eid = _expired(f)
     f.prune(eid, record=False)
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "entries",
-        "no entry.prune_plaintext record in force",
-        entry_id=eid,
-    )
+    assert_audit_failed(f, "entries", "no entry.prune_plaintext record in force", entry_id=eid)
 
 
 def test_plaintext_kept_after_a_prune_record_fails() -> None:
     f = story()
     eid = _expired(f)
     f.prune(eid, erase=False)
-    assert_failed(run(f.bundle(), f, now=f.now), "entries", "says retention pruned", entry_id=eid)
+    assert_audit_failed(f, "entries", "says retention pruned", entry_id=eid)
 
 
 def test_plaintext_missing_again_after_a_restore_fails() -> None:
@@ -87,12 +82,7 @@ def test_plaintext_missing_again_after_a_restore_fails() -> None:
     f.prune(eid)
     f.restore(eid)
     f.entries[eid].pruned = True  # served without plaintext although restored
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "entries",
-        "no entry.prune_plaintext record in force",
-        entry_id=eid,
-    )
+    assert_audit_failed(f, "entries", "no entry.prune_plaintext record in force", entry_id=eid)
 
 
 def test_pruning_a_listed_entry_fails() -> None:
@@ -101,9 +91,7 @@ def test_pruning_a_listed_entry_fails() -> None:
     f.prune(listed)
     f.tick()
     f.publish()  # a later version commits to the record
-    assert_failed(
-        run(f.bundle(), f, now=f.now), "audit.records", "not off the list", entry_id=listed
-    )
+    assert_audit_failed(f, "audit.records", "not off the list", entry_id=listed)
 
 
 def test_pruning_twice_fails() -> None:
@@ -113,7 +101,7 @@ def test_pruning_twice_fails() -> None:
     f.prune(eid)
     f.tick()
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.records", "already pruned", entry_id=eid)
+    assert_audit_failed(f, "audit.records", "already pruned", entry_id=eid)
 
 
 def test_restoring_what_was_never_pruned_fails() -> None:
@@ -122,7 +110,7 @@ def test_restoring_what_was_never_pruned_fails() -> None:
     f.restore(eid)
     f.tick()
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.records", "was not pruned", entry_id=eid)
+    assert_audit_failed(f, "audit.records", "was not pruned", entry_id=eid)
 
 
 def test_a_bundle_with_half_pruned_plaintext_is_malformed() -> None:

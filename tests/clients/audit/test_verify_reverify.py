@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.audit_helpers import FullLog, assert_failed, page, run
+from support.audit_helpers import FullLog, assert_audit_failed, page, run
 
 from blocklist.auditlog import Action, Actor
 from blocklist.encoding import b64encode, format_time
@@ -87,8 +87,8 @@ def test_a_forged_reverify_expiry_fails(details: dict[str, Any], what: str) -> N
     f = FullLog(1)
     eid = _listed(f)
     _system_expiry(f, eid, details, actor=Actor.REVERIFY)
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
+    assert_audit_failed(
+        f,
         "audit.removal",
         "a system:reverify expiry without reason 'gone' agreed by at least two vantage points",
         entry_id=eid,
@@ -99,9 +99,6 @@ def test_another_system_actor_cannot_borrow_the_gone_reason() -> None:
     f = FullLog(1)
     eid = _listed(f)
     _system_expiry(f, eid, {"reason": "gone", "vantage_points": AGREED}, actor=Actor.EXPIRY)
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "audit.removal",
-        "a system expiry that no analyst scheduled",
-        entry_id=eid,
+    assert_audit_failed(
+        f, "audit.removal", "a system expiry that no analyst scheduled", entry_id=eid
     )

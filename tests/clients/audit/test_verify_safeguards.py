@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from support.audit_helpers import FullLog, assert_failed, page, run
+from support.audit_helpers import FullLog, assert_audit_failed, page, run
 
 from blocklist.auditlog import Action
 from blocklist.encoding import b64encode
@@ -129,12 +129,8 @@ def test_a_guarded_entry_listed_without_a_guard_approval_fails() -> None:
     _approve_pending(f, eid, "bob", "carol")
     f.force_adds = [eid]
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now),
-        "audit.addition",
-        "without an administrator's guard approval",
-        version=1,
-        entry_id=eid,
+    assert_audit_failed(
+        f, "audit.addition", "without an administrator's guard approval", version=1, entry_id=eid
     )
 
 
@@ -145,9 +141,7 @@ def test_a_guard_approval_by_the_creator_or_an_approver_is_forged() -> None:
         _approve_pending(f, eid, "bob", "carol")
         _guard_approve(f, eid, actor=actor)
         f.publish()
-        assert_failed(
-            run(f.bundle(), f, now=f.now), "audit.safeguards", "who added, reinstated or approved"
-        )
+        assert_audit_failed(f, "audit.safeguards", "who added, reinstated or approved")
 
 
 def test_a_guard_approval_without_justification_or_before_four_eyes_is_forged() -> None:
@@ -156,18 +150,14 @@ def test_a_guard_approval_without_justification_or_before_four_eyes_is_forged() 
     _approve_pending(f, eid, "bob", "carol")
     _guard_approve(f, eid, justification="  ")
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now), "audit.safeguards", "without a written justification"
-    )
+    assert_audit_failed(f, "audit.safeguards", "without a written justification")
 
     f = FullLog(2)
     eid = _add_guarded(f, "http://files.example.org/dir/")
     _approve_pending(f, eid, "bob")
     _guard_approve(f, eid)
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now), "audit.safeguards", "before the entry had its four-eyes"
-    )
+    assert_audit_failed(f, "audit.safeguards", "before the entry had its four-eyes")
 
 
 # --- referrals -------------------------------------------------------------------
@@ -193,9 +183,7 @@ def test_a_referred_entry_never_listed_verifies_and_listing_it_fails() -> None:
     f.tick()
     f.force_adds = [eid]
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now), "audit.addition", "which analysts referred", version=2
-    )
+    assert_audit_failed(f, "audit.addition", "which analysts referred", version=2)
 
 
 def test_an_entry_listed_while_its_referral_is_undecided_fails() -> None:
@@ -205,9 +193,7 @@ def test_an_entry_listed_while_its_referral_is_undecided_fails() -> None:
     _approve_pending(f, eid, "bob")
     f.force_adds = [eid]
     f.publish()
-    assert_failed(
-        run(f.bundle(), f, now=f.now), "audit.addition", "referral proposal was undecided"
-    )
+    assert_audit_failed(f, "audit.addition", "referral proposal was undecided")
 
 
 def test_an_override_needs_a_reason_and_an_open_proposal() -> None:
@@ -240,7 +226,7 @@ def test_an_override_needs_a_reason_and_an_open_proposal() -> None:
         {"hash": b64encode(e.hash), "reason": "", "status": "active"},
     )
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.safeguards", "without a reason")
+    assert_audit_failed(f, "audit.safeguards", "without a reason")
 
     f = FullLog(1)
     eid = f.add_approved(page(1))
@@ -252,7 +238,7 @@ def test_an_override_needs_a_reason_and_an_open_proposal() -> None:
         {"hash": b64encode(e.hash), "reason": "r", "status": "active"},
     )
     f.publish()
-    assert_failed(run(f.bundle(), f, now=f.now), "audit.safeguards", "no open referral proposal")
+    assert_audit_failed(f, "audit.safeguards", "no open referral proposal")
 
 
 # --- system expiries ---------------------------------------------------------------
@@ -301,4 +287,4 @@ def test_system_expiries_the_auditor_cannot_check_are_refused() -> None:
             if actor == REVERIFY
             else "a system expiry that no analyst"
         )
-        assert_failed(run(f.bundle(), f, now=f.now), "audit.removal", expected)
+        assert_audit_failed(f, "audit.removal", expected)

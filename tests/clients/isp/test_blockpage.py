@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from support.blockpage_server import Running, running
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log
 from support.memory_log import MemoryLog
 from support.processes import free_port
 
@@ -40,7 +40,7 @@ from clients.isp.blockpage import (
     load_blockpage_config,
     open_server,
 )
-from clients.isp.config import IspConfig, load_config
+from clients.isp.config import load_config
 from clients.isp.sync import Syncer
 
 HOST_ENTRY = "abuse-only.example.net/"
@@ -81,15 +81,7 @@ class State:
         self.log.publish(sorted(sha(e) for e in (HOST_ENTRY, PAGE_ENTRY, PREFIX_ENTRY)), now=NOW)
         self.server = MemoryServer(self.log)
         self.dir = tmp_path / "state"
-        self.config = IspConfig(
-            server=SERVER,
-            list=LIST,
-            token="cf_isp_test",
-            root_keys=(self.log.root_vkey,),
-            state_dir=self.dir,
-            lock_timeout=5.0,
-            full_check_interval=10 * 365 * 86400.0,
-        )
+        self.config = isp_config(self.log, self.dir)
         self.sync()
 
     def sync(self) -> None:

@@ -31,7 +31,7 @@ import dns.tsig
 import dns.xfr
 import dns.zone
 import pytest
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log, serve_published
 from support.memory_log import MemoryLog
 from support.processes import free_port
 
@@ -267,18 +267,8 @@ def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     extra: list[str] = getattr(request, "param", [])
     log = new_log()
     initial = entries(300)  # 600 records: several messages of MAX_RECORDS_PER_MESSAGE
-    log.publish(sorted(sha(e) for e in initial), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in initial})
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-    )
+    server = serve_published(log, initial)
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     with server.client() as client:
         assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
     key = dns.tsig.Key("xfr-key", os.urandom(32), dns.tsig.HMAC_SHA256)
@@ -455,18 +445,8 @@ def test_a_configuration_change_is_a_new_generation_without_a_new_version(
 
     log = new_log()
     listed = entries(3)
-    log.publish(sorted(sha(e) for e in listed), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in listed})
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-    )
+    server = serve_published(log, listed)
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     with server.client() as client:
         assert Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once().ok
     assert config.state_dir is not None
@@ -500,18 +480,8 @@ def _incremental_world(
     tmp_path: Path, listed: list[str]
 ) -> tuple[MemoryLog, MemoryServer, IspConfig]:
     log = new_log()
-    log.publish(sorted(sha(e) for e in listed), now=NOW)
-    server = MemoryServer(log, expressions={sha(e): e for e in listed})
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        plaintext=True,
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-    )
+    server = serve_published(log, listed)
+    config = isp_config(log, tmp_path / "state", plaintext=True)
     return log, server, config
 
 

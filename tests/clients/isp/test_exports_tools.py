@@ -15,16 +15,12 @@ under ``CI=true``, where it fails: CI must never silently skip a consumer.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import locale
-import secrets
 import socket
-import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
@@ -33,7 +29,7 @@ import pytest
 from support.ci import in_ci, require_program
 from support.export_inputs import DNS_MIX, WEIRD_HOSTS, make_input
 from support.processes import free_port
-from support.resolvers import dnsmasq_argv, write_unbound_conf
+from support.resolvers import a_query, dnsmasq_argv, resolver_running, write_unbound_conf
 
 from blocklist.canonical import canonicalize, expression_hash, expressions, is_ip_host
 from blocklist.errors import InvalidURL
@@ -403,7 +399,6 @@ def test_hashes_file_matches_the_lookup_set(tmp_path: Path) -> None:
 
 NOERROR, NXDOMAIN = 0, 3
 RESOLVER_LIST = ["a.example/", "b.example/page.html", "c.d.example/"]
-START_TIMEOUT = 30.0  # seconds for a resolver to start answering
 
 
 def free_udp_port() -> int:
@@ -412,44 +407,7 @@ def free_udp_port() -> int:
 
 def dns_rcode(port: int, name: str, *, timeout: float = 2.0) -> int:
     """Send one A query to 127.0.0.1:port and return the answer's RCODE (RFC 1035 4.1.1)."""
-    qid = secrets.randbits(16)
-    question = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\x00"
-    packet = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!2H", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(packet, ("127.0.0.1", port))
-        while True:
-            data, _ = s.recvfrom(4096)
-            if struct.unpack("!H", data[:2])[0] == qid:
-                return data[3] & 0x0F
-
-
-def wait_until_answering(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            dns_rcode(port, "ok.example", timeout=0.5)
-            return
-        except (TimeoutError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
-                raise AssertionError("resolver did not start answering") from None
-        try:
-            # Not up yet: wait a little, and notice if it died.
-            code = proc.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"resolver exited with {code}: {proc.communicate()}")
-
-
-@contextlib.contextmanager
-def resolver(argv: list[str], port: int) -> Iterator[int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_until_answering(proc, port)
-        yield port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=TOOL_TIMEOUT)
+    return a_query(port, name, timeout=timeout)[3] & 0x0F
 
 
 def check_resolution(port: int, *, with_export: bool) -> None:
@@ -483,7 +441,7 @@ def test_unbound_answers_nxdomain_for_listed_hosts(tmp_path: Path, with_export: 
         '    local-data: "example. A 192.0.2.9"\n'
         + (f'    include: "{export}"\n' if with_export else ""),
     )
-    with resolver([unbound, "-d", "-c", str(conf)], port) as p:
+    with resolver_running([unbound, "-d", "-c", str(conf)], port) as p:
         check_resolution(p, with_export=with_export)
 
 
@@ -503,7 +461,7 @@ def test_dnsmasq_answers_nxdomain_for_listed_hosts(tmp_path: Path, with_export: 
     )
     if with_export:
         argv.append(f"--conf-file={export}")
-    with resolver(argv, port) as p:
+    with resolver_running(argv, port) as p:
         check_resolution(p, with_export=with_export)
 
 

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.isp_helpers import LIST, SERVER, MemoryServer, hashes, new_log
 from support.isp_helpers import NOW as LOG_NOW
+from support.isp_helpers import MemoryServer, hashes, isp_config, new_log
 from support.memory_log import MemoryLog
 
 from blocklist.errors import FormatError
 from clients.errors import ConfigError
-from clients.isp.config import ExportSpec, IspConfig, load_config
+from clients.isp.config import ExportSpec, load_config
 from clients.isp.exports.formats import ExportInput
 from clients.isp.exports.hashlog import (
     COMPACT_FRACTION,
@@ -253,15 +253,8 @@ def test_sync_appends_each_version_and_rewrites_a_deleted_export(tmp_path: Path)
     out.parent.mkdir()
     log: MemoryLog = new_log()
     log.publish(hashes(*range(1, 200)), now=LOG_NOW)
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
-        exports=(ExportSpec("hashes", out, incremental=True),),
+    config = isp_config(
+        log, tmp_path / "state", exports=(ExportSpec("hashes", out, incremental=True),)
     )
     server = MemoryServer(log)
 

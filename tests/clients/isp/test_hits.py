@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from support.blockpage_server import Running
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import NOW, MemoryServer, isp_config, new_log
 
 from blocklist.blockref import block_ref
 from blocklist.encoding import format_week
@@ -57,15 +57,7 @@ class State:
         log = new_log()
         log.publish(sorted(sha(e) for e in (FREQUENT, RARE, CANARY, PAGE)), now=NOW)
         self.dir = tmp_path / "state"
-        config = IspConfig(
-            server=SERVER,
-            list=LIST,
-            token="cf_isp_test",
-            root_keys=(log.root_vkey,),
-            state_dir=self.dir,
-            lock_timeout=5.0,
-            full_check_interval=10 * 365 * 86400.0,
-        )
+        config = isp_config(log, self.dir)
         with MemoryServer(log).client() as client:
             outcome = Syncer(config, client, clock=lambda: NOW.timestamp()).sync_once()
         assert outcome.ok, outcome

@@ -23,7 +23,13 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
-from support.api_testing import MAIN, URL_A, URL_B, Deployment, close_deployment, make_deployment
+from support.api_testing import (
+    MAIN,
+    URL_A,
+    URL_B,
+    Deployment,
+    deployed,
+)
 from support.processes import free_port
 
 from api.context import AppContext
@@ -92,11 +98,8 @@ class WithoutLongPoll:
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    d = make_deployment(tmp_path)
-    try:
+    with deployed(tmp_path) as d:
         yield d
-    finally:
-        close_deployment(d)
 
 
 def _config(d: Deployment, base: str, tmp_path: Path, **kw: Any) -> IspConfig:

@@ -9,29 +9,26 @@ it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import random
-import secrets
 import socket
 import struct
 import subprocess
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from support.ci import require_program
 from support.export_inputs import DNS_MIX
-from support.isp_helpers import LIST, NOW, SERVER, MemoryServer, new_log
+from support.isp_helpers import LIST, NOW, MemoryServer, isp_config, new_log
 from support.processes import free_port
-from support.resolvers import dnsmasq_argv, write_unbound_conf
+from support.resolvers import a_query, dnsmasq_argv, resolver_running, write_unbound_conf
 
 from blocklist.canonical import expression_hash
 from clients.errors import PlaintextMismatch
-from clients.isp.config import ExportSpec, IspConfig
+from clients.isp.config import ExportSpec
 from clients.isp.exports.formats import ExportInput, ExportResult, MissingPlaintext
 from clients.isp.exports.output import render
 from clients.isp.exports.sharded import (
@@ -301,14 +298,9 @@ def test_sync_keeps_a_sharded_unbound_export_current(tmp_path: Path) -> None:
     log.publish(sorted(first), now=NOW)
     server = MemoryServer(log)
     server.expressions = dict(first)
-    config = IspConfig(
-        server=SERVER,
-        list=LIST,
-        token="cf_isp_test",
-        root_keys=(log.root_vkey,),
-        state_dir=tmp_path / "state",
-        lock_timeout=5.0,
-        full_check_interval=10 * 365 * 86400.0,
+    config = isp_config(
+        log,
+        tmp_path / "state",
         plaintext=True,
         exports=(ExportSpec("unbound", out, incremental=True),),
     )
@@ -341,8 +333,6 @@ def test_sync_keeps_a_sharded_unbound_export_current(tmp_path: Path) -> None:
 
 # --- resolvers answering from the shards ---------------------------------------------
 
-RESOLVE_TIMEOUT = 30.0
-
 
 def dns_answer(port: int, name: str, *, timeout: float = 2.0) -> tuple[int, bytes | None]:
     """One A query to 127.0.0.1:port: (RCODE, the first answer's address or None).
@@ -350,38 +340,9 @@ def dns_answer(port: int, name: str, *, timeout: float = 2.0) -> tuple[int, byte
     RFC 1035 4.1: a 12-byte header, the question, then answers; with one
     A record and nothing after it, its RDATA is the message's last 4 bytes.
     """
-    qid = secrets.randbits(16)
-    question = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\x00"
-    packet = struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack("!2H", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(packet, ("127.0.0.1", port))
-        while True:
-            data, _ = s.recvfrom(4096)
-            if struct.unpack("!H", data[:2])[0] == qid:
-                break
+    data = a_query(port, name, timeout=timeout)
     ancount = struct.unpack("!H", data[6:8])[0]
     return data[3] & 0x0F, (data[-4:] if ancount else None)
-
-
-@contextlib.contextmanager
-def running(argv: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + RESOLVE_TIMEOUT
-        while True:
-            try:
-                dns_answer(port, "ok.example", timeout=0.5)
-                break
-            except (TimeoutError, ConnectionRefusedError):
-                if proc.poll() is not None:
-                    raise AssertionError(f"resolver exited: {proc.communicate()}") from None
-                if time.monotonic() > deadline:
-                    raise AssertionError("resolver did not answer") from None
-        yield
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
 
 
 NXDOMAIN = 3
@@ -419,7 +380,7 @@ def test_unbound_answers_from_the_shards_across_versions(tmp_path: Path) -> None
         '    local-zone: "example." redirect\n    local-data: "example. A 192.0.2.9"\n',
         f'    include: "{out}"\n',
     )
-    with running([unbound, "-d", "-c", str(conf)], port):
+    with resolver_running([unbound, "-d", "-c", str(conf)], port):
         assert dns_answer(port, "a.example")[0] == NXDOMAIN
         assert dns_answer(port, "www.c.d.example")[0] == NXDOMAIN
         assert dns_answer(port, "e.example") == (0, REDIRECT)  # a page only
@@ -427,7 +388,7 @@ def test_unbound_answers_from_the_shards_across_versions(tmp_path: Path) -> None
     before = lst.version
     changes = step_to(lst, ["f.example/"], ["a.example/"])
     apply("unbound", out, lst, changes, before)
-    with running([unbound, "-d", "-c", str(conf)], port):
+    with resolver_running([unbound, "-d", "-c", str(conf)], port):
         assert dns_answer(port, "a.example") == (0, REDIRECT)
         assert dns_answer(port, "f.example")[0] == NXDOMAIN
         assert dns_answer(port, "b.example")[0] == NXDOMAIN
@@ -451,13 +412,13 @@ def test_dnsmasq_answers_from_the_shards_across_versions(tmp_path: Path, fmt: st
     argv = dnsmasq_argv(dnsmasq, port, *extra, load)
     # dnsmasq answers NXDOMAIN for address=/host/, 0.0.0.0 for a hosts line.
     blocked = (NXDOMAIN, None) if fmt == "dnsmasq" else (0, bytes(4))
-    with running(argv, port):
+    with resolver_running(argv, port):
         assert dns_answer(port, "a.example") == blocked
         assert dns_answer(port, "f.example") != blocked
     before = lst.version
     changes = step_to(lst, ["f.example/"], ["a.example/"])
     apply(fmt, out, lst, changes, before)
-    with running(argv, port):
+    with resolver_running(argv, port):
         assert dns_answer(port, "a.example") != blocked
         assert dns_answer(port, "f.example") == blocked
         assert dns_answer(port, "b.example") == blocked

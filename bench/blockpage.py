@@ -17,10 +17,8 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from bench.common import (
     bench_env,
     free_port,
     lua_headers_script,
+    run_alone,
     run_wrk,
 )
 
@@ -139,20 +138,5 @@ def run(ctx: BenchContext) -> Section:
     return Section("blockpage", "Block page", figures, body)
 
 
-def main() -> int:
-    """Run standalone and print the figures."""
-    with tempfile.TemporaryDirectory() as work:
-        ctx = BenchContext(quick="--quick" in sys.argv, work=Path(work), profile=False)
-        section = run(ctx)
-    print(section.details)
-    for f in section.figures:
-        target = f.target.text if f.target else "-"
-        print(
-            f"{f.what}: {f.value:,.0f} {f.unit} (target {target}: {'met' if f.met else 'MISSED'})"
-        )
-    return 0
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    sys.exit(main())
+    run_alone(run, __doc__)

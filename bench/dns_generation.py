@@ -20,15 +20,22 @@ holding a large share of the list is re-rendered whole (O(group)).
 
 from __future__ import annotations
 
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import dns.name
 
-from bench.common import BenchContext, Figure, Section, Target, fmt, fmt_runs, load_average, median
+from bench.common import (
+    BenchContext,
+    Figure,
+    Section,
+    Target,
+    fmt,
+    fmt_runs,
+    load_average,
+    median,
+    run_alone,
+)
 from bench.dns_ixfr import CHANGES, _grouped_expr, _State
 
 TARGET = Target("<=", 2.0, "<= 2.0")
@@ -135,17 +142,5 @@ def run(ctx: BenchContext) -> Section:
     return Section("dns_generation", "DNS: dns-serve zone generation, O(changes)", figures, details)
 
 
-def main() -> int:
-    """Run standalone and print the figures."""
-    with tempfile.TemporaryDirectory() as work:
-        ctx = BenchContext(quick="--quick" in sys.argv, work=Path(work), profile=False)
-        section = run(ctx)
-    print(section.details)
-    for f in section.figures:
-        target = f.target.text if f.target else "-"
-        print(f"{f.what}: {f.value:.3f}{f.unit} (target {target}: {f.met})")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_alone(run, __doc__)

@@ -34,7 +34,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -55,6 +54,7 @@ from bench.common import (
     fmt_runs,
     load_average,
     median,
+    run_alone,
 )
 
 TARGET = Target("<=", 1.5, "<= 1.5x BIND")
@@ -387,17 +387,5 @@ def _named_version(named: str) -> str:
     return out.split()[1] if len(out.split()) > 1 else "?"
 
 
-def main() -> int:
-    """Run standalone and print the figures."""
-    with tempfile.TemporaryDirectory() as work:
-        ctx = BenchContext(quick="--quick" in sys.argv, work=Path(work), profile=False)
-        section = run(ctx)
-    print(section.details)
-    for f in section.figures:
-        target = f.target.text if f.target else "-"
-        print(f"{f.what}: {f.value:.3f}{f.unit} (target {target}: {f.met})")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_alone(run, __doc__)

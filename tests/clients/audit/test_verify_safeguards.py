@@ -110,6 +110,17 @@ def _propose(f: FullLog, eid: int) -> None:
     )
 
 
+def _referred_and_decided(f: FullLog, actor: str, action: str, status: str, reason: str) -> int:
+    """A page proposed for referral, approved by bob, then decided by ``actor``."""
+    eid = f.add(page(1))
+    _propose(f, eid)
+    _approve_pending(f, eid, "bob")
+    e = f.entries[eid]
+    e.status = status
+    f.record(actor, action, eid, {"hash": b64encode(e.hash), "reason": reason, "status": status})
+    return eid
+
+
 # --- guard approvals -------------------------------------------------------------
 
 
@@ -165,17 +176,7 @@ def test_a_guard_approval_without_justification_or_before_four_eyes_is_forged() 
 
 def test_a_referred_entry_never_listed_verifies_and_listing_it_fails() -> None:
     f = FullLog(1)
-    eid = f.add(page(1))
-    _propose(f, eid)
-    _approve_pending(f, eid, "bob")
-    e = f.entries[eid]
-    e.status = "referred"
-    f.record(
-        "carol",
-        Action.ENTRY_REFER,
-        eid,
-        {"hash": b64encode(e.hash), "reason": "home", "status": "referred"},
-    )
+    eid = _referred_and_decided(f, "carol", Action.ENTRY_REFER, "referred", "home")
     f.add_approved(page(2))
     f.publish()
     report = run(f.bundle(), f, now=f.now)
@@ -198,33 +199,13 @@ def test_an_entry_listed_while_its_referral_is_undecided_fails() -> None:
 
 def test_an_override_needs_a_reason_and_an_open_proposal() -> None:
     f = FullLog(1)
-    eid = f.add(page(1))
-    _propose(f, eid)
-    _approve_pending(f, eid, "bob")
-    e = f.entries[eid]
-    e.status = "active"
-    f.record(
-        "admin",
-        Action.ENTRY_REFER_OVERRIDE,
-        eid,
-        {"hash": b64encode(e.hash), "reason": "geolocation is stale", "status": "active"},
-    )
+    _referred_and_decided(f, "admin", Action.ENTRY_REFER_OVERRIDE, "active", "geolocation is stale")
     f.publish()
     report = run(f.bundle(), f, now=f.now)
     assert report.ok, report.failure
 
     f = FullLog(1)
-    eid = f.add(page(1))
-    _propose(f, eid)
-    _approve_pending(f, eid, "bob")
-    e = f.entries[eid]
-    e.status = "active"
-    f.record(
-        "admin",
-        Action.ENTRY_REFER_OVERRIDE,
-        eid,
-        {"hash": b64encode(e.hash), "reason": "", "status": "active"},
-    )
+    _referred_and_decided(f, "admin", Action.ENTRY_REFER_OVERRIDE, "active", "")
     f.publish()
     assert_audit_failed(f, "audit.safeguards", "without a reason")
 
